@@ -1,0 +1,48 @@
+// The read-only table of distance kernels for one ISA, chosen once and never mutated.
+//
+// Every kernel has the shape (const T* a, const T* b, size_t dims) and is named
+// <op>_<dtype>_<isa> in kernels.hpp. Conventions shared by every ISA:
+//   dot_f32   sum a[i]*b[i]
+//   l2sq_f32  sum (a[i]-b[i])^2
+//   cos_f32   cosine distance 1 - a.b / (|a| |b|); 1 when either vector is all zeros
+//   dot_i8    sum a[i]*b[i] in int32 (exact)
+//   l2sq_i8   sum (a[i]-b[i])^2 in int32 (exact)
+//   cos_i8    cosine distance of the int8 vectors as above, in float
+//   dot_u8i8  sum a[i]*b[i] with a unsigned, b signed, in int32 (exact)
+// int8 sums are exact for dims <= 65536 (127*255*65536 < 2^31).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "recserve/base/status.hpp"
+#include "recserve/simd/isa.hpp"
+
+namespace recserve::simd {
+
+using DistF32 = float (*)(const float* a, const float* b, std::size_t dims);
+using DotI8 = std::int32_t (*)(const std::int8_t* a, const std::int8_t* b, std::size_t dims);
+using CosI8 = float (*)(const std::int8_t* a, const std::int8_t* b, std::size_t dims);
+using DotU8I8 = std::int32_t (*)(const std::uint8_t* a, const std::int8_t* b, std::size_t dims);
+
+struct KernelTable {
+    Isa isa;
+    const char* variant;  // e.g. "avx512+vnni", "neon+dotprod": what was actually picked
+    DistF32 dot_f32;
+    DistF32 l2sq_f32;
+    DistF32 cos_f32;
+    DotI8 dot_i8;
+    DotI8 l2sq_i8;
+    CosI8 cos_i8;
+    DotU8I8 dot_u8i8;
+};
+
+// The table for one ISA; kUnavailable if this build or this CPU lacks it.
+Result<const KernelTable*> kernels_for(Isa isa);
+
+// The process-wide table: the best available ISA, or RECSERVE_ISA when set.
+// Chosen on first call (thread-safe) and fixed for the life of the process;
+// an unknown or unavailable RECSERVE_ISA is an error, never a silent fallback.
+Result<const KernelTable*> active_kernels();
+
+}  // namespace recserve::simd
