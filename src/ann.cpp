@@ -46,11 +46,11 @@ class PyIndex {
         return PyIndex(std::move(index).value());
     }
 
-    static PyIndex load(const std::string& path) {
+    static PyIndex load(const std::string& path, double compact_threshold) {
         Result<std::unique_ptr<Index>> index = Status::io_error("not loaded");
         {
             pyb::gil_scoped_release release;
-            index = Index::load(path);
+            index = Index::load(path, compact_threshold);
         }
         raise_if_error(index.is_ok() ? Status::ok() : index.status());
         return PyIndex(std::move(index).value());
@@ -166,7 +166,7 @@ void register_ann(pyb::module_& m) {
     pyb::class_<PyIndex>(m, "Index")
         .def(pyb::init(&PyIndex::create), pyb::arg("dims"), pyb::arg("metric"), pyb::arg("dtype"), pyb::arg("M"),
              pyb::arg("ef_construction"), pyb::arg("rerank"), pyb::arg("seed"), pyb::arg("compact_threshold"))
-        .def_static("load", &PyIndex::load, pyb::arg("path"))
+        .def_static("load", &PyIndex::load, pyb::arg("path"), pyb::arg("compact_threshold"))
         .def("add", &PyIndex::add, pyb::arg("ids"), pyb::arg("vectors"), pyb::arg("threads"))
         .def("search", &PyIndex::search, pyb::arg("queries"), pyb::arg("k"), pyb::arg("ef"), pyb::arg("exclude"))
         .def("remove", &PyIndex::remove, pyb::arg("ids"))

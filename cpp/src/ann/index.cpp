@@ -421,7 +421,7 @@ Result<std::unique_ptr<Index>> make_index(const IndexOptions& o) {
 
 Result<std::unique_ptr<Index>> Index::create(const IndexOptions& options) { return make_index(options); }
 
-Result<std::unique_ptr<Index>> Index::load(const std::string& path) {
+Result<std::unique_ptr<Index>> Index::load(const std::string& path, double compact_threshold) {
     IndexFileHeader h{};
     std::vector<char> body;
     RECSERVE_RETURN_IF_ERROR(read_index_file(path, &h, &body));
@@ -435,6 +435,7 @@ Result<std::unique_ptr<Index>> Index::load(const std::string& path) {
     o.M = h.M;
     o.ef_construction = h.ef_construction;
     o.seed = h.seed;
+    o.compact_threshold = compact_threshold;
     const Status valid = validate_options(o);
     if (!valid.is_ok()) return Status::corrupt("index file '" + path + "' has bad parameters: " + valid.message());
     auto k = simd::active_kernels();

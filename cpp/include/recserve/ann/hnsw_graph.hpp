@@ -318,6 +318,7 @@ class HnswGraph {
             delete[] m.upper;
             std::atomic_ref<std::uint32_t*>(m.upper).store(nullptr, std::memory_order_relaxed);
             m.level = 0;
+            std::atomic_ref<std::uint32_t>(*links(x, 0)).store(0, std::memory_order_relaxed);
             set_state(x, SlotState::kFree);
             free_.push_back(x);
         }

@@ -53,7 +53,8 @@ struct IndexStats {
 class Index {
   public:
     static Result<std::unique_ptr<Index>> create(const IndexOptions& options);
-    static Result<std::unique_ptr<Index>> load(const std::string& path);
+    // compact_threshold is a run-time choice, not stored in the file (see IndexOptions).
+    static Result<std::unique_ptr<Index>> load(const std::string& path, double compact_threshold = 0.1);
     virtual ~Index() = default;
 
     // Adds or updates n items. Rejects the whole batch (changing nothing) on non-finite values,
