@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-from conftest import brute_force, clustered, recall
 
+from conftest import brute_force, clustered, recall
 from recserve import ann
 
 Floats = npt.NDArray[np.float32]
@@ -29,7 +29,8 @@ def test_recall_against_brute_force(items: Floats, queries: Floats, metric: str,
     index = build(items, metric, dtype, rerank=rerank)
     found = index.search(queries, k=10, ef=128).ids
     # Inner product on unnormalised vectors is not a metric; graph indexes find it harder.
-    assert recall(found, brute_force(items, queries, 10, metric)) >= (0.9 if metric == "ip" else 0.95)
+    bound = 0.9 if metric == "ip" else 0.95
+    assert recall(found, brute_force(items, queries, 10, metric)) >= bound
 
 
 def test_distances_follow_the_documented_definitions(items: Floats, queries: Floats) -> None:
@@ -52,8 +53,10 @@ def test_single_query_gives_one_row_and_batch_gives_a_matrix(items: Floats,
     index = build(items[:300])
     one = index.search(queries[0], k=7)
     many = index.search(queries[:3], k=7)
-    assert one.ids.shape == (7,) and one.distances.dtype == np.float32
-    assert many.ids.shape == (3, 7) and many.ids.dtype == np.uint64
+    assert one.ids.shape == (7,)
+    assert one.distances.dtype == np.float32
+    assert many.ids.shape == (3, 7)
+    assert many.ids.dtype == np.uint64
     np.testing.assert_array_equal(one.ids, many.ids[0])
 
 
@@ -73,7 +76,8 @@ def test_removed_ids_are_never_returned(items: Floats, queries: Floats) -> None:
     assert index.remove(gone).removed == 400
     found = index.search(queries, k=50, ef=100).ids
     assert not set(found.ravel().tolist()) & set(gone.tolist())
-    assert len(index) == 1600 and index.stats()["tombstones"] == 400
+    assert len(index) == 1600
+    assert index.stats()["tombstones"] == 400
 
 
 def test_removing_unknown_ids_is_reported_not_fatal(items: Floats) -> None:
@@ -101,7 +105,9 @@ def test_freed_slots_are_reused_by_later_adds(items: Floats) -> None:
     index.compact()
     index.add(np.arange(5000, 5200), items[1000:1200])
     stats = index.stats()
-    assert stats["slots"] == 1000 and stats["free_slots"] == 0 and len(index) == 1000
+    assert stats["slots"] == 1000
+    assert stats["free_slots"] == 0
+    assert len(index) == 1000
 
 
 def test_recall_survives_heavy_churn(items: Floats, queries: Floats) -> None:
@@ -140,25 +146,32 @@ def test_exclude_of_almost_everything_still_finds_the_rest(items: Floats) -> Non
     excluded = np.setdiff1d(np.arange(1000), allowed)
     ids, dist = index.search(items[0], k=5, exclude=excluded)
     assert sorted(ids[:3].tolist()) == allowed
-    assert ids[3:].tolist() == [ann.MISSING_ID] * 2 and np.isinf(dist[3:]).all()
+    assert ids[3:].tolist() == [ann.MISSING_ID] * 2
+    assert np.isinf(dist[3:]).all()
 
 
 def test_missing_results_are_the_sentinel_id_with_infinite_distance(items: Floats) -> None:
     empty = ann.Index(dims=32)
     ids, dist = empty.search(items[0], k=3)
-    assert ids.tolist() == [ann.MISSING_ID] * 3 and np.isinf(dist).all()
+    assert ids.tolist() == [ann.MISSING_ID] * 3
+    assert np.isinf(dist).all()
     small = build(items[:2])
     ids, dist = small.search(items[0], k=4)
-    assert sorted(ids[:2].tolist()) == [0, 1] and ids[2:].tolist() == [ann.MISSING_ID] * 2
+    assert sorted(ids[:2].tolist()) == [0, 1]
+    assert ids[2:].tolist() == [ann.MISSING_ID] * 2
 
 
 def test_properties_and_stats(items: Floats) -> None:
     index = build(items[:500], "l2", "int8", M=8, ef_construction=64)
     assert (index.dims, index.metric, index.dtype, index.M, index.ef_construction) == (
         32, "l2", "int8", 8, 64)
-    assert len(index) == 500 and 7 in index and 5000 not in index
+    assert len(index) == 500
+    assert 7 in index
+    assert 5000 not in index
     stats = index.stats()
-    assert stats["live"] == 500 and stats["levels"] >= 1 and stats["memory_bytes"] > 500 * 32
+    assert stats["live"] == 500
+    assert stats["levels"] >= 1
+    assert stats["memory_bytes"] > 500 * 32
 
 
 def test_int8_takes_less_memory_than_float32(items: Floats) -> None:
@@ -248,7 +261,8 @@ def test_non_finite_values_are_rejected_and_change_nothing(items: Floats) -> Non
     batch[2, 5] = np.nan
     with pytest.raises(ValueError, match=r"vectors\[2\].*NaN"):
         index.add([100, 101, 102], batch)
-    assert len(index) == 10 and 100 not in index
+    assert len(index) == 10
+    assert 100 not in index
     query = items[0].copy()
     query[0] = np.inf
     with pytest.raises(ValueError, match="NaN or infinite"):
@@ -259,7 +273,8 @@ def test_duplicate_ids_in_one_call_are_rejected(items: Floats) -> None:
     index = build(items[:10])
     with pytest.raises(ValueError, match="appears twice"):
         index.add([100, 101, 100], items[10:13])
-    assert len(index) == 10 and 101 not in index
+    assert len(index) == 10
+    assert 101 not in index
 
 
 def test_wrong_dtypes_and_bad_ids_are_rejected(items: Floats) -> None:
