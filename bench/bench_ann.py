@@ -460,28 +460,28 @@ class Workload:
     """A data set plus the seeded removal and exclusion sets and their exact neighbours."""
 
     data: datasets.Dataset
-    excluded_bits: np.ndarray  # uint8 [q, ceil(n/8)]: packed per-query masks over the rows
+    excluded: list[np.ndarray]  # per query, the uint32 rows it may not return
     exclude_gt: np.ndarray  # uint64 [q, k]: exact top-k over the rows each query may see
     removed: np.ndarray  # uint64 ids removed in the removal measurement
     remove_gt: np.ndarray  # uint64 [q, k]: exact top-k over the rows left after removal
 
     def excluded_rows(self, query: int) -> np.ndarray:
-        bits = self.excluded_bits[query]
-        return np.unpackbits(bits, count=len(self.data.ids)).astype(bool)
+        return self.excluded[query]
 
     def excluded_ids(self, query: int) -> np.ndarray:
-        return self.data.ids[self.excluded_rows(query)]
+        return self.data.ids[self.excluded[query]]
 
 
 def make_workload(data: datasets.Dataset, cfg: Config) -> Workload:
     n, k = len(data.ids), cfg.k
     rng = np.random.default_rng([cfg.seed, 1])
-    bits = np.stack(
-        [np.packbits(rng.random(n) < cfg.exclude_fraction) for _ in range(len(data.queries))]
-    )
+    excluded = [
+        np.flatnonzero(rng.random(n) < cfg.exclude_fraction).astype(np.uint32)
+        for _ in range(len(data.queries))
+    ]
     removed = rng.choice(data.ids, size=int(n * cfg.remove_fraction), replace=False)
     keep = ~np.isin(data.ids, removed)
-    work = Workload(data, bits, np.empty(0), removed, np.empty(0))
+    work = Workload(data, excluded, np.empty(0), removed, np.empty(0))
     work.exclude_gt = datasets.exact_topk(
         data.queries, data.vectors, data.ids, k, excluded=work.excluded_rows
     )
@@ -516,14 +516,6 @@ def qps(latency_ns: np.ndarray) -> float:
 
 def p50_us(latency_ns: np.ndarray) -> float:
     return float(np.median(latency_ns) / 1e3)
-
-
-def rss_bytes() -> int:
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except OSError:
-        return 0
-    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
 def time_queries(
@@ -631,35 +623,37 @@ class EngineBench:
 
     def build(self) -> None:
         data, n_build = self.data, self.data.n_build
-        rss_before = rss_bytes()
-        start = now_ns()
+        start, cpu_start = now_ns(), time.process_time_ns()
         self.engine.build(
             data.ids[:n_build], data.vectors[:n_build], len(data.ids), self.cfg.threads
         )
         seconds = (now_ns() - start) / 1e9
+        cpu_seconds = (time.process_time_ns() - cpu_start) / 1e9
         memory = self.engine.memory_bytes()
         self.row.build_s, self.row.memory_bytes = seconds, memory
         self.emit(
             measure="build",
             params=self.params(vectors=n_build),
             build_s=seconds,
+            build_cpu_s=cpu_seconds,
             memory_bytes=memory,
             memory_source=self.engine.memory_source,
             bytes_per_vector=memory / n_build,
-            rss_delta_bytes=rss_bytes() - rss_before,
         )
         log(f"  {self.row.engine}: build {seconds:.1f} s, {memory / 2**20:.1f} MB")
 
     def insert(self) -> None:
         data, n_build = self.data, self.data.n_build
-        start = now_ns()
+        start, cpu_start = now_ns(), time.process_time_ns()
         self.engine.insert(data.ids[n_build:], data.vectors[n_build:], self.cfg.threads)
         seconds = (now_ns() - start) / 1e9
+        cpu_seconds = (time.process_time_ns() - cpu_start) / 1e9
         self.row.inserts_per_s = data.n_insert / seconds
         self.emit(
             measure="insert",
             params=self.params(vectors=data.n_insert, into=n_build),
             insert_s=seconds,
+            insert_cpu_s=cpu_seconds,
             inserts_per_s=self.row.inserts_per_s,
         )
 
@@ -899,7 +893,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cpu": cpu_model(),
         "full": args.full,
     }
-    tables = []
+    tables, start = [], now_ns()
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(args.json_out.open("w")) if args.json_out else None
         rec = Recorder(common, out)
@@ -908,6 +902,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rec.emit(engine=name, measure="skipped", reason=reason)
         for name in (d.strip() for d in args.datasets.split(",")):
             tables.append(bench_dataset(name, sizes, args.data_dir, cfg, engines, rec))
+    log(f"total {(now_ns() - start) / 1e9:.0f} s")
     if skipped:
         tables.append(f"Skipped (import failed): {', '.join(name for name, _ in skipped)}")
     print("\n\n".join(tables))

@@ -56,8 +56,8 @@ def exact_topk(
 ) -> np.ndarray:
     """Ids of the k largest inner products per query (float32, brute force).
 
-    ``excluded(i)``, if given, returns a boolean mask over the rows of ``vectors`` that
-    query ``i`` may not return.
+    ``excluded(i)``, if given, returns the rows of ``vectors`` (indices or a boolean mask)
+    that query ``i`` may not return.
     """
     out = np.empty((len(queries), k), dtype=np.uint64)
     for start in range(0, len(queries), chunk):
@@ -141,7 +141,7 @@ def glove(
         gt = exact_topk(queries, vectors, ids, k)
         source = f"GloVe 6B 50d, seeded subset of {len(ids)} base rows; exact ground truth"
     return Dataset(
-        name="glove-50d",
+        name="glove",
         ids=ids,
         vectors=vectors,
         n_build=len(ids) - n_insert,

@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "errors.hpp"
@@ -46,7 +47,7 @@ class PyIndex {
         return PyIndex(std::move(index).value());
     }
 
-    static PyIndex load(const std::string& path, double compact_threshold) {
+    static PyIndex load(const std::string& path, std::optional<double> compact_threshold) {
         Result<std::unique_ptr<Index>> index = Status::io_error("not loaded");
         {
             pyb::gil_scoped_release release;

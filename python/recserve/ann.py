@@ -87,9 +87,13 @@ class Index:
                                       bool(rerank), int(seed), float(compact_threshold))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, compact_threshold: float = 0.1) -> Index:
-        """Loads a saved index; a corrupt or truncated file raises CorruptFileError."""
-        return cls(0, _core_index=_core.ann.Index.load(os.fspath(path), float(compact_threshold)))
+    def load(cls, path: str | os.PathLike[str], *, compact_threshold: float | None = None) -> Index:
+        """Loads a saved index; a corrupt or truncated file raises CorruptFileError.
+
+        compact_threshold: None keeps the one the index was saved with.
+        """
+        threshold = None if compact_threshold is None else float(compact_threshold)
+        return cls(0, _core_index=_core.ann.Index.load(os.fspath(path), threshold))
 
     def add(self, ids: Any, vectors: Any, *, threads: int = 0) -> None:
         """Adds items (or updates existing ids). vectors: float32 [n, dims] (or [dims] for one).

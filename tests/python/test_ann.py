@@ -191,7 +191,7 @@ def test_save_and_load_round_trip(tmp_path: Path, items: Floats, queries: Floats
     index.remove(np.arange(1, 1500, 11))  # tombstones that were not compacted
     path = tmp_path / "items.rsi"
     index.save(path)
-    loaded = ann.Index.load(path, compact_threshold=0.0)
+    loaded = ann.Index.load(path)
     before, after = index.search(queries, k=10, ef=64), loaded.search(queries, k=10, ef=64)
     np.testing.assert_array_equal(before.ids, after.ids)
     np.testing.assert_array_equal(before.distances, after.distances)

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
+#include <cstring>
 #include <optional>
 #include <random>
 #include <thread>
@@ -149,6 +150,7 @@ class IndexImpl final : public Index {
         h.ef_construction = static_cast<std::uint32_t>(options_.ef_construction);
         h.slots = graph_.slot_count();
         h.seed = options_.seed;
+        std::memcpy(h.compact_threshold, &options_.compact_threshold, sizeof(double));
         return write_index_file(path, h, serialize());
     }
 
@@ -237,10 +239,14 @@ class IndexImpl final : public Index {
             for (Candidate& c : s.results) c.dist = exact_->distance(eq, c.slot);
         }
         std::sort(s.results.begin(), s.results.end(), [](auto& a, auto& b) { return a.dist < b.dist; });
-        const std::size_t found = std::min(k, s.results.size());
-        for (std::size_t i = 0; i < found; ++i) {
-            out_ids[i] = graph_.meta(s.results[i].slot).label;
-            out_dist[i] = s.results[i].dist;
+        // While add() updates an id, its old and new slots are both live for a moment: a label
+        // is written once, at its best distance.
+        std::size_t found = 0;
+        for (std::size_t i = 0; i < s.results.size() && found < k; ++i) {
+            const std::uint64_t label = graph_.meta(s.results[i].slot).label;
+            if (std::find(out_ids, out_ids + found, label) != out_ids + found) continue;
+            out_ids[found] = label;
+            out_dist[found++] = s.results[i].dist;
         }
     }
 
@@ -383,8 +389,11 @@ Status IndexImpl<Storage>::deserialize(const IndexFileHeader& h, const std::vect
     std::uint64_t tombstones = 0;
     if (!r.bytes(free_list.data(), free_count * sizeof(std::uint32_t)) || !r.get(tombstones) || !r.at_end())
         return corrupt("bad free list or trailing bytes");
-    for (std::uint32_t s : free_list)
-        if (s >= slots || states[s] != static_cast<std::uint8_t>(SlotState::kFree)) return corrupt("bad free list");
+    std::vector<bool> listed(slots, false);
+    for (std::uint32_t s : free_list) {
+        if (s >= slots || states[s] != static_cast<std::uint8_t>(SlotState::kFree) || listed[s]) return corrupt("bad free list");
+        listed[s] = true;
+    }
     if (entry_slot != kNoSlot && (entry_slot >= slots || entry_level != levels[entry_slot]))
         return corrupt("bad entry point");
     for (std::uint32_t s = 0; s < slots; ++s) {
@@ -421,7 +430,7 @@ Result<std::unique_ptr<Index>> make_index(const IndexOptions& o) {
 
 Result<std::unique_ptr<Index>> Index::create(const IndexOptions& options) { return make_index(options); }
 
-Result<std::unique_ptr<Index>> Index::load(const std::string& path, double compact_threshold) {
+Result<std::unique_ptr<Index>> Index::load(const std::string& path, std::optional<double> compact_threshold) {
     IndexFileHeader h{};
     std::vector<char> body;
     RECSERVE_RETURN_IF_ERROR(read_index_file(path, &h, &body));
@@ -435,7 +444,8 @@ Result<std::unique_ptr<Index>> Index::load(const std::string& path, double compa
     o.M = h.M;
     o.ef_construction = h.ef_construction;
     o.seed = h.seed;
-    o.compact_threshold = compact_threshold;
+    std::memcpy(&o.compact_threshold, h.compact_threshold, sizeof(double));
+    if (compact_threshold) o.compact_threshold = *compact_threshold;
     const Status valid = validate_options(o);
     if (!valid.is_ok()) return Status::corrupt("index file '" + path + "' has bad parameters: " + valid.message());
     auto k = simd::active_kernels();

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,8 +54,9 @@ struct IndexStats {
 class Index {
   public:
     static Result<std::unique_ptr<Index>> create(const IndexOptions& options);
-    // compact_threshold is a run-time choice, not stored in the file (see IndexOptions).
-    static Result<std::unique_ptr<Index>> load(const std::string& path, double compact_threshold = 0.1);
+    // The saved compact_threshold applies unless one is given here.
+    static Result<std::unique_ptr<Index>> load(const std::string& path,
+                                               std::optional<double> compact_threshold = std::nullopt);
     virtual ~Index() = default;
 
     // Adds or updates n items. Rejects the whole batch (changing nothing) on non-finite values,

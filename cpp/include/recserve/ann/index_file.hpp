@@ -11,7 +11,7 @@
 //       32     8  seed
 //       40     8  body bytes
 //       48     4  CRC-32C of the body
-//       52     8  reserved (0)
+//       52     8  compact_threshold (float64, unaligned: read with memcpy)
 //       60     4  CRC-32C of bytes 0..59
 // All integers little-endian. The body (see index.cpp) is columns over slots: labels, levels,
 // states, level-0 links, upper links, vector payloads, then the entry point and free list.
@@ -44,7 +44,7 @@ struct IndexFileHeader {
     std::uint64_t seed;
     std::uint64_t body_bytes;
     std::uint32_t body_crc;
-    std::uint8_t reserved1[8];
+    std::uint8_t compact_threshold[8];
     std::uint32_t header_crc;
 };
 static_assert(sizeof(IndexFileHeader) == 64, "the header is 64 bytes on disk");

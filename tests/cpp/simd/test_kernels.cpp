@@ -1,0 +1,283 @@
+// Every kernel of every variant against the scalar reference: odd sizes (1, 3, 17, 97, 1000),
+// the graph's sizes (50, 64, 384) and every size up to 300, so each unrolled step and each tail
+// of each ISA is crossed. int8 kernels must match exactly; float kernels within a bound on
+// the rounding of a float sum.
+//
+// A variant the CPU lacks is skipped, and the skip says which and why.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <ostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "recserve/simd/isa.hpp"
+#include "recserve/simd/kernel_table.hpp"
+#include "recserve/simd/kernels.hpp"
+
+namespace recserve::simd {
+namespace {
+
+struct Variant {
+    const char* name;  // the test-name suffix: letters, digits and '_' only
+    const char* requires_what;
+    bool (*runs_here)();
+    KernelTable table;
+};
+
+// What gtest prints for a parameter (instead of its bytes).
+void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
+
+const KernelTable kScalar{Isa::kScalar,   "scalar",      dot_f32_scalar, l2sq_f32_scalar, cos_f32_scalar,
+                          dot_i8_scalar,  l2sq_i8_scalar, cos_i8_scalar,  dot_u8i8_scalar};
+
+const Variant kVariants[] = {
+    {"scalar", "nothing", [] { return true; }, kScalar},
+#if defined(RECSERVE_ARCH_X86)
+    {"avx2", "AVX2 + FMA", [] { return cpu_features().avx2_fma; },
+     {Isa::kAvx2, "avx2", dot_f32_avx2, l2sq_f32_avx2, cos_f32_avx2, dot_i8_avx2, l2sq_i8_avx2, cos_i8_avx2,
+      dot_u8i8_avx2}},
+    {"avx512", "AVX-512 F/BW/VL/DQ", [] { return cpu_features().avx512; },
+     {Isa::kAvx512, "avx512", dot_f32_avx512, l2sq_f32_avx512, cos_f32_avx512, dot_i8_avx512, l2sq_i8_avx512,
+      cos_i8_avx512, dot_u8i8_avx512}},
+    {"avx512_vnni", "AVX-512 F/BW/VL/DQ + VNNI", [] { return cpu_features().avx512_vnni; },
+     {Isa::kAvx512, "avx512+vnni", dot_f32_avx512, l2sq_f32_avx512, cos_f32_avx512, dot_i8_avx512vnni,
+      l2sq_i8_avx512vnni, cos_i8_avx512vnni, dot_u8i8_avx512vnni}},
+#endif
+#if defined(RECSERVE_ARCH_ARM64)
+    {"neon", "Advanced SIMD", [] { return cpu_features().neon; },
+     {Isa::kNeon, "neon", dot_f32_neon, l2sq_f32_neon, cos_f32_neon, dot_i8_neon, l2sq_i8_neon, cos_i8_neon,
+      dot_u8i8_neon}},
+    {"neon_dotprod", "Advanced SIMD + dotprod", [] { return cpu_features().neon_dotprod; },
+     {Isa::kNeon, "neon+dotprod", dot_f32_neon, l2sq_f32_neon, cos_f32_neon, dot_i8_neondotprod,
+      l2sq_i8_neondotprod, cos_i8_neondotprod, dot_u8i8_neondotprod}},
+#endif
+};
+
+std::vector<std::size_t> test_sizes() {
+    std::vector<std::size_t> sizes;
+    for (std::size_t n = 0; n <= 300; ++n) sizes.push_back(n);
+    for (std::size_t n : {383, 384, 385, 511, 512, 513, 1000, 1023, 1024, 4096}) sizes.push_back(n);
+    return sizes;
+}
+
+std::vector<float> random_floats(std::size_t n, std::uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<float> v(n);
+    for (float& x : v) x = normal(rng);
+    return v;
+}
+
+template <class T>
+std::vector<T> random_ints(std::size_t n, std::uint32_t seed, int lo, int hi) {
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<int> uniform(lo, hi);
+    std::vector<T> v(n);
+    for (T& x : v) x = static_cast<T>(uniform(rng));
+    return v;
+}
+
+// Random picks from the extremes (and zero), where widening or saturation bugs show.
+template <class T>
+std::vector<T> random_extremes(std::size_t n, std::uint32_t seed, std::vector<int> values) {
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<std::size_t> pick(0, values.size() - 1);
+    std::vector<T> v(n);
+    for (T& x : v) x = static_cast<T>(values[pick(rng)]);
+    return v;
+}
+
+// A float sum of n terms is within about n * eps * sum|term| of the exact sum, whatever the order;
+// two orders differ by at most twice that. Measured errors are far below this bound.
+double float_tolerance(std::size_t n, double sum_abs_terms) {
+    return 2.0 * (static_cast<double>(n) + 8.0) * 6e-8 * sum_abs_terms + 1e-30;
+}
+
+class KernelTest : public ::testing::TestWithParam<Variant> {
+  protected:
+    void SetUp() override {
+        if (!GetParam().runs_here()) {
+            GTEST_SKIP() << GetParam().name << " kernels not run: this CPU lacks " << GetParam().requires_what;
+        }
+    }
+    const KernelTable& k() const { return GetParam().table; }
+};
+
+TEST_P(KernelTest, DotF32MatchesScalar) {
+    for (std::size_t n : test_sizes()) {
+        const std::vector<float> a = random_floats(n, 11 + static_cast<std::uint32_t>(n));
+        const std::vector<float> b = random_floats(n, 7000 + static_cast<std::uint32_t>(n));
+        double exact = 0.0;
+        double sum_abs = 0.0;
+        for (std::size_t i = 0; i < n; ++i) {
+            exact += double(a[i]) * double(b[i]);
+            sum_abs += std::fabs(double(a[i]) * double(b[i]));
+        }
+        const double tol = float_tolerance(n, sum_abs);
+        const float got = k().dot_f32(a.data(), b.data(), n);
+        EXPECT_NEAR(got, dot_f32_scalar(a.data(), b.data(), n), 2 * tol) << "dims " << n;
+        EXPECT_NEAR(got, exact, tol) << "dims " << n;
+    }
+}
+
+TEST_P(KernelTest, L2sqF32MatchesScalar) {
+    for (std::size_t n : test_sizes()) {
+        const std::vector<float> a = random_floats(n, 23 + static_cast<std::uint32_t>(n));
+        const std::vector<float> b = random_floats(n, 9000 + static_cast<std::uint32_t>(n));
+        double exact = 0.0;
+        for (std::size_t i = 0; i < n; ++i) {
+            const double d = double(a[i]) - double(b[i]);
+            exact += d * d;
+        }
+        const double tol = float_tolerance(n, exact);
+        const float got = k().l2sq_f32(a.data(), b.data(), n);
+        EXPECT_NEAR(got, l2sq_f32_scalar(a.data(), b.data(), n), 2 * tol) << "dims " << n;
+        EXPECT_NEAR(got, exact, tol) << "dims " << n;
+        EXPECT_EQ(k().l2sq_f32(a.data(), a.data(), n), 0.0f) << "dims " << n;
+    }
+}
+
+TEST_P(KernelTest, CosF32MatchesScalar) {
+    for (std::size_t n : test_sizes()) {
+        if (n == 0) continue;
+        const std::vector<float> a = random_floats(n, 31 + static_cast<std::uint32_t>(n));
+        std::vector<float> b = random_floats(n, 11000 + static_cast<std::uint32_t>(n));
+        double dot = 0.0, na = 0.0, nb = 0.0;
+        for (std::size_t i = 0; i < n; ++i) {
+            dot += double(a[i]) * double(b[i]);
+            na += double(a[i]) * double(a[i]);
+            nb += double(b[i]) * double(b[i]);
+        }
+        const double exact = 1.0 - dot / std::sqrt(na * nb);
+        // |error of dot| / (|a| |b|) <= tolerance(n, sum|a_i b_i|) / (|a| |b|) <= tolerance(n, 1).
+        const double tol = 3.0 * float_tolerance(n, 1.0) + 1e-6;
+        const float got = k().cos_f32(a.data(), b.data(), n);
+        EXPECT_NEAR(got, cos_f32_scalar(a.data(), b.data(), n), 2 * tol) << "dims " << n;
+        EXPECT_NEAR(got, exact, tol) << "dims " << n;
+        EXPECT_NEAR(k().cos_f32(a.data(), a.data(), n), 0.0, tol) << "dims " << n;
+        std::vector<float> minus_a(a);
+        for (float& x : minus_a) x = -x;
+        EXPECT_NEAR(k().cos_f32(a.data(), minus_a.data(), n), 2.0, tol) << "dims " << n;
+    }
+}
+
+TEST_P(KernelTest, CosineOfAZeroVectorIsOne) {
+    for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{17}, std::size_t{64}, std::size_t{97}}) {
+        const std::vector<float> zero_f32(n, 0.0f);
+        const std::vector<float> other_f32 = random_floats(n, 5);
+        EXPECT_EQ(k().cos_f32(zero_f32.data(), other_f32.data(), n), 1.0f) << "dims " << n;
+        EXPECT_EQ(k().cos_f32(other_f32.data(), zero_f32.data(), n), 1.0f) << "dims " << n;
+        EXPECT_EQ(k().cos_f32(zero_f32.data(), zero_f32.data(), n), 1.0f) << "dims " << n;
+        const std::vector<std::int8_t> zero_i8(n, 0);
+        const std::vector<std::int8_t> other_i8(n, -128);
+        EXPECT_EQ(k().cos_i8(zero_i8.data(), other_i8.data(), n), 1.0f) << "dims " << n;
+        EXPECT_EQ(k().cos_i8(other_i8.data(), zero_i8.data(), n), 1.0f) << "dims " << n;
+        EXPECT_EQ(k().cos_i8(zero_i8.data(), zero_i8.data(), n), 1.0f) << "dims " << n;
+    }
+}
+
+// The int8 kernels on one pair of inputs: exact equality with scalar, cos_i8 bit-identical
+// (same integer sums, same shared finish).
+void expect_int_kernels_exact(const KernelTable& k, const std::vector<std::int8_t>& a,
+                              const std::vector<std::int8_t>& b, const std::vector<std::uint8_t>& u,
+                              const std::string& what) {
+    const std::size_t n = a.size();
+    EXPECT_EQ(k.dot_i8(a.data(), b.data(), n), dot_i8_scalar(a.data(), b.data(), n)) << what;
+    EXPECT_EQ(k.l2sq_i8(a.data(), b.data(), n), l2sq_i8_scalar(a.data(), b.data(), n)) << what;
+    EXPECT_EQ(k.cos_i8(a.data(), b.data(), n), cos_i8_scalar(a.data(), b.data(), n)) << what;
+    EXPECT_EQ(k.dot_u8i8(u.data(), b.data(), n), dot_u8i8_scalar(u.data(), b.data(), n)) << what;
+}
+
+TEST_P(KernelTest, Int8KernelsAreExactOnRandomData) {
+    for (std::size_t n : test_sizes()) {
+        const auto seed = static_cast<std::uint32_t>(n);
+        expect_int_kernels_exact(k(), random_ints<std::int8_t>(n, 100 + seed, -128, 127),
+                                 random_ints<std::int8_t>(n, 20000 + seed, -128, 127),
+                                 random_ints<std::uint8_t>(n, 40000 + seed, 0, 255), "random, dims " + std::to_string(n));
+    }
+}
+
+TEST_P(KernelTest, Int8KernelsAreExactOnExtremeValues) {
+    for (std::size_t n : test_sizes()) {
+        const auto seed = static_cast<std::uint32_t>(n);
+        expect_int_kernels_exact(k(), random_extremes<std::int8_t>(n, 300 + seed, {-128, -127, 0, 127}),
+                                 random_extremes<std::int8_t>(n, 600 + seed, {-128, -127, 0, 127}),
+                                 random_extremes<std::uint8_t>(n, 900 + seed, {0, 1, 128, 255}),
+                                 "extremes, dims " + std::to_string(n));
+    }
+}
+
+TEST_P(KernelTest, Int8SumsOfExtremesDoNotSaturate) {
+    for (std::size_t n : {std::size_t{1}, std::size_t{17}, std::size_t{64}, std::size_t{1000}, std::size_t{4096}}) {
+        const auto dims = static_cast<std::int32_t>(n);
+        const std::vector<std::int8_t> min_i8(n, -128);
+        const std::vector<std::int8_t> max_i8(n, 127);
+        const std::vector<std::uint8_t> max_u8(n, 255);
+        EXPECT_EQ(k().dot_i8(min_i8.data(), min_i8.data(), n), 128 * 128 * dims) << "dims " << n;
+        EXPECT_EQ(k().dot_i8(min_i8.data(), max_i8.data(), n), -128 * 127 * dims) << "dims " << n;
+        EXPECT_EQ(k().l2sq_i8(min_i8.data(), max_i8.data(), n), 255 * 255 * dims) << "dims " << n;
+        EXPECT_EQ(k().dot_u8i8(max_u8.data(), min_i8.data(), n), -255 * 128 * dims) << "dims " << n;
+        EXPECT_EQ(k().dot_u8i8(max_u8.data(), max_i8.data(), n), 255 * 127 * dims) << "dims " << n;
+        EXPECT_EQ(k().cos_i8(min_i8.data(), max_i8.data(), n), cos_i8_scalar(min_i8.data(), max_i8.data(), n));
+    }
+    // The largest dims the header promises exact, for dot (2^16 * 128^2 = 2^30).
+    const std::size_t big = 65536;
+    const std::vector<std::int8_t> min_i8(big, -128);
+    const std::vector<std::uint8_t> max_u8(big, 255);
+    EXPECT_EQ(k().dot_i8(min_i8.data(), min_i8.data(), big), 1 << 30);
+    EXPECT_EQ(k().dot_u8i8(max_u8.data(), min_i8.data(), big), -255 * 128 * 65536);
+}
+
+TEST_P(KernelTest, KernelsReadOnlyTheirDims) {
+    // Inputs sit at the very end of their buffers: a kernel that reads past dims would read
+    // the guard values and give a different answer (or fault under AddressSanitizer).
+    for (std::size_t n : {std::size_t{1}, std::size_t{3}, std::size_t{17}, std::size_t{50}, std::size_t{97}}) {
+        std::vector<float> fa(n + 64, 1e30f), fb(n + 64, 1e30f);
+        std::vector<std::int8_t> ia(n + 64, 127), ib(n + 64, 127);
+        std::vector<std::uint8_t> ua(n + 64, 255);
+        const std::vector<float> ra = random_floats(n, 1), rb = random_floats(n, 2);
+        const std::vector<std::int8_t> sa = random_ints<std::int8_t>(n, 3, -128, 127);
+        const std::vector<std::int8_t> sb = random_ints<std::int8_t>(n, 4, -128, 127);
+        const std::vector<std::uint8_t> su = random_ints<std::uint8_t>(n, 5, 0, 255);
+        for (std::size_t i = 0; i < n; ++i) {
+            fa[i] = ra[i];
+            fb[i] = rb[i];
+            ia[i] = sa[i];
+            ib[i] = sb[i];
+            ua[i] = su[i];
+        }
+        EXPECT_NEAR(k().dot_f32(fa.data(), fb.data(), n), dot_f32_scalar(ra.data(), rb.data(), n), 1e-3) << n;
+        EXPECT_NEAR(k().l2sq_f32(fa.data(), fb.data(), n), l2sq_f32_scalar(ra.data(), rb.data(), n), 1e-3) << n;
+        EXPECT_NEAR(k().cos_f32(fa.data(), fb.data(), n), cos_f32_scalar(ra.data(), rb.data(), n), 1e-4) << n;
+        EXPECT_EQ(k().dot_i8(ia.data(), ib.data(), n), dot_i8_scalar(sa.data(), sb.data(), n)) << n;
+        EXPECT_EQ(k().l2sq_i8(ia.data(), ib.data(), n), l2sq_i8_scalar(sa.data(), sb.data(), n)) << n;
+        EXPECT_EQ(k().cos_i8(ia.data(), ib.data(), n), cos_i8_scalar(sa.data(), sb.data(), n)) << n;
+        EXPECT_EQ(k().dot_u8i8(ua.data(), ib.data(), n), dot_u8i8_scalar(su.data(), sb.data(), n)) << n;
+    }
+}
+
+TEST_P(KernelTest, KernelsForUsesTheseKernelsWhenThisIsTheBestVariantOfItsIsa) {
+    Result<const KernelTable*> table = kernels_for(k().isa);
+    ASSERT_TRUE(table.is_ok()) << table.status().message();
+    if (std::string(table.value()->variant) != k().variant) {
+        GTEST_SKIP() << "kernels_for(" << isa_name(k().isa) << ") picks " << table.value()->variant << " here";
+    }
+    const KernelTable& t = *table.value();
+    EXPECT_EQ(t.dot_f32, k().dot_f32);
+    EXPECT_EQ(t.l2sq_f32, k().l2sq_f32);
+    EXPECT_EQ(t.cos_f32, k().cos_f32);
+    EXPECT_EQ(t.dot_i8, k().dot_i8);
+    EXPECT_EQ(t.l2sq_i8, k().l2sq_i8);
+    EXPECT_EQ(t.cos_i8, k().cos_i8);
+    EXPECT_EQ(t.dot_u8i8, k().dot_u8i8);
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, KernelTest, ::testing::ValuesIn(kVariants),
+                         [](const ::testing::TestParamInfo<Variant>& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace recserve::simd
