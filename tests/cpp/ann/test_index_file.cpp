@@ -12,6 +12,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <limits>
 #include <memory>
 #include <random>
 #include <string>
@@ -167,6 +168,7 @@ void expect_same_index(const Index& a, const Index& b, const std::vector<float>&
     EXPECT_EQ(oa.M, ob.M);
     EXPECT_EQ(oa.ef_construction, ob.ef_construction);
     EXPECT_EQ(oa.seed, ob.seed);
+    EXPECT_EQ(oa.compact_threshold, ob.compact_threshold);
 }
 
 // ---- round trips -----------------------------------------------------------------------------
@@ -208,11 +210,10 @@ TEST_P(IndexFileRoundTrip, LoadedIndexAnswersIdentically) {
 
     round_trip("fresh");
 
-    // Tombstones: removed ids and the old versions of updated ones. Fewer than 10% of the live
-    // items, so that the loaded index (whose compact_threshold is the default 0.1: the file does
-    // not record it) does not start compacting in the background.
+    // Tombstones: removed ids and the old versions of updated ones (over 10% of the live items;
+    // the loaded index keeps compact_threshold 0, so nothing repairs them behind the test's back).
     std::vector<std::uint64_t> gone;
-    for (std::size_t i = 0; i < kItems; i += 20) gone.push_back(ids[i]);
+    for (std::size_t i = 0; i < kItems; i += 9) gone.push_back(ids[i]);
     ASSERT_EQ(index->remove(gone.data(), gone.size(), nullptr), gone.size());
     const std::vector<std::uint64_t> moved = {ids[1], ids[2], ids[3]};
     const std::vector<float> moved_to = clustered(3, kDims, 4);
@@ -317,6 +318,8 @@ TEST_F(IndexFile, LoadedIndexAcceptsFurtherAddsAndRemoves) {
     expect_same_index(*loaded, *again, queries, {});
 }
 
+// Regression: the file once did not record compact_threshold, so every loaded index ran the
+// background compactor at the default 0.1 and could start repairing right after load.
 TEST_F(IndexFile, LoadedIndexKeepsItsCompactThreshold) {
     IndexOptions o;
     o.dims = 4;
@@ -332,6 +335,28 @@ TEST_F(IndexFile, LoadedIndexKeepsItsCompactThreshold) {
     ASSERT_NE(loaded, nullptr);
     EXPECT_EQ(loaded->options().compact_threshold, 0.0);
     EXPECT_EQ(loaded->stats().tombstones, 50u);
+}
+
+TEST_F(IndexFile, LoadCanOverrideTheCompactThreshold) {
+    IndexOptions o;
+    o.dims = 4;
+    o.compact_threshold = 0.25;
+    auto index = create_or_fail(o);
+    ASSERT_NE(index, nullptr);
+    ASSERT_TRUE(index->save(path("t.rsvann").string()).is_ok());
+    index.reset();
+
+    auto saved = Index::load(path("t.rsvann").string());
+    ASSERT_TRUE(saved.is_ok()) << saved.status().message();
+    EXPECT_EQ(saved.value()->options().compact_threshold, 0.25);
+    auto off = Index::load(path("t.rsvann").string(), 0.0);
+    ASSERT_TRUE(off.is_ok()) << off.status().message();
+    EXPECT_EQ(off.value()->options().compact_threshold, 0.0);
+    auto other = Index::load(path("t.rsvann").string(), 0.5);
+    ASSERT_TRUE(other.is_ok()) << other.status().message();
+    EXPECT_EQ(other.value()->options().compact_threshold, 0.5);
+    // A bad override is refused (the file itself is fine).
+    EXPECT_FALSE(Index::load(path("t.rsvann").string(), -1.0).is_ok());
 }
 
 TEST_F(IndexFile, SaveReplacesAnExistingFile) {
@@ -420,6 +445,7 @@ class DamagedIndexFile : public IndexFile {
     std::size_t free_ = 0;
 };
 
+// Regression: a repeated free-list entry once loaded, and two later adds then shared one slot.
 TEST_F(DamagedIndexFile, FreeListNamingASlotTwiceIsCorrupt) {
     ASSERT_GE(free_, 2u);
     expect_corrupt_after("free list with a repeated slot", [this](auto& b) {
@@ -504,6 +530,12 @@ TEST_F(DamagedIndexFile, BadHeaderFieldsBehindValidChecksumsAreCorrupt) {
     expect_corrupt_after("M 5", [](auto& b) { poke<std::uint32_t>(b, offsetof(IndexFileHeader, M), 5); });
     expect_corrupt_after("ef_construction 0",
                          [](auto& b) { poke<std::uint32_t>(b, offsetof(IndexFileHeader, ef_construction), 0); });
+    expect_corrupt_after("negative compact_threshold", [](auto& b) {
+        poke<double>(b, offsetof(IndexFileHeader, compact_threshold), -0.5);
+    });
+    expect_corrupt_after("NaN compact_threshold", [](auto& b) {
+        poke<double>(b, offsetof(IndexFileHeader, compact_threshold), std::numeric_limits<double>::quiet_NaN());
+    });
     expect_corrupt_after("one slot fewer",
                          [this](auto& b) { poke<std::uint32_t>(b, offsetof(IndexFileHeader, slots), std::uint32_t(slots_ - 1)); });
     expect_corrupt_after("one slot more",
