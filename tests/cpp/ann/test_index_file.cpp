@@ -536,12 +536,12 @@ TEST_F(DamagedIndexFile, BadHeaderFieldsBehindValidChecksumsAreCorrupt) {
     expect_corrupt_after("NaN compact_threshold", [](auto& b) {
         poke<double>(b, offsetof(IndexFileHeader, compact_threshold), std::numeric_limits<double>::quiet_NaN());
     });
-    expect_corrupt_after("one slot fewer",
-                         [this](auto& b) { poke<std::uint32_t>(b, offsetof(IndexFileHeader, slots), std::uint32_t(slots_ - 1)); });
-    expect_corrupt_after("one slot more",
-                         [this](auto& b) { poke<std::uint32_t>(b, offsetof(IndexFileHeader, slots), std::uint32_t(slots_ + 1)); });
-    expect_corrupt_after("twice the slots",
-                         [this](auto& b) { poke<std::uint32_t>(b, offsetof(IndexFileHeader, slots), std::uint32_t(2 * slots_)); });
+    const auto set_slots = [](std::size_t slots) {
+        return [slots](auto& b) { poke<std::uint32_t>(b, offsetof(IndexFileHeader, slots), std::uint32_t(slots)); };
+    };
+    expect_corrupt_after("one slot fewer", set_slots(slots_ - 1));
+    expect_corrupt_after("one slot more", set_slots(slots_ + 1));
+    expect_corrupt_after("twice the slots", set_slots(2 * slots_));
 }
 
 TEST_F(DamagedIndexFile, BadBodyFieldsBehindValidChecksumsAreCorrupt) {
