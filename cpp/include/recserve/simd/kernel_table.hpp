@@ -9,7 +9,8 @@
 //   l2sq_i8   sum (a[i]-b[i])^2 in int32 (exact)
 //   cos_i8    cosine distance of the int8 vectors as above, in float
 //   dot_u8i8  sum a[i]*b[i] with a unsigned, b signed, in int32 (exact)
-// int8 sums are exact for dims <= 65536 (127*255*65536 < 2^31).
+// int8 sums are exact in int32 for dims <= 65536 for the dot products (128*255*65536 <= 2^31)
+// and for dims <= 33025 for l2sq_i8 (255^2 per element).
 #pragma once
 
 #include <cstddef>
