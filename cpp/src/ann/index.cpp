@@ -349,6 +349,10 @@ Status IndexImpl<Storage>::deserialize(const IndexFileHeader& h, const std::vect
     const auto corrupt = [](const std::string& what) { return Status::corrupt("index file is corrupt: " + what); };
     std::lock_guard<std::mutex> lock(write_mu_);  // the background compactor reads this state
     const std::uint32_t slots = h.slots;
+    // Check the claimed size against the body before allocating for it.
+    const std::size_t per_slot = sizeof(std::uint64_t) + 2 + (1 + graph_.max_links(0)) * sizeof(std::uint32_t) +
+                                 graph_.storage().slot_bytes() + (exact_ ? exact_->slot_bytes() : 0);
+    if (body.size() / per_slot < slots) return corrupt("header claims " + std::to_string(slots) + " slots, body is too short");
     if (!graph_.reserve(slots) || (exact_ && !exact_->slots().reserve(slots)))
         return Status::unavailable("out of memory loading " + std::to_string(slots) + " slots");
     ByteReader r(body.data(), body.size());

@@ -260,6 +260,24 @@ TEST(Index, ParallelInsertKeepsRecall) {
     EXPECT_GE(recall(hits, cat.knn(Metric::kCosine, queries, kK)), 0.9);
 }
 
+TEST(Index, ParallelInsertLeavesEveryItemReachable) {
+    constexpr std::size_t kDims = 16, kItems = 2000;
+    const Clusters clusters(kDims, 10, 15);
+    const std::vector<float> vectors = clusters.sample(kItems, 16);
+    const std::vector<std::uint64_t> ids = iota_ids(kItems);
+    for (int build = 0; build < 4; ++build) {
+        SCOPED_TRACE("build " + std::to_string(build));
+        auto index = create_or_fail(options_for(kDims, Metric::kCosine));
+        ASSERT_NE(index, nullptr);
+        ASSERT_TRUE(index->add(ids.data(), vectors.data(), kItems, 4).is_ok());
+        // Each item's own vector, with a beam as wide as the index: only an orphan is missed.
+        const Hits self = search(*index, vectors, 1, kItems);
+        std::size_t orphans = 0;
+        for (std::size_t i = 0; i < kItems; ++i) orphans += self.ids[i] != ids[i];
+        EXPECT_EQ(orphans, 0u);
+    }
+}
+
 TEST(Index, SameSeedAndInsertOrderGiveIdenticalResults) {
     constexpr std::size_t kDims = 16, kItems = 1500;
     const Clusters clusters(kDims, 20, 21);
@@ -342,7 +360,9 @@ TEST(Index, UpdatingEveryIdKeepsSizeAndFindsNewVectors) {
     const Hits self = search(*index, second, 1);
     std::size_t self_found = 0;
     for (std::size_t i = 0; i < kItems; ++i) self_found += self.ids[i] == ids[i];
-    EXPECT_GE(self_found, kItems * 95 / 100);  // int8 codes: near-duplicates may tie
+    // Not all: two insert threads can leave a few items unreachable (see
+    // ParallelInsertLeavesEveryItemReachable).
+    EXPECT_GE(self_found, kItems * 95 / 100);
 }
 
 // ---- remove ----------------------------------------------------------------------------------

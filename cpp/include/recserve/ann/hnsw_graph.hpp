@@ -242,19 +242,25 @@ class HnswGraph {
         }
         Candidate cur = descend(q, level, ep, scratch);
         const auto live = [this, s](std::uint32_t x) { return x != s && state(x) == SlotState::kLive; };
-        for (int l = std::min(level, ep.level); l >= 0; --l) {
+        // Every level's own list is written before any neighbour links back: a concurrent
+        // insert that reaches s must find its lists filled, or its back-link to s could be
+        // overwritten by s's own write and leave it unreachable.
+        const int top = std::min(level, ep.level);
+        if (scratch.per_level.size() < static_cast<std::size_t>(top + 1)) scratch.per_level.resize(top + 1);
+        for (int l = top; l >= 0; --l) {
+            auto& chosen = scratch.per_level[l];
+            chosen.clear();
             search_level(q, cur, ef_construction_, l, scratch, live);
             if (scratch.results.empty()) continue;
             scratch.pool.assign(scratch.results.begin(), scratch.results.end());
             std::sort(scratch.pool.begin(), scratch.pool.end(), [](auto& a, auto& b) { return a.dist < b.dist; });
             cur = scratch.pool.front();
-            select_neighbors(scratch.pool, M_, scratch.selected);
-            {
-                NodeLockGuard guard(meta(s).lock);
-                write_selected(s, l, scratch.selected);
-            }
-            for (const Candidate& n : scratch.selected) connect(n.slot, s, n.dist, l, scratch);
+            select_neighbors(scratch.pool, M_, chosen);
+            NodeLockGuard guard(meta(s).lock);
+            write_selected(s, l, chosen);
         }
+        for (int l = top; l >= 0; --l)
+            for (const Candidate& n : scratch.per_level[l]) connect(n.slot, s, n.dist, l, scratch);
         if (level > ep.level) {
             std::lock_guard<std::mutex> lock(entry_mu_);
             if (level > entry().level) set_entry({s, level});
