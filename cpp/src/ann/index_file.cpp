@@ -1,33 +1,11 @@
 #include "recserve/ann/index_file.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
 #include <fstream>
+#include <span>
 
 #include "recserve/base/crc32c.hpp"
 
 namespace recserve::ann {
-namespace {
-
-std::string errno_text() { return std::strerror(errno); }
-
-Status write_all(int fd, const char* p, std::size_t n, const std::string& path) {
-    while (n > 0) {
-        const ssize_t w = ::write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return Status::io_error("cannot write '" + path + "': " + errno_text());
-        }
-        p += w;
-        n -= static_cast<std::size_t>(w);
-    }
-    return Status::ok();
-}
-
-}  // namespace
 
 Status write_index_file(const std::string& path, IndexFileHeader header, const std::vector<char>& body) {
     std::memcpy(header.magic, kIndexMagic, sizeof(kIndexMagic));
@@ -36,17 +14,11 @@ Status write_index_file(const std::string& path, IndexFileHeader header, const s
     header.body_crc = crc32c(body.data(), body.size());
     header.header_crc = crc32c(&header, offsetof(IndexFileHeader, header_crc));
 
-    const std::string tmp = path + ".tmp";
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return Status::io_error("cannot create '" + tmp + "': " + errno_text());
-    Status st = write_all(fd, reinterpret_cast<const char*>(&header), sizeof(header), tmp);
-    if (st.is_ok()) st = write_all(fd, body.data(), body.size(), tmp);
-    if (st.is_ok() && ::fsync(fd) != 0) st = Status::io_error("cannot fsync '" + tmp + "': " + errno_text());
-    ::close(fd);
-    if (st.is_ok() && std::rename(tmp.c_str(), path.c_str()) != 0)
-        st = Status::io_error("cannot rename '" + tmp + "' to '" + path + "': " + errno_text());
-    if (!st.is_ok()) std::remove(tmp.c_str());
-    return st;
+    const std::span<const char> parts[] = {
+        {reinterpret_cast<const char*>(&header), sizeof(header)},
+        {body.data(), body.size()},
+    };
+    return write_file_atomically(path, parts);
 }
 
 Status read_index_file(const std::string& path, IndexFileHeader* header, std::vector<char>* body) {

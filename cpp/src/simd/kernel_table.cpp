@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "recserve/simd/isa.hpp"
+#include "recserve/simd/gemm_kernels.hpp"
 #include "recserve/simd/kernels.hpp"
 
 namespace recserve::simd {
@@ -22,6 +23,8 @@ constexpr KernelTable kScalarTable{
     .l2sq_i8 = l2sq_i8_scalar,
     .cos_i8 = cos_i8_scalar,
     .dot_u8i8 = dot_u8i8_scalar,
+    .gemm_u8i8 = gemm_u8i8_scalar,
+    .int8_peak = int8_peak_scalar,
 };
 
 #if defined(RECSERVE_ARCH_X86)
@@ -35,6 +38,8 @@ constexpr KernelTable kAvx2Table{
     .l2sq_i8 = l2sq_i8_avx2,
     .cos_i8 = cos_i8_avx2,
     .dot_u8i8 = dot_u8i8_avx2,
+    .gemm_u8i8 = gemm_u8i8_avx2,
+    .int8_peak = int8_peak_avx2,
 };
 constexpr KernelTable kAvx512Table{
     .isa = Isa::kAvx512,
@@ -46,6 +51,8 @@ constexpr KernelTable kAvx512Table{
     .l2sq_i8 = l2sq_i8_avx512,
     .cos_i8 = cos_i8_avx512,
     .dot_u8i8 = dot_u8i8_avx512,
+    .gemm_u8i8 = gemm_u8i8_avx2,  // without VNNI, AVX-512BW adds nothing to the int8 product here
+    .int8_peak = int8_peak_avx2,
 };
 // VNNI changes only the int8 kernels.
 constexpr KernelTable kAvx512VnniTable{
@@ -58,6 +65,8 @@ constexpr KernelTable kAvx512VnniTable{
     .l2sq_i8 = l2sq_i8_avx512vnni,
     .cos_i8 = cos_i8_avx512vnni,
     .dot_u8i8 = dot_u8i8_avx512vnni,
+    .gemm_u8i8 = gemm_u8i8_avx512vnni,
+    .int8_peak = int8_peak_avx512vnni,
 };
 #endif
 
@@ -72,6 +81,8 @@ constexpr KernelTable kNeonTable{
     .l2sq_i8 = l2sq_i8_neon,
     .cos_i8 = cos_i8_neon,
     .dot_u8i8 = dot_u8i8_neon,
+    .gemm_u8i8 = gemm_u8i8_neon,
+    .int8_peak = int8_peak_neon,
 };
 // dotprod changes only the int8 kernels.
 constexpr KernelTable kNeonDotprodTable{
@@ -84,6 +95,8 @@ constexpr KernelTable kNeonDotprodTable{
     .l2sq_i8 = l2sq_i8_neondotprod,
     .cos_i8 = cos_i8_neondotprod,
     .dot_u8i8 = dot_u8i8_neondotprod,
+    .gemm_u8i8 = gemm_u8i8_neondotprod,
+    .int8_peak = int8_peak_neondotprod,
 };
 #endif
 

@@ -16,6 +16,7 @@
 
 #include "recserve/simd/isa.hpp"
 #include "recserve/simd/kernel_table.hpp"
+#include "recserve/simd/gemm_kernels.hpp"
 #include "recserve/simd/kernels.hpp"
 
 namespace recserve::simd {
@@ -32,28 +33,30 @@ struct Variant {
 void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
 
 const KernelTable kScalar{Isa::kScalar,   "scalar",      dot_f32_scalar, l2sq_f32_scalar, cos_f32_scalar,
-                          dot_i8_scalar,  l2sq_i8_scalar, cos_i8_scalar,  dot_u8i8_scalar};
+                          dot_i8_scalar,  l2sq_i8_scalar, cos_i8_scalar,  dot_u8i8_scalar,
+                          gemm_u8i8_scalar, int8_peak_scalar};
 
 const Variant kVariants[] = {
     {"scalar", "nothing", [] { return true; }, kScalar},
 #if defined(RECSERVE_ARCH_X86)
     {"avx2", "AVX2 + FMA", [] { return cpu_features().avx2_fma; },
      {Isa::kAvx2, "avx2", dot_f32_avx2, l2sq_f32_avx2, cos_f32_avx2, dot_i8_avx2, l2sq_i8_avx2, cos_i8_avx2,
-      dot_u8i8_avx2}},
+      dot_u8i8_avx2, gemm_u8i8_avx2, int8_peak_avx2}},
     {"avx512", "AVX-512 F/BW/VL/DQ", [] { return cpu_features().avx512; },
      {Isa::kAvx512, "avx512", dot_f32_avx512, l2sq_f32_avx512, cos_f32_avx512, dot_i8_avx512, l2sq_i8_avx512,
-      cos_i8_avx512, dot_u8i8_avx512}},
+      cos_i8_avx512, dot_u8i8_avx512, gemm_u8i8_avx2, int8_peak_avx2}},
     {"avx512_vnni", "AVX-512 F/BW/VL/DQ + VNNI", [] { return cpu_features().avx512_vnni; },
      {Isa::kAvx512, "avx512+vnni", dot_f32_avx512, l2sq_f32_avx512, cos_f32_avx512, dot_i8_avx512vnni,
-      l2sq_i8_avx512vnni, cos_i8_avx512vnni, dot_u8i8_avx512vnni}},
+      l2sq_i8_avx512vnni, cos_i8_avx512vnni, dot_u8i8_avx512vnni, gemm_u8i8_avx512vnni, int8_peak_avx512vnni}},
 #endif
 #if defined(RECSERVE_ARCH_ARM64)
     {"neon", "Advanced SIMD", [] { return cpu_features().neon; },
      {Isa::kNeon, "neon", dot_f32_neon, l2sq_f32_neon, cos_f32_neon, dot_i8_neon, l2sq_i8_neon, cos_i8_neon,
-      dot_u8i8_neon}},
+      dot_u8i8_neon, gemm_u8i8_neon, int8_peak_neon}},
     {"neon_dotprod", "Advanced SIMD + dotprod", [] { return cpu_features().neon_dotprod; },
      {Isa::kNeon, "neon+dotprod", dot_f32_neon, l2sq_f32_neon, cos_f32_neon, dot_i8_neondotprod,
-      l2sq_i8_neondotprod, cos_i8_neondotprod, dot_u8i8_neondotprod}},
+      l2sq_i8_neondotprod, cos_i8_neondotprod, dot_u8i8_neondotprod, gemm_u8i8_neondotprod,
+      int8_peak_neondotprod}},
 #endif
 };
 
@@ -274,6 +277,63 @@ TEST_P(KernelTest, KernelsForUsesTheseKernelsWhenThisIsTheBestVariantOfItsIsa) {
     EXPECT_EQ(t.l2sq_i8, k().l2sq_i8);
     EXPECT_EQ(t.cos_i8, k().cos_i8);
     EXPECT_EQ(t.dot_u8i8, k().dot_u8i8);
+    EXPECT_EQ(t.gemm_u8i8, k().gemm_u8i8);
+    EXPECT_EQ(t.int8_peak, k().int8_peak);
+}
+
+// Packs W [n][k] (row-major) into the gemm panel layout of gemm_kernels.hpp.
+std::vector<std::int8_t> pack_panels(const std::vector<std::int8_t>& w, std::size_t n, std::size_t k,
+                                     std::size_t n_pad, std::size_t k_pad) {
+    std::vector<std::int8_t> panels(n_pad * k_pad, 0);
+    const std::size_t groups = k_pad / kGemmKGroup;
+    for (std::size_t col = 0; col < n; ++col) {
+        for (std::size_t kk = 0; kk < k; ++kk) {
+            const std::size_t at =
+                ((col / kGemmColumnBlock * groups + kk / kGemmKGroup) * kGemmColumnBlock + col % kGemmColumnBlock) *
+                    kGemmKGroup +
+                kk % kGemmKGroup;
+            panels[at] = w[col * k + kk];
+        }
+    }
+    return panels;
+}
+
+// C = A W^T exactly, for shapes that exercise every row tail and column block, on random and on
+// extreme values (127 x +-127: the largest pair sums vpmaddubsw can see without saturating).
+TEST_P(KernelTest, GemmIsExactAgainstPlainLoops) {
+    const std::size_t shapes[][3] = {{1, 4, 16}, {3, 8, 16}, {4, 208, 256}, {5, 12, 32}, {7, 256, 128},
+                                     {9, 64, 8},  {17, 36, 48}, {32, 128, 64}, {33, 4, 16}};
+    std::uint32_t seed = 1;
+    for (const auto& shape : shapes) {
+        for (bool extreme : {false, true}) {
+            const std::size_t rows = shape[0], depth = shape[1], n = shape[2];
+            const std::size_t k_pad = (depth + 3) / 4 * 4, n_pad = (n + 15) / 16 * 16;
+            const std::size_t lda = k_pad + 4, ldc = n_pad + 16;  // strides wider than the data
+            std::vector<std::uint8_t> a = extreme ? random_extremes<std::uint8_t>(rows * lda, seed++, {0, 1, 126, 127})
+                                                  : random_ints<std::uint8_t>(rows * lda, seed++, 0, 127);
+            std::vector<std::int8_t> w = extreme ? random_extremes<std::int8_t>(n * depth, seed++, {-127, -126, 0, 126, 127})
+                                                 : random_ints<std::int8_t>(n * depth, seed++, -127, 127);
+            const std::vector<std::int8_t> panels = pack_panels(w, n, depth, n_pad, k_pad);
+            std::vector<std::int32_t> c(rows * ldc, -7);
+            k().gemm_u8i8(a.data(), lda, rows, panels.data(), k_pad, n_pad, c.data(), ldc);
+            for (std::size_t r = 0; r < rows; ++r) {
+                for (std::size_t col = 0; col < n_pad; ++col) {
+                    std::int32_t expected = 0;
+                    for (std::size_t kk = 0; col < n && kk < depth; ++kk)
+                        expected += std::int32_t{a[r * lda + kk]} * std::int32_t{w[col * depth + kk]};
+                    ASSERT_EQ(c[r * ldc + col], expected)
+                        << rows << "x" << depth << "x" << n << (extreme ? " extreme" : "") << " at " << r << "," << col;
+                }
+                for (std::size_t col = n_pad; col < ldc; ++col) ASSERT_EQ(c[r * ldc + col], -7) << "wrote past n_pad";
+            }
+        }
+    }
+}
+
+TEST_P(KernelTest, Int8PeakProbeCountsItsMultiplyAccumulates) {
+    const std::uint64_t one = k().int8_peak(1000);
+    EXPECT_GT(one, 0u);
+    EXPECT_EQ(k().int8_peak(2000), 2 * one);
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, KernelTest, ::testing::ValuesIn(kVariants),

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "recserve/base/byte_io.hpp"
 #include "recserve/base/status.hpp"
 
 namespace recserve::ann {
@@ -50,40 +51,6 @@ struct IndexFileHeader {
 static_assert(sizeof(IndexFileHeader) == 64, "the header is 64 bytes on disk");
 static_assert(offsetof(IndexFileHeader, seed) == 32 && offsetof(IndexFileHeader, header_crc) == 60,
               "header field offsets are part of the file format");
-
-// Appends plain values and arrays to a byte buffer.
-class ByteWriter {
-  public:
-    template <class T>
-    void put(const T& v) { bytes(&v, sizeof(T)); }
-    void bytes(const void* p, std::size_t n) {
-        const auto* c = static_cast<const char*>(p);
-        buf_.insert(buf_.end(), c, c + n);
-    }
-    std::vector<char>& buffer() { return buf_; }
-
-  private:
-    std::vector<char> buf_;
-};
-
-// Reads plain values and arrays, failing (never overrunning) on a short buffer.
-class ByteReader {
-  public:
-    ByteReader(const char* data, std::size_t size) : p_(data), end_(data + size) {}
-    template <class T>
-    bool get(T& v) { return bytes(&v, sizeof(T)); }
-    bool bytes(void* out, std::size_t n) {
-        if (static_cast<std::size_t>(end_ - p_) < n) return false;
-        std::memcpy(out, p_, n);
-        p_ += n;
-        return true;
-    }
-    bool at_end() const { return p_ == end_; }
-
-  private:
-    const char* p_;
-    const char* end_;
-};
 
 // Writes header + body to path through a temporary file, fsync and rename.
 Status write_index_file(const std::string& path, IndexFileHeader header, const std::vector<char>& body);

@@ -25,6 +25,10 @@ using DistF32 = float (*)(const float* a, const float* b, std::size_t dims);
 using DotI8 = std::int32_t (*)(const std::int8_t* a, const std::int8_t* b, std::size_t dims);
 using CosI8 = float (*)(const std::int8_t* a, const std::int8_t* b, std::size_t dims);
 using DotU8I8 = std::int32_t (*)(const std::uint8_t* a, const std::int8_t* b, std::size_t dims);
+// The ranker's int8 matrix product and the int8 peak probe: see gemm_kernels.hpp.
+using GemmU8I8 = void (*)(const std::uint8_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+                          std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc);
+using Int8Peak = std::uint64_t (*)(std::size_t iterations);
 
 struct KernelTable {
     Isa isa;
@@ -36,6 +40,8 @@ struct KernelTable {
     DotI8 l2sq_i8;
     CosI8 cos_i8;
     DotU8I8 dot_u8i8;
+    GemmU8I8 gemm_u8i8;
+    Int8Peak int8_peak;
 };
 
 // The table for one ISA; kUnavailable if this build or this CPU lacks it.

@@ -1,0 +1,66 @@
+// The served ranker: an int8 model packed for the active ISA's gemm kernel.
+//
+// Per batch of rows, in blocks of kRowBlock rows that stay in L1/L2 from the first layer to the
+// heads:
+//   1. each input row (times input_scale) is quantized to 7 bits with its own scale and zero
+//      point (asymmetric: features need not be centred);
+//   2. each layer is one int8 gemm (7-bit activations x 8-bit weights, int32 sums, exact; see
+//      simd/gemm_kernels.hpp for why 7 bits);
+//   3. a fused epilogue per row subtracts the zero point's share (zp * weight column sum),
+//      rescales (row scale x channel scale), adds the bias and, for hidden layers, applies ReLU
+//      and requantizes the row to 7 bits with a fresh per-row scale: activations stay in bytes between
+//      layers. The last layer applies each head's activation and writes float32.
+// The epilogue is portable code and the int32 sums are exact on every ISA, so the scores are
+// bit-identical whichever kernel ran. predict() allocates nothing once a thread's scratch has
+// grown to the model's size, holds no lock, and may be called from many threads at once.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "recserve/base/status.hpp"
+#include "recserve/mlp/model.hpp"
+#include "recserve/simd/kernel_table.hpp"
+
+namespace recserve::mlp {
+
+class QuantizedMlp {
+  public:
+    static constexpr std::size_t kRowBlock = 32;
+
+    // Packs a valid int8 model for the process's active kernels, or for the given table.
+    static Result<QuantizedMlp> create(Model model);
+    static Result<QuantizedMlp> create(Model model, const simd::KernelTable* kernels);
+
+    const Model& model() const { return model_; }
+    std::uint32_t input_dim() const { return model_.input_dim(); }
+    std::uint32_t output_dim() const { return static_cast<std::uint32_t>(model_.heads.size()); }
+    const char* kernel_variant() const { return kernels_->variant; }
+
+    // x: rows x input_dim float32, out: rows x output_dim float32 (row-major). A NaN or
+    // infinite input is kInvalidArgument naming its row and column, and out is left untouched.
+    Status predict(const float* x, std::size_t rows, float* out) const;
+
+  private:
+    struct PackedLayer {
+        std::uint32_t out = 0;
+        std::uint32_t in = 0;
+        std::size_t k_pad = 0;
+        std::size_t n_pad = 0;
+        std::vector<std::int8_t> panels;     // gemm_kernels.hpp layout
+        std::vector<std::int32_t> colsum;    // per output: sum of its int8 weights
+        std::vector<float> scale;
+        std::vector<float> bias;
+    };
+
+    void predict_block(const float* x, std::size_t rows, float* out) const;
+
+    Model model_;
+    const simd::KernelTable* kernels_ = nullptr;
+    std::vector<PackedLayer> layers_;
+    std::size_t max_k_pad_ = 0;
+    std::size_t max_n_pad_ = 0;
+};
+
+}  // namespace recserve::mlp

@@ -1,0 +1,64 @@
+// The int8 matrix-product kernels of the ranker, per ISA, named gemm_u8i8_<isa>; code outside
+// simd/ reaches them through a KernelTable (kernel_table.hpp), never directly.
+//
+//   C[r][n] = sum_k A[r][k] * W[n][k]      for r < rows, n < n_pad, exact in int32
+//
+// A is 7-bit activations in [0, kGemmActivationMax], one byte each, row-major with leading
+// dimension lda >= k_pad; every row has k_pad readable bytes (their values past the real width
+// do not matter: the packed weights there are zero). W is signed 8-bit weights in
+// [-kGemmWeightLimit, kGemmWeightLimit], packed (QuantizedMlp::create does it) as:
+//
+//   for each block of kGemmColumnBlock (16) output columns
+//     for each group of kGemmKGroup (4) consecutive k
+//       16 columns x 4 bytes: W[n0+0][k..k+3], W[n0+1][k..k+3], ..., W[n0+15][k..k+3]
+//
+// so one 64-byte step feeds 16 columns with 4 products each: one vpdpbusd (AVX-512 VNNI), two
+// vpmaddubsw (AVX2), four sdot (NEON dotprod). k_pad is a multiple of 4, n_pad of 16.
+//
+// Why activations stop at 127: AVX2 has no int8 dot product into int32; vpmaddubsw adds two
+// u8 x s8 products into int16 *with saturation*, and 2 x 127 x 127 = 32,258 cannot saturate.
+// (7-bit activations with 8-bit weights lose less accuracy than 8-bit activations with 7-bit
+// weights: measured on the 208-256-128-64-8 ranker, the worst probability error halves.)
+// Every ISA takes the same inputs, so every ISA computes the same int32 sums and the ranker's
+// scores are bit-identical on every machine; NEON's SDOT can take the 7-bit activations as
+// signed bytes directly.
+//
+// int8_peak_<isa>(iterations) runs a register-only loop of the ISA's int8 multiply-accumulate
+// sequence (the one its gemm kernel issues) with enough independent chains to fill the
+// pipelines, and returns the number of multiply-accumulates done: timing it measures the
+// machine's int8 peak for that ISA.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace recserve::simd {
+
+inline constexpr std::size_t kGemmColumnBlock = 16;
+inline constexpr std::size_t kGemmKGroup = 4;
+inline constexpr int kGemmActivationMax = 127;
+inline constexpr int kGemmWeightLimit = 127;
+
+void gemm_u8i8_scalar(const std::uint8_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+                      std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc);
+std::uint64_t int8_peak_scalar(std::size_t iterations);
+
+#if defined(RECSERVE_ARCH_X86)
+void gemm_u8i8_avx2(const std::uint8_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+                    std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc);
+std::uint64_t int8_peak_avx2(std::size_t iterations);
+void gemm_u8i8_avx512vnni(const std::uint8_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+                          std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc);
+std::uint64_t int8_peak_avx512vnni(std::size_t iterations);
+#endif
+
+#if defined(RECSERVE_ARCH_ARM64)
+void gemm_u8i8_neon(const std::uint8_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+                    std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc);
+std::uint64_t int8_peak_neon(std::size_t iterations);
+void gemm_u8i8_neondotprod(const std::uint8_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+                           std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc);
+std::uint64_t int8_peak_neondotprod(std::size_t iterations);
+#endif
+
+}  // namespace recserve::simd

@@ -1,0 +1,165 @@
+#include "recserve/mlp/quantized_mlp.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "recserve/simd/gemm_kernels.hpp"
+
+namespace recserve::mlp {
+namespace {
+
+std::size_t round_up(std::size_t n, std::size_t m) { return (n + m - 1) / m * m; }
+
+// Per-thread buffers, grown to the largest model the thread has run and then reused.
+struct Scratch {
+    std::vector<std::uint8_t> act[2];    // ping-pong 7-bit activations, kRowBlock x max_k_pad
+    std::vector<std::int32_t> acc;       // kRowBlock x max_n_pad
+    std::vector<float> row;              // one row of dequantized outputs
+    std::vector<float> row_scale;        // per row of the block
+    std::vector<std::int32_t> row_zero;  // per row of the block
+
+    void reserve(std::size_t rows, std::size_t k_pad, std::size_t n_pad) {
+        const auto grow = [](auto& v, std::size_t n) {
+            if (v.size() < n) v.resize(n);
+        };
+        grow(act[0], rows * k_pad);
+        grow(act[1], rows * k_pad);
+        grow(acc, rows * n_pad);
+        grow(row, std::max(k_pad, n_pad));
+        grow(row_scale, rows);
+        grow(row_zero, rows);
+    }
+};
+
+Scratch& thread_scratch() {
+    thread_local Scratch scratch;
+    return scratch;
+}
+
+constexpr float kLevels = simd::kGemmActivationMax;
+
+inline std::uint8_t to_level(float v) { return static_cast<std::uint8_t>(std::clamp(std::nearbyint(v), 0.0f, kLevels)); }
+
+}  // namespace
+
+Result<QuantizedMlp> QuantizedMlp::create(Model model) {
+    Result<const simd::KernelTable*> kernels = simd::active_kernels();
+    if (!kernels.is_ok()) return kernels.status();
+    return create(std::move(model), kernels.value());
+}
+
+Result<QuantizedMlp> QuantizedMlp::create(Model model, const simd::KernelTable* kernels) {
+    if (model.weight_type != WeightType::kInt8)
+        return Status::invalid_argument("QuantizedMlp needs an int8 model: quantize the float32 one first");
+    RECSERVE_RETURN_IF_ERROR(validate(model));
+    QuantizedMlp q;
+    q.kernels_ = kernels;
+    for (const Layer& l : model.layers) {
+        PackedLayer& p = q.layers_.emplace_back();
+        p.out = l.out;
+        p.in = l.in;
+        p.k_pad = round_up(l.in, simd::kGemmKGroup);
+        p.n_pad = round_up(l.out, simd::kGemmColumnBlock);
+        p.scale = l.scale;
+        p.bias = l.bias;
+        p.colsum.assign(l.out, 0);
+        p.panels.assign(p.n_pad * p.k_pad, 0);
+        const std::size_t groups = p.k_pad / simd::kGemmKGroup;
+        for (std::size_t n = 0; n < l.out; ++n) {
+            const std::size_t block = n / simd::kGemmColumnBlock;
+            const std::size_t col = n % simd::kGemmColumnBlock;
+            for (std::size_t k = 0; k < l.in; ++k) {
+                const std::int8_t w = l.qweight[n * l.in + k];
+                const std::size_t g = k / simd::kGemmKGroup;
+                const std::size_t at = ((block * groups + g) * simd::kGemmColumnBlock + col) * simd::kGemmKGroup +
+                                       k % simd::kGemmKGroup;
+                p.panels[at] = w;
+                p.colsum[n] += w;
+            }
+        }
+        q.max_k_pad_ = std::max(q.max_k_pad_, p.k_pad);
+        q.max_n_pad_ = std::max(q.max_n_pad_, p.n_pad);
+    }
+    q.model_ = std::move(model);
+    return q;
+}
+
+Status QuantizedMlp::predict(const float* x, std::size_t rows, float* out) const {
+    const std::size_t in = input_dim();
+    for (std::size_t i = 0; i < rows * in; ++i) {
+        if (!std::isfinite(x[i]))
+            return Status::invalid_argument("input row " + std::to_string(i / in) + ", feature " +
+                                            std::to_string(i % in) + " is " + (std::isnan(x[i]) ? "NaN" : "infinite"));
+    }
+    for (std::size_t r = 0; r < rows; r += kRowBlock) {
+        const std::size_t n = std::min(kRowBlock, rows - r);
+        predict_block(x + r * in, n, out + r * output_dim());
+    }
+    return Status::ok();
+}
+
+void QuantizedMlp::predict_block(const float* x, std::size_t rows, float* out) const {
+    Scratch& s = thread_scratch();
+    s.reserve(kRowBlock, max_k_pad_, max_n_pad_);
+    const std::size_t lda = max_k_pad_;
+    const std::size_t ldc = max_n_pad_;
+    const std::size_t in = input_dim();
+    const float* input_scale = model_.input_scale.empty() ? nullptr : model_.input_scale.data();
+
+    // 1. Quantize each input row asymmetrically over [min(x, 0), max(x, 0)] to 0..127.
+    for (std::size_t r = 0; r < rows; ++r) {
+        float* v = s.row.data();
+        float lo = 0.0f;
+        float hi = 0.0f;
+        for (std::size_t k = 0; k < in; ++k) {
+            v[k] = input_scale ? x[r * in + k] * input_scale[k] : x[r * in + k];
+            lo = std::min(lo, v[k]);
+            hi = std::max(hi, v[k]);
+        }
+        const float scale = hi > lo ? (hi - lo) / kLevels : 1.0f;
+        const float inv = 1.0f / scale;
+        const float zero = std::clamp(std::nearbyint(-lo * inv), 0.0f, kLevels);
+        std::uint8_t* a = s.act[0].data() + r * lda;
+        for (std::size_t k = 0; k < in; ++k) a[k] = to_level(v[k] * inv + zero);
+        s.row_scale[r] = scale;
+        s.row_zero[r] = static_cast<std::int32_t>(zero);
+    }
+
+    // 2-3. One gemm per layer, then the fused epilogue.
+    for (std::size_t li = 0; li < layers_.size(); ++li) {
+        const PackedLayer& p = layers_[li];
+        const std::uint8_t* a = s.act[li % 2].data();
+        std::uint8_t* next = s.act[(li + 1) % 2].data();
+        kernels_->gemm_u8i8(a, lda, rows, p.panels.data(), p.k_pad, p.n_pad, s.acc.data(), ldc);
+        const bool last = li + 1 == layers_.size();
+        for (std::size_t r = 0; r < rows; ++r) {
+            const std::int32_t* acc = s.acc.data() + r * ldc;
+            const float row_scale = s.row_scale[r];
+            const std::int32_t zero = s.row_zero[r];
+            if (last) {
+                float* o = out + r * p.out;
+                for (std::size_t n = 0; n < p.out; ++n) {
+                    const float y = static_cast<float>(acc[n] - zero * p.colsum[n]) * (row_scale * p.scale[n]) + p.bias[n];
+                    o[n] = model_.activations[n] == Activation::kSigmoid ? 1.0f / (1.0f + std::exp(-y)) : y;
+                }
+                continue;
+            }
+            float* y = s.row.data();
+            float hi = 0.0f;
+            for (std::size_t n = 0; n < p.out; ++n) {
+                const float v = static_cast<float>(acc[n] - zero * p.colsum[n]) * (row_scale * p.scale[n]) + p.bias[n];
+                y[n] = std::max(v, 0.0f);
+                hi = std::max(hi, y[n]);
+            }
+            const float scale = hi > 0.0f ? hi / kLevels : 1.0f;
+            const float inv = 1.0f / scale;
+            std::uint8_t* q = next + r * lda;
+            for (std::size_t n = 0; n < p.out; ++n) q[n] = to_level(y[n] * inv);
+            s.row_scale[r] = scale;
+            s.row_zero[r] = 0;
+        }
+    }
+}
+
+}  // namespace recserve::mlp
