@@ -9,6 +9,7 @@ namespace recserve::py {
 
 void register_simd(pyb::module_& m);
 void register_ann(pyb::module_& m);
+void register_mlp(pyb::module_& m);
 
 pyb::object& corrupt_file_error() {
     // Leaked on purpose: destroying a Python object after the interpreter has finalised crashes.
@@ -77,4 +78,6 @@ PYBIND11_MODULE(_core, m) {
     py::register_simd(simd);
     auto ann = m.def_submodule("ann", "graph index over item embeddings");
     py::register_ann(ann);
+    auto mlp = m.def_submodule("mlp", "the int8 multi-task ranker and its model file");
+    py::register_mlp(mlp);
 }

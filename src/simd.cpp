@@ -78,6 +78,15 @@ void register_simd(pyb::module_& m) {
         },
         pyb::arg("op"), pyb::arg("a"), pyb::arg("b"), pyb::arg("isa") = "",
         "Runs one kernel of one ISA ('' = the active one) on two vectors.");
+    m.def(
+        "int8_peak",
+        [](std::size_t iterations, const std::string& isa) {
+            const simd::KernelTable& k = table_for(isa);
+            pyb::gil_scoped_release release;
+            return k.int8_peak(iterations);
+        },
+        pyb::arg("iterations"), pyb::arg("isa") = "",
+        "Runs the ISA's register-only int8 multiply-accumulate loop; returns the MACs done.");
 }
 
 }  // namespace recserve::py

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "recserve/simd/gemm_kernels.hpp"
@@ -37,11 +38,30 @@ Scratch& thread_scratch() {
     return scratch;
 }
 
-constexpr float kLevels = simd::kGemmActivationMax;
-
-inline std::uint8_t to_level(float v) { return static_cast<std::uint8_t>(std::clamp(std::nearbyint(v), 0.0f, kLevels)); }
+// True when some value is NaN or infinite (all exponent bits set): an integer OR-reduction
+// that vectorises, unlike a loop of std::isfinite calls.
+inline bool any_non_finite(const float* x, std::size_t n) {
+    std::uint32_t bad = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        std::uint32_t bits;
+        std::memcpy(&bits, x + i, sizeof bits);
+        bad |= static_cast<std::uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    return bad != 0;
+}
 
 }  // namespace
+
+// int32 sums -> float: subtract the zero point's share, rescale, add the bias. Plain loops
+// over restrict pointers, so the compiler vectorises them with the baseline ISA.
+void QuantizedMlp::dequantize_row(const std::int32_t* __restrict acc, std::int32_t zero, float row_scale,
+                                  const PackedLayer& p, float* __restrict y) {
+    const std::int32_t* __restrict colsum = p.colsum.data();
+    const float* __restrict scale = p.scale.data();
+    const float* __restrict bias = p.bias.data();
+    for (std::size_t n = 0; n < p.out; ++n)
+        y[n] = static_cast<float>(acc[n] - zero * colsum[n]) * (row_scale * scale[n]) + bias[n];
+}
 
 Result<QuantizedMlp> QuantizedMlp::create(Model model) {
     Result<const simd::KernelTable*> kernels = simd::active_kernels();
@@ -87,10 +107,12 @@ Result<QuantizedMlp> QuantizedMlp::create(Model model, const simd::KernelTable* 
 
 Status QuantizedMlp::predict(const float* x, std::size_t rows, float* out) const {
     const std::size_t in = input_dim();
-    for (std::size_t i = 0; i < rows * in; ++i) {
-        if (!std::isfinite(x[i]))
-            return Status::invalid_argument("input row " + std::to_string(i / in) + ", feature " +
-                                            std::to_string(i % in) + " is " + (std::isnan(x[i]) ? "NaN" : "infinite"));
+    if (any_non_finite(x, rows * in)) {
+        for (std::size_t i = 0; i < rows * in; ++i) {
+            if (!std::isfinite(x[i]))
+                return Status::invalid_argument("input row " + std::to_string(i / in) + ", feature " +
+                                                std::to_string(i % in) + " is " + (std::isnan(x[i]) ? "NaN" : "infinite"));
+        }
     }
     for (std::size_t r = 0; r < rows; r += kRowBlock) {
         const std::size_t n = std::min(kRowBlock, rows - r);
@@ -108,23 +130,8 @@ void QuantizedMlp::predict_block(const float* x, std::size_t rows, float* out) c
     const float* input_scale = model_.input_scale.empty() ? nullptr : model_.input_scale.data();
 
     // 1. Quantize each input row asymmetrically over [min(x, 0), max(x, 0)] to 0..127.
-    for (std::size_t r = 0; r < rows; ++r) {
-        float* v = s.row.data();
-        float lo = 0.0f;
-        float hi = 0.0f;
-        for (std::size_t k = 0; k < in; ++k) {
-            v[k] = input_scale ? x[r * in + k] * input_scale[k] : x[r * in + k];
-            lo = std::min(lo, v[k]);
-            hi = std::max(hi, v[k]);
-        }
-        const float scale = hi > lo ? (hi - lo) / kLevels : 1.0f;
-        const float inv = 1.0f / scale;
-        const float zero = std::clamp(std::nearbyint(-lo * inv), 0.0f, kLevels);
-        std::uint8_t* a = s.act[0].data() + r * lda;
-        for (std::size_t k = 0; k < in; ++k) a[k] = to_level(v[k] * inv + zero);
-        s.row_scale[r] = scale;
-        s.row_zero[r] = static_cast<std::int32_t>(zero);
-    }
+    for (std::size_t r = 0; r < rows; ++r)
+        kernels_->quantize_row(x + r * in, input_scale, in, s.act[0].data() + r * lda, &s.row_scale[r], &s.row_zero[r]);
 
     // 2-3. One gemm per layer, then the fused epilogue.
     for (std::size_t li = 0; li < layers_.size(); ++li) {
@@ -134,29 +141,15 @@ void QuantizedMlp::predict_block(const float* x, std::size_t rows, float* out) c
         kernels_->gemm_u8i8(a, lda, rows, p.panels.data(), p.k_pad, p.n_pad, s.acc.data(), ldc);
         const bool last = li + 1 == layers_.size();
         for (std::size_t r = 0; r < rows; ++r) {
-            const std::int32_t* acc = s.acc.data() + r * ldc;
-            const float row_scale = s.row_scale[r];
-            const std::int32_t zero = s.row_zero[r];
+            float* y = last ? out + r * p.out : s.row.data();
+            dequantize_row(s.acc.data() + r * ldc, s.row_zero[r], s.row_scale[r], p, y);
             if (last) {
-                float* o = out + r * p.out;
                 for (std::size_t n = 0; n < p.out; ++n) {
-                    const float y = static_cast<float>(acc[n] - zero * p.colsum[n]) * (row_scale * p.scale[n]) + p.bias[n];
-                    o[n] = model_.activations[n] == Activation::kSigmoid ? 1.0f / (1.0f + std::exp(-y)) : y;
+                    if (model_.activations[n] == Activation::kSigmoid) y[n] = 1.0f / (1.0f + std::exp(-y[n]));
                 }
                 continue;
             }
-            float* y = s.row.data();
-            float hi = 0.0f;
-            for (std::size_t n = 0; n < p.out; ++n) {
-                const float v = static_cast<float>(acc[n] - zero * p.colsum[n]) * (row_scale * p.scale[n]) + p.bias[n];
-                y[n] = std::max(v, 0.0f);
-                hi = std::max(hi, y[n]);
-            }
-            const float scale = hi > 0.0f ? hi / kLevels : 1.0f;
-            const float inv = 1.0f / scale;
-            std::uint8_t* q = next + r * lda;
-            for (std::size_t n = 0; n < p.out; ++n) q[n] = to_level(y[n] * inv);
-            s.row_scale[r] = scale;
+            s.row_scale[r] = kernels_->relu_requantize(y, p.out, next + r * lda);
             s.row_zero[r] = 0;
         }
     }

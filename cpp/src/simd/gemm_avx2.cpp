@@ -7,6 +7,7 @@
 // Columns outer, rows inner: the 16-column weight panel stays in L1 across the row tiles.
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -66,31 +67,122 @@ void gemm_u8i8_avx2(const std::uint8_t* a, std::size_t lda, std::size_t rows, co
     }
 }
 
+float relu_requantize_avx2(float* y, std::size_t n, std::uint8_t* q) {
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 hi_f32x8 = zero;
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_max_ps(_mm256_loadu_ps(y + i), zero);
+        _mm256_storeu_ps(y + i, v);
+        hi_f32x8 = _mm256_max_ps(hi_f32x8, v);
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, hi_f32x8);
+    float hi = 0.0f;
+    for (float l : lanes) hi = hi > l ? hi : l;
+    for (std::size_t t = i; t < n; ++t) {
+        y[t] = y[t] > 0.0f ? y[t] : 0.0f;
+        hi = hi > y[t] ? hi : y[t];
+    }
+    const float levels = static_cast<float>(kGemmActivationMax);
+    const float scale = hi > 0.0f ? hi / levels : 1.0f;
+    const float inv = 1.0f / scale;
+    const __m256 inv_f32x8 = _mm256_set1_ps(inv);
+    const __m256 levels_f32x8 = _mm256_set1_ps(levels);
+    const __m256 half_f32x8 = _mm256_set1_ps(0.5f);
+    std::size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 v = _mm256_min_ps(_mm256_mul_ps(_mm256_loadu_ps(y + j), inv_f32x8), levels_f32x8);
+        const __m256i q_i32x8 = _mm256_cvttps_epi32(_mm256_add_ps(v, half_f32x8));
+        // 8 int32 in [0, 127] -> 8 bytes: pack to int16, then to uint8, lanes in order.
+        const __m128i q_i16x8 = _mm_packs_epi32(_mm256_castsi256_si128(q_i32x8), _mm256_extracti128_si256(q_i32x8, 1));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(q + j), _mm_packus_epi16(q_i16x8, q_i16x8));
+    }
+    for (; j < n; ++j) {
+        float v = y[j] * inv;
+        v = v < levels ? v : levels;
+        q[j] = static_cast<std::uint8_t>(static_cast<std::int32_t>(v + 0.5f));
+    }
+    return scale;
+}
+
+void quantize_row_avx2(const float* x, const float* mult, std::size_t n, std::uint8_t* q, float* scale,
+                       std::int32_t* zero) {
+    const auto load = [&](std::size_t i) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        return mult ? _mm256_mul_ps(v, _mm256_loadu_ps(mult + i)) : v;
+    };
+    __m256 lo_f32x8 = _mm256_setzero_ps(), hi_f32x8 = _mm256_setzero_ps();
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = load(i);
+        lo_f32x8 = _mm256_min_ps(lo_f32x8, v);
+        hi_f32x8 = _mm256_max_ps(hi_f32x8, v);
+    }
+    alignas(32) float lo_lanes[8], hi_lanes[8];
+    _mm256_store_ps(lo_lanes, lo_f32x8);
+    _mm256_store_ps(hi_lanes, hi_f32x8);
+    float lo = 0.0f, hi = 0.0f;
+    for (int l = 0; l < 8; ++l) {
+        lo = lo < lo_lanes[l] ? lo : lo_lanes[l];
+        hi = hi > hi_lanes[l] ? hi : hi_lanes[l];
+    }
+    for (std::size_t t = i; t < n; ++t) {
+        const float v = mult ? x[t] * mult[t] : x[t];
+        lo = lo < v ? lo : v;
+        hi = hi > v ? hi : v;
+    }
+    const float levels = static_cast<float>(kGemmActivationMax);
+    const float s = hi > lo ? (hi - lo) / levels : 1.0f;
+    const float inv = 1.0f / s;
+    float z = std::nearbyint(-lo * inv);
+    z = z < levels ? z : levels;
+    z = z > 0.0f ? z : 0.0f;
+    const __m256 inv_f32x8 = _mm256_set1_ps(inv), z_f32x8 = _mm256_set1_ps(z);
+    const __m256 levels_f32x8 = _mm256_set1_ps(levels), half_f32x8 = _mm256_set1_ps(0.5f);
+    std::size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 v = _mm256_add_ps(_mm256_mul_ps(load(j), inv_f32x8), z_f32x8);
+        v = _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), levels_f32x8);
+        const __m256i q_i32x8 = _mm256_cvttps_epi32(_mm256_add_ps(v, half_f32x8));
+        const __m128i q_i16x8 = _mm_packs_epi32(_mm256_castsi256_si128(q_i32x8), _mm256_extracti128_si256(q_i32x8, 1));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(q + j), _mm_packus_epi16(q_i16x8, q_i16x8));
+    }
+    for (; j < n; ++j) {
+        float v = (mult ? x[j] * mult[j] : x[j]) * inv + z;
+        v = v > 0.0f ? v : 0.0f;
+        v = v < levels ? v : levels;
+        q[j] = static_cast<std::uint8_t>(static_cast<std::int32_t>(v + 0.5f));
+    }
+    *scale = s;
+    *zero = static_cast<std::int32_t>(z);
+}
+
 std::uint64_t int8_peak_avx2(std::size_t iterations) {
-    constexpr int kChains = 8;
-    const __m256i ones_i16x16 = _mm256_set1_epi16(1);
-    __m256i a_u8x32 = _mm256_set1_epi8(3);
-    __m256i w_i8x32[kChains];
-    __m256i acc[kChains];
-    for (int j = 0; j < kChains; ++j) {
-        w_i8x32[j] = _mm256_set1_epi8(static_cast<char>(j - 4));
-        acc[j] = _mm256_setzero_si256();
-    }
+    // Six independent chains from 2 activation x 3 weight registers, all named (an array, or
+    // more chains, get spilled to the stack and then measure store forwarding instead).
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i a0 = _mm256_set1_epi8(3), a1 = _mm256_set1_epi8(5);
+    __m256i w0 = _mm256_set1_epi8(-5), w1 = _mm256_set1_epi8(7), w2 = _mm256_set1_epi8(-9);
+    __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
+    const auto mac = [&](__m256i acc, __m256i a, __m256i w) {
+        return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a, w), ones));
+    };
     for (std::size_t i = 0; i < iterations; ++i) {
-        // Empty asm statements that "change" the inputs: the products cannot be hoisted out of
-        // the loop or shared between chains.
-        asm volatile("" : "+x"(a_u8x32));
-        for (int j = 0; j < kChains; ++j) {
-            asm volatile("" : "+x"(w_i8x32[j]));
-            acc[j] = _mm256_add_epi32(acc[j],
-                                      _mm256_madd_epi16(_mm256_maddubs_epi16(a_u8x32, w_i8x32[j]), ones_i16x16));
-        }
+        // An empty asm that "changes" the inputs: the products cannot be hoisted out of the loop.
+        asm volatile("" : "+x"(a0), "+x"(a1), "+x"(w0), "+x"(w1), "+x"(w2));
+        c0 = mac(c0, a0, w0);
+        c1 = mac(c1, a0, w1);
+        c2 = mac(c2, a0, w2);
+        c3 = mac(c3, a1, w0);
+        c4 = mac(c4, a1, w1);
+        c5 = mac(c5, a1, w2);
     }
-    __m256i sum = acc[0];
-    for (int j = 1; j < kChains; ++j) sum = _mm256_add_epi32(sum, acc[j]);
+    const __m256i sum = _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(c0, c1), _mm256_add_epi32(c2, c3)),
+                                         _mm256_add_epi32(c4, c5));
     volatile std::int32_t sink = _mm256_extract_epi32(sum, 0);
     (void)sink;
-    return std::uint64_t{iterations} * kChains * 32;
+    return std::uint64_t{iterations} * 6 * 32;
 }
 
 }  // namespace recserve::simd

@@ -1,4 +1,5 @@
 // Portable int8 matrix product: the reference every ISA's gemm is tested against.
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -27,6 +28,56 @@ void gemm_u8i8_scalar(const std::uint8_t* a, std::size_t lda, std::size_t rows, 
             for (std::size_t col = 0; col < kGemmColumnBlock; ++col) c[r * ldc + n0 + col] = sums[col];
         }
     }
+}
+
+float relu_requantize_scalar(float* y, std::size_t n, std::uint8_t* q) {
+    float m[8] = {};  // eight running maxima: one chain would wait on each comparison
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (std::size_t j = 0; j < 8; ++j) {
+            y[i + j] = y[i + j] > 0.0f ? y[i + j] : 0.0f;
+            m[j] = m[j] > y[i + j] ? m[j] : y[i + j];
+        }
+    }
+    for (; i < n; ++i) {
+        y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+        m[0] = m[0] > y[i] ? m[0] : y[i];
+    }
+    float hi = m[0];
+    for (std::size_t j = 1; j < 8; ++j) hi = hi > m[j] ? hi : m[j];
+    const float levels = static_cast<float>(kGemmActivationMax);
+    const float scale = hi > 0.0f ? hi / levels : 1.0f;
+    const float inv = 1.0f / scale;
+    for (i = 0; i < n; ++i) {
+        float v = y[i] * inv;
+        v = v < levels ? v : levels;
+        q[i] = static_cast<std::uint8_t>(static_cast<std::int32_t>(v + 0.5f));
+    }
+    return scale;
+}
+
+void quantize_row_scalar(const float* x, const float* mult, std::size_t n, std::uint8_t* q, float* scale,
+                         std::int32_t* zero) {
+    float lo = 0.0f, hi = 0.0f;
+    for (std::size_t i = 0; i < n; ++i) {
+        const float v = mult ? x[i] * mult[i] : x[i];
+        lo = lo < v ? lo : v;
+        hi = hi > v ? hi : v;
+    }
+    const float levels = static_cast<float>(kGemmActivationMax);
+    const float s = hi > lo ? (hi - lo) / levels : 1.0f;
+    const float inv = 1.0f / s;
+    float z = std::nearbyint(-lo * inv);
+    z = z < levels ? z : levels;
+    z = z > 0.0f ? z : 0.0f;
+    for (std::size_t i = 0; i < n; ++i) {
+        float v = (mult ? x[i] * mult[i] : x[i]) * inv + z;
+        v = v > 0.0f ? v : 0.0f;
+        v = v < levels ? v : levels;
+        q[i] = static_cast<std::uint8_t>(static_cast<std::int32_t>(v + 0.5f));
+    }
+    *scale = s;
+    *zero = static_cast<std::int32_t>(z);
 }
 
 std::uint64_t int8_peak_scalar(std::size_t iterations) {

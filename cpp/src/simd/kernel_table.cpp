@@ -25,6 +25,8 @@ constexpr KernelTable kScalarTable{
     .dot_u8i8 = dot_u8i8_scalar,
     .gemm_u8i8 = gemm_u8i8_scalar,
     .int8_peak = int8_peak_scalar,
+    .relu_requantize = relu_requantize_scalar,
+    .quantize_row = quantize_row_scalar,
 };
 
 #if defined(RECSERVE_ARCH_X86)
@@ -40,6 +42,8 @@ constexpr KernelTable kAvx2Table{
     .dot_u8i8 = dot_u8i8_avx2,
     .gemm_u8i8 = gemm_u8i8_avx2,
     .int8_peak = int8_peak_avx2,
+    .relu_requantize = relu_requantize_avx2,
+    .quantize_row = quantize_row_avx2,
 };
 constexpr KernelTable kAvx512Table{
     .isa = Isa::kAvx512,
@@ -53,6 +57,8 @@ constexpr KernelTable kAvx512Table{
     .dot_u8i8 = dot_u8i8_avx512,
     .gemm_u8i8 = gemm_u8i8_avx2,  // without VNNI, AVX-512BW adds nothing to the int8 product here
     .int8_peak = int8_peak_avx2,
+    .relu_requantize = relu_requantize_avx2,
+    .quantize_row = quantize_row_avx2,
 };
 // VNNI changes only the int8 kernels.
 constexpr KernelTable kAvx512VnniTable{
@@ -67,6 +73,8 @@ constexpr KernelTable kAvx512VnniTable{
     .dot_u8i8 = dot_u8i8_avx512vnni,
     .gemm_u8i8 = gemm_u8i8_avx512vnni,
     .int8_peak = int8_peak_avx512vnni,
+    .relu_requantize = relu_requantize_avx2,
+    .quantize_row = quantize_row_avx2,
 };
 #endif
 
@@ -83,6 +91,8 @@ constexpr KernelTable kNeonTable{
     .dot_u8i8 = dot_u8i8_neon,
     .gemm_u8i8 = gemm_u8i8_neon,
     .int8_peak = int8_peak_neon,
+    .relu_requantize = relu_requantize_scalar,
+    .quantize_row = quantize_row_scalar,
 };
 // dotprod changes only the int8 kernels.
 constexpr KernelTable kNeonDotprodTable{
@@ -97,6 +107,8 @@ constexpr KernelTable kNeonDotprodTable{
     .dot_u8i8 = dot_u8i8_neondotprod,
     .gemm_u8i8 = gemm_u8i8_neondotprod,
     .int8_peak = int8_peak_neondotprod,
+    .relu_requantize = relu_requantize_scalar,
+    .quantize_row = quantize_row_scalar,
 };
 #endif
 

@@ -34,29 +34,30 @@ void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
 
 const KernelTable kScalar{Isa::kScalar,   "scalar",      dot_f32_scalar, l2sq_f32_scalar, cos_f32_scalar,
                           dot_i8_scalar,  l2sq_i8_scalar, cos_i8_scalar,  dot_u8i8_scalar,
-                          gemm_u8i8_scalar, int8_peak_scalar};
+                          gemm_u8i8_scalar, int8_peak_scalar, relu_requantize_scalar, quantize_row_scalar};
 
 const Variant kVariants[] = {
     {"scalar", "nothing", [] { return true; }, kScalar},
 #if defined(RECSERVE_ARCH_X86)
     {"avx2", "AVX2 + FMA", [] { return cpu_features().avx2_fma; },
      {Isa::kAvx2, "avx2", dot_f32_avx2, l2sq_f32_avx2, cos_f32_avx2, dot_i8_avx2, l2sq_i8_avx2, cos_i8_avx2,
-      dot_u8i8_avx2, gemm_u8i8_avx2, int8_peak_avx2}},
+      dot_u8i8_avx2, gemm_u8i8_avx2, int8_peak_avx2, relu_requantize_avx2, quantize_row_avx2}},
     {"avx512", "AVX-512 F/BW/VL/DQ", [] { return cpu_features().avx512; },
      {Isa::kAvx512, "avx512", dot_f32_avx512, l2sq_f32_avx512, cos_f32_avx512, dot_i8_avx512, l2sq_i8_avx512,
-      cos_i8_avx512, dot_u8i8_avx512, gemm_u8i8_avx2, int8_peak_avx2}},
+      cos_i8_avx512, dot_u8i8_avx512, gemm_u8i8_avx2, int8_peak_avx2, relu_requantize_avx2, quantize_row_avx2}},
     {"avx512_vnni", "AVX-512 F/BW/VL/DQ + VNNI", [] { return cpu_features().avx512_vnni; },
      {Isa::kAvx512, "avx512+vnni", dot_f32_avx512, l2sq_f32_avx512, cos_f32_avx512, dot_i8_avx512vnni,
-      l2sq_i8_avx512vnni, cos_i8_avx512vnni, dot_u8i8_avx512vnni, gemm_u8i8_avx512vnni, int8_peak_avx512vnni}},
+      l2sq_i8_avx512vnni, cos_i8_avx512vnni, dot_u8i8_avx512vnni, gemm_u8i8_avx512vnni, int8_peak_avx512vnni,
+      relu_requantize_avx2, quantize_row_avx2}},
 #endif
 #if defined(RECSERVE_ARCH_ARM64)
     {"neon", "Advanced SIMD", [] { return cpu_features().neon; },
      {Isa::kNeon, "neon", dot_f32_neon, l2sq_f32_neon, cos_f32_neon, dot_i8_neon, l2sq_i8_neon, cos_i8_neon,
-      dot_u8i8_neon, gemm_u8i8_neon, int8_peak_neon}},
+      dot_u8i8_neon, gemm_u8i8_neon, int8_peak_neon, relu_requantize_scalar, quantize_row_scalar}},
     {"neon_dotprod", "Advanced SIMD + dotprod", [] { return cpu_features().neon_dotprod; },
      {Isa::kNeon, "neon+dotprod", dot_f32_neon, l2sq_f32_neon, cos_f32_neon, dot_i8_neondotprod,
       l2sq_i8_neondotprod, cos_i8_neondotprod, dot_u8i8_neondotprod, gemm_u8i8_neondotprod,
-      int8_peak_neondotprod}},
+      int8_peak_neondotprod, relu_requantize_scalar, quantize_row_scalar}},
 #endif
 };
 
@@ -279,6 +280,8 @@ TEST_P(KernelTest, KernelsForUsesTheseKernelsWhenThisIsTheBestVariantOfItsIsa) {
     EXPECT_EQ(t.dot_u8i8, k().dot_u8i8);
     EXPECT_EQ(t.gemm_u8i8, k().gemm_u8i8);
     EXPECT_EQ(t.int8_peak, k().int8_peak);
+    EXPECT_EQ(t.relu_requantize, k().relu_requantize);
+    EXPECT_EQ(t.quantize_row, k().quantize_row);
 }
 
 // Packs W [n][k] (row-major) into the gemm panel layout of gemm_kernels.hpp.
@@ -325,6 +328,50 @@ TEST_P(KernelTest, GemmIsExactAgainstPlainLoops) {
                         << rows << "x" << depth << "x" << n << (extreme ? " extreme" : "") << " at " << r << "," << col;
                 }
                 for (std::size_t col = n_pad; col < ldc; ++col) ASSERT_EQ(c[r * ldc + col], -7) << "wrote past n_pad";
+            }
+        }
+    }
+}
+
+TEST_P(KernelTest, ReluRequantizeIsBitIdenticalToScalar) {
+    for (std::size_t n : {1, 7, 8, 9, 64, 127, 256, 1000}) {
+        for (int kind = 0; kind < 3; ++kind) {  // mixed signs, all negative (scale 1), ties at .5
+            std::vector<float> y = random_floats(n, 40 + static_cast<std::uint32_t>(n));
+            if (kind == 1) for (float& v : y) v = -std::fabs(v);
+            if (kind == 2) for (std::size_t i = 0; i < n; ++i) y[i] = static_cast<float>(i % 128) + 0.5f;
+            std::vector<float> y_ref = y;
+            std::vector<std::uint8_t> q(n + 8, 200), q_ref(n + 8, 200);
+            const float scale = k().relu_requantize(y.data(), n, q.data());
+            const float scale_ref = relu_requantize_scalar(y_ref.data(), n, q_ref.data());
+            EXPECT_EQ(scale, scale_ref) << n << " kind " << kind;
+            EXPECT_EQ(y, y_ref) << n << " kind " << kind;
+            EXPECT_EQ(q, q_ref) << n << " kind " << kind;  // includes the 8 bytes past n: untouched
+            for (std::size_t i = 0; i < n; ++i) EXPECT_LE(q[i], kGemmActivationMax);
+        }
+    }
+}
+
+TEST_P(KernelTest, QuantizeRowIsBitIdenticalToScalarAndReconstructsTheRow) {
+    for (std::size_t n : {1, 7, 8, 9, 64, 208, 1000}) {
+        for (int kind = 0; kind < 4; ++kind) {  // mixed signs, all positive, all negative, all zero
+            std::vector<float> x = random_floats(n, 70 + static_cast<std::uint32_t>(n));
+            if (kind == 1) for (float& v : x) v = std::fabs(v) + 3.0f;
+            if (kind == 2) for (float& v : x) v = -std::fabs(v);
+            if (kind == 3) x.assign(n, 0.0f);
+            const std::vector<float> mult = random_floats(n, 90);
+            for (const float* m : {static_cast<const float*>(nullptr), mult.data()}) {
+                std::vector<std::uint8_t> q(n + 8, 200), q_ref(n + 8, 200);
+                float scale = 0, scale_ref = 0;
+                std::int32_t zero = -1, zero_ref = -1;
+                k().quantize_row(x.data(), m, n, q.data(), &scale, &zero);
+                quantize_row_scalar(x.data(), m, n, q_ref.data(), &scale_ref, &zero_ref);
+                ASSERT_EQ(scale, scale_ref) << n << " kind " << kind;
+                ASSERT_EQ(zero, zero_ref) << n << " kind " << kind;
+                ASSERT_EQ(q, q_ref) << n << " kind " << kind;
+                for (std::size_t i = 0; i < n; ++i) {
+                    const float v = m ? x[i] * m[i] : x[i];
+                    EXPECT_NEAR(scale * static_cast<float>(q[i] - zero), v, scale * 0.5f + 1e-6f) << i;
+                }
             }
         }
     }

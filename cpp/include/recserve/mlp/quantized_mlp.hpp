@@ -55,6 +55,8 @@ class QuantizedMlp {
     };
 
     void predict_block(const float* x, std::size_t rows, float* out) const;
+    static void dequantize_row(const std::int32_t* acc, std::int32_t zero, float row_scale, const PackedLayer& p,
+                               float* y);
 
     Model model_;
     const simd::KernelTable* kernels_ = nullptr;

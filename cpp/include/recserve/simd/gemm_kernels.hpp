@@ -39,6 +39,28 @@ inline constexpr std::size_t kGemmKGroup = 4;
 inline constexpr int kGemmActivationMax = 127;
 inline constexpr int kGemmWeightLimit = 127;
 
+// The ranker's requantization between layers, per ISA and bit-identical on every ISA (the same
+// IEEE operations per value, in the same order):
+//   y[i] = max(y[i], 0)                        in place (ReLU)
+//   scale = max(y) / 127, or 1 when every y is 0
+//   q[i] = trunc(min(y[i] * (1 / scale), 127) + 0.5)     (7 bits, rounded half up)
+// Returns the scale. Writes exactly n bytes of q.
+float relu_requantize_scalar(float* y, std::size_t n, std::uint8_t* q);
+
+// The ranker's input quantization, per ISA and bit-identical on every ISA:
+//   v[i] = x[i] * mult[i]   (mult may be null: v = x)
+//   lo = min(v, 0), hi = max(v, 0); scale = (hi - lo) / 127, or 1 when hi == lo
+//   zero = nearbyint(-lo * (1 / scale)) clamped to [0, 127]
+//   q[i] = trunc(clamp(v[i] * (1 / scale) + zero, 0, 127) + 0.5)
+// so x ~ scale * (q - zero). Writes *scale, *zero and exactly n bytes of q.
+void quantize_row_scalar(const float* x, const float* mult, std::size_t n, std::uint8_t* q, float* scale,
+                         std::int32_t* zero);
+#if defined(RECSERVE_ARCH_X86)
+float relu_requantize_avx2(float* y, std::size_t n, std::uint8_t* q);
+void quantize_row_avx2(const float* x, const float* mult, std::size_t n, std::uint8_t* q, float* scale,
+                       std::int32_t* zero);
+#endif
+
 void gemm_u8i8_scalar(const std::uint8_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
                       std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc);
 std::uint64_t int8_peak_scalar(std::size_t iterations);

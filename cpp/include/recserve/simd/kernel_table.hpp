@@ -29,6 +29,9 @@ using DotU8I8 = std::int32_t (*)(const std::uint8_t* a, const std::int8_t* b, st
 using GemmU8I8 = void (*)(const std::uint8_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
                           std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc);
 using Int8Peak = std::uint64_t (*)(std::size_t iterations);
+using ReluRequantize = float (*)(float* y, std::size_t n, std::uint8_t* q);
+using QuantizeRow = void (*)(const float* x, const float* mult, std::size_t n, std::uint8_t* q, float* scale,
+                             std::int32_t* zero);
 
 struct KernelTable {
     Isa isa;
@@ -42,6 +45,8 @@ struct KernelTable {
     DotU8I8 dot_u8i8;
     GemmU8I8 gemm_u8i8;
     Int8Peak int8_peak;
+    ReluRequantize relu_requantize;
+    QuantizeRow quantize_row;
 };
 
 // The table for one ISA; kUnavailable if this build or this CPU lacks it.
