@@ -5,6 +5,12 @@
                    index over MovieLens titles embedded with MiniLM (from ../shared/data when
                    present, else a seeded synthetic catalogue), checks its recall against
                    brute force, and serves "more like this" pages that never repeat a seen item.
+``recserve log movielens|synthetic --out DIR``
+                   write an impression log (docs/impression-log.md): from MovieLens-100K in
+                   ../shared/data, or a seeded synthetic one whose outcomes follow a known model.
+``recserve train --log DIR --out models/NAME.rsm``
+                   train the multi-task ranker on a log (needs ``pip install 'recserve[train]'``),
+                   print held-out AUC and log-loss per head for fp32 and int8, write the int8 model.
 """
 
 from __future__ import annotations
@@ -62,8 +68,10 @@ def demo(data_dir: Path, queries: int, seed: int) -> None:
     index.add(np.arange(n), vectors, threads=0)
     build_s = time.perf_counter() - start
     stats = index.stats()
-    print(f"built an int8 HNSW index of {n:,} items in {build_s:.2f} s, "
-          f"{stats['memory_bytes'] / 2**20:.1f} MiB ({stats['levels']} levels)")
+    print(
+        f"built an int8 HNSW index of {n:,} items in {build_s:.2f} s, "
+        f"{stats['memory_bytes'] / 2**20:.1f} MiB ({stats['levels']} levels)"
+    )
 
     rng = np.random.default_rng(seed)
     picks = rng.choice(n, size=min(queries, n), replace=False)
@@ -89,24 +97,145 @@ def demo(data_dir: Path, queries: int, seed: int) -> None:
         seen.extend(int(i) for i in result.ids)
 
 
+def _fmt(value: float | None, width: int = 8, sign: str = "") -> str:
+    return f"{'n/a':>{width}}" if value is None else f"{value:{sign}{width}.4f}"
+
+
+def write_log(args: argparse.Namespace) -> None:
+    if args.source == "movielens":
+        from recserve.train.movielens import write_movielens_log
+
+        ml = write_movielens_log(
+            args.out, data_dir=args.data_dir, seed=args.seed, max_ratings=args.max_ratings
+        )
+        print(
+            f"wrote a MovieLens-100K log to {ml.path}: {ml.impressions:,} impressions, "
+            f"{ml.events:,} events, {ml.users:,} users, {ml.items:,} items"
+        )
+    else:
+        from recserve.train.synthetic import write_synthetic_log
+
+        syn = write_synthetic_log(
+            args.out, users=args.users, items=args.items, requests=args.requests, seed=args.seed
+        )
+        print(
+            f"wrote a synthetic log to {syn.path}: {syn.impressions:,} impressions, "
+            f"{syn.events:,} events, {syn.users:,} users, {syn.items:,} items (seed {args.seed})"
+        )
+
+
+def train_model(args: argparse.Namespace) -> None:
+    from recserve.train.trainer import train
+
+    hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
+    result = train(
+        args.log,
+        epochs=args.epochs,
+        seed=args.seed,
+        hidden=hidden,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        out=args.out,
+        progress=not args.no_progress,
+    )
+    training = result.metadata["training"]
+    for line in training.get("skipped_lines", []):
+        print(f"warning: {line}", file=sys.stderr)
+    rows = training["rows"]
+    layers = " → ".join(str(n) for n in training["layers"])
+    print(
+        f"trained {layers} on {rows['train']:,} impressions; held out the last "
+        f"{rows['heldout']:,} by time; int8 calibrated on {rows['calibration']:,} rows"
+    )
+    metrics = result.metrics
+    print(
+        f"\n{'head':<11} {'AUC fp32':>8} {'AUC int8':>8} {'ΔAUC':>8}   "
+        f"{'logloss fp32':>12} {'logloss int8':>12} {'max|Δp|':>8}"
+    )
+    for head in result.model.heads:
+        fp32, int8 = metrics["fp32"][head], metrics["int8"][head]
+        delta = None if fp32["auc"] is None or int8["auc"] is None else int8["auc"] - fp32["auc"]
+        print(
+            f"{head:<11} {_fmt(fp32['auc'])} {_fmt(int8['auc'])} {_fmt(delta, sign='+')}   "
+            f"{_fmt(fp32['log_loss'], 12)} {_fmt(int8['log_loss'], 12)} "
+            f"{_fmt(metrics['max_abs_diff_per_head'][head])}"
+        )
+    print(
+        f"\nmax |p_fp32 - p_int8| over held-out rows and heads: {metrics['max_abs_diff']:.4f}; "
+        f"largest AUC loss: {_fmt(metrics['max_auc_loss'], 0)}"
+    )
+    print(f"wrote the int8 model to {args.out}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="recserve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="recserve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"recserve {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="show the SIMD kernels this machine runs")
     demo_parser = commands.add_parser("demo", help="build and query an index on a real catalogue")
-    demo_parser.add_argument("--data-dir", type=Path, default=_default_data_dir(),
-                             help="the shared data directory (default: ../shared/data)")
+    demo_parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=_default_data_dir(),
+        help="the shared data directory (default: ../shared/data)",
+    )
     demo_parser.add_argument("--queries", type=int, default=500)
     demo_parser.add_argument("--seed", type=int, default=0)
+
+    log_parser = commands.add_parser("log", help="write an impression log to train on")
+    log_parser.add_argument("source", choices=["movielens", "synthetic"])
+    log_parser.add_argument("--out", type=Path, required=True, help="the log directory to write")
+    log_parser.add_argument("--seed", type=int, default=0)
+    log_parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=_default_data_dir(),
+        help="movielens: the shared data directory (default: ../shared/data)",
+    )
+    log_parser.add_argument(
+        "--max-ratings",
+        type=int,
+        default=None,
+        help="movielens: keep only the first N ratings in time order",
+    )
+    log_parser.add_argument("--users", type=int, default=300, help="synthetic: users")
+    log_parser.add_argument("--items", type=int, default=1000, help="synthetic: items")
+    log_parser.add_argument(
+        "--requests", type=int, default=3000, help="synthetic: feed requests (10 impressions each)"
+    )
+
+    train_parser = commands.add_parser("train", help="train the int8 ranker on an impression log")
+    train_parser.add_argument("--log", type=Path, required=True, help="the log directory")
+    train_parser.add_argument(
+        "--out", type=Path, required=True, help="where to write the model (e.g. models/ranker.rsm)"
+    )
+    train_parser.add_argument("--epochs", type=int, default=5)
+    train_parser.add_argument("--seed", type=int, default=0)
+    train_parser.add_argument(
+        "--hidden",
+        default="256,128,64",
+        help="hidden layer sizes, comma-separated (default 256,128,64)",
+    )
+    train_parser.add_argument("--batch-size", type=int, default=256)
+    train_parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    train_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.command == "info":
         print(f"recserve {__version__}")
         print(f"active ISA: {simd.active_isa()} ({simd.active_variant()})")
         print(f"available:  {', '.join(simd.available_isas())}")
-    else:
+    elif args.command == "demo":
         demo(args.data_dir, args.queries, args.seed)
+    elif args.command == "log":
+        write_log(args)
+    else:
+        try:
+            train_model(args)
+        except ImportError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 

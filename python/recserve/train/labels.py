@@ -1,0 +1,165 @@
+"""Join each impression with the events that followed it, and turn those into labels.
+
+An event joins the impression with the same ``request_id`` and ``item`` (and user). An event
+without a ``request_id`` (or whose request is not in the log) joins the user's latest
+impression of that item served at most ``window_s`` seconds before it. Anything else is
+unattributed: it still happened (it moves the user's vectors in the replay), but it labels
+no impression. An ``event_id`` seen before is a duplicate (delivery is at-least-once) and is
+dropped.
+
+Labels per impression, one column per head (``HEADS`` order):
+
+============== ===========================================================================
+complete       the longest watch reached ``complete_fraction`` (0.9) of the duration
+replay, like,  an event of that type
+share,
+comment,
+follow
+skip           a fast skip: a skip event, or a longest watch under ``fast_skip_ms`` (3 s);
+               an impression with no watch event at all counts as watched for 0 ms
+watch_frac     min(longest watch / duration, 1); 0 with no watch event (a soft label)
+============== ===========================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from recserve.train.log import Event, Impression, Record
+
+__all__ = ["HEADS", "Joined", "event_outcomes", "join"]
+
+HEADS: tuple[str, ...] = (
+    "complete",
+    "replay",
+    "like",
+    "share",
+    "comment",
+    "follow",
+    "skip",
+    "watch_frac",
+)
+_FLAGS = ("replay", "like", "share", "comment", "follow", "skip")
+
+FAST_SKIP_MS = 3000
+COMPLETE_FRACTION = 0.9
+
+
+@dataclass(frozen=True)
+class Joined:
+    """The log in time order, with each record's impression number.
+
+    ``timeline``: impressions and events sorted by ``ts`` (ties keep append order), duplicate
+    events removed. ``impression_of[k]``: for an impression its own number (0, 1, … in time
+    order), for an event the number of the impression it joined, -1 when unattributed.
+    ``labels``: float32 [impressions, len(HEADS)].
+    """
+
+    timeline: list[Record]
+    impression_of: npt.NDArray[np.int64]
+    impressions: list[Impression]
+    labels: npt.NDArray[np.float32]
+    duplicates: int
+    unattributed: int
+
+
+def event_outcomes(
+    event: Event,
+    *,
+    fast_skip_ms: int = FAST_SKIP_MS,
+    complete_fraction: float = COMPLETE_FRACTION,
+) -> tuple[str, ...]:
+    """The per-impression outcomes (of ``recserve.features.OUTCOMES``) this one event shows."""
+    if event.type == "watch":
+        if event.duration_ms > 0 and event.watch_ms >= complete_fraction * event.duration_ms:
+            return ("complete",)
+        return ("skip",) if event.watch_ms < fast_skip_ms else ()
+    if event.type in _FLAGS:
+        return (event.type,)
+    return ()
+
+
+def join(
+    records: Sequence[Record],
+    *,
+    window_s: float = 3600.0,
+    fast_skip_ms: int = FAST_SKIP_MS,
+    complete_fraction: float = COMPLETE_FRACTION,
+) -> Joined:
+    """Sort the records by time, join events to impressions and label every impression."""
+    if window_s < 0:
+        raise ValueError(f"window_s must be >= 0, got {window_s}")
+    order = sorted(range(len(records)), key=lambda k: records[k].ts)
+    timeline: list[Record] = []
+    impression_of: list[int] = []
+    impressions: list[Impression] = []
+    by_request: dict[tuple[str, int], int] = {}
+    latest: dict[tuple[str, int], int] = {}
+    seen_events: set[str] = set()
+    duplicates = unattributed = 0
+    watch_ms: list[int] = []
+    duration_ms: list[int] = []
+    flags: list[set[str]] = []
+
+    for k in order:
+        record = records[k]
+        if isinstance(record, Impression):
+            number = len(impressions)
+            impressions.append(record)
+            by_request[(record.request_id, record.item)] = number
+            latest[(record.user, record.item)] = number
+            watch_ms.append(0)
+            duration_ms.append(0)
+            flags.append(set())
+            timeline.append(record)
+            impression_of.append(number)
+            continue
+        if record.event_id in seen_events:
+            duplicates += 1
+            continue
+        seen_events.add(record.event_id)
+        number = -1
+        if record.request_id is not None:
+            number = by_request.get((record.request_id, record.item), -1)
+            if number >= 0 and impressions[number].user != record.user:
+                number = -1
+        if number < 0:
+            candidate = latest.get((record.user, record.item), -1)
+            if candidate >= 0 and record.ts - impressions[candidate].ts <= window_s:
+                number = candidate
+        timeline.append(record)
+        impression_of.append(number)
+        if number < 0:
+            unattributed += 1
+            continue
+        if record.type == "watch":
+            if record.watch_ms >= watch_ms[number]:
+                watch_ms[number] = record.watch_ms
+                duration_ms[number] = record.duration_ms
+        elif record.type in _FLAGS:
+            flags[number].add(record.type)
+
+    labels = np.zeros((len(impressions), len(HEADS)), dtype=np.float32)
+    if impressions:
+        watch = np.asarray(watch_ms, dtype=np.float64)
+        duration = np.asarray(duration_ms, dtype=np.float64)
+        has_duration = duration > 0
+        labels[:, HEADS.index("complete")] = has_duration & (watch >= complete_fraction * duration)
+        for name in ("replay", "like", "share", "comment", "follow"):
+            labels[:, HEADS.index(name)] = [name in f for f in flags]
+        skip_event = np.array(["skip" in f for f in flags])
+        labels[:, HEADS.index("skip")] = skip_event | (watch < fast_skip_ms)
+        frac = np.divide(watch, duration, out=np.zeros_like(watch), where=has_duration)
+        labels[:, HEADS.index("watch_frac")] = np.minimum(frac, 1.0)
+    return Joined(
+        timeline,
+        np.asarray(impression_of, dtype=np.int64),
+        impressions,
+        labels,
+        duplicates,
+        unattributed,
+    )

@@ -1,0 +1,354 @@
+"""Train the multi-task ranker on an impression log, quantize it, and say what int8 costs.
+
+>>> result = train("logs/ml100k", epochs=5, seed=0)
+>>> result.metrics["fp32"]["complete"]["auc"], result.metrics["int8"]["complete"]["auc"]
+>>> result.quantized.save("models/ranker.rsm")
+
+Steps: replay the log into rows as of serve time (``recserve.train.replay``); hold out the
+last ``heldout_fraction`` of impressions by serve time; fit the feature normalisation on the
+training rows; train an MLP (ReLU hidden layers, one logit per head) with Adam on the mean
+of the per-head binary cross-entropies (``watch_frac`` on its soft label) with PyTorch on the
+CPU; export it to ``recserve.mlp.Model`` (weights [out, in], as ``nn.Linear`` holds them);
+quantize it with calibration rows drawn from the training split; score the held-out rows
+with both models. AUC is rank-based with ties counted half (``watch_frac``: against
+watch_frac >= 0.5); a head whose held-out labels have one class has AUC None.
+
+Everything random (initial weights, batch order, calibration rows) follows ``seed``; torch's
+global random state is restored afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from recserve import mlp
+from recserve.features import FeatureSpec
+from recserve.train.labels import HEADS
+from recserve.train.log import read_log
+from recserve.train.replay import Dataset, replay
+
+__all__ = [
+    "DEFAULT_BLEND_WEIGHTS",
+    "TrainResult",
+    "auc",
+    "evaluate",
+    "log_loss",
+    "train",
+    "train_dataset",
+]
+
+#: How the feed blends the heads (watch completion dominant); stored in the model file.
+DEFAULT_BLEND_WEIGHTS: dict[str, float] = {
+    "complete": 1.0,
+    "watch_frac": 0.6,
+    "replay": 0.3,
+    "share": 0.3,
+    "like": 0.2,
+    "follow": 0.2,
+    "comment": 0.1,
+    "skip": -0.5,
+}
+ACTIVATIONS: dict[str, str] = {"watch_frac": "sigmoid"}
+
+F32 = npt.NDArray[np.float32]
+
+
+def _torch() -> Any:
+    try:
+        return importlib.import_module("torch")
+    except ImportError as exc:
+        raise ImportError(
+            "training needs PyTorch, which is an optional extra: pip install 'recserve[train]'"
+        ) from exc
+
+
+def auc(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float | None:
+    """Area under the ROC curve (Mann-Whitney), tied scores counted half; None with one class."""
+    y = np.asarray(labels, dtype=np.float64).reshape(-1) >= 0.5
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if y.shape != s.shape:
+        raise ValueError(f"labels and scores differ in length: {y.shape} vs {s.shape}")
+    positives = int(y.sum())
+    negatives = y.size - positives
+    if positives == 0 or negatives == 0:
+        return None
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    first_rank = np.cumsum(counts) - counts  # 0-based rank of each distinct score's first copy
+    mid_rank = first_rank + (counts + 1) / 2.0  # 1-based average rank over the ties
+    rank_sum = mid_rank[inverse][y].sum()
+    return float((rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives))
+
+
+def log_loss(labels: npt.ArrayLike, probs: npt.ArrayLike, eps: float = 1e-7) -> float:
+    """Mean binary cross-entropy (soft labels allowed), probabilities clipped to [eps, 1-eps]."""
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    p = np.clip(np.asarray(probs, dtype=np.float64).reshape(-1), eps, 1.0 - eps)
+    if y.shape != p.shape:
+        raise ValueError(f"labels and probabilities differ in length: {y.shape} vs {p.shape}")
+    if y.size == 0:
+        return math.nan
+    return float(-(y * np.log(p) + (1.0 - y) * np.log1p(-p)).mean())
+
+
+def evaluate(
+    labels: npt.ArrayLike, probs: npt.ArrayLike, heads: Sequence[str] = HEADS
+) -> dict[str, dict[str, float | None]]:
+    """{head: {"auc", "log_loss", "positive_rate"}} for probabilities [n, heads]."""
+    y = np.asarray(labels)
+    p = np.asarray(probs)
+    return {
+        head: {
+            "auc": auc(y[:, k], p[:, k]),
+            "log_loss": log_loss(y[:, k], p[:, k]),
+            "positive_rate": float(y[:, k].mean()) if len(y) else math.nan,
+        }
+        for k, head in enumerate(heads)
+    }
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The trained models, the held-out rows they were judged on, and the judgement.
+
+    ``metrics``: ``{"fp32": {head: {...}}, "int8": {head: {...}},
+    "max_abs_diff": float, "max_abs_diff_per_head": {head: float},
+    "max_auc_loss": float | None}``; ``x_heldout`` is normalised (the models' input).
+    """
+
+    model: mlp.Model
+    quantized: mlp.QuantizedModel
+    spec: FeatureSpec
+    x_heldout: F32
+    y_heldout: F32
+    x_calibration: F32
+    metrics: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+def train(
+    log_dir: str | os.PathLike[str],
+    *,
+    epochs: int = 5,
+    seed: int = 0,
+    hidden: Sequence[int] = (256, 128, 64),
+    batch_size: int = 256,
+    learning_rate: float = 1e-3,
+    weight_decay: float = 1e-5,
+    heldout_fraction: float = 0.2,
+    calibration_rows: int = 2048,
+    window_s: float = 3600.0,
+    out: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train on the log in ``log_dir``; with ``out``, write the int8 model there."""
+    log = read_log(log_dir)
+    dataset = replay(log, window_s=window_s)
+    info: dict[str, Any] = {"log": str(log_dir), "skipped_lines": list(log.report.skipped)}
+    return train_dataset(
+        dataset,
+        epochs=epochs,
+        seed=seed,
+        hidden=hidden,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        heldout_fraction=heldout_fraction,
+        calibration_rows=calibration_rows,
+        out=out,
+        progress=progress,
+        extra_metadata=info,
+    )
+
+
+def train_dataset(
+    dataset: Dataset,
+    *,
+    epochs: int = 5,
+    seed: int = 0,
+    hidden: Sequence[int] = (256, 128, 64),
+    batch_size: int = 256,
+    learning_rate: float = 1e-3,
+    weight_decay: float = 1e-5,
+    heldout_fraction: float = 0.2,
+    calibration_rows: int = 2048,
+    out: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    extra_metadata: Mapping[str, Any] | None = None,
+) -> TrainResult:
+    """``train`` on rows already replayed."""
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if not hidden or any(int(h) < 1 for h in hidden):
+        raise ValueError(f"hidden must be one or more positive layer sizes, got {tuple(hidden)}")
+    if not 0.0 < heldout_fraction < 1.0:
+        raise ValueError(f"heldout_fraction must be in (0, 1), got {heldout_fraction}")
+    n = len(dataset)
+    n_train = int(round(n * (1.0 - heldout_fraction)))
+    if n_train < 1 or n - n_train < 1:
+        raise ValueError(f"the log has {n} impressions: too few to hold out {heldout_fraction:.0%}")
+    order = np.argsort(dataset.ts, kind="stable")  # replay rows are in time order already
+    train_idx, held_idx = order[:n_train], order[n_train:]
+    spec = dataset.spec.fit(dataset.rows[train_idx])
+    x_train = spec.normalize(dataset.rows[train_idx])
+    x_held = spec.normalize(dataset.rows[held_idx])
+    y_train = dataset.labels[train_idx]
+    y_held = dataset.labels[held_idx]
+    heads = list(dataset.heads)
+
+    torch = _torch()
+    started = time.time()
+    weights, biases = _fit(
+        torch,
+        x_train,
+        y_train,
+        hidden=tuple(int(h) for h in hidden),
+        epochs=epochs,
+        seed=seed,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        progress=progress,
+    )
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(n_train, size=min(calibration_rows, n_train), replace=False)
+    x_calibration = x_train[np.sort(pick)]
+
+    metadata: dict[str, Any] = {
+        "feature_spec": spec.to_dict(),
+        "blend_weights": {head: DEFAULT_BLEND_WEIGHTS.get(head, 0.0) for head in heads},
+        "training": {
+            **dict(extra_metadata or {}),
+            "log_range": [float(dataset.ts.min()), float(dataset.ts.max())],
+            "heldout_from_ts": float(dataset.ts[held_idx].min()),
+            "rows": {
+                "train": int(n_train),
+                "heldout": int(n - n_train),
+                "calibration": int(len(x_calibration)),
+            },
+            "events": dataset.events,
+            "duplicate_events": dataset.duplicates,
+            "unattributed_events": dataset.unattributed,
+            "layers": [spec.width, *(int(h) for h in hidden), len(heads)],
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "seed": seed,
+            "torch_version": str(torch.__version__),
+            "train_seconds": round(time.time() - started, 3),
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
+    }
+    model = mlp.Model.from_numpy(
+        weights=weights, biases=biases, heads=heads, activations=ACTIVATIONS, metadata=metadata
+    )
+    quantized = model.quantize(x_calibration)
+    metrics = _compare(y_held, model.predict(x_held), quantized.predict(x_held), heads)
+    metadata["training"]["heldout_metrics"] = metrics
+    # The metrics belong in the file: build the models again with them (same weights, same
+    # calibration rows, so the same int8 model).
+    model = mlp.Model.from_numpy(
+        weights=weights, biases=biases, heads=heads, activations=ACTIVATIONS, metadata=metadata
+    )
+    quantized = model.quantize(x_calibration)
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        quantized.save(os.fspath(out))
+    return TrainResult(model, quantized, spec, x_held, y_held, x_calibration, metrics, metadata)
+
+
+def _compare(labels: F32, fp32: F32, int8: F32, heads: Sequence[str]) -> dict[str, Any]:
+    fp32_metrics = evaluate(labels, fp32, heads)
+    int8_metrics = evaluate(labels, int8, heads)
+    diff = np.abs(fp32.astype(np.float64) - int8.astype(np.float64))
+    per_head = {h: float(diff[:, k].max()) if len(diff) else 0.0 for k, h in enumerate(heads)}
+    losses = [
+        a - b
+        for h in heads
+        if (a := fp32_metrics[h]["auc"]) is not None and (b := int8_metrics[h]["auc"]) is not None
+    ]
+    return {
+        "fp32": _finite_or_none(fp32_metrics),
+        "int8": _finite_or_none(int8_metrics),
+        "max_abs_diff": max(per_head.values()) if per_head else 0.0,
+        "max_abs_diff_per_head": per_head,
+        "max_auc_loss": max(losses) if losses else None,
+    }
+
+
+def _finite_or_none(
+    metrics: dict[str, dict[str, float | None]],
+) -> dict[str, dict[str, float | None]]:
+    """NaN (an empty split) as None: model metadata is strict JSON."""
+    return {
+        head: {k: v if v is None or math.isfinite(v) else None for k, v in values.items()}
+        for head, values in metrics.items()
+    }
+
+
+def _fit(
+    torch: Any,
+    x: F32,
+    y: F32,
+    *,
+    hidden: tuple[int, ...],
+    epochs: int,
+    seed: int,
+    batch_size: int,
+    learning_rate: float,
+    weight_decay: float,
+    progress: bool,
+) -> tuple[list[F32], list[F32]]:
+    tqdm = importlib.import_module("tqdm").tqdm if progress else None
+    nn = torch.nn
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        sizes = [x.shape[1], *hidden]
+        layers: list[Any] = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+            layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
+        layers.append(nn.Linear(sizes[-1], y.shape[1]))
+        net = nn.Sequential(*layers)
+        optimiser = torch.optim.Adam(net.parameters(), lr=learning_rate, weight_decay=weight_decay)
+        loss_fn = nn.BCEWithLogitsLoss()
+        inputs = torch.from_numpy(np.ascontiguousarray(x))
+        targets = torch.from_numpy(np.ascontiguousarray(y))
+        generator = torch.Generator().manual_seed(seed)
+        steps = math.ceil(len(x) / batch_size)
+        bar = (
+            tqdm(total=epochs * steps, desc="train", unit="batch", file=sys.stderr, leave=False)
+            if tqdm is not None
+            else None
+        )
+        net.train()
+        for epoch in range(epochs):
+            permutation = torch.randperm(len(x), generator=generator)
+            total = 0.0
+            for step in range(steps):
+                batch = permutation[step * batch_size : (step + 1) * batch_size]
+                optimiser.zero_grad()
+                loss = loss_fn(net(inputs[batch]), targets[batch])
+                loss.backward()
+                optimiser.step()
+                total += float(loss.detach())
+                if bar is not None:
+                    bar.update(1)
+                    if step % 20 == 0 or step == steps - 1:
+                        bar.set_postfix(epoch=epoch + 1, loss=f"{total / (step + 1):.4f}")
+        if bar is not None:
+            bar.close()
+        linears = [m for m in net if isinstance(m, nn.Linear)]
+        weights = [m.weight.detach().numpy().astype(np.float32, copy=True) for m in linears]
+        biases = [m.bias.detach().numpy().astype(np.float32, copy=True) for m in linears]
+    return weights, biases

@@ -1,0 +1,110 @@
+"""recserve.train.replay: rows as of serve time, state updates, item counters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recserve.features import FeatureSpec
+from recserve.train.log import Event, Impression, ImpressionLog, Record, read_log
+from recserve.train.replay import UpdateRule, replay
+
+WriteLog = Callable[[Path, list[Record]], Path]
+
+
+def test_rows_do_not_see_events_after_serve_time(synthetic_log: Path) -> None:
+    """Cutting the log at time T changes no row of an impression served before T."""
+    log = read_log(synthetic_log)
+    full = replay(log)
+    cut = float(np.median(full.ts))
+    early = ImpressionLog([r for r in log.records if r.ts < cut], log.catalog, log.report)
+    partial = replay(early)
+    before = full.ts < cut
+    assert 0 < len(partial) == int(before.sum()) < len(full)
+    np.testing.assert_array_equal(partial.rows, full.rows[before])
+
+
+def test_a_later_like_reaches_the_next_impression_only(tmp_path: Path, write_log: WriteLog) -> None:
+    records: list[Record] = [
+        Impression(0.0, "r1", "u", 1, 0),
+        Event(5.0, "e1", "u", 1, "watch", "r1", watch_ms=10000, duration_ms=10000),
+        Event(6.0, "e2", "u", 1, "like", "r1"),
+        Impression(60.0, "r2", "u", 1, 0),
+    ]
+    data = replay(read_log(write_log(tmp_path, records)))
+    spec = data.spec
+    first, second = data.rows
+    prior_like = spec.priors["like"][0]
+    assert first[spec.slice("item_like_rate")][0] == pytest.approx(prior_like)
+    assert first[spec.slice("item_log_impressions")][0] == 0.0
+    np.testing.assert_array_equal(first[spec.slice("user_long")], 0.0)
+    mean, strength = spec.priors["like"]
+    assert second[spec.slice("item_like_rate")][0] == pytest.approx(
+        (1 + mean * strength) / (1 + strength)
+    )
+    assert second[spec.slice("item_log_impressions")][0] == pytest.approx(np.log1p(1))
+    assert second[spec.slice("user_log_events")][0] == pytest.approx(np.log1p(2))
+    assert second[spec.slice("dot_long_item")][0] > 0  # the user moved towards item 1
+
+
+def test_user_vector_follows_the_provisional_ema(tmp_path: Path, write_log: WriteLog) -> None:
+    rule = UpdateRule()
+    records: list[Record] = [
+        Event(0.0, "e1", "u", 2, "watch", watch_ms=5000, duration_ms=10000),  # weight 0.5
+        Event(1.0, "e2", "u", 3, "not_interested"),  # weight -1.0
+        Impression(2.0, "r", "u", 1, 0),
+    ]
+    data = replay(read_log(write_log(tmp_path, records)), rule=rule)
+    item2 = np.eye(4, dtype=np.float32)[1] + 0.1
+    item3 = np.eye(4, dtype=np.float32)[2] + 0.1
+    expected = np.zeros(4)
+    for item, weight in ((item2, 0.5), (item3, -1.0)):
+        step = rule.long_rate * abs(weight)
+        expected = (1 - step) * expected + np.sign(weight) * step * item
+    np.testing.assert_allclose(data.rows[0, data.spec.slice("user_long")], expected, rtol=1e-5)
+
+
+def test_each_outcome_counts_once_per_impression(tmp_path: Path, write_log: WriteLog) -> None:
+    records: list[Record] = [
+        Impression(0.0, "r1", "u", 1, 0),
+        Event(1.0, "e1", "u", 1, "like", "r1"),
+        Event(2.0, "e2", "u", 1, "like", "r1"),  # a second like of the same impression
+        Event(2.5, "e3", "u", 1, "like"),  # joins r1 by window: still the same impression
+        Impression(10.0, "r2", "v", 1, 0),
+    ]
+    data = replay(read_log(write_log(tmp_path, records)))
+    mean, strength = data.spec.priors["like"]
+    assert data.rows[1, data.spec.slice("item_like_rate")][0] == pytest.approx(
+        (1 + mean * strength) / (1 + strength)
+    )
+
+
+def test_session_restarts_after_a_gap(tmp_path: Path, write_log: WriteLog) -> None:
+    records: list[Record] = [
+        Impression(0.0, "r1", "u", 1, 0),
+        Event(1.0, "e1", "u", 2, "like"),
+        Impression(100.0, "r2", "u", 1, 0),
+        Impression(100.0 + 3 * 3600, "r3", "u", 1, 0),
+    ]
+    data = replay(read_log(write_log(tmp_path, records)))
+    spec = data.spec
+    session_length = data.rows[:, spec.slice("user_log_session_length")][:, 0]
+    np.testing.assert_allclose(session_length, np.log1p([0, 1, 0]))
+    assert np.abs(data.rows[1, spec.slice("user_session")]).sum() > 0
+    np.testing.assert_array_equal(data.rows[2, spec.slice("user_session")], 0.0)
+    assert np.abs(data.rows[2, spec.slice("user_long")]).sum() > 0  # long-term survives
+
+
+def test_item_missing_from_the_catalogue_is_an_error(tmp_path: Path, write_log: WriteLog) -> None:
+    records: list[Record] = [Impression(0.0, "r1", "u", 99, 0)]
+    with pytest.raises(ValueError, match="item 99, which is not in the log's catalogue"):
+        replay(read_log(write_log(tmp_path, records)))
+
+
+def test_spec_dims_must_match_the_catalogue(tmp_path: Path, write_log: WriteLog) -> None:
+    log = read_log(write_log(tmp_path, [Impression(0.0, "r1", "u", 1, 0)]))
+    with pytest.raises(ValueError, match="dims 64 but the log's catalogue has 4"):
+        replay(log, spec=FeatureSpec(dims=64))
