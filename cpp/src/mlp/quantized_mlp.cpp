@@ -14,22 +14,22 @@ std::size_t round_up(std::size_t n, std::size_t m) { return (n + m - 1) / m * m;
 
 // Per-thread buffers, grown to the largest model the thread has run and then reused.
 struct Scratch {
+    std::vector<std::int16_t> input;     // the first layer's 16-bit inputs, kRowBlock x its k_pad
     std::vector<std::uint8_t> act[2];    // ping-pong 7-bit activations, kRowBlock x max_k_pad
     std::vector<std::int32_t> acc;       // kRowBlock x max_n_pad
     std::vector<float> row;              // one row of dequantized outputs
     std::vector<float> row_scale;        // per row of the block
-    std::vector<std::int32_t> row_zero;  // per row of the block
 
-    void reserve(std::size_t rows, std::size_t k_pad, std::size_t n_pad) {
+    void reserve(std::size_t rows, std::size_t input_k_pad, std::size_t k_pad, std::size_t n_pad) {
         const auto grow = [](auto& v, std::size_t n) {
             if (v.size() < n) v.resize(n);
         };
+        grow(input, rows * input_k_pad);
         grow(act[0], rows * k_pad);
         grow(act[1], rows * k_pad);
         grow(acc, rows * n_pad);
         grow(row, std::max(k_pad, n_pad));
         grow(row_scale, rows);
-        grow(row_zero, rows);
     }
 };
 
@@ -52,15 +52,13 @@ inline bool any_non_finite(const float* x, std::size_t n) {
 
 }  // namespace
 
-// int32 sums -> float: subtract the zero point's share, rescale, add the bias. Plain loops
+// int32 sums -> float: rescale (row scale x channel scale), add the bias. Plain loops
 // over restrict pointers, so the compiler vectorises them with the baseline ISA.
-void QuantizedMlp::dequantize_row(const std::int32_t* __restrict acc, std::int32_t zero, float row_scale,
-                                  const PackedLayer& p, float* __restrict y) {
-    const std::int32_t* __restrict colsum = p.colsum.data();
+void QuantizedMlp::dequantize_row(const std::int32_t* __restrict acc, float row_scale, const PackedLayer& p,
+                                  float* __restrict y) {
     const float* __restrict scale = p.scale.data();
     const float* __restrict bias = p.bias.data();
-    for (std::size_t n = 0; n < p.out; ++n)
-        y[n] = static_cast<float>(acc[n] - zero * colsum[n]) * (row_scale * scale[n]) + bias[n];
+    for (std::size_t n = 0; n < p.out; ++n) y[n] = static_cast<float>(acc[n]) * (row_scale * scale[n]) + bias[n];
 }
 
 Result<QuantizedMlp> QuantizedMlp::create(Model model) {
@@ -83,7 +81,6 @@ Result<QuantizedMlp> QuantizedMlp::create(Model model, const simd::KernelTable* 
         p.n_pad = round_up(l.out, simd::kGemmColumnBlock);
         p.scale = l.scale;
         p.bias = l.bias;
-        p.colsum.assign(l.out, 0);
         p.panels.assign(p.n_pad * p.k_pad, 0);
         const std::size_t groups = p.k_pad / simd::kGemmKGroup;
         for (std::size_t n = 0; n < l.out; ++n) {
@@ -95,12 +92,15 @@ Result<QuantizedMlp> QuantizedMlp::create(Model model, const simd::KernelTable* 
                 const std::size_t at = ((block * groups + g) * simd::kGemmColumnBlock + col) * simd::kGemmKGroup +
                                        k % simd::kGemmKGroup;
                 p.panels[at] = w;
-                p.colsum[n] += w;
             }
         }
-        q.max_k_pad_ = std::max(q.max_k_pad_, p.k_pad);
+        if (q.layers_.size() > 1) q.max_k_pad_ = std::max(q.max_k_pad_, p.k_pad);
         q.max_n_pad_ = std::max(q.max_n_pad_, p.n_pad);
     }
+    // As fine as 16 bits allow while every int32 sum of the first layer stays exact.
+    const std::int64_t limit = (std::int64_t{1} << 31) - 1;
+    const std::int64_t per_input = static_cast<std::int64_t>(q.layers_.front().k_pad) * simd::kGemmWeightLimit;
+    q.input_levels_ = static_cast<std::int32_t>(std::min<std::int64_t>(kMaxInputLevels, limit / per_input));
     q.model_ = std::move(model);
     return q;
 }
@@ -123,26 +123,31 @@ Status QuantizedMlp::predict(const float* x, std::size_t rows, float* out) const
 
 void QuantizedMlp::predict_block(const float* x, std::size_t rows, float* out) const {
     Scratch& s = thread_scratch();
-    s.reserve(kRowBlock, max_k_pad_, max_n_pad_);
+    const PackedLayer& first = layers_.front();
+    s.reserve(kRowBlock, first.k_pad, max_k_pad_, max_n_pad_);
     const std::size_t lda = max_k_pad_;
     const std::size_t ldc = max_n_pad_;
     const std::size_t in = input_dim();
     const float* input_scale = model_.input_scale.empty() ? nullptr : model_.input_scale.data();
 
-    // 1. Quantize each input row asymmetrically over [min(x, 0), max(x, 0)] to 0..127.
+    // 1. Each input row (times input_scale) to 16 bits with its own scale.
     for (std::size_t r = 0; r < rows; ++r)
-        kernels_->quantize_row(x + r * in, input_scale, in, s.act[0].data() + r * lda, &s.row_scale[r], &s.row_zero[r]);
+        kernels_->quantize_row_s16(x + r * in, input_scale, in, input_levels_, s.input.data() + r * first.k_pad,
+                                   &s.row_scale[r]);
 
     // 2-3. One gemm per layer, then the fused epilogue.
     for (std::size_t li = 0; li < layers_.size(); ++li) {
         const PackedLayer& p = layers_[li];
-        const std::uint8_t* a = s.act[li % 2].data();
+        if (li == 0) {
+            kernels_->gemm_s16i8(s.input.data(), first.k_pad, rows, p.panels.data(), p.k_pad, p.n_pad, s.acc.data(), ldc);
+        } else {
+            kernels_->gemm_u8i8(s.act[li % 2].data(), lda, rows, p.panels.data(), p.k_pad, p.n_pad, s.acc.data(), ldc);
+        }
         std::uint8_t* next = s.act[(li + 1) % 2].data();
-        kernels_->gemm_u8i8(a, lda, rows, p.panels.data(), p.k_pad, p.n_pad, s.acc.data(), ldc);
         const bool last = li + 1 == layers_.size();
         for (std::size_t r = 0; r < rows; ++r) {
             float* y = last ? out + r * p.out : s.row.data();
-            dequantize_row(s.acc.data() + r * ldc, s.row_zero[r], s.row_scale[r], p, y);
+            dequantize_row(s.acc.data() + r * ldc, s.row_scale[r], p, y);
             if (last) {
                 for (std::size_t n = 0; n < p.out; ++n) {
                     if (model_.activations[n] == Activation::kSigmoid) y[n] = 1.0f / (1.0f + std::exp(-y[n]));
@@ -150,7 +155,6 @@ void QuantizedMlp::predict_block(const float* x, std::size_t rows, float* out) c
                 continue;
             }
             s.row_scale[r] = kernels_->relu_requantize(y, p.out, next + r * lda);
-            s.row_zero[r] = 0;
         }
     }
 }

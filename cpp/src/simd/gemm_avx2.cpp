@@ -106,56 +106,85 @@ float relu_requantize_avx2(float* y, std::size_t n, std::uint8_t* q) {
     return scale;
 }
 
-void quantize_row_avx2(const float* x, const float* mult, std::size_t n, std::uint8_t* q, float* scale,
-                       std::int32_t* zero) {
+// 16-bit activations: per 4-k step each row broadcasts its 4 int16 values (8 bytes) to every
+// 64-bit lane, and each 16-byte quarter of the packed weights (4 columns x 4 k) is sign-extended
+// to int16; vpmaddwd then leaves, per column, two int32 partial sums (k0+k1, k2+k3) in adjacent
+// lanes, added together (vphaddd) once at the end of the tile. Two rows per tile: 8 accumulators
+// + 4 weight registers + the broadcast fit the 16 ymm registers.
+template <std::size_t R>
+inline void tile_s16(const std::int16_t* a, std::size_t lda, const std::int8_t* panel, std::size_t groups,
+                     std::int32_t* c, std::size_t ldc) {
+    __m256i acc[R][4];
+    for (std::size_t r = 0; r < R; ++r)
+        for (auto& v : acc[r]) v = _mm256_setzero_si256();
+    for (std::size_t g = 0; g < groups; ++g) {
+        __m256i w_i16x16[4];
+        for (int q = 0; q < 4; ++q)
+            w_i16x16[q] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(panel + g * 64 + q * 16)));
+        for (std::size_t r = 0; r < R; ++r) {
+            std::int64_t four;
+            std::memcpy(&four, a + r * lda + g * kGemmKGroup, sizeof four);
+            const __m256i a_i16x16 = _mm256_set1_epi64x(four);
+            for (int q = 0; q < 4; ++q) acc[r][q] = _mm256_add_epi32(acc[r][q], _mm256_madd_epi16(a_i16x16, w_i16x16[q]));
+        }
+    }
+    for (std::size_t r = 0; r < R; ++r) {
+        // hadd(q0, q1) = [c0 c1 c4 c5 | c2 c3 c6 c7]; the permute puts the columns in order.
+        const __m256i lo = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[r][0], acc[r][1]), 0xD8);
+        const __m256i hi = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[r][2], acc[r][3]), 0xD8);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + r * ldc), lo);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + r * ldc + 8), hi);
+    }
+}
+
+void gemm_s16i8_avx2(const std::int16_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+                     std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc) {
+    const std::size_t groups = k_pad / kGemmKGroup;
+    for (std::size_t n0 = 0; n0 < n_pad; n0 += kGemmColumnBlock) {
+        const std::int8_t* panel = w + (n0 / kGemmColumnBlock) * groups * 64;
+        std::size_t r = 0;
+        for (; r + 2 <= rows; r += 2) tile_s16<2>(a + r * lda, lda, panel, groups, c + r * ldc + n0, ldc);
+        if (r < rows) tile_s16<1>(a + r * lda, lda, panel, groups, c + r * ldc + n0, ldc);
+    }
+}
+
+void quantize_row_s16_avx2(const float* x, const float* mult, std::size_t n, std::int32_t levels, std::int16_t* q,
+                           float* scale) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const auto load = [&](std::size_t i) {
         const __m256 v = _mm256_loadu_ps(x + i);
         return mult ? _mm256_mul_ps(v, _mm256_loadu_ps(mult + i)) : v;
     };
-    __m256 lo_f32x8 = _mm256_setzero_ps(), hi_f32x8 = _mm256_setzero_ps();
+    __m256 hi_f32x8 = _mm256_setzero_ps();
     std::size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 v = load(i);
-        lo_f32x8 = _mm256_min_ps(lo_f32x8, v);
-        hi_f32x8 = _mm256_max_ps(hi_f32x8, v);
-    }
-    alignas(32) float lo_lanes[8], hi_lanes[8];
-    _mm256_store_ps(lo_lanes, lo_f32x8);
-    _mm256_store_ps(hi_lanes, hi_f32x8);
-    float lo = 0.0f, hi = 0.0f;
-    for (int l = 0; l < 8; ++l) {
-        lo = lo < lo_lanes[l] ? lo : lo_lanes[l];
-        hi = hi > hi_lanes[l] ? hi : hi_lanes[l];
-    }
+    for (; i + 8 <= n; i += 8) hi_f32x8 = _mm256_max_ps(hi_f32x8, _mm256_and_ps(load(i), abs_mask));
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, hi_f32x8);
+    float hi = 0.0f;
+    for (float l : lanes) hi = hi > l ? hi : l;
     for (std::size_t t = i; t < n; ++t) {
-        const float v = mult ? x[t] * mult[t] : x[t];
-        lo = lo < v ? lo : v;
+        const float v = std::fabs(mult ? x[t] * mult[t] : x[t]);
         hi = hi > v ? hi : v;
     }
-    const float levels = static_cast<float>(kGemmActivationMax);
-    const float s = hi > lo ? (hi - lo) / levels : 1.0f;
+    const float top = static_cast<float>(levels);
+    const float s = hi > 0.0f ? hi / top : 1.0f;
     const float inv = 1.0f / s;
-    float z = std::nearbyint(-lo * inv);
-    z = z < levels ? z : levels;
-    z = z > 0.0f ? z : 0.0f;
-    const __m256 inv_f32x8 = _mm256_set1_ps(inv), z_f32x8 = _mm256_set1_ps(z);
-    const __m256 levels_f32x8 = _mm256_set1_ps(levels), half_f32x8 = _mm256_set1_ps(0.5f);
+    const __m256 inv_f32x8 = _mm256_set1_ps(inv), top_f32x8 = _mm256_set1_ps(top), bottom_f32x8 = _mm256_set1_ps(-top);
     std::size_t j = 0;
     for (; j + 8 <= n; j += 8) {
-        __m256 v = _mm256_add_ps(_mm256_mul_ps(load(j), inv_f32x8), z_f32x8);
-        v = _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), levels_f32x8);
-        const __m256i q_i32x8 = _mm256_cvttps_epi32(_mm256_add_ps(v, half_f32x8));
+        __m256 v = _mm256_round_ps(_mm256_mul_ps(load(j), inv_f32x8), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = _mm256_max_ps(_mm256_min_ps(v, top_f32x8), bottom_f32x8);
+        const __m256i q_i32x8 = _mm256_cvttps_epi32(v);
         const __m128i q_i16x8 = _mm_packs_epi32(_mm256_castsi256_si128(q_i32x8), _mm256_extracti128_si256(q_i32x8, 1));
-        _mm_storel_epi64(reinterpret_cast<__m128i*>(q + j), _mm_packus_epi16(q_i16x8, q_i16x8));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + j), q_i16x8);
     }
     for (; j < n; ++j) {
-        float v = (mult ? x[j] * mult[j] : x[j]) * inv + z;
-        v = v > 0.0f ? v : 0.0f;
-        v = v < levels ? v : levels;
-        q[j] = static_cast<std::uint8_t>(static_cast<std::int32_t>(v + 0.5f));
+        float v = std::nearbyint((mult ? x[j] * mult[j] : x[j]) * inv);
+        v = v < top ? v : top;
+        v = v > -top ? v : -top;
+        q[j] = static_cast<std::int16_t>(v);
     }
     *scale = s;
-    *zero = static_cast<std::int32_t>(z);
 }
 
 std::uint64_t int8_peak_avx2(std::size_t iterations) {

@@ -56,28 +56,45 @@ float relu_requantize_scalar(float* y, std::size_t n, std::uint8_t* q) {
     return scale;
 }
 
-void quantize_row_scalar(const float* x, const float* mult, std::size_t n, std::uint8_t* q, float* scale,
-                         std::int32_t* zero) {
-    float lo = 0.0f, hi = 0.0f;
+void gemm_s16i8_scalar(const std::int16_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+                       std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc) {
+    const std::size_t groups = k_pad / kGemmKGroup;
+    const std::size_t block_bytes = groups * kGemmColumnBlock * kGemmKGroup;
+    for (std::size_t r = 0; r < rows; ++r) {
+        const std::int16_t* a_row = a + r * lda;
+        for (std::size_t n0 = 0; n0 < n_pad; n0 += kGemmColumnBlock) {
+            const std::int8_t* block = w + (n0 / kGemmColumnBlock) * block_bytes;
+            std::int32_t sums[kGemmColumnBlock] = {};
+            for (std::size_t g = 0; g < groups; ++g) {
+                const std::int16_t* a_group = a_row + g * kGemmKGroup;
+                const std::int8_t* w_group = block + g * kGemmColumnBlock * kGemmKGroup;
+                for (std::size_t col = 0; col < kGemmColumnBlock; ++col) {
+                    for (std::size_t kk = 0; kk < kGemmKGroup; ++kk)
+                        sums[col] += std::int32_t{a_group[kk]} * std::int32_t{w_group[col * kGemmKGroup + kk]};
+                }
+            }
+            for (std::size_t col = 0; col < kGemmColumnBlock; ++col) c[r * ldc + n0 + col] = sums[col];
+        }
+    }
+}
+
+void quantize_row_s16_scalar(const float* x, const float* mult, std::size_t n, std::int32_t levels, std::int16_t* q,
+                             float* scale) {
+    float hi = 0.0f;
     for (std::size_t i = 0; i < n; ++i) {
-        const float v = mult ? x[i] * mult[i] : x[i];
-        lo = lo < v ? lo : v;
+        const float v = std::fabs(mult ? x[i] * mult[i] : x[i]);
         hi = hi > v ? hi : v;
     }
-    const float levels = static_cast<float>(kGemmActivationMax);
-    const float s = hi > lo ? (hi - lo) / levels : 1.0f;
+    const float top = static_cast<float>(levels);
+    const float s = hi > 0.0f ? hi / top : 1.0f;
     const float inv = 1.0f / s;
-    float z = std::nearbyint(-lo * inv);
-    z = z < levels ? z : levels;
-    z = z > 0.0f ? z : 0.0f;
     for (std::size_t i = 0; i < n; ++i) {
-        float v = (mult ? x[i] * mult[i] : x[i]) * inv + z;
-        v = v > 0.0f ? v : 0.0f;
-        v = v < levels ? v : levels;
-        q[i] = static_cast<std::uint8_t>(static_cast<std::int32_t>(v + 0.5f));
+        float v = std::nearbyint((mult ? x[i] * mult[i] : x[i]) * inv);
+        v = v < top ? v : top;
+        v = v > -top ? v : -top;
+        q[i] = static_cast<std::int16_t>(v);
     }
     *scale = s;
-    *zero = static_cast<std::int32_t>(z);
 }
 
 std::uint64_t int8_peak_scalar(std::size_t iterations) {

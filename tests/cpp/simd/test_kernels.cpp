@@ -34,30 +34,31 @@ void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
 
 const KernelTable kScalar{Isa::kScalar,   "scalar",      dot_f32_scalar, l2sq_f32_scalar, cos_f32_scalar,
                           dot_i8_scalar,  l2sq_i8_scalar, cos_i8_scalar,  dot_u8i8_scalar,
-                          gemm_u8i8_scalar, int8_peak_scalar, relu_requantize_scalar, quantize_row_scalar};
+                          gemm_u8i8_scalar, int8_peak_scalar, relu_requantize_scalar, gemm_s16i8_scalar,
+                          quantize_row_s16_scalar};
 
 const Variant kVariants[] = {
     {"scalar", "nothing", [] { return true; }, kScalar},
 #if defined(RECSERVE_ARCH_X86)
     {"avx2", "AVX2 + FMA", [] { return cpu_features().avx2_fma; },
      {Isa::kAvx2, "avx2", dot_f32_avx2, l2sq_f32_avx2, cos_f32_avx2, dot_i8_avx2, l2sq_i8_avx2, cos_i8_avx2,
-      dot_u8i8_avx2, gemm_u8i8_avx2, int8_peak_avx2, relu_requantize_avx2, quantize_row_avx2}},
+      dot_u8i8_avx2, gemm_u8i8_avx2, int8_peak_avx2, relu_requantize_avx2, gemm_s16i8_avx2, quantize_row_s16_avx2}},
     {"avx512", "AVX-512 F/BW/VL/DQ", [] { return cpu_features().avx512; },
      {Isa::kAvx512, "avx512", dot_f32_avx512, l2sq_f32_avx512, cos_f32_avx512, dot_i8_avx512, l2sq_i8_avx512,
-      cos_i8_avx512, dot_u8i8_avx512, gemm_u8i8_avx2, int8_peak_avx2, relu_requantize_avx2, quantize_row_avx2}},
+      cos_i8_avx512, dot_u8i8_avx512, gemm_u8i8_avx2, int8_peak_avx2, relu_requantize_avx2, gemm_s16i8_avx2, quantize_row_s16_avx2}},
     {"avx512_vnni", "AVX-512 F/BW/VL/DQ + VNNI", [] { return cpu_features().avx512_vnni; },
      {Isa::kAvx512, "avx512+vnni", dot_f32_avx512, l2sq_f32_avx512, cos_f32_avx512, dot_i8_avx512vnni,
       l2sq_i8_avx512vnni, cos_i8_avx512vnni, dot_u8i8_avx512vnni, gemm_u8i8_avx512vnni, int8_peak_avx512vnni,
-      relu_requantize_avx2, quantize_row_avx2}},
+      relu_requantize_avx2, gemm_s16i8_avx2, quantize_row_s16_avx2}},
 #endif
 #if defined(RECSERVE_ARCH_ARM64)
     {"neon", "Advanced SIMD", [] { return cpu_features().neon; },
      {Isa::kNeon, "neon", dot_f32_neon, l2sq_f32_neon, cos_f32_neon, dot_i8_neon, l2sq_i8_neon, cos_i8_neon,
-      dot_u8i8_neon, gemm_u8i8_neon, int8_peak_neon, relu_requantize_scalar, quantize_row_scalar}},
+      dot_u8i8_neon, gemm_u8i8_neon, int8_peak_neon, relu_requantize_scalar, gemm_s16i8_neon, quantize_row_s16_scalar}},
     {"neon_dotprod", "Advanced SIMD + dotprod", [] { return cpu_features().neon_dotprod; },
      {Isa::kNeon, "neon+dotprod", dot_f32_neon, l2sq_f32_neon, cos_f32_neon, dot_i8_neondotprod,
       l2sq_i8_neondotprod, cos_i8_neondotprod, dot_u8i8_neondotprod, gemm_u8i8_neondotprod,
-      int8_peak_neondotprod, relu_requantize_scalar, quantize_row_scalar}},
+      int8_peak_neondotprod, relu_requantize_scalar, gemm_s16i8_neon, quantize_row_s16_scalar}},
 #endif
 };
 
@@ -281,7 +282,8 @@ TEST_P(KernelTest, KernelsForUsesTheseKernelsWhenThisIsTheBestVariantOfItsIsa) {
     EXPECT_EQ(t.gemm_u8i8, k().gemm_u8i8);
     EXPECT_EQ(t.int8_peak, k().int8_peak);
     EXPECT_EQ(t.relu_requantize, k().relu_requantize);
-    EXPECT_EQ(t.quantize_row, k().quantize_row);
+    EXPECT_EQ(t.gemm_s16i8, k().gemm_s16i8);
+    EXPECT_EQ(t.quantize_row_s16, k().quantize_row_s16);
 }
 
 // Packs W [n][k] (row-major) into the gemm panel layout of gemm_kernels.hpp.
@@ -351,26 +353,58 @@ TEST_P(KernelTest, ReluRequantizeIsBitIdenticalToScalar) {
     }
 }
 
-TEST_P(KernelTest, QuantizeRowIsBitIdenticalToScalarAndReconstructsTheRow) {
+TEST_P(KernelTest, GemmS16IsExactAgainstPlainLoops) {
+    const std::size_t shapes[][3] = {{1, 4, 16}, {2, 8, 16}, {3, 208, 256}, {5, 12, 32}, {32, 212, 48}};
+    std::uint32_t seed = 100;
+    for (const auto& shape : shapes) {
+        for (bool extreme : {false, true}) {
+            const std::size_t rows = shape[0], depth = shape[1], n = shape[2];
+            const std::size_t k_pad = (depth + 3) / 4 * 4, n_pad = (n + 15) / 16 * 16;
+            const std::size_t lda = k_pad + 4, ldc = n_pad + 16;
+            std::vector<std::int16_t> a =
+                extreme ? random_extremes<std::int16_t>(rows * lda, seed++, {-16383, -16382, 0, 16382, 16383})
+                        : random_ints<std::int16_t>(rows * lda, seed++, -16383, 16383);
+            for (std::size_t r = 0; r < rows; ++r)  // padding past depth is zero, as QuantizedMlp leaves it
+                for (std::size_t kk = depth; kk < lda; ++kk) a[r * lda + kk] = 0;
+            std::vector<std::int8_t> w = extreme ? random_extremes<std::int8_t>(n * depth, seed++, {-127, 0, 127})
+                                                 : random_ints<std::int8_t>(n * depth, seed++, -127, 127);
+            const std::vector<std::int8_t> panels = pack_panels(w, n, depth, n_pad, k_pad);
+            std::vector<std::int32_t> c(rows * ldc, -7);
+            k().gemm_s16i8(a.data(), lda, rows, panels.data(), k_pad, n_pad, c.data(), ldc);
+            for (std::size_t r = 0; r < rows; ++r) {
+                for (std::size_t col = 0; col < n_pad; ++col) {
+                    std::int64_t expected = 0;
+                    for (std::size_t kk = 0; col < n && kk < depth; ++kk)
+                        expected += std::int64_t{a[r * lda + kk]} * std::int64_t{w[col * depth + kk]};
+                    ASSERT_EQ(c[r * ldc + col], expected)
+                        << rows << "x" << depth << "x" << n << (extreme ? " extreme" : "") << " at " << r << "," << col;
+                }
+                for (std::size_t col = n_pad; col < ldc; ++col) ASSERT_EQ(c[r * ldc + col], -7) << "wrote past n_pad";
+            }
+        }
+    }
+}
+
+TEST_P(KernelTest, QuantizeRowS16IsBitIdenticalToScalarAndReconstructsTheRow) {
     for (std::size_t n : {1, 7, 8, 9, 64, 208, 1000}) {
-        for (int kind = 0; kind < 4; ++kind) {  // mixed signs, all positive, all negative, all zero
+        for (int kind = 0; kind < 3; ++kind) {  // mixed signs, all zero, exact halves (ties)
             std::vector<float> x = random_floats(n, 70 + static_cast<std::uint32_t>(n));
-            if (kind == 1) for (float& v : x) v = std::fabs(v) + 3.0f;
-            if (kind == 2) for (float& v : x) v = -std::fabs(v);
-            if (kind == 3) x.assign(n, 0.0f);
+            if (kind == 1) x.assign(n, 0.0f);
+            if (kind == 2) for (std::size_t i = 0; i < n; ++i) x[i] = static_cast<float>(i % 16) - 7.5f;
             const std::vector<float> mult = random_floats(n, 90);
             for (const float* m : {static_cast<const float*>(nullptr), mult.data()}) {
-                std::vector<std::uint8_t> q(n + 8, 200), q_ref(n + 8, 200);
-                float scale = 0, scale_ref = 0;
-                std::int32_t zero = -1, zero_ref = -1;
-                k().quantize_row(x.data(), m, n, q.data(), &scale, &zero);
-                quantize_row_scalar(x.data(), m, n, q_ref.data(), &scale_ref, &zero_ref);
-                ASSERT_EQ(scale, scale_ref) << n << " kind " << kind;
-                ASSERT_EQ(zero, zero_ref) << n << " kind " << kind;
-                ASSERT_EQ(q, q_ref) << n << " kind " << kind;
-                for (std::size_t i = 0; i < n; ++i) {
-                    const float v = m ? x[i] * m[i] : x[i];
-                    EXPECT_NEAR(scale * static_cast<float>(q[i] - zero), v, scale * 0.5f + 1e-6f) << i;
+                for (std::int32_t levels : {16383, 255}) {
+                    std::vector<std::int16_t> q(n + 8, 999), q_ref(n + 8, 999);
+                    float scale = 0, scale_ref = 0;
+                    k().quantize_row_s16(x.data(), m, n, levels, q.data(), &scale);
+                    quantize_row_s16_scalar(x.data(), m, n, levels, q_ref.data(), &scale_ref);
+                    ASSERT_EQ(scale, scale_ref) << n << " kind " << kind;
+                    ASSERT_EQ(q, q_ref) << n << " kind " << kind;  // includes the 8 past n: untouched
+                    for (std::size_t i = 0; i < n; ++i) {
+                        const float v = m ? x[i] * m[i] : x[i];
+                        EXPECT_LE(std::abs(int{q[i]}), levels);
+                        EXPECT_NEAR(scale * static_cast<float>(q[i]), v, scale * 0.5f + 1e-6f) << i;
+                    }
                 }
             }
         }

@@ -30,8 +30,10 @@ using GemmU8I8 = void (*)(const std::uint8_t* a, std::size_t lda, std::size_t ro
                           std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc);
 using Int8Peak = std::uint64_t (*)(std::size_t iterations);
 using ReluRequantize = float (*)(float* y, std::size_t n, std::uint8_t* q);
-using QuantizeRow = void (*)(const float* x, const float* mult, std::size_t n, std::uint8_t* q, float* scale,
-                             std::int32_t* zero);
+using GemmS16I8 = void (*)(const std::int16_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+                           std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc);
+using QuantizeRowS16 = void (*)(const float* x, const float* mult, std::size_t n, std::int32_t levels,
+                                std::int16_t* q, float* scale);
 
 struct KernelTable {
     Isa isa;
@@ -46,7 +48,8 @@ struct KernelTable {
     GemmU8I8 gemm_u8i8;
     Int8Peak int8_peak;
     ReluRequantize relu_requantize;
-    QuantizeRow quantize_row;
+    GemmS16I8 gemm_s16i8;
+    QuantizeRowS16 quantize_row_s16;
 };
 
 // The table for one ISA; kUnavailable if this build or this CPU lacks it.
