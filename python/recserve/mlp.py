@@ -12,9 +12,10 @@ activation: ``sigmoid`` (the default, for probabilities) or ``identity``.
 Weights use PyTorch's ``nn.Linear`` layout, ``[out, in]``. The int8 model quantizes weights
 per output channel (8 bits, symmetric) and activations per row (7 bits, refreshed after every
 layer), sums in int32 and runs the same kernels on every ISA, so its scores are bit-identical on
-every machine. ``quantize`` uses the calibration rows to decide whether to equalise the input
-features (divide each feature by its typical size and fold that into the first layer, as
-SmoothQuant does) and keeps whichever form tracks the float model better on them.
+every machine; the first layer reads 16-bit inputs, where 7 bits would cost the most accuracy.
+``quantize`` uses the calibration rows to decide whether and how strongly to equalise the input
+features (scale each one toward a common range and fold that into the first layer, as
+SmoothQuant does), keeping whichever form tracks the float model best on them.
 
 Model files (``.rsm``) carry the feature spec, head names, blend weights and the training record
 in ``metadata``, and a checksum: a damaged file raises :class:`recserve.CorruptFileError`.
@@ -48,7 +49,8 @@ class CalibrationReport:
 
     rows: int
     equalized: bool
-    max_abs_error: float  # over every head and row
+    alpha: float | None  # the SmoothQuant migration strength chosen, None when not equalized
+    max_abs_error: float  # over every head and row (identity heads: in their own units)
     mean_abs_error: float
 
 
@@ -86,12 +88,19 @@ def _parse_metadata(text: str, path: str | Path) -> dict[str, Any]:
 class Model:
     """A float32 ranker: the trained model, and the reference its int8 form is held to."""
 
-    def __init__(self, weights: Sequence[FloatArray], biases: Sequence[FloatArray],
-                 heads: Sequence[str], activations: Sequence[str],
-                 metadata: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        weights: Sequence[FloatArray],
+        biases: Sequence[FloatArray],
+        heads: Sequence[str],
+        activations: Sequence[str],
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
         if len(weights) == 0 or len(weights) != len(biases):
-            raise ValueError(f"need one bias per weight matrix and at least one layer, got "
-                             f"{len(weights)} weights and {len(biases)} biases")
+            raise ValueError(
+                f"need one bias per weight matrix and at least one layer, got "
+                f"{len(weights)} weights and {len(biases)} biases"
+            )
         ws: list[FloatArray] = []
         bs: list[FloatArray] = []
         for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
@@ -100,18 +109,23 @@ class Model:
             if w_arr.ndim != 2:
                 raise ValueError(f"weights[{i}] must be 2-D [out, in], got shape {w_arr.shape}")
             if b_arr.shape != (w_arr.shape[0],):
-                raise ValueError(f"biases[{i}] must have shape ({w_arr.shape[0]},), got {b_arr.shape}")
+                raise ValueError(
+                    f"biases[{i}] must have shape ({w_arr.shape[0]},), got {b_arr.shape}"
+                )
             if i > 0 and w_arr.shape[1] != ws[-1].shape[0]:
-                raise ValueError(f"weights[{i}] takes {w_arr.shape[1]} inputs but weights[{i - 1}] "
-                                 f"gives {ws[-1].shape[0]} (weights are [out, in])")
+                raise ValueError(
+                    f"weights[{i}] takes {w_arr.shape[1]} inputs but weights[{i - 1}] "
+                    f"gives {ws[-1].shape[0]} (weights are [out, in])"
+                )
             if not (np.isfinite(w_arr).all() and np.isfinite(b_arr).all()):
                 raise ValueError(f"layer {i} has a NaN or infinite weight or bias")
             ws.append(w_arr)
             bs.append(b_arr)
         heads = list(heads)
         if len(heads) != ws[-1].shape[0]:
-            raise ValueError(f"the last layer has {ws[-1].shape[0]} outputs but {len(heads)} heads "
-                             "are named")
+            raise ValueError(
+                f"the last layer has {ws[-1].shape[0]} outputs but {len(heads)} heads are named"
+            )
         if len(set(heads)) != len(heads) or not all(heads):
             raise ValueError(f"head names must be unique and non-empty, got {heads}")
         activations = list(activations)
@@ -126,17 +140,27 @@ class Model:
         _metadata_text(self.metadata)
 
     @classmethod
-    def from_numpy(cls, weights: Sequence[npt.ArrayLike], biases: Sequence[npt.ArrayLike],
-                   heads: Sequence[str], activations: Mapping[str, str] | None = None,
-                   metadata: Mapping[str, Any] | None = None) -> Model:
+    def from_numpy(
+        cls,
+        weights: Sequence[npt.ArrayLike],
+        biases: Sequence[npt.ArrayLike],
+        heads: Sequence[str],
+        activations: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Model:
         """A model from ``[out, in]`` weight matrices and biases; every head not named in
         ``activations`` is a sigmoid."""
         activations = dict(activations or {})
         unknown = set(activations) - set(heads)
         if unknown:
             raise ValueError(f"activations names heads that do not exist: {sorted(unknown)}")
-        return cls([np.asarray(w) for w in weights], [np.asarray(b) for b in biases], heads,
-                   [activations.get(h, "sigmoid") for h in heads], metadata)
+        return cls(
+            [np.asarray(w) for w in weights],
+            [np.asarray(b) for b in biases],
+            heads,
+            [activations.get(h, "sigmoid") for h in heads],
+            metadata,
+        )
 
     @property
     def weights(self) -> list[FloatArray]:
@@ -171,46 +195,71 @@ class Model:
         """float32 [n, inputs] -> float32 [n, heads]."""
         y = self.logits(x)
         sig = np.array([a == "sigmoid" for a in self._activations])
-        y[:, sig] = 1.0 / (1.0 + np.exp(-y[:, sig]))
+        with np.errstate(over="ignore"):  # exp(-y) = inf for y << 0 gives the right 0
+            y[:, sig] = 1.0 / (1.0 + np.exp(-y[:, sig]))
         return y
 
     def _layers(self) -> list[tuple[FloatArray, FloatArray]]:
         return list(zip(self._weights, self._biases, strict=True))
 
-    def quantize(self, calibration_inputs: npt.ArrayLike, *, isa: str = "") -> QuantizedModel:
+    def quantize(
+        self, calibration_inputs: npt.ArrayLike, *, equalize: bool | None = None, isa: str = ""
+    ) -> QuantizedModel:
         """The int8 model. ``calibration_inputs`` (float32 [n, inputs], a few thousand training
-        rows) choose the input equalisation and measure the error against this model."""
+        rows) measure each candidate form against this model and the closest one is kept:
+        no equalisation, or SmoothQuant with strength 0.25, 0.5 or 0.75 (``equalize`` False or
+        True restricts the choice)."""
         calib = _as_rows(calibration_inputs, self.input_dim, "calibration_inputs")
         if calib.shape[0] == 0:
             raise ValueError("calibration_inputs is empty: give a sample of training rows")
         reference = self.predict(calib)
-        candidates: list[tuple[float, float, bool, _core.mlp.QuantizedMlp]] = []
-        for scale in (None, self._equalizing_scale(calib)):
-            q = _core.mlp.quantize(self._layers(), self._heads, self._activations, scale,
-                                   _metadata_text(self.metadata), isa)
+        alphas: list[float | None] = []
+        if equalize is not True:
+            alphas.append(None)
+        if equalize is not False:
+            alphas += [0.25, 0.5, 0.75]
+        best: tuple[float, float, float | None, _core.mlp.QuantizedMlp] | None = None
+        for alpha in alphas:
+            scale = None if alpha is None else self._equalizing_scale(calib, alpha)
+            q = _core.mlp.quantize(
+                self._layers(),
+                self._heads,
+                self._activations,
+                scale,
+                _metadata_text(self.metadata),
+                isa,
+            )
             err = np.abs(q.predict(calib) - reference)
-            candidates.append((float(err.max()), float(err.mean()), scale is not None, q))
-        best = min(candidates, key=lambda c: (c[0], c[1]))
-        report = CalibrationReport(rows=int(calib.shape[0]), equalized=best[2],
-                                   max_abs_error=best[0], mean_abs_error=best[1])
+            candidate = (float(err.max()), float(err.mean()), alpha, q)
+            if best is None or candidate[:2] < best[:2]:
+                best = candidate
+        assert best is not None
+        report = CalibrationReport(
+            rows=int(calib.shape[0]),
+            equalized=best[2] is not None,
+            alpha=best[2],
+            max_abs_error=best[0],
+            mean_abs_error=best[1],
+        )
         return QuantizedModel(best[3], dict(self.metadata), report)
 
-    def _equalizing_scale(self, calib: FloatArray) -> FloatArray:
-        # SmoothQuant with alpha = 0.5: feature j is multiplied by sqrt(w_j / x_j), where x_j is
-        # its largest calibration magnitude and w_j the largest first-layer weight reading it,
-        # so features and weights share the quantization range evenly.
+    def _equalizing_scale(self, calib: FloatArray, alpha: float) -> FloatArray:
+        # SmoothQuant: feature j is multiplied by w_j^alpha / x_j^alpha, where x_j is its largest
+        # calibration magnitude and w_j the largest first-layer weight reading it (the weights
+        # are divided by the same factor), moving quantization difficulty between the two.
         x_max = np.abs(calib).max(axis=0).astype(np.float64)
         w_max = np.abs(self._weights[0]).max(axis=0).astype(np.float64)
         usable = (x_max > 0) & (w_max > 0)
         scale = np.ones(self.input_dim)
-        scale[usable] = np.sqrt(w_max[usable] / x_max[usable])
+        scale[usable] = (w_max[usable] / x_max[usable]) ** alpha
         scale /= math.exp(float(np.log(scale).mean()))  # centred on 1: per-row quantization
         return scale.astype(np.float32)  # does not care about a common factor
 
     def save(self, path: str | Path) -> None:
         """Writes a float32 model file (checksummed, replaced atomically)."""
-        _core.mlp.save_float(str(path), self._layers(), self._heads, self._activations,
-                             _metadata_text(self.metadata))
+        _core.mlp.save_float(
+            str(path), self._layers(), self._heads, self._activations, _metadata_text(self.metadata)
+        )
 
     @staticmethod
     def load(path: str | Path) -> Model | QuantizedModel:
@@ -219,10 +268,21 @@ class Model:
         metadata = _parse_metadata(parts["metadata"], path)
         if parts["weight_type"] == "float32":
             layers = parts["layers"]
-            return Model([w for w, _ in layers], [b for _, b in layers], parts["heads"],
-                         parts["activations"], metadata)
-        q = _core.mlp.QuantizedMlp(parts["layers"], parts["heads"], parts["activations"],
-                                   parts["input_scale"], parts["metadata"], "")
+            return Model(
+                [w for w, _ in layers],
+                [b for _, b in layers],
+                parts["heads"],
+                parts["activations"],
+                metadata,
+            )
+        q = _core.mlp.QuantizedMlp(
+            parts["layers"],
+            parts["heads"],
+            parts["activations"],
+            parts["input_scale"],
+            parts["metadata"],
+            "",
+        )
         return QuantizedModel(q, metadata, None)
 
     @staticmethod
@@ -248,8 +308,12 @@ class QuantizedModel:
     """The int8 ranker, packed for this machine's kernels. ``predict`` releases the GIL and
     allocates nothing but its result (pass ``out=`` to reuse one)."""
 
-    def __init__(self, core: _core.mlp.QuantizedMlp, metadata: dict[str, Any],
-                 calibration: CalibrationReport | None) -> None:
+    def __init__(
+        self,
+        core: _core.mlp.QuantizedMlp,
+        metadata: dict[str, Any],
+        calibration: CalibrationReport | None,
+    ) -> None:
         self._core = core
         self.metadata = metadata
         self.calibration = calibration
@@ -286,13 +350,19 @@ class QuantizedModel:
         scale = self._core.input_scale
         if scale is not None:
             weights[0] = weights[0] * scale[None, :]
-        return Model(weights, [b for _, _, b in layers], self.heads,
-                     [self.activations[h] for h in self.heads], self.metadata)
+        return Model(
+            weights,
+            [b for _, _, b in layers],
+            self.heads,
+            [self.activations[h] for h in self.heads],
+            self.metadata,
+        )
 
     def save(self, path: str | Path) -> None:
         """Writes an int8 model file (checksummed, replaced atomically) with this metadata."""
         if self.metadata != _parse_metadata(self._core.metadata, path):
             q = self._core
-            self._core = _core.mlp.QuantizedMlp(q.layers, q.heads, q.activations, q.input_scale,
-                                                _metadata_text(self.metadata), "")
+            self._core = _core.mlp.QuantizedMlp(
+                q.layers, q.heads, q.activations, q.input_scale, _metadata_text(self.metadata), ""
+            )
         self._core.save(str(path))

@@ -29,13 +29,15 @@ def _onnx() -> Any:
     try:
         import onnx
     except ImportError:
-        raise ImportError("ONNX import/export needs the onnx package: "
-                          "pip install 'recserve[onnx]'") from None
+        raise ImportError(
+            "ONNX import/export needs the onnx package: pip install 'recserve[onnx]'"
+        ) from None
     return onnx
 
 
-def read_onnx_mlp(path: str | Path) -> tuple[list[FloatArray], list[FloatArray], list[str],
-                                              list[str] | None]:
+def read_onnx_mlp(
+    path: str | Path,
+) -> tuple[list[FloatArray], list[FloatArray], list[str], list[str] | None]:
     """(weights [out, in], biases, per-output activations, head names or None)."""
     onnx = _onnx()
     from onnx import numpy_helper
@@ -50,8 +52,10 @@ def read_onnx_mlp(path: str | Path) -> tuple[list[FloatArray], list[FloatArray],
             bools[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
     inputs = [i.name for i in graph.input if i.name not in consts]
     if len(inputs) != 1 or len(graph.output) != 1:
-        raise ValueError(f"{path}: an MLP has one input and one output, got inputs {inputs} and "
-                         f"{len(graph.output)} outputs")
+        raise ValueError(
+            f"{path}: an MLP has one input and one output, got inputs {inputs} and "
+            f"{len(graph.output)} outputs"
+        )
     nodes = [n for n in graph.node if n.op_type != "Constant"]
 
     def fail(node: Any, why: str) -> ValueError:
@@ -60,7 +64,7 @@ def read_onnx_mlp(path: str | Path) -> tuple[list[FloatArray], list[FloatArray],
     def const(node: Any, name: str) -> FloatArray:
         if name not in consts:
             raise fail(node, f"{name!r} must be an initializer")
-        return consts[name]
+        return np.asarray(consts[name], dtype=np.float32)
 
     weights: list[FloatArray] = []
     biases: list[FloatArray] = []
@@ -74,13 +78,20 @@ def read_onnx_mlp(path: str | Path) -> tuple[list[FloatArray], list[FloatArray],
             raise fail(node, f"does not read {current!r}: only a chain of layers is supported")
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         if node.op_type == "Gemm":
-            if attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0 or attrs.get("transA", 0):
+            if (
+                attrs.get("alpha", 1.0) != 1.0
+                or attrs.get("beta", 1.0) != 1.0
+                or attrs.get("transA", 0)
+            ):
                 raise fail(node, "only alpha = beta = 1 and transA = 0 are supported")
             w = const(node, node.input[1])
             weights.append(w if attrs.get("transB", 0) else w.T)
             out = weights[-1].shape[0]
-            biases.append(np.broadcast_to(const(node, node.input[2]), (out,)).copy()
-                          if len(node.input) > 2 and node.input[2] else np.zeros(out, np.float32))
+            biases.append(
+                np.broadcast_to(const(node, node.input[2]), (out,)).copy()
+                if len(node.input) > 2 and node.input[2]
+                else np.zeros(out, np.float32)
+            )
         elif node.op_type == "MatMul":
             weights.append(const(node, node.input[1]).T)
             out = weights[-1].shape[0]
@@ -105,8 +116,9 @@ def read_onnx_mlp(path: str | Path) -> tuple[list[FloatArray], list[FloatArray],
                 raise fail(node, "only Where(constant mask, Sigmoid(z), z) is supported")
             final = ["sigmoid" if m else "identity" for m in np.asarray(mask).reshape(-1)]
         else:
-            raise fail(node, "not part of the supported MLP subset (Gemm, MatMul+Add, Relu, "
-                       "Sigmoid)")
+            raise fail(
+                node, "not part of the supported MLP subset (Gemm, MatMul+Add, Relu, Sigmoid)"
+            )
         current = node.output[0]
         i += 1
     if not weights:
@@ -115,18 +127,29 @@ def read_onnx_mlp(path: str | Path) -> tuple[list[FloatArray], list[FloatArray],
         raise ValueError(f"{path}: the chain ends at {current!r}, not at the graph output")
     activations = final if final is not None else ["identity"] * weights[-1].shape[0]
     if len(activations) != weights[-1].shape[0]:
-        raise ValueError(f"{path}: the activation mask has {len(activations)} entries for "
-                         f"{weights[-1].shape[0]} outputs")
+        raise ValueError(
+            f"{path}: the activation mask has {len(activations)} entries for "
+            f"{weights[-1].shape[0]} outputs"
+        )
     heads = None
     for prop in model.metadata_props:
         if prop.key == _HEADS_KEY:
             heads = prop.value.split(",")
-    return ([np.ascontiguousarray(w, np.float32) for w in weights],
-            [np.ascontiguousarray(b, np.float32) for b in biases], activations, heads)
+    return (
+        [np.ascontiguousarray(w, np.float32) for w in weights],
+        [np.ascontiguousarray(b, np.float32) for b in biases],
+        activations,
+        heads,
+    )
 
 
-def write_onnx_mlp(path: str | Path, weights: Sequence[FloatArray], biases: Sequence[FloatArray],
-                   activations: Sequence[str], heads: Sequence[str]) -> None:
+def write_onnx_mlp(
+    path: str | Path,
+    weights: Sequence[FloatArray],
+    biases: Sequence[FloatArray],
+    activations: Sequence[str],
+    heads: Sequence[str],
+) -> None:
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
@@ -134,8 +157,10 @@ def write_onnx_mlp(path: str | Path, weights: Sequence[FloatArray], biases: Sequ
     inits = []
     current = "x"
     for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
-        inits += [numpy_helper.from_array(np.asarray(w, np.float32), f"W{i}"),
-                  numpy_helper.from_array(np.asarray(b, np.float32), f"b{i}")]
+        inits += [
+            numpy_helper.from_array(np.asarray(w, np.float32), f"W{i}"),
+            numpy_helper.from_array(np.asarray(b, np.float32), f"b{i}"),
+        ]
         out = f"z{i}"
         nodes.append(helper.make_node("Gemm", [current, f"W{i}", f"b{i}"], [out], transB=1))
         current = out
@@ -152,10 +177,12 @@ def write_onnx_mlp(path: str | Path, weights: Sequence[FloatArray], biases: Sequ
     else:
         nodes.append(helper.make_node("Identity", [current], ["y"]))
     graph = helper.make_graph(
-        nodes, "recserve_ranker",
+        nodes,
+        "recserve_ranker",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", int(weights[0].shape[1])])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", int(weights[-1].shape[0])])],
-        inits)
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     helper.set_model_props(model, {_HEADS_KEY: ",".join(heads)})
