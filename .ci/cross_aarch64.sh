@@ -24,15 +24,15 @@ cmake -S . -B "$build_dir" -G Ninja \
   -DCMAKE_BUILD_TYPE=Release \
   -DRECSERVE_BUILD_TESTS=ON >/dev/null
 
-echo "-- build test_base test_simd"
-cmake --build "$build_dir" --target test_base test_simd -j "$jobs"
+echo "-- build test_base test_simd test_mlp"
+cmake --build "$build_dir" --target test_base test_simd test_mlp -j "$jobs"
 
-labels='^(test_base|test_simd)$'
+labels='^(test_base|test_simd|test_mlp)$'
 echo "-- build test_ann"
 if cmake --build "$build_dir" --target test_ann -j "$jobs"; then
-  labels='^(test_base|test_simd|test_ann)$'
+  labels='^(test_base|test_simd|test_mlp|test_ann)$'
 else
-  echo "warning: test_ann does not build for aarch64; running test_base and test_simd only" >&2
+  echo "warning: test_ann does not build for aarch64; running test_base, test_simd and test_mlp only" >&2
 fi
 
 # Each suite is labelled with its binary's name (tests/cpp/CMakeLists.txt).
@@ -41,4 +41,4 @@ QEMU_CPU=max ctest --test-dir "$build_dir" -L "$labels" --output-on-failure -j "
 
 # The kernel tests again on a CPU without dotprod; test_ann (minutes under qemu) only once.
 echo "-- ctest under qemu-aarch64, QEMU_CPU=cortex-a53 (neon, no dotprod)"
-QEMU_CPU=cortex-a53 ctest --test-dir "$build_dir" -L '^(test_base|test_simd)$' --output-on-failure -j "$jobs"
+QEMU_CPU=cortex-a53 ctest --test-dir "$build_dir" -L '^(test_base|test_simd|test_mlp)$' --output-on-failure -j "$jobs"
