@@ -81,7 +81,11 @@ Result<QuantizedMlp> QuantizedMlp::create(Model model, const simd::KernelTable* 
         p.n_pad = round_up(l.out, simd::kGemmColumnBlock);
         p.scale = l.scale;
         p.bias = l.bias;
-        p.panels.assign(p.n_pad * p.k_pad, 0);
+        if (q.layers_.size() == 1) {
+            p.panels16.assign(p.n_pad * p.k_pad, 0);
+        } else {
+            p.panels.assign(p.n_pad * p.k_pad, 0);
+        }
         const std::size_t groups = p.k_pad / simd::kGemmKGroup;
         for (std::size_t n = 0; n < l.out; ++n) {
             const std::size_t block = n / simd::kGemmColumnBlock;
@@ -91,7 +95,11 @@ Result<QuantizedMlp> QuantizedMlp::create(Model model, const simd::KernelTable* 
                 const std::size_t g = k / simd::kGemmKGroup;
                 const std::size_t at = ((block * groups + g) * simd::kGemmColumnBlock + col) * simd::kGemmKGroup +
                                        k % simd::kGemmKGroup;
-                p.panels[at] = w;
+                if (q.layers_.size() == 1) {
+                    p.panels16[at] = w;  // the first layer's weights, widened for the 16-bit inputs
+                } else {
+                    p.panels[at] = w;
+                }
             }
         }
         if (q.layers_.size() > 1) q.max_k_pad_ = std::max(q.max_k_pad_, p.k_pad);
@@ -139,7 +147,7 @@ void QuantizedMlp::predict_block(const float* x, std::size_t rows, float* out) c
     for (std::size_t li = 0; li < layers_.size(); ++li) {
         const PackedLayer& p = layers_[li];
         if (li == 0) {
-            kernels_->gemm_s16i8(s.input.data(), first.k_pad, rows, p.panels.data(), p.k_pad, p.n_pad, s.acc.data(), ldc);
+            kernels_->gemm_s16s16(s.input.data(), first.k_pad, rows, p.panels16.data(), p.k_pad, p.n_pad, s.acc.data(), ldc);
         } else {
             kernels_->gemm_u8i8(s.act[li % 2].data(), lda, rows, p.panels.data(), p.k_pad, p.n_pad, s.acc.data(), ldc);
         }

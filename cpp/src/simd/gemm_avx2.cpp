@@ -107,20 +107,24 @@ float relu_requantize_avx2(float* y, std::size_t n, std::uint8_t* q) {
 }
 
 // 16-bit activations: per 4-k step each row broadcasts its 4 int16 values (8 bytes) to every
-// 64-bit lane, and each 16-byte quarter of the packed weights (4 columns x 4 k) is sign-extended
-// to int16; vpmaddwd then leaves, per column, two int32 partial sums (k0+k1, k2+k3) in adjacent
-// lanes, added together (vphaddd) once at the end of the tile. Two rows per tile: 8 accumulators
-// + 4 weight registers + the broadcast fit the 16 ymm registers.
+// 64-bit lane; each 32-byte quarter of the step's widened weights holds 4 columns x 4 k, so
+// vpmaddwd leaves, per column, two int32 partial sums (k0+k1, k2+k3) in adjacent lanes, added
+// together (vphaddd) once at the end of the tile. Two rows per tile: 8 accumulators + 4 weight
+// registers + the broadcast fit the 16 ymm registers.
 template <std::size_t R>
-inline void tile_s16(const std::int16_t* a, std::size_t lda, const std::int8_t* panel, std::size_t groups,
+inline void tile_s16(const std::int16_t* a, std::size_t lda, const std::int16_t* panel, std::size_t groups,
                      std::int32_t* c, std::size_t ldc) {
     __m256i acc[R][4];
     for (std::size_t r = 0; r < R; ++r)
         for (auto& v : acc[r]) v = _mm256_setzero_si256();
     for (std::size_t g = 0; g < groups; ++g) {
         __m256i w_i16x16[4];
-        for (int q = 0; q < 4; ++q)
-            w_i16x16[q] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(panel + g * 64 + q * 16)));
+        for (int q = 0; q < 4; ++q) {
+            w_i16x16[q] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + g * 64 + q * 16));
+            // Keep the weights in registers: folded into each row's vpmaddwd they are loaded
+            // once per row, and the loads, not the multiplies, become the limit.
+            asm("" : "+x"(w_i16x16[q]));
+        }
         for (std::size_t r = 0; r < R; ++r) {
             std::int64_t four;
             std::memcpy(&four, a + r * lda + g * kGemmKGroup, sizeof four);
@@ -137,11 +141,11 @@ inline void tile_s16(const std::int16_t* a, std::size_t lda, const std::int8_t* 
     }
 }
 
-void gemm_s16i8_avx2(const std::int16_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
-                     std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc) {
+void gemm_s16s16_avx2(const std::int16_t* a, std::size_t lda, std::size_t rows, const std::int16_t* w,
+                      std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc) {
     const std::size_t groups = k_pad / kGemmKGroup;
     for (std::size_t n0 = 0; n0 < n_pad; n0 += kGemmColumnBlock) {
-        const std::int8_t* panel = w + (n0 / kGemmColumnBlock) * groups * 64;
+        const std::int16_t* panel = w + (n0 / kGemmColumnBlock) * groups * 64;
         std::size_t r = 0;
         for (; r + 2 <= rows; r += 2) tile_s16<2>(a + r * lda, lda, panel, groups, c + r * ldc + n0, ldc);
         if (r < rows) tile_s16<1>(a + r * lda, lda, panel, groups, c + r * ldc + n0, ldc);

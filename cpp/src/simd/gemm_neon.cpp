@@ -38,11 +38,11 @@ void gemm_u8i8_neon(const std::uint8_t* a, std::size_t lda, std::size_t rows, co
     }
 }
 
-void gemm_s16i8_neon(const std::int16_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
-                     std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc) {
+void gemm_s16s16_neon(const std::int16_t* a, std::size_t lda, std::size_t rows, const std::int16_t* w,
+                      std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc) {
     const std::size_t groups = k_pad / kGemmKGroup;
     for (std::size_t n0 = 0; n0 < n_pad; n0 += kGemmColumnBlock) {
-        const std::int8_t* panel = w + (n0 / kGemmColumnBlock) * groups * 64;
+        const std::int16_t* panel = w + (n0 / kGemmColumnBlock) * groups * 64;
         for (std::size_t r = 0; r < rows; ++r) {
             const std::int16_t* a_row = a + r * lda;
             int32x4_t acc[kGemmColumnBlock];
@@ -50,9 +50,9 @@ void gemm_s16i8_neon(const std::int16_t* a, std::size_t lda, std::size_t rows, c
             for (std::size_t g = 0; g < groups; ++g) {
                 const int16x4_t a_i16x4 = vld1_s16(a_row + g * kGemmKGroup);
                 const int16x8_t a_i16x8 = vcombine_s16(a_i16x4, a_i16x4);
-                const std::int8_t* step = panel + g * 64;
+                const std::int16_t* step = panel + g * 64;
                 for (std::size_t pair = 0; pair < kGemmColumnBlock / 2; ++pair) {
-                    const int16x8_t w_i16x8 = vmovl_s8(vld1_s8(step + pair * 8));
+                    const int16x8_t w_i16x8 = vld1q_s16(step + pair * 8);  // 2 columns x 4 k
                     acc[2 * pair] = vmlal_s16(acc[2 * pair], vget_low_s16(a_i16x8), vget_low_s16(w_i16x8));
                     acc[2 * pair + 1] = vmlal_high_s16(acc[2 * pair + 1], a_i16x8, w_i16x8);
                 }

@@ -56,18 +56,18 @@ float relu_requantize_scalar(float* y, std::size_t n, std::uint8_t* q) {
     return scale;
 }
 
-void gemm_s16i8_scalar(const std::int16_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+void gemm_s16s16_scalar(const std::int16_t* a, std::size_t lda, std::size_t rows, const std::int16_t* w,
                        std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc) {
     const std::size_t groups = k_pad / kGemmKGroup;
     const std::size_t block_bytes = groups * kGemmColumnBlock * kGemmKGroup;
     for (std::size_t r = 0; r < rows; ++r) {
         const std::int16_t* a_row = a + r * lda;
         for (std::size_t n0 = 0; n0 < n_pad; n0 += kGemmColumnBlock) {
-            const std::int8_t* block = w + (n0 / kGemmColumnBlock) * block_bytes;
+            const std::int16_t* block = w + (n0 / kGemmColumnBlock) * block_bytes;
             std::int32_t sums[kGemmColumnBlock] = {};
             for (std::size_t g = 0; g < groups; ++g) {
                 const std::int16_t* a_group = a_row + g * kGemmKGroup;
-                const std::int8_t* w_group = block + g * kGemmColumnBlock * kGemmKGroup;
+                const std::int16_t* w_group = block + g * kGemmColumnBlock * kGemmKGroup;
                 for (std::size_t col = 0; col < kGemmColumnBlock; ++col) {
                     for (std::size_t kk = 0; kk < kGemmKGroup; ++kk)
                         sums[col] += std::int32_t{a_group[kk]} * std::int32_t{w_group[col * kGemmKGroup + kk]};

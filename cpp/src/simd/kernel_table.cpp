@@ -26,7 +26,7 @@ constexpr KernelTable kScalarTable{
     .gemm_u8i8 = gemm_u8i8_scalar,
     .int8_peak = int8_peak_scalar,
     .relu_requantize = relu_requantize_scalar,
-    .gemm_s16i8 = gemm_s16i8_scalar,
+    .gemm_s16s16 = gemm_s16s16_scalar,
     .quantize_row_s16 = quantize_row_s16_scalar,
 };
 
@@ -44,7 +44,7 @@ constexpr KernelTable kAvx2Table{
     .gemm_u8i8 = gemm_u8i8_avx2,
     .int8_peak = int8_peak_avx2,
     .relu_requantize = relu_requantize_avx2,
-    .gemm_s16i8 = gemm_s16i8_avx2,
+    .gemm_s16s16 = gemm_s16s16_avx2,
     .quantize_row_s16 = quantize_row_s16_avx2,
 };
 constexpr KernelTable kAvx512Table{
@@ -60,7 +60,7 @@ constexpr KernelTable kAvx512Table{
     .gemm_u8i8 = gemm_u8i8_avx2,  // without VNNI, AVX-512BW adds nothing to the int8 product here
     .int8_peak = int8_peak_avx2,
     .relu_requantize = relu_requantize_avx2,
-    .gemm_s16i8 = gemm_s16i8_avx2,
+    .gemm_s16s16 = gemm_s16s16_avx2,
     .quantize_row_s16 = quantize_row_s16_avx2,
 };
 // VNNI changes only the int8 kernels.
@@ -77,7 +77,7 @@ constexpr KernelTable kAvx512VnniTable{
     .gemm_u8i8 = gemm_u8i8_avx512vnni,
     .int8_peak = int8_peak_avx512vnni,
     .relu_requantize = relu_requantize_avx2,
-    .gemm_s16i8 = gemm_s16i8_avx2,
+    .gemm_s16s16 = gemm_s16s16_avx2,
     .quantize_row_s16 = quantize_row_s16_avx2,
 };
 #endif
@@ -96,7 +96,7 @@ constexpr KernelTable kNeonTable{
     .gemm_u8i8 = gemm_u8i8_neon,
     .int8_peak = int8_peak_neon,
     .relu_requantize = relu_requantize_scalar,
-    .gemm_s16i8 = gemm_s16i8_neon,
+    .gemm_s16s16 = gemm_s16s16_neon,
     .quantize_row_s16 = quantize_row_s16_scalar,
 };
 // dotprod changes only the int8 kernels.
@@ -113,7 +113,7 @@ constexpr KernelTable kNeonDotprodTable{
     .gemm_u8i8 = gemm_u8i8_neondotprod,
     .int8_peak = int8_peak_neondotprod,
     .relu_requantize = relu_requantize_scalar,
-    .gemm_s16i8 = gemm_s16i8_neon,
+    .gemm_s16s16 = gemm_s16s16_neon,
     .quantize_row_s16 = quantize_row_s16_scalar,
 };
 #endif

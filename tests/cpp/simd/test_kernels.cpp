@@ -34,7 +34,7 @@ void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
 
 const KernelTable kScalar{Isa::kScalar,   "scalar",      dot_f32_scalar, l2sq_f32_scalar, cos_f32_scalar,
                           dot_i8_scalar,  l2sq_i8_scalar, cos_i8_scalar,  dot_u8i8_scalar,
-                          gemm_u8i8_scalar, int8_peak_scalar, relu_requantize_scalar, gemm_s16i8_scalar,
+                          gemm_u8i8_scalar, int8_peak_scalar, relu_requantize_scalar, gemm_s16s16_scalar,
                           quantize_row_s16_scalar};
 
 const Variant kVariants[] = {
@@ -42,23 +42,23 @@ const Variant kVariants[] = {
 #if defined(RECSERVE_ARCH_X86)
     {"avx2", "AVX2 + FMA", [] { return cpu_features().avx2_fma; },
      {Isa::kAvx2, "avx2", dot_f32_avx2, l2sq_f32_avx2, cos_f32_avx2, dot_i8_avx2, l2sq_i8_avx2, cos_i8_avx2,
-      dot_u8i8_avx2, gemm_u8i8_avx2, int8_peak_avx2, relu_requantize_avx2, gemm_s16i8_avx2, quantize_row_s16_avx2}},
+      dot_u8i8_avx2, gemm_u8i8_avx2, int8_peak_avx2, relu_requantize_avx2, gemm_s16s16_avx2, quantize_row_s16_avx2}},
     {"avx512", "AVX-512 F/BW/VL/DQ", [] { return cpu_features().avx512; },
      {Isa::kAvx512, "avx512", dot_f32_avx512, l2sq_f32_avx512, cos_f32_avx512, dot_i8_avx512, l2sq_i8_avx512,
-      cos_i8_avx512, dot_u8i8_avx512, gemm_u8i8_avx2, int8_peak_avx2, relu_requantize_avx2, gemm_s16i8_avx2, quantize_row_s16_avx2}},
+      cos_i8_avx512, dot_u8i8_avx512, gemm_u8i8_avx2, int8_peak_avx2, relu_requantize_avx2, gemm_s16s16_avx2, quantize_row_s16_avx2}},
     {"avx512_vnni", "AVX-512 F/BW/VL/DQ + VNNI", [] { return cpu_features().avx512_vnni; },
      {Isa::kAvx512, "avx512+vnni", dot_f32_avx512, l2sq_f32_avx512, cos_f32_avx512, dot_i8_avx512vnni,
       l2sq_i8_avx512vnni, cos_i8_avx512vnni, dot_u8i8_avx512vnni, gemm_u8i8_avx512vnni, int8_peak_avx512vnni,
-      relu_requantize_avx2, gemm_s16i8_avx2, quantize_row_s16_avx2}},
+      relu_requantize_avx2, gemm_s16s16_avx2, quantize_row_s16_avx2}},
 #endif
 #if defined(RECSERVE_ARCH_ARM64)
     {"neon", "Advanced SIMD", [] { return cpu_features().neon; },
      {Isa::kNeon, "neon", dot_f32_neon, l2sq_f32_neon, cos_f32_neon, dot_i8_neon, l2sq_i8_neon, cos_i8_neon,
-      dot_u8i8_neon, gemm_u8i8_neon, int8_peak_neon, relu_requantize_scalar, gemm_s16i8_neon, quantize_row_s16_scalar}},
+      dot_u8i8_neon, gemm_u8i8_neon, int8_peak_neon, relu_requantize_scalar, gemm_s16s16_neon, quantize_row_s16_scalar}},
     {"neon_dotprod", "Advanced SIMD + dotprod", [] { return cpu_features().neon_dotprod; },
      {Isa::kNeon, "neon+dotprod", dot_f32_neon, l2sq_f32_neon, cos_f32_neon, dot_i8_neondotprod,
       l2sq_i8_neondotprod, cos_i8_neondotprod, dot_u8i8_neondotprod, gemm_u8i8_neondotprod,
-      int8_peak_neondotprod, relu_requantize_scalar, gemm_s16i8_neon, quantize_row_s16_scalar}},
+      int8_peak_neondotprod, relu_requantize_scalar, gemm_s16s16_neon, quantize_row_s16_scalar}},
 #endif
 };
 
@@ -282,7 +282,7 @@ TEST_P(KernelTest, KernelsForUsesTheseKernelsWhenThisIsTheBestVariantOfItsIsa) {
     EXPECT_EQ(t.gemm_u8i8, k().gemm_u8i8);
     EXPECT_EQ(t.int8_peak, k().int8_peak);
     EXPECT_EQ(t.relu_requantize, k().relu_requantize);
-    EXPECT_EQ(t.gemm_s16i8, k().gemm_s16i8);
+    EXPECT_EQ(t.gemm_s16s16, k().gemm_s16s16);
     EXPECT_EQ(t.quantize_row_s16, k().quantize_row_s16);
 }
 
@@ -368,9 +368,10 @@ TEST_P(KernelTest, GemmS16IsExactAgainstPlainLoops) {
                 for (std::size_t kk = depth; kk < lda; ++kk) a[r * lda + kk] = 0;
             std::vector<std::int8_t> w = extreme ? random_extremes<std::int8_t>(n * depth, seed++, {-127, 0, 127})
                                                  : random_ints<std::int8_t>(n * depth, seed++, -127, 127);
-            const std::vector<std::int8_t> panels = pack_panels(w, n, depth, n_pad, k_pad);
+            const std::vector<std::int8_t> panels8 = pack_panels(w, n, depth, n_pad, k_pad);
+            const std::vector<std::int16_t> panels(panels8.begin(), panels8.end());
             std::vector<std::int32_t> c(rows * ldc, -7);
-            k().gemm_s16i8(a.data(), lda, rows, panels.data(), k_pad, n_pad, c.data(), ldc);
+            k().gemm_s16s16(a.data(), lda, rows, panels.data(), k_pad, n_pad, c.data(), ldc);
             for (std::size_t r = 0; r < rows; ++r) {
                 for (std::size_t col = 0; col < n_pad; ++col) {
                     std::int64_t expected = 0;

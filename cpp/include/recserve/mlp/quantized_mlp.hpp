@@ -50,7 +50,8 @@ class QuantizedMlp {
         std::uint32_t in = 0;
         std::size_t k_pad = 0;
         std::size_t n_pad = 0;
-        std::vector<std::int8_t> panels;     // gemm_kernels.hpp layout
+        std::vector<std::int8_t> panels;     // gemm_kernels.hpp layout (layers after the first)
+        std::vector<std::int16_t> panels16;  // the same, widened (the first layer)
         std::vector<float> scale;
         std::vector<float> bias;
     };

@@ -49,11 +49,13 @@ float relu_requantize_scalar(float* y, std::size_t n, std::uint8_t* q);
 
 // The ranker's first layer reads 16-bit inputs: the input row is where 7 bits cost the most
 // accuracy (measured on a trained ranker: it alone gives 2/3 of the int8-vs-float error), and
-// a 16 x 8-bit product (vpmaddwd) issues as many multiply-accumulates per instruction as
-// vpmaddubsw + vpmaddwd do for 8 x 8 bits on AVX2. Same packed weights, same C:
+// a 16 x 16-bit product (vpmaddwd) issues as many multiply-accumulates per instruction as
+// vpmaddubsw + vpmaddwd do for 8 x 8 bits on AVX2. Its 8-bit weights are stored widened to
+// int16, in the same packed layout (16 columns x 4 k per step, 128 bytes), so the kernel
+// loads them ready to multiply:
 //   C[r][n] = sum_k A[r][k] * W[n][k],   A int16 with |A| <= levels, lda in elements,
 // exact in int32 when k_pad * levels * 127 < 2^31 (QuantizedMlp picks levels so).
-void gemm_s16i8_scalar(const std::int16_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+void gemm_s16s16_scalar(const std::int16_t* a, std::size_t lda, std::size_t rows, const std::int16_t* w,
                        std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc);
 
 // Symmetric 16-bit quantization of one input row, per ISA and bit-identical on every ISA:
@@ -66,13 +68,13 @@ void quantize_row_s16_scalar(const float* x, const float* mult, std::size_t n, s
 
 #if defined(RECSERVE_ARCH_X86)
 float relu_requantize_avx2(float* y, std::size_t n, std::uint8_t* q);
-void gemm_s16i8_avx2(const std::int16_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+void gemm_s16s16_avx2(const std::int16_t* a, std::size_t lda, std::size_t rows, const std::int16_t* w,
                      std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc);
 void quantize_row_s16_avx2(const float* x, const float* mult, std::size_t n, std::int32_t levels, std::int16_t* q,
                            float* scale);
 #endif
 #if defined(RECSERVE_ARCH_ARM64)
-void gemm_s16i8_neon(const std::int16_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+void gemm_s16s16_neon(const std::int16_t* a, std::size_t lda, std::size_t rows, const std::int16_t* w,
                      std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc);
 #endif
 

@@ -30,7 +30,7 @@ using GemmU8I8 = void (*)(const std::uint8_t* a, std::size_t lda, std::size_t ro
                           std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc);
 using Int8Peak = std::uint64_t (*)(std::size_t iterations);
 using ReluRequantize = float (*)(float* y, std::size_t n, std::uint8_t* q);
-using GemmS16I8 = void (*)(const std::int16_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+using GemmS16S16 = void (*)(const std::int16_t* a, std::size_t lda, std::size_t rows, const std::int16_t* w,
                            std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc);
 using QuantizeRowS16 = void (*)(const float* x, const float* mult, std::size_t n, std::int32_t levels,
                                 std::int16_t* q, float* scale);
@@ -48,7 +48,7 @@ struct KernelTable {
     GemmU8I8 gemm_u8i8;
     Int8Peak int8_peak;
     ReluRequantize relu_requantize;
-    GemmS16I8 gemm_s16i8;
+    GemmS16S16 gemm_s16s16;
     QuantizeRowS16 quantize_row_s16;
 };
 
