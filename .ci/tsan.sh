@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# ThreadSanitizer run of the ANN concurrency tests: builds test_ann in build-tsan with
+# ThreadSanitizer run of the concurrency tests: builds test_ann and test_mlp in build-tsan with
 # -fsanitize=thread and runs the suites where threads meet (readers against a writer, the
-# background compactor, GracePeriod). Any data race report fails the run.
+# background compactor, GracePeriod; rankers scoring from many threads). Any data race report
+# fails the run.
 #
 #   .ci/tsan.sh            from anywhere; the build dir is <repo>/build-tsan
 #   TSAN_BUILD_DIR=/x ...  to build elsewhere
@@ -10,12 +11,13 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${TSAN_BUILD_DIR:-$root/build-tsan}"
 filter='*IndexConcurrency.*:IndexBackgroundCompactor.*:GracePeriod.*'
+mlp_filter='QuantizedMlpConcurrency.*'
 
 generator=()
 if command -v ninja >/dev/null 2>&1; then generator=(-G Ninja); fi
 cmake -S "$root" -B "$build" "${generator[@]}" \
   -DRECSERVE_BUILD_TESTS=ON -DRECSERVE_SANITIZE=thread -DCMAKE_BUILD_TYPE=RelWithDebInfo
-cmake --build "$build" --target test_ann --parallel
+cmake --build "$build" --target test_ann test_mlp --parallel
 
 test_ann="$build/tests/cpp/test_ann"
 # A filter that matches nothing would pass silently: make sure the suites are there.
@@ -33,3 +35,4 @@ if command -v setarch >/dev/null 2>&1 && setarch "$(uname -m)" -R true 2>/dev/nu
   run=(setarch "$(uname -m)" -R "$test_ann")
 fi
 "${run[@]}" --gtest_filter="$filter"
+"${run[@]/test_ann/test_mlp}" --gtest_filter="$mlp_filter"  # the same command, for test_mlp

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <thread>
 #include <vector>
 
 #include "mlp_test_models.hpp"
@@ -153,6 +154,28 @@ TEST(QuantizedMlp, ZeroRowsIsANoOp) {
 
 TEST(QuantizedMlp, RejectsAFloatModel) {
     EXPECT_EQ(QuantizedMlp::create(random_float_model({5, 4, 2}, 14)).status().code(), StatusCode::kInvalidArgument);
+}
+
+// Many threads score through one model at once (each with its own thread-local scratch): every
+// thread gets the single-threaded answer. Run under ThreadSanitizer by .ci/tsan.sh.
+TEST(QuantizedMlpConcurrency, ThreadsScoringAtOnceGetTheSingleThreadedScores) {
+    const QuantizedMlp q = make(random_float_model({40, 32, 16, 4}, 16));
+    const std::size_t rows = 45;
+    const std::vector<float> x = random_inputs(rows, 40, 17);
+    std::vector<float> want(rows * 4);
+    ASSERT_TRUE(q.predict(x.data(), rows, want.data()).is_ok());
+    std::vector<int> mismatches(4, 0);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            std::vector<float> got(rows * 4);
+            for (int i = 0; i < 50; ++i) {
+                if (!q.predict(x.data(), rows, got.data()).is_ok() || got != want) ++mismatches[t];
+            }
+        });
+    }
+    for (std::thread& th : threads) th.join();
+    EXPECT_EQ(mismatches, std::vector<int>(4, 0));
 }
 
 TEST(Validate, NamesWhatIsWrong) {
