@@ -1,0 +1,418 @@
+#include "recserve/embed/table.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+namespace recserve::embed {
+namespace {
+
+constexpr std::size_t kChunkRows = 4096;
+constexpr std::uint32_t kNoRow = ~std::uint32_t{0};     // an index slot whose key was removed
+constexpr std::size_t kSketchWidth = 1 << 12;            // per hash row of the count-min sketch
+constexpr std::size_t kSketchDepth = 4;
+
+std::uint64_t mix(std::uint64_t x) {  // splitmix64's finaliser: every bit of x moves every bit
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+std::uint64_t now_ns() {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+            .count());
+}
+
+// The fixed part of a row; its floats follow. Every field is atomic: readers copy rows while
+// a writer may be rewriting them, and the sequence lock decides which copies count.
+struct RowHeader {
+    std::atomic<std::uint32_t> seq;         // odd while a writer is inside the row
+    std::uint32_t reserved;
+    std::atomic<std::uint64_t> key;         // kInvalidKey when the row is free
+    std::atomic<std::uint64_t> updated_ns;  // steady clock, for the TTL
+};
+
+struct IndexSlot {
+    std::atomic<std::uint64_t> key{kInvalidKey};  // kInvalidKey: never used
+    std::atomic<std::uint32_t> row{kNoRow};
+};
+
+struct Index {
+    explicit Index(std::size_t size) : mask(size - 1), slots(new IndexSlot[size]) {}
+    std::size_t mask;
+    std::unique_ptr<IndexSlot[]> slots;
+    std::size_t used = 0;  // slots ever given a key (live + removed); writer only
+};
+
+}  // namespace
+
+struct Table::Shard {
+    Shard(std::size_t dims_, std::size_t capacity_)
+        : dims(dims_),
+          stride((sizeof(RowHeader) + dims_ * sizeof(float) + 15) / 16 * 16),
+          capacity(capacity_),
+          chunks((capacity_ + kChunkRows - 1) / kChunkRows),
+          lru_prev(capacity_, kNoRow),
+          lru_next(capacity_, kNoRow) {
+        indexes.push_back(std::make_unique<Index>(std::bit_ceil(std::max<std::size_t>(16, 2 * kChunkRows))));
+        index.store(indexes.back().get(), std::memory_order_release);
+    }
+    ~Shard() {
+        for (auto& c : chunks) std::free(c.load(std::memory_order_relaxed));
+    }
+
+    RowHeader& header(std::uint32_t row) const {
+        // acquire: pairs with the release that published the chunk (its zero-fill included).
+        char* chunk = chunks[row / kChunkRows].load(std::memory_order_acquire);
+        return *reinterpret_cast<RowHeader*>(chunk + (row % kChunkRows) * stride);
+    }
+    float* data(std::uint32_t row) const { return reinterpret_cast<float*>(&header(row) + 1); }
+
+    // ---- readers ---------------------------------------------------------------------------
+    // The row of key, or kNoRow. Probes whichever index is current when it starts.
+    std::uint32_t find(std::uint64_t key, std::uint64_t h) const {
+        const Index* ix = index.load(std::memory_order_acquire);
+        for (std::size_t i = h & ix->mask;; i = (i + 1) & ix->mask) {
+            // acquire: a key seen here was published after its slot's row (see insert()).
+            const std::uint64_t k = ix->slots[i].key.load(std::memory_order_acquire);
+            if (k == kInvalidKey) return kNoRow;
+            if (k == key) return ix->slots[i].row.load(std::memory_order_acquire);
+        }
+    }
+
+    // Copies the row if it still holds key (and has not expired); false otherwise.
+    bool read(std::uint32_t row, std::uint64_t key, float* out, std::uint64_t now, std::uint64_t ttl_ns) const {
+        RowHeader& h = header(row);
+        float* src = data(row);
+        for (;;) {
+            const std::uint32_t s1 = h.seq.load(std::memory_order_acquire);
+            if (s1 & 1u) {  // a writer is inside: wait for it to leave
+                std::this_thread::yield();
+                continue;
+            }
+            const std::uint64_t k = h.key.load(std::memory_order_relaxed);
+            const std::uint64_t t = h.updated_ns.load(std::memory_order_relaxed);
+            for (std::size_t i = 0; i < dims; ++i) out[i] = std::atomic_ref<float>(src[i]).load(std::memory_order_relaxed);
+            // acquire fence: the copies above happen-before the re-check of seq (Boehm's seqlock).
+            std::atomic_thread_fence(std::memory_order_acquire);
+            if (h.seq.load(std::memory_order_relaxed) != s1) continue;  // overlapped a write: again
+            return k == key && (ttl_ns == 0 || now - std::min(now, t) <= ttl_ns);
+        }
+    }
+
+    // ---- the writer (holds `writer`) -------------------------------------------------------
+    void write(std::uint32_t row, std::uint64_t key, const float* v, std::uint64_t now) {
+        RowHeader& h = header(row);
+        float* dst = data(row);
+        const std::uint32_t s = h.seq.load(std::memory_order_relaxed);
+        h.seq.store(s + 1, std::memory_order_relaxed);
+        // release fence: the odd seq is visible before any of the new bytes.
+        std::atomic_thread_fence(std::memory_order_release);
+        h.key.store(key, std::memory_order_relaxed);
+        h.updated_ns.store(now, std::memory_order_relaxed);
+        for (std::size_t i = 0; i < dims; ++i)
+            std::atomic_ref<float>(dst[i]).store(v ? v[i] : 0.0f, std::memory_order_relaxed);
+        h.seq.store(s + 2, std::memory_order_release);  // release: the bytes before the even seq
+    }
+
+    // The slot holding key, or the first reusable slot on its probe path (and where it is).
+    IndexSlot* probe(Index* ix, std::uint64_t key, std::uint64_t h, IndexSlot** reusable) const {
+        *reusable = nullptr;
+        for (std::size_t i = h & ix->mask;; i = (i + 1) & ix->mask) {
+            IndexSlot& slot = ix->slots[i];
+            const std::uint64_t k = slot.key.load(std::memory_order_relaxed);
+            if (k == key) return &slot;
+            if (k == kInvalidKey) {
+                if (*reusable == nullptr) *reusable = &slot;
+                return nullptr;
+            }
+            if (*reusable == nullptr && slot.row.load(std::memory_order_relaxed) == kNoRow) *reusable = &slot;
+        }
+    }
+
+    // Rebuilds the index (twice as large when live keys need it) and publishes it.
+    void rebuild() {
+        Index* old = index.load(std::memory_order_relaxed);
+        std::size_t size = old->mask + 1;
+        if (live.load(std::memory_order_relaxed) * 4 >= size) size *= 2;
+        auto fresh = std::make_unique<Index>(size);
+        for (std::size_t i = 0; i <= old->mask; ++i) {
+            const std::uint64_t k = old->slots[i].key.load(std::memory_order_relaxed);
+            const std::uint32_t r = old->slots[i].row.load(std::memory_order_relaxed);
+            if (k == kInvalidKey || r == kNoRow) continue;
+            for (std::size_t j = mix(k) & fresh->mask;; j = (j + 1) & fresh->mask) {
+                if (fresh->slots[j].key.load(std::memory_order_relaxed) != kInvalidKey) continue;
+                fresh->slots[j].row.store(r, std::memory_order_relaxed);
+                fresh->slots[j].key.store(k, std::memory_order_relaxed);
+                ++fresh->used;
+                break;
+            }
+        }
+        // release: readers that load the new index see every slot written above.
+        index.store(fresh.get(), std::memory_order_release);
+        indexes.push_back(std::move(fresh));
+    }
+
+    void lru_unlink(std::uint32_t r) {
+        const std::uint32_t p = lru_prev[r], n = lru_next[r];
+        (p == kNoRow ? lru_head : lru_next[p]) = n;
+        (n == kNoRow ? lru_tail : lru_prev[n]) = p;
+        lru_prev[r] = lru_next[r] = kNoRow;
+    }
+    void lru_append(std::uint32_t r) {
+        lru_prev[r] = lru_tail;
+        lru_next[r] = kNoRow;
+        (lru_tail == kNoRow ? lru_head : lru_next[lru_tail]) = r;
+        lru_tail = r;
+    }
+
+    // Frees row r (which holds key): its index slot is marked removed, the row reads as empty.
+    void drop(std::uint32_t r, std::uint64_t now) {
+        const std::uint64_t key = header(r).key.load(std::memory_order_relaxed);
+        IndexSlot* reusable = nullptr;
+        IndexSlot* slot = probe(index.load(std::memory_order_relaxed), key, mix(key), &reusable);
+        if (slot != nullptr) slot->row.store(kNoRow, std::memory_order_release);
+        write(r, kInvalidKey, nullptr, now);
+        lru_unlink(r);
+        free_rows.push_back(r);
+        live.fetch_sub(1, std::memory_order_relaxed);
+    }
+
+    bool admitted(std::uint64_t h) {
+        if (admit_after <= 1) return true;
+        std::uint32_t least = 255;
+        for (std::size_t d = 0; d < kSketchDepth; ++d) {
+            std::uint8_t& c = sketch[d * kSketchWidth + (mix(h + d) & (kSketchWidth - 1))];
+            if (c < 255) ++c;
+            least = std::min<std::uint32_t>(least, c);
+        }
+        return least >= admit_after;
+    }
+
+    // A row for a new key: a free one, a new one, or the least recently updated one.
+    std::uint32_t take_row(std::uint64_t now) {
+        if (!free_rows.empty()) {
+            const std::uint32_t r = free_rows.back();
+            free_rows.pop_back();
+            return r;
+        }
+        if (next_row < capacity) {
+            const std::size_t c = next_row / kChunkRows;
+            if (chunks[c].load(std::memory_order_relaxed) == nullptr) {
+                const std::size_t bytes = kChunkRows * stride;
+                void* mem = std::aligned_alloc(64, bytes);
+                if (mem == nullptr) return kNoRow;
+                std::memset(mem, 0, bytes);
+                for (std::size_t i = 0; i < kChunkRows; ++i)
+                    reinterpret_cast<RowHeader*>(static_cast<char*>(mem) + i * stride)->key.store(
+                        kInvalidKey, std::memory_order_relaxed);
+                // release: the initialised chunk before any reader that finds it.
+                chunks[c].store(static_cast<char*>(mem), std::memory_order_release);
+                memory_bytes += bytes;
+            }
+            return static_cast<std::uint32_t>(next_row++);
+        }
+        const std::uint32_t victim = lru_head;
+        drop(victim, now);
+        evictions.fetch_add(1, std::memory_order_relaxed);
+        free_rows.pop_back();
+        return victim;
+    }
+
+    void set(std::uint64_t key, const float* v, std::uint64_t now) {
+        const std::uint64_t h = mix(key);
+        IndexSlot* reusable = nullptr;
+        IndexSlot* slot = probe(index.load(std::memory_order_relaxed), key, h, &reusable);
+        if (slot != nullptr) {
+            const std::uint32_t r = slot->row.load(std::memory_order_relaxed);
+            if (r != kNoRow) {  // an update in place
+                write(r, key, v, now);
+                lru_unlink(r);
+                lru_append(r);
+                return;
+            }
+            reusable = slot;  // the key's own removed slot
+        }
+        if (!admitted(h)) {
+            not_admitted.fetch_add(1, std::memory_order_relaxed);
+            return;
+        }
+        const std::uint32_t r = take_row(now);
+        if (r == kNoRow) return;  // out of memory: the row is not stored (counted as not admitted)
+        write(r, key, v, now);
+        lru_append(r);
+        live.fetch_add(1, std::memory_order_relaxed);
+        Index* ix = index.load(std::memory_order_relaxed);
+        if ((ix->used + 1) * 2 > ix->mask + 1) {  // keep the index at most half full
+            rebuild();
+            ix = index.load(std::memory_order_relaxed);
+            probe(ix, key, h, &reusable);
+        }
+        // A never-used slot gets its row before its key; a removed slot its key before its row.
+        // Either way a reader that finds the key then loads (acquire) a row that is complete,
+        // or kNoRow; a reader of the slot's old key finds a row that names another key.
+        if (reusable->key.load(std::memory_order_relaxed) == kInvalidKey) {
+            reusable->row.store(r, std::memory_order_relaxed);
+            reusable->key.store(key, std::memory_order_release);
+            ++ix->used;
+        } else {
+            reusable->key.store(key, std::memory_order_relaxed);
+            reusable->row.store(r, std::memory_order_release);
+        }
+    }
+
+    const std::size_t dims;
+    const std::size_t stride;
+    const std::size_t capacity;
+    std::uint32_t admit_after = 0;
+    std::uint64_t ttl_ns = 0;
+    std::vector<std::atomic<char*>> chunks;
+    std::atomic<Index*> index{nullptr};
+    std::atomic<std::size_t> live{0};
+    std::atomic<std::uint64_t> evictions{0};
+    std::atomic<std::uint64_t> not_admitted{0};
+
+    std::mutex writer;  // one writer at a time; readers never take it
+    std::vector<std::unique_ptr<Index>> indexes;  // the current one last; older ones retired
+    std::vector<std::uint32_t> free_rows;
+    std::size_t next_row = 0;
+    std::vector<std::uint32_t> lru_prev, lru_next;
+    std::uint32_t lru_head = kNoRow, lru_tail = kNoRow;
+    std::vector<std::uint8_t> sketch;
+    std::size_t memory_bytes = 0;
+};
+
+Table::Table(const TableOptions& options) : options_(options) {}
+Table::~Table() = default;
+
+Result<std::unique_ptr<Table>> Table::create(const TableOptions& o) {
+    if (o.dims == 0 || o.dims > 65536) return Status::invalid_argument("dims must be in 1..65536");
+    if (o.shards == 0 || !std::has_single_bit(o.shards) || o.shards > 1024)
+        return Status::invalid_argument("shards must be a power of two in 1..1024");
+    if (o.capacity < o.shards) return Status::invalid_argument("capacity must be at least the number of shards");
+    if (o.capacity / o.shards >= kNoRow) return Status::invalid_argument("capacity per shard must be below 2^32 - 1");
+    if (!std::isfinite(o.ttl_seconds) || o.ttl_seconds < 0) return Status::invalid_argument("ttl_seconds must be >= 0");
+    std::unique_ptr<Table> t(new Table(o));
+    const unsigned bits = static_cast<unsigned>(std::countr_zero(o.shards));
+    t->shard_shift_ = bits == 0 ? 0 : 64 - bits;
+    const std::size_t per_shard = (o.capacity + o.shards - 1) / o.shards;
+    for (std::size_t s = 0; s < o.shards; ++s) {
+        auto shard = std::make_unique<Shard>(o.dims, per_shard);
+        shard->admit_after = o.admit_after;
+        shard->ttl_ns = static_cast<std::uint64_t>(o.ttl_seconds * 1e9);
+        if (o.admit_after > 1) shard->sketch.assign(kSketchDepth * kSketchWidth, 0);
+        t->shards_.push_back(std::move(shard));
+    }
+    return t;
+}
+
+Table::Shard& Table::shard_of(std::uint64_t key) const {
+    return *shards_[shard_shift_ == 0 ? 0 : mix(key) >> shard_shift_];
+}
+
+Status Table::set(const std::uint64_t* keys, const float* vectors, std::size_t n) {
+    const std::size_t dims = options_.dims;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (keys[i] == kInvalidKey) return Status::invalid_argument("key 2^64-1 is reserved (at position " + std::to_string(i) + ")");
+        for (std::size_t d = 0; d < dims; ++d) {
+            if (!std::isfinite(vectors[i * dims + d]))
+                return Status::invalid_argument("vectors row " + std::to_string(i) + ", column " + std::to_string(d) +
+                                                " is NaN or infinite");
+        }
+    }
+    const std::uint64_t now = now_ns();
+    if (shards_.size() == 1) {
+        std::lock_guard<std::mutex> lock(shards_[0]->writer);
+        for (std::size_t i = 0; i < n; ++i) shards_[0]->set(keys[i], vectors + i * dims, now);
+        return Status::ok();
+    }
+    // One pass per shard, so each writer lock is taken once per call.
+    std::vector<std::uint32_t> order(n);
+    std::vector<std::uint32_t> shard_of_row(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        order[i] = static_cast<std::uint32_t>(i);
+        shard_of_row[i] = static_cast<std::uint32_t>(mix(keys[i]) >> shard_shift_);
+    }
+    std::stable_sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) { return shard_of_row[a] < shard_of_row[b]; });
+    for (std::size_t i = 0; i < n;) {
+        Shard& shard = *shards_[shard_of_row[order[i]]];
+        std::lock_guard<std::mutex> lock(shard.writer);
+        const std::uint32_t s = shard_of_row[order[i]];
+        for (; i < n && shard_of_row[order[i]] == s; ++i) shard.set(keys[order[i]], vectors + order[i] * dims, now);
+    }
+    return Status::ok();
+}
+
+void Table::get(const std::uint64_t* keys, std::size_t n, float* out, bool* found) const {
+    const std::uint64_t now = now_ns();
+    const std::size_t dims = options_.dims;
+    for (std::size_t i = 0; i < n; ++i) {
+        const Shard& shard = shard_of(keys[i]);
+        const std::uint32_t row = keys[i] == kInvalidKey ? kNoRow : shard.find(keys[i], mix(keys[i]));
+        found[i] = row != kNoRow && shard.read(row, keys[i], out + i * dims, now, shard.ttl_ns);
+        if (!found[i]) std::fill(out + i * dims, out + (i + 1) * dims, 0.0f);
+    }
+}
+
+std::size_t Table::remove(const std::uint64_t* keys, std::size_t n) {
+    std::size_t removed = 0;
+    const std::uint64_t now = now_ns();
+    for (std::size_t i = 0; i < n; ++i) {
+        if (keys[i] == kInvalidKey) continue;
+        Shard& shard = shard_of(keys[i]);
+        std::lock_guard<std::mutex> lock(shard.writer);
+        const std::uint32_t row = shard.find(keys[i], mix(keys[i]));
+        if (row == kNoRow) continue;
+        shard.drop(row, now);
+        ++removed;
+    }
+    return removed;
+}
+
+std::size_t Table::expire() {
+    if (options_.ttl_seconds <= 0) return 0;
+    std::size_t dropped = 0;
+    const std::uint64_t now = now_ns();
+    for (auto& shard : shards_) {
+        std::lock_guard<std::mutex> lock(shard->writer);
+        // The LRU list is in update order: expired rows are at its head.
+        while (shard->lru_head != kNoRow) {
+            const std::uint64_t t = shard->header(shard->lru_head).updated_ns.load(std::memory_order_relaxed);
+            if (now - std::min(now, t) <= shard->ttl_ns) break;
+            shard->drop(shard->lru_head, now);
+            shard->evictions.fetch_add(1, std::memory_order_relaxed);
+            ++dropped;
+        }
+    }
+    return dropped;
+}
+
+std::size_t Table::size() const {
+    std::size_t n = 0;
+    for (const auto& shard : shards_) n += shard->live.load(std::memory_order_relaxed);
+    return n;
+}
+
+TableStats Table::stats() const {
+    TableStats s;
+    s.capacity = options_.capacity;
+    for (const auto& shard : shards_) {
+        std::lock_guard<std::mutex> lock(shard->writer);
+        s.rows += shard->live.load(std::memory_order_relaxed);
+        s.evictions += shard->evictions.load(std::memory_order_relaxed);
+        s.not_admitted += shard->not_admitted.load(std::memory_order_relaxed);
+        s.memory_bytes += shard->memory_bytes + shard->lru_prev.size() * 8 + shard->sketch.size();
+        for (const auto& ix : shard->indexes) s.memory_bytes += (ix->mask + 1) * sizeof(IndexSlot);
+    }
+    return s;
+}
+
+}  // namespace recserve::embed
