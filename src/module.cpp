@@ -10,6 +10,7 @@ namespace recserve::py {
 void register_simd(pyb::module_& m);
 void register_ann(pyb::module_& m);
 void register_mlp(pyb::module_& m);
+void register_embed(pyb::module_& m);
 
 pyb::object& corrupt_file_error() {
     // Leaked on purpose: destroying a Python object after the interpreter has finalised crashes.
@@ -80,4 +81,6 @@ PYBIND11_MODULE(_core, m) {
     py::register_ann(ann);
     auto mlp = m.def_submodule("mlp", "the int8 multi-task ranker and its model file");
     py::register_mlp(mlp);
+    auto embed = m.def_submodule("embed", "the embedding table of user and item state");
+    py::register_embed(embed);
 }

@@ -23,6 +23,8 @@ import numpy as np
 import numpy.typing as npt
 
 from recserve import _core
+from recserve._arrays import as_ids as _as_ids
+from recserve._arrays import as_vectors as _as_vectors
 
 __all__ = ["MISSING_ID", "CorruptFileError", "Index", "Removed", "SearchResult"]
 
@@ -45,28 +47,6 @@ class Removed(NamedTuple):
 
     removed: int
     missing: npt.NDArray[np.uint64]
-
-
-def _as_ids(ids: Any, what: str = "ids") -> npt.NDArray[np.uint64]:
-    array = np.asarray(ids)
-    if array.ndim == 0:
-        array = array.reshape(1)
-    if array.size == 0:
-        return np.empty(0, dtype=np.uint64)
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"{what} must be integers, got dtype {array.dtype}")
-    if array.ndim != 1:
-        raise ValueError(f"{what} must be 1-dimensional, got shape {array.shape}")
-    if array.dtype.kind == "i" and (array < 0).any():
-        raise ValueError(f"{what} must be non-negative, got {int(array.min())}")
-    return np.ascontiguousarray(array, dtype=np.uint64)
-
-
-def _as_vectors(vectors: Any, what: str) -> npt.NDArray[np.float32]:
-    array = np.asarray(vectors)
-    if array.dtype.kind not in "fiu":
-        raise TypeError(f"{what} must be floating point numbers, got dtype {array.dtype}")
-    return np.ascontiguousarray(array, dtype=np.float32)
 
 
 class Index:

@@ -98,11 +98,12 @@ struct Table::Shard {
                 std::this_thread::yield();
                 continue;
             }
-            const std::uint64_t k = h.key.load(std::memory_order_relaxed);
-            const std::uint64_t t = h.updated_ns.load(std::memory_order_relaxed);
-            for (std::size_t i = 0; i < dims; ++i) out[i] = std::atomic_ref<float>(src[i]).load(std::memory_order_relaxed);
-            // acquire fence: the copies above happen-before the re-check of seq (Boehm's seqlock).
-            std::atomic_thread_fence(std::memory_order_acquire);
+            // acquire loads (plain moves on x86): the re-check of seq below cannot move above
+            // them, and a value written after the odd seq brings that seq with it. (Fences
+            // would do too, but ThreadSanitizer does not model them.)
+            const std::uint64_t k = h.key.load(std::memory_order_acquire);
+            const std::uint64_t t = h.updated_ns.load(std::memory_order_acquire);
+            for (std::size_t i = 0; i < dims; ++i) out[i] = std::atomic_ref<float>(src[i]).load(std::memory_order_acquire);
             if (h.seq.load(std::memory_order_relaxed) != s1) continue;  // overlapped a write: again
             return k == key && (ttl_ns == 0 || now - std::min(now, t) <= ttl_ns);
         }
@@ -114,12 +115,11 @@ struct Table::Shard {
         float* dst = data(row);
         const std::uint32_t s = h.seq.load(std::memory_order_relaxed);
         h.seq.store(s + 1, std::memory_order_relaxed);
-        // release fence: the odd seq is visible before any of the new bytes.
-        std::atomic_thread_fence(std::memory_order_release);
-        h.key.store(key, std::memory_order_relaxed);
-        h.updated_ns.store(now, std::memory_order_relaxed);
+        // release stores: a reader that acquires any new value also sees the odd seq.
+        h.key.store(key, std::memory_order_release);
+        h.updated_ns.store(now, std::memory_order_release);
         for (std::size_t i = 0; i < dims; ++i)
-            std::atomic_ref<float>(dst[i]).store(v ? v[i] : 0.0f, std::memory_order_relaxed);
+            std::atomic_ref<float>(dst[i]).store(v ? v[i] : 0.0f, std::memory_order_release);
         h.seq.store(s + 2, std::memory_order_release);  // release: the bytes before the even seq
     }
 
