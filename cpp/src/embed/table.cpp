@@ -77,6 +77,15 @@ struct Table::Shard {
     float* data(std::uint32_t row) const { return reinterpret_cast<float*>(&header(row) + 1); }
 
     // ---- readers ---------------------------------------------------------------------------
+    void prefetch_slot(std::uint64_t h) const {
+        const Index* ix = index.load(std::memory_order_acquire);
+        __builtin_prefetch(&ix->slots[h & ix->mask]);
+    }
+    void prefetch_row(std::uint32_t row) const {
+        const char* p = reinterpret_cast<const char*>(&header(row));
+        for (std::size_t off = 0; off < stride; off += 64) __builtin_prefetch(p + off);
+    }
+
     // The row of key, or kNoRow. Probes whichever index is current when it starts.
     std::uint32_t find(std::uint64_t key, std::uint64_t h) const {
         const Index* ix = index.load(std::memory_order_acquire);
@@ -334,19 +343,25 @@ Status Table::set(const std::uint64_t* keys, const float* vectors, std::size_t n
         for (std::size_t i = 0; i < n; ++i) shards_[0]->set(keys[i], vectors + i * dims, now);
         return Status::ok();
     }
-    // One pass per shard, so each writer lock is taken once per call.
-    std::vector<std::uint32_t> order(n);
-    std::vector<std::uint32_t> shard_of_row(n);
+    // Rows grouped by shard (a counting sort, stable), so each writer lock is taken once per
+    // call and each shard's writes go in the caller's order.
+    const std::size_t shards = shards_.size();
+    std::vector<std::uint32_t> count(shards + 1, 0), order(n), shard_of_row(n);
     for (std::size_t i = 0; i < n; ++i) {
-        order[i] = static_cast<std::uint32_t>(i);
         shard_of_row[i] = static_cast<std::uint32_t>(mix(keys[i]) >> shard_shift_);
+        ++count[shard_of_row[i] + 1];
     }
-    std::stable_sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) { return shard_of_row[a] < shard_of_row[b]; });
-    for (std::size_t i = 0; i < n;) {
-        Shard& shard = *shards_[shard_of_row[order[i]]];
+    for (std::size_t s = 0; s < shards; ++s) count[s + 1] += count[s];
+    std::vector<std::uint32_t> start(count.begin(), count.end() - 1);
+    for (std::size_t i = 0; i < n; ++i) order[start[shard_of_row[i]]++] = static_cast<std::uint32_t>(i);
+    for (std::size_t s = 0; s < shards; ++s) {
+        if (count[s] == count[s + 1]) continue;
+        Shard& shard = *shards_[s];
         std::lock_guard<std::mutex> lock(shard.writer);
-        const std::uint32_t s = shard_of_row[order[i]];
-        for (; i < n && shard_of_row[order[i]] == s; ++i) shard.set(keys[order[i]], vectors + order[i] * dims, now);
+        for (std::size_t j = count[s]; j < count[s + 1]; ++j) {
+            if (j + 8 < count[s + 1]) shard.prefetch_slot(mix(keys[order[j + 8]]));  // misses overlap
+            shard.set(keys[order[j]], vectors + order[j] * dims, now);
+        }
     }
     return Status::ok();
 }
@@ -354,11 +369,27 @@ Status Table::set(const std::uint64_t* keys, const float* vectors, std::size_t n
 void Table::get(const std::uint64_t* keys, std::size_t n, float* out, bool* found) const {
     const std::uint64_t now = now_ns();
     const std::size_t dims = options_.dims;
-    for (std::size_t i = 0; i < n; ++i) {
-        const Shard& shard = shard_of(keys[i]);
-        const std::uint32_t row = keys[i] == kInvalidKey ? kNoRow : shard.find(keys[i], mix(keys[i]));
-        found[i] = row != kNoRow && shard.read(row, keys[i], out + i * dims, now, shard.ttl_ns);
-        if (!found[i]) std::fill(out + i * dims, out + (i + 1) * dims, 0.0f);
+    // Random ids miss the caches twice (index slot, then row). Batches go in groups: first
+    // prefetch every group member's index slot, then find and prefetch its rows, then copy,
+    // so the misses of a group overlap instead of queueing one after another.
+    constexpr std::size_t kGroup = 16;
+    std::uint32_t rows[kGroup];
+    for (std::size_t g = 0; g < n; g += kGroup) {
+        const std::size_t m = std::min(kGroup, n - g);
+        for (std::size_t i = 0; i < m; ++i) shard_of(keys[g + i]).prefetch_slot(mix(keys[g + i]));
+        for (std::size_t i = 0; i < m; ++i) {
+            const std::uint64_t key = keys[g + i];
+            const Shard& shard = shard_of(key);
+            rows[i] = key == kInvalidKey ? kNoRow : shard.find(key, mix(key));
+            if (rows[i] != kNoRow) shard.prefetch_row(rows[i]);
+        }
+        for (std::size_t i = 0; i < m; ++i) {
+            const std::uint64_t key = keys[g + i];
+            const Shard& shard = shard_of(key);
+            float* o = out + (g + i) * dims;
+            found[g + i] = rows[i] != kNoRow && shard.read(rows[i], key, o, now, shard.ttl_ns);
+            if (!found[g + i]) std::fill(o, o + dims, 0.0f);
+        }
     }
 }
 
