@@ -20,7 +20,6 @@ import importlib
 import importlib.metadata
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ os.environ["OMP_NUM_THREADS"] = "1"
 import numpy as np  # noqa: E402
 
 import datasets  # noqa: E402  (bench/datasets.py: python puts the script's folder first)
+from machine import cpu_model  # noqa: E402  (bench/machine.py)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
@@ -832,14 +832,6 @@ def recserve_isa() -> str:
         return str(recserve.simd.active_isa())
     except ImportError:
         return "unavailable"
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -33,10 +33,11 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
+from machine import cpu_model  # noqa: E402  (bench/machine.py: the script's folder is on the path)
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
 SIZES = (208, 256, 128, 64, 8)
-HEADS = ("complete", "replay", "like", "share", "comment", "follow", "skip", "watch_frac")
 CANDIDATES = 200
 TARGET_VS_ORT_INT8 = 0.70
 TARGET_VS_ORT_FP32 = 0.35
@@ -63,14 +64,6 @@ def version(dist: str) -> str:
         return "not installed"
 
 
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def git_sha() -> str:
     with contextlib.suppress(OSError, subprocess.CalledProcessError):
         cmd = ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]
@@ -84,6 +77,7 @@ def git_sha() -> str:
 def he_model() -> Any:
     """The ranker with seeded He-initialised weights and small random biases."""
     from recserve.mlp import Model
+    from recserve.train.labels import HEADS
 
     rng = np.random.default_rng(0)
     pairs = list(zip(SIZES[:-1], SIZES[1:], strict=True))

@@ -58,12 +58,7 @@ class PyIndex {
     }
 
     void add(const pyb::array& ids, const pyb::array& vectors, std::size_t threads) {
-        require_uint64_vector(ids, "ids");
-        require_float32(vectors, "vectors", 2);
-        check_dims(vectors, "vectors");
-        if (vectors.shape(0) != ids.shape(0))
-            throw pyb::value_error("ids and vectors must have the same length, got " + std::to_string(ids.shape(0)) +
-                                   " ids and " + std::to_string(vectors.shape(0)) + " vectors");
+        require_id_rows(ids, vectors, index_->options().dims);
         const auto* id_ptr = static_cast<const std::uint64_t*>(ids.data());
         const auto* vec_ptr = static_cast<const float*>(vectors.data());
         const auto n = static_cast<std::size_t>(ids.shape(0));

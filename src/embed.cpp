@@ -22,14 +22,7 @@ class PyTable {
     }
 
     void set(const pyb::array& ids, const pyb::array& vectors) {
-        require_uint64_vector(ids, "ids");
-        require_float32(vectors, "vectors", 2);
-        if (static_cast<std::size_t>(vectors.shape(1)) != dims())
-            throw pyb::value_error("vectors must have " + std::to_string(dims()) + " columns, got shape " +
-                                   shape_of(vectors));
-        if (vectors.shape(0) != ids.shape(0))
-            throw pyb::value_error("ids and vectors must have the same length, got " + std::to_string(ids.shape(0)) +
-                                   " ids and " + std::to_string(vectors.shape(0)) + " vectors");
+        require_id_rows(ids, vectors, dims());
         const auto* k = static_cast<const std::uint64_t*>(ids.data());
         const auto* v = static_cast<const float*>(vectors.data());
         const auto n = static_cast<std::size_t>(ids.shape(0));

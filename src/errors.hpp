@@ -26,4 +26,7 @@ void require_float32(const pyb::array& a, const char* what, int ndim);
 // A C-contiguous uint64 vector, else TypeError/ValueError naming `what`.
 void require_uint64_vector(const pyb::array& a, const char* what);
 
+// ids: a uint64 vector; vectors: C-contiguous float32 of shape (len(ids), dims).
+void require_id_rows(const pyb::array& ids, const pyb::array& vectors, std::size_t dims);
+
 }  // namespace recserve::py

@@ -65,6 +65,17 @@ void require_uint64_vector(const pyb::array& a, const char* what) {
         throw pyb::value_error(std::string(what) + " must be C-contiguous (use numpy.ascontiguousarray)");
 }
 
+void require_id_rows(const pyb::array& ids, const pyb::array& vectors, std::size_t dims) {
+    require_uint64_vector(ids, "ids");
+    require_float32(vectors, "vectors", 2);
+    if (static_cast<std::size_t>(vectors.shape(1)) != dims)
+        throw pyb::value_error("vectors must have " + std::to_string(dims) + " columns: shape (n, " +
+                               std::to_string(dims) + "), got " + shape_of(vectors));
+    if (vectors.shape(0) != ids.shape(0))
+        throw pyb::value_error("ids and vectors must have the same length, got " + std::to_string(ids.shape(0)) +
+                               " ids and " + std::to_string(vectors.shape(0)) + " vectors");
+}
+
 }  // namespace recserve::py
 
 PYBIND11_MODULE(_core, m) {

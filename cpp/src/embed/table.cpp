@@ -323,9 +323,9 @@ Result<std::unique_ptr<Table>> Table::create(const TableOptions& o) {
     return t;
 }
 
-Table::Shard& Table::shard_of(std::uint64_t key) const {
-    return *shards_[shard_shift_ == 0 ? 0 : mix(key) >> shard_shift_];
-}
+std::size_t Table::shard_index(std::uint64_t hash) const { return shard_shift_ == 0 ? 0 : hash >> shard_shift_; }
+
+Table::Shard& Table::shard_of(std::uint64_t key) const { return *shards_[shard_index(mix(key))]; }
 
 Status Table::set(const std::uint64_t* keys, const float* vectors, std::size_t n) {
     const std::size_t dims = options_.dims;
@@ -338,28 +338,28 @@ Status Table::set(const std::uint64_t* keys, const float* vectors, std::size_t n
         }
     }
     const std::uint64_t now = now_ns();
-    if (shards_.size() == 1) {
-        std::lock_guard<std::mutex> lock(shards_[0]->writer);
-        for (std::size_t i = 0; i < n; ++i) shards_[0]->set(keys[i], vectors + i * dims, now);
-        return Status::ok();
-    }
     // Rows grouped by shard (a counting sort, stable), so each writer lock is taken once per
-    // call and each shard's writes go in the caller's order.
+    // call and each shard's writes go in the caller's order. Per-thread buffers: a batch of
+    // events allocates nothing once the thread has seen one of its size.
+    thread_local std::vector<std::uint32_t> first, order, shard_of_row;
     const std::size_t shards = shards_.size();
-    std::vector<std::uint32_t> count(shards + 1, 0), order(n), shard_of_row(n);
+    first.assign(shards + 1, 0);
+    order.resize(n);
+    shard_of_row.resize(n);
     for (std::size_t i = 0; i < n; ++i) {
-        shard_of_row[i] = static_cast<std::uint32_t>(mix(keys[i]) >> shard_shift_);
-        ++count[shard_of_row[i] + 1];
+        shard_of_row[i] = static_cast<std::uint32_t>(shard_index(mix(keys[i])));
+        ++first[shard_of_row[i] + 1];
     }
-    for (std::size_t s = 0; s < shards; ++s) count[s + 1] += count[s];
-    std::vector<std::uint32_t> start(count.begin(), count.end() - 1);
-    for (std::size_t i = 0; i < n; ++i) order[start[shard_of_row[i]]++] = static_cast<std::uint32_t>(i);
-    for (std::size_t s = 0; s < shards; ++s) {
-        if (count[s] == count[s + 1]) continue;
+    for (std::size_t s = 0; s < shards; ++s) first[s + 1] += first[s];
+    for (std::size_t i = 0; i < n; ++i) order[first[shard_of_row[i]]++] = static_cast<std::uint32_t>(i);
+    // Each first[s] now points one past shard s's rows, i.e. at shard s + 1's first row.
+    for (std::size_t s = 0, begin = 0; s < shards; begin = first[s++]) {
+        const std::size_t end = first[s];
+        if (begin == end) continue;
         Shard& shard = *shards_[s];
         std::lock_guard<std::mutex> lock(shard.writer);
-        for (std::size_t j = count[s]; j < count[s + 1]; ++j) {
-            if (j + 8 < count[s + 1]) shard.prefetch_slot(mix(keys[order[j + 8]]));  // misses overlap
+        for (std::size_t j = begin; j < end; ++j) {
+            if (j + 8 < end) shard.prefetch_slot(mix(keys[order[j + 8]]));  // misses overlap
             shard.set(keys[order[j]], vectors + order[j] * dims, now);
         }
     }
@@ -373,21 +373,23 @@ void Table::get(const std::uint64_t* keys, std::size_t n, float* out, bool* foun
     // prefetch every group member's index slot, then find and prefetch its rows, then copy,
     // so the misses of a group overlap instead of queueing one after another.
     constexpr std::size_t kGroup = 16;
+    std::uint64_t hashes[kGroup];
+    const Shard* shards[kGroup];
     std::uint32_t rows[kGroup];
     for (std::size_t g = 0; g < n; g += kGroup) {
         const std::size_t m = std::min(kGroup, n - g);
-        for (std::size_t i = 0; i < m; ++i) shard_of(keys[g + i]).prefetch_slot(mix(keys[g + i]));
         for (std::size_t i = 0; i < m; ++i) {
-            const std::uint64_t key = keys[g + i];
-            const Shard& shard = shard_of(key);
-            rows[i] = key == kInvalidKey ? kNoRow : shard.find(key, mix(key));
-            if (rows[i] != kNoRow) shard.prefetch_row(rows[i]);
+            hashes[i] = mix(keys[g + i]);
+            shards[i] = shards_[shard_index(hashes[i])].get();
+            shards[i]->prefetch_slot(hashes[i]);
         }
         for (std::size_t i = 0; i < m; ++i) {
-            const std::uint64_t key = keys[g + i];
-            const Shard& shard = shard_of(key);
+            rows[i] = keys[g + i] == kInvalidKey ? kNoRow : shards[i]->find(keys[g + i], hashes[i]);
+            if (rows[i] != kNoRow) shards[i]->prefetch_row(rows[i]);
+        }
+        for (std::size_t i = 0; i < m; ++i) {
             float* o = out + (g + i) * dims;
-            found[g + i] = rows[i] != kNoRow && shard.read(rows[i], key, o, now, shard.ttl_ns);
+            found[g + i] = rows[i] != kNoRow && shards[i]->read(rows[i], keys[g + i], o, now, shards[i]->ttl_ns);
             if (!found[g + i]) std::fill(o, o + dims, 0.0f);
         }
     }

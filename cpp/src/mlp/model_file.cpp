@@ -71,11 +71,11 @@ std::vector<char> serialize_body(const Model& m) {
     return std::move(w.buffer());
 }
 
-Status parse_body(const ModelFileHeader& h, const std::vector<char>& body, Model* m, const std::string& where) {
+Status parse_body(const ModelFileHeader& h, const char* body, std::size_t body_size, Model* m, const std::string& where) {
     const Status truncated = Status::corrupt(where + " ends inside its body");
-    ByteReader r(body.data(), body.size());
+    ByteReader r(body, body_size);
     std::uint64_t meta_bytes = 0;
-    if (!r.get(meta_bytes) || meta_bytes > body.size()) return truncated;
+    if (!r.get(meta_bytes) || meta_bytes > body_size) return truncated;
     m->metadata.resize(meta_bytes);
     if (!r.bytes(m->metadata.data(), meta_bytes)) return truncated;
     for (std::uint32_t i = 0; i < h.heads; ++i) {
@@ -99,7 +99,7 @@ Status parse_body(const ModelFileHeader& h, const std::vector<char>& body, Model
         if (l.out == 0 || l.in == 0 || l.out > kMaxWidth || l.in > kMaxWidth)
             return Status::corrupt(where + " has an impossible shape for layer " + std::to_string(i));
         const std::size_t cells = std::size_t{l.out} * l.in;
-        if (cells > body.size()) return truncated;  // before allocating: the body cannot hold it
+        if (cells > body_size) return truncated;  // before allocating: the body cannot hold it
         if (!get_array(r, l.bias, l.out)) return truncated;
         if (m->weight_type == WeightType::kFloat32) {
             if (!get_array(r, l.weight, cells)) return truncated;
@@ -158,15 +158,16 @@ Result<Model> load_model(const std::string& path) {
     if (h.body_bytes != file.size() - sizeof(h))
         return Status::corrupt(where + " is truncated or padded: body is " + std::to_string(file.size() - sizeof(h)) +
                                " bytes, header says " + std::to_string(h.body_bytes));
-    const std::vector<char> body(file.begin() + sizeof(h), file.end());
-    if (crc32c(body.data(), body.size()) != h.body_crc) return Status::corrupt(where + " is corrupt (body checksum mismatch)");
+    const char* body = file.data() + sizeof(h);
+    const std::size_t body_size = file.size() - sizeof(h);
+    if (crc32c(body, body_size) != h.body_crc) return Status::corrupt(where + " is corrupt (body checksum mismatch)");
     if (h.weight_type > 1 || h.layers == 0 || h.layers > kMaxLayers || h.heads == 0 || h.heads > kMaxHeads ||
         h.inputs == 0 || h.inputs > kMaxWidth)
         return Status::corrupt(where + " has impossible header fields");
 
     Model m;
     m.weight_type = static_cast<WeightType>(h.weight_type);
-    RECSERVE_RETURN_IF_ERROR(parse_body(h, body, &m, where));
+    RECSERVE_RETURN_IF_ERROR(parse_body(h, body, body_size, &m, where));
     if (m.input_dim() != h.inputs) return Status::corrupt(where + " has a first layer that disagrees with its header");
     Status valid = validate(m);
     if (!valid.is_ok()) return Status::corrupt(where + " is inconsistent: " + valid.message());

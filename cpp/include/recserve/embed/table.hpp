@@ -81,6 +81,7 @@ class Table {
 
   private:
     explicit Table(const TableOptions& options);
+    std::size_t shard_index(std::uint64_t hash) const;  // hash = mix(key)
     Shard& shard_of(std::uint64_t key) const;
 
     TableOptions options_;
