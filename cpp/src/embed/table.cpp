@@ -55,9 +55,11 @@ struct Index {
 }  // namespace
 
 struct Table::Shard {
-    Shard(std::size_t dims_, std::size_t capacity_)
+    Shard(std::size_t dims_, std::size_t words_, std::size_t capacity_)
         : dims(dims_),
-          stride((sizeof(RowHeader) + dims_ * sizeof(float) + 15) / 16 * 16),
+          words(words_),
+          words_offset((sizeof(RowHeader) + dims_ * sizeof(float) + 7) / 8 * 8),
+          stride((words_offset + words_ * sizeof(std::uint64_t) + 15) / 16 * 16),
           capacity(capacity_),
           chunks((capacity_ + kChunkRows - 1) / kChunkRows),
           lru_prev(capacity_, kNoRow),
@@ -75,6 +77,9 @@ struct Table::Shard {
         return *reinterpret_cast<RowHeader*>(chunk + (row % kChunkRows) * stride);
     }
     float* data(std::uint32_t row) const { return reinterpret_cast<float*>(&header(row) + 1); }
+    std::uint64_t* words_of(std::uint32_t row) const {
+        return reinterpret_cast<std::uint64_t*>(reinterpret_cast<char*>(&header(row)) + words_offset);
+    }
 
     // ---- readers ---------------------------------------------------------------------------
     void prefetch_slot(std::uint64_t h) const {
@@ -98,9 +103,11 @@ struct Table::Shard {
     }
 
     // Copies the row if it still holds key (and has not expired); false otherwise.
-    bool read(std::uint32_t row, std::uint64_t key, float* out, std::uint64_t now, std::uint64_t ttl_ns) const {
+    bool read(std::uint32_t row, std::uint64_t key, float* out, std::uint64_t* words_out, std::uint64_t now,
+              std::uint64_t ttl_ns) const {
         RowHeader& h = header(row);
         float* src = data(row);
+        std::uint64_t* wsrc = words_of(row);
         for (;;) {
             const std::uint32_t s1 = h.seq.load(std::memory_order_acquire);
             if (s1 & 1u) {  // a writer is inside: wait for it to leave
@@ -112,16 +119,24 @@ struct Table::Shard {
             // would do too, but ThreadSanitizer does not model them.)
             const std::uint64_t k = h.key.load(std::memory_order_acquire);
             const std::uint64_t t = h.updated_ns.load(std::memory_order_acquire);
-            for (std::size_t i = 0; i < dims; ++i) out[i] = std::atomic_ref<float>(src[i]).load(std::memory_order_acquire);
+            if (out != nullptr) {
+                for (std::size_t i = 0; i < dims; ++i) out[i] = std::atomic_ref<float>(src[i]).load(std::memory_order_acquire);
+            }
+            if (words_out != nullptr) {
+                for (std::size_t i = 0; i < words; ++i)
+                    words_out[i] = std::atomic_ref<std::uint64_t>(wsrc[i]).load(std::memory_order_acquire);
+            }
             if (h.seq.load(std::memory_order_relaxed) != s1) continue;  // overlapped a write: again
             return k == key && (ttl_ns == 0 || now - std::min(now, t) <= ttl_ns);
         }
     }
 
     // ---- the writer (holds `writer`) -------------------------------------------------------
-    void write(std::uint32_t row, std::uint64_t key, const float* v, std::uint64_t now) {
+    // v or w null: zeros.
+    void write(std::uint32_t row, std::uint64_t key, const float* v, const std::uint64_t* w, std::uint64_t now) {
         RowHeader& h = header(row);
         float* dst = data(row);
+        std::uint64_t* wdst = words_of(row);
         const std::uint32_t s = h.seq.load(std::memory_order_relaxed);
         h.seq.store(s + 1, std::memory_order_relaxed);
         // release stores: a reader that acquires any new value also sees the odd seq.
@@ -129,6 +144,8 @@ struct Table::Shard {
         h.updated_ns.store(now, std::memory_order_release);
         for (std::size_t i = 0; i < dims; ++i)
             std::atomic_ref<float>(dst[i]).store(v ? v[i] : 0.0f, std::memory_order_release);
+        for (std::size_t i = 0; i < words; ++i)
+            std::atomic_ref<std::uint64_t>(wdst[i]).store(w ? w[i] : 0, std::memory_order_release);
         h.seq.store(s + 2, std::memory_order_release);  // release: the bytes before the even seq
     }
 
@@ -189,7 +206,7 @@ struct Table::Shard {
         IndexSlot* reusable = nullptr;
         IndexSlot* slot = probe(index.load(std::memory_order_relaxed), key, mix(key), &reusable);
         if (slot != nullptr) slot->row.store(kNoRow, std::memory_order_release);
-        write(r, kInvalidKey, nullptr, now);
+        write(r, kInvalidKey, nullptr, nullptr, now);
         lru_unlink(r);
         free_rows.push_back(r);
         live.fetch_sub(1, std::memory_order_relaxed);
@@ -236,27 +253,28 @@ struct Table::Shard {
         return victim;
     }
 
-    void set(std::uint64_t key, const float* v, std::uint64_t now) {
+    // Returns whether key now has a row holding (v, w).
+    bool set(std::uint64_t key, const float* v, const std::uint64_t* w, std::uint64_t now) {
         const std::uint64_t h = mix(key);
         IndexSlot* reusable = nullptr;
         IndexSlot* slot = probe(index.load(std::memory_order_relaxed), key, h, &reusable);
         if (slot != nullptr) {
             const std::uint32_t r = slot->row.load(std::memory_order_relaxed);
             if (r != kNoRow) {  // an update in place
-                write(r, key, v, now);
+                write(r, key, v, w, now);
                 lru_unlink(r);
                 lru_append(r);
-                return;
+                return true;
             }
             reusable = slot;  // the key's own removed slot
         }
         if (!admitted(h)) {
             not_admitted.fetch_add(1, std::memory_order_relaxed);
-            return;
+            return false;
         }
         const std::uint32_t r = take_row(now);
-        if (r == kNoRow) return;  // out of memory: the row is not stored (counted as not admitted)
-        write(r, key, v, now);
+        if (r == kNoRow) return false;  // out of memory: the row is not stored
+        write(r, key, v, w, now);
         lru_append(r);
         live.fetch_add(1, std::memory_order_relaxed);
         Index* ix = index.load(std::memory_order_relaxed);
@@ -276,9 +294,12 @@ struct Table::Shard {
             reusable->key.store(key, std::memory_order_relaxed);
             reusable->row.store(r, std::memory_order_release);
         }
+        return true;
     }
 
     const std::size_t dims;
+    const std::size_t words;
+    const std::size_t words_offset;  // bytes from the row's start to its words
     const std::size_t stride;
     const std::size_t capacity;
     std::uint32_t admit_after = 0;
@@ -308,13 +329,14 @@ Result<std::unique_ptr<Table>> Table::create(const TableOptions& o) {
         return Status::invalid_argument("shards must be a power of two in 1..1024");
     if (o.capacity < o.shards) return Status::invalid_argument("capacity must be at least the number of shards");
     if (o.capacity / o.shards >= kNoRow) return Status::invalid_argument("capacity per shard must be below 2^32 - 1");
+    if (o.words > 4096) return Status::invalid_argument("words must be in 0..4096");
     if (!std::isfinite(o.ttl_seconds) || o.ttl_seconds < 0) return Status::invalid_argument("ttl_seconds must be >= 0");
     std::unique_ptr<Table> t(new Table(o));
     const unsigned bits = static_cast<unsigned>(std::countr_zero(o.shards));
     t->shard_shift_ = bits == 0 ? 0 : 64 - bits;
     const std::size_t per_shard = (o.capacity + o.shards - 1) / o.shards;
     for (std::size_t s = 0; s < o.shards; ++s) {
-        auto shard = std::make_unique<Shard>(o.dims, per_shard);
+        auto shard = std::make_unique<Shard>(o.dims, o.words, per_shard);
         shard->admit_after = o.admit_after;
         shard->ttl_ns = static_cast<std::uint64_t>(o.ttl_seconds * 1e9);
         if (o.admit_after > 1) shard->sketch.assign(kSketchDepth * kSketchWidth, 0);
@@ -360,13 +382,13 @@ Status Table::set(const std::uint64_t* keys, const float* vectors, std::size_t n
         std::lock_guard<std::mutex> lock(shard.writer);
         for (std::size_t j = begin; j < end; ++j) {
             if (j + 8 < end) shard.prefetch_slot(mix(keys[order[j + 8]]));  // misses overlap
-            shard.set(keys[order[j]], vectors + order[j] * dims, now);
+            shard.set(keys[order[j]], vectors + order[j] * dims, nullptr, now);
         }
     }
     return Status::ok();
 }
 
-void Table::get(const std::uint64_t* keys, std::size_t n, float* out, bool* found) const {
+void Table::read(const std::uint64_t* keys, std::size_t n, float* out, std::uint64_t* words_out, bool* found) const {
     const std::uint64_t now = now_ns();
     const std::size_t dims = options_.dims;
     // Random ids miss the caches twice (index slot, then row). Batches go in groups: first
@@ -388,9 +410,53 @@ void Table::get(const std::uint64_t* keys, std::size_t n, float* out, bool* foun
             if (rows[i] != kNoRow) shards[i]->prefetch_row(rows[i]);
         }
         for (std::size_t i = 0; i < m; ++i) {
-            float* o = out + (g + i) * dims;
-            found[g + i] = rows[i] != kNoRow && shards[i]->read(rows[i], keys[g + i], o, now, shards[i]->ttl_ns);
-            if (!found[g + i]) std::fill(o, o + dims, 0.0f);
+            float* o = out == nullptr ? nullptr : out + (g + i) * dims;
+            std::uint64_t* w = words_out == nullptr ? nullptr : words_out + (g + i) * options_.words;
+            found[g + i] = rows[i] != kNoRow && shards[i]->read(rows[i], keys[g + i], o, w, now, shards[i]->ttl_ns);
+            if (!found[g + i]) {
+                if (o != nullptr) std::fill(o, o + dims, 0.0f);
+                if (w != nullptr) std::fill(w, w + options_.words, 0);
+            }
+        }
+    }
+}
+
+bool Table::update(std::uint64_t key, UpdateFn fn, void* context) {
+    const std::size_t dims = options_.dims, words = options_.words;
+    // The writer's private copy: one per thread, so an update allocates nothing once warm.
+    thread_local std::vector<float> vector;
+    thread_local std::vector<std::uint64_t> word_copy;
+    vector.resize(dims);
+    word_copy.resize(words);
+    const std::uint64_t h = mix(key);
+    Shard& shard = *shards_[shard_index(h)];
+    std::lock_guard<std::mutex> lock(shard.writer);
+    const std::uint64_t now = now_ns();
+    const std::uint32_t r = shard.find(key, h);
+    // A row past its TTL counts as missing, as readers see it.
+    const bool existed = r != kNoRow && (shard.ttl_ns == 0 || now - std::min(now, shard.header(r).updated_ns.load(
+                                                                        std::memory_order_relaxed)) <= shard.ttl_ns);
+    if (existed) {  // the writer owns the row: plain copies race with no other write
+        std::memcpy(vector.data(), shard.data(r), dims * sizeof(float));
+        std::memcpy(word_copy.data(), shard.words_of(r), words * sizeof(std::uint64_t));
+    } else {
+        std::fill(vector.begin(), vector.end(), 0.0f);
+        std::fill(word_copy.begin(), word_copy.end(), 0);
+    }
+    if (!fn(context, RowView{vector.data(), word_copy.data(), existed})) return existed;
+    return shard.set(key, vector.data(), word_copy.data(), now);
+}
+
+void Table::for_each(VisitFn fn, void* context) const {
+    const std::uint64_t now = now_ns();
+    for (const auto& shard : shards_) {
+        std::lock_guard<std::mutex> lock(shard->writer);
+        for (std::uint32_t r = shard->lru_head; r != kNoRow; r = shard->lru_next[r]) {
+            const RowHeader& h = shard->header(r);
+            const std::uint64_t t = h.updated_ns.load(std::memory_order_relaxed);
+            if (shard->ttl_ns != 0 && now - std::min(now, t) > shard->ttl_ns) continue;  // expired: reads as missing
+            const std::uint64_t key = h.key.load(std::memory_order_relaxed);
+            fn(context, key, shard->data(r), shard->words_of(r));
         }
     }
 }

@@ -14,8 +14,8 @@ namespace recserve::embed {
 namespace {
 
 std::unique_ptr<Table> make(std::size_t dims, std::size_t capacity, std::size_t shards = 4, double ttl = 0,
-                            std::uint32_t admit_after = 0) {
-    Result<std::unique_ptr<Table>> t = Table::create({dims, capacity, shards, ttl, admit_after});
+                            std::uint32_t admit_after = 0, std::size_t words = 0) {
+    Result<std::unique_ptr<Table>> t = Table::create({dims, capacity, shards, ttl, admit_after, words});
     EXPECT_TRUE(t.is_ok()) << t.status().message();
     return std::move(t).value();
 }
@@ -171,11 +171,82 @@ TEST(Table, ExpiredRowsReadAsMissingAndExpireDropsThem) {
 // a reader that ever sees two different values in one row saw a torn write. Keys also churn
 // through removal and LRU eviction, and the index grows, while the readers run. Run under
 // ThreadSanitizer by .ci/tsan.sh with RECSERVE_STRESS_SECONDS=10.
+TEST(Table, UpdateEditsACopyAndPublishesItOnlyWhenAsked) {
+    auto t = make(2, 100, 2, 0, 0, 3);
+    struct Edit {
+        float add;
+        bool publish;
+        bool saw_existing = false;
+    };
+    const UpdateFn fn = [](void* ctx, const RowView& row) {
+        auto* e = static_cast<Edit*>(ctx);
+        e->saw_existing = row.existed;
+        row.vector[0] += e->add;
+        row.words[2] += 1;
+        return e->publish;
+    };
+    Edit skip{5.0f, false};
+    EXPECT_FALSE(t->update(7, fn, &skip));  // declined on a missing key: no row
+    EXPECT_EQ(t->size(), 0u);
+    Edit first{1.5f, true};
+    EXPECT_TRUE(t->update(7, fn, &first));
+    EXPECT_FALSE(first.saw_existing);
+    Edit second{2.0f, true};
+    EXPECT_TRUE(t->update(7, fn, &second));
+    EXPECT_TRUE(second.saw_existing);
+    EXPECT_TRUE(t->update(7, fn, &skip));  // declined on an existing key: unchanged
+    float v[2];
+    std::uint64_t w[3];
+    bool found = false;
+    const std::uint64_t key = 7;
+    t->read(&key, 1, v, w, &found);
+    ASSERT_TRUE(found);
+    EXPECT_EQ(v[0], 3.5f);
+    EXPECT_EQ(v[1], 0.0f);
+    EXPECT_EQ(w[0], 0u);
+    EXPECT_EQ(w[2], 2u);
+}
+
+TEST(Table, SetReplacesTheFloatsAndZeroesTheWords) {
+    auto t = make(2, 100, 1, 0, 0, 1);
+    t->update(9, [](void*, const RowView& row) { row.words[0] = 77; return true; }, nullptr);
+    const std::uint64_t key = 9;
+    const float v[2] = {1, 2};
+    ASSERT_TRUE(t->set(&key, v, 1).is_ok());
+    float out[2];
+    std::uint64_t w = 1;
+    bool found = false;
+    t->read(&key, 1, out, &w, &found);
+    EXPECT_TRUE(found);
+    EXPECT_EQ(w, 0u);
+    EXPECT_EQ(out[1], 2.0f);
+}
+
+TEST(Table, ForEachVisitsEveryLiveRowOnce) {
+    auto t = make(1, 1000, 4, 0, 0, 1);
+    for (std::uint64_t k = 1; k <= 200; ++k)
+        t->update(k, [](void* ctx, const RowView& row) {
+            row.words[0] = *static_cast<std::uint64_t*>(ctx) * 10;
+            return true;
+        }, &k);
+    const std::uint64_t gone = 5;
+    t->remove(&gone, 1);
+    std::vector<int> seen(201, 0);
+    struct Ctx { std::vector<int>* seen; bool ok = true; } ctx{&seen};
+    t->for_each([](void* c, std::uint64_t key, const float*, const std::uint64_t* words) {
+        auto* x = static_cast<Ctx*>(c);
+        ++(*x->seen)[key];
+        x->ok = x->ok && words[0] == key * 10;
+    }, &ctx);
+    EXPECT_TRUE(ctx.ok);
+    for (std::uint64_t k = 1; k <= 200; ++k) EXPECT_EQ(seen[k], k == 5 ? 0 : 1) << k;
+}
+
 TEST(TableConcurrency, ReadersNeverSeeATornRow) {
     const char* env = std::getenv("RECSERVE_STRESS_SECONDS");
     const double seconds = env ? std::atof(env) : 1.0;
     constexpr std::size_t kDims = 64;
-    auto t = make(kDims, 4096, 4);
+    auto t = make(kDims, 4096, 4, 0, 0, 2);
     std::atomic<bool> stop{false};
     std::atomic<std::uint64_t> torn{0}, reads{0}, hits{0};
     std::vector<std::thread> threads;
@@ -187,7 +258,16 @@ TEST(TableConcurrency, ReadersNeverSeeATornRow) {
             while (!stop.load(std::memory_order_relaxed)) {
                 const std::uint64_t key = rng() % 8192;  // twice the capacity: evictions happen
                 std::fill(v.begin(), v.end(), static_cast<float>(++i));
-                ASSERT_TRUE(t->set(&key, v.data(), 1).is_ok());
+                if (w == 0) {  // set: zero words
+                    ASSERT_TRUE(t->set(&key, v.data(), 1).is_ok());
+                } else {  // update: words equal to the floats
+                    t->update(key, [](void* ctx, const RowView& row) {
+                        const float value = *static_cast<const float*>(ctx);
+                        std::fill(row.vector, row.vector + 64, value);
+                        row.words[0] = row.words[1] = static_cast<std::uint64_t>(value);
+                        return true;
+                    }, v.data());
+                }
                 if (i % 64 == 0) t->remove(&key, 1);
             }
         });
@@ -197,12 +277,15 @@ TEST(TableConcurrency, ReadersNeverSeeATornRow) {
             std::mt19937_64 rng(static_cast<std::uint64_t>(r) + 100);
             std::vector<std::uint64_t> keys(16);
             std::vector<float> out(16 * kDims);
+            std::vector<std::uint64_t> words(16 * 2);
             bool found[16];
             while (!stop.load(std::memory_order_relaxed)) {
                 for (auto& k : keys) k = rng() % 8192;
-                t->get(keys.data(), keys.size(), out.data(), found);
+                t->read(keys.data(), keys.size(), out.data(), words.data(), found);
                 for (std::size_t i = 0; i < keys.size(); ++i) {
                     const float* row = out.data() + i * kDims;
+                    const std::uint64_t* w = words.data() + i * 2;
+                    if (w[0] != w[1] || (w[0] != 0 && static_cast<float>(w[0]) != row[0])) torn.fetch_add(1);
                     for (std::size_t d = 1; d < kDims; ++d) {
                         if (row[d] != row[0]) {
                             torn.fetch_add(1);

@@ -9,7 +9,12 @@
 //   shard = top bits of mix(key)
 //   index: open addressing, linear probing   slot = {atomic key, atomic row}   (grows x2)
 //   rows:  chunks of kChunkRows rows, allocated as the shard fills, never moved
-//          row = {atomic seq, atomic key, atomic updated_ns, dims floats}
+//          row = {atomic seq, atomic key, atomic updated_ns, dims floats, words uint64s}
+//
+// Rows may carry `words` uint64 values beside the floats (counters, timestamps, sequence
+// numbers), read and written under the same sequence lock, so a reader sees a row's floats
+// and words from one and the same write. update() is a read-modify-write of one row under its
+// shard's writer lock: what the event-update rules use.
 //
 // Bounded memory: at most `capacity` rows (split evenly over the shards); a set of a new key in
 // a full shard evicts that shard's least recently updated row (exact LRU per shard, so close to
@@ -41,7 +46,18 @@ struct TableOptions {
     std::size_t shards = 16;         // a power of two
     double ttl_seconds = 0.0;        // 0: rows never expire
     std::uint32_t admit_after = 0;   // 0 or 1: every key is admitted at once
+    std::size_t words = 0;           // uint64 values per row beside the floats
 };
+
+// One row as update() hands it to its function: a private copy, published only if the
+// function returns true. `existed` is false for a key without a row (all zeros then).
+struct RowView {
+    float* vector;
+    std::uint64_t* words;
+    bool existed;
+};
+using UpdateFn = bool (*)(void* context, const RowView& row);
+using VisitFn = void (*)(void* context, std::uint64_t key, const float* vector, const std::uint64_t* words);
 
 struct TableStats {
     std::size_t rows = 0;
@@ -66,7 +82,23 @@ class Table {
 
     // Reads n rows into out (n x dims); found[i] says whether keys[i] has a row (missing rows
     // are zeros). Lock-free; safe during writes.
-    void get(const std::uint64_t* keys, std::size_t n, float* out, bool* found) const;
+    void get(const std::uint64_t* keys, std::size_t n, float* out, bool* found) const {
+        read(keys, n, out, nullptr, found);
+    }
+
+    // get() that also copies each row's words into words_out (n x words; zeros where missing).
+    // Either output may be null.
+    void read(const std::uint64_t* keys, std::size_t n, float* out, std::uint64_t* words_out, bool* found) const;
+
+    // Read-modify-write of key's row (created if missing, subject to admission and eviction)
+    // under its shard's writer lock: fn edits a copy, and the row changes only if it returns
+    // true. Returns whether the row now holds fn's result. key must not be kInvalidKey, and
+    // fn must leave the floats finite.
+    bool update(std::uint64_t key, UpdateFn fn, void* context);
+
+    // Calls fn for every live row, shard by shard, each under its writer lock (a consistent
+    // view of each shard; writes to other shards may go on meanwhile).
+    void for_each(VisitFn fn, void* context) const;
 
     // Removes the keys that have rows; returns how many did.
     std::size_t remove(const std::uint64_t* keys, std::size_t n);
