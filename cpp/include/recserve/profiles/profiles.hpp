@@ -1,0 +1,135 @@
+// User and item state, and the update rules that events apply to it.
+//
+//   users: embed::Table, row = [long-term (dims) | session (dims)], words = UserWord
+//   items: embed::Table, row = the item's vector (dims), words = ItemStat counters + flags
+//   per-user log (sharded maps, a reader-writer lock per shard): the seen-set and the window of
+//   recent event keys
+//
+// apply() is the single writer (calls are serialised). For each event, in order: drop it if
+// its key is in the user's window or its sequence number is at or below the user's high-water
+// mark (counted, not an error); otherwise update the user's row (session decay, both vectors
+// moved by the rule, high-water mark, event count), the item's counters (one seqlocked write,
+// so a reader sees all counters of one moment), and the user's seen-set. Readers of vectors
+// and counters never lock (the tables' sequence locks); readers of seen-sets take a shared lock
+// that a writer holds for one event at most.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "recserve/base/status.hpp"
+#include "recserve/embed/table.hpp"
+#include "recserve/profiles/event.hpp"
+#include "recserve/profiles/rule.hpp"
+#include "recserve/profiles/seen_set.hpp"
+
+namespace recserve::profiles {
+
+enum UserWord : std::size_t {
+    kHighWaterSeq,      // the largest sequence number applied
+    kEventsApplied,     // distinct events applied
+    kSessionLastMs,     // ts of the latest event (int64 bits)
+    kSessionStartMs,    // ts of the session's first event (int64 bits)
+    kUserWords,
+};
+
+enum ItemStat : std::size_t {
+    kImpressions,
+    kWatches,
+    kWatchMs,
+    kCompletions,
+    kReplays,
+    kLikes,
+    kShares,
+    kComments,
+    kFollows,
+    kSkips,
+    kFastSkips,
+    kNotInterested,
+    kItemCounters,
+    kItemFlags = kItemCounters,  // bit 0: the item has a vector
+    kItemWords,
+};
+inline constexpr const char* kItemStatNames[kItemCounters] = {
+    "impressions", "watches", "watch_ms", "completions", "replays", "likes",
+    "shares", "comments", "follows", "skips", "fast_skips", "not_interested"};
+
+struct ProfilesOptions {
+    std::size_t dims = 0;
+    std::size_t user_capacity = 1u << 20;
+    std::size_t item_capacity = 1u << 20;
+    std::size_t shards = 16;
+    SeenOptions seen;
+    std::uint32_t event_key_window = 256;  // recent event keys remembered per user
+    UpdateRule rule;
+};
+
+struct ApplyResult {
+    std::size_t applied = 0;
+    std::size_t stale = 0;           // sequence number at or below the user's high-water mark
+    std::size_t duplicate_keys = 0;  // event key already applied for that user
+    std::size_t unknown_items = 0;   // applied, but the item has no vector: vectors not moved
+};
+
+struct ProfilesStats {
+    std::uint64_t applied = 0, stale = 0, duplicate_keys = 0, unknown_items = 0;
+    std::size_t users = 0, items = 0;
+    embed::TableStats user_table, item_table;
+};
+
+class Profiles {
+  public:
+    static Result<std::unique_ptr<Profiles>> create(const ProfilesOptions& options);
+    ~Profiles();
+    const ProfilesOptions& options() const { return options_; }
+
+    // Upserts item vectors (their counters are kept). NaN, infinity or kInvalidKey: an error
+    // and nothing written.
+    Status set_items(const std::uint64_t* ids, const float* vectors, std::size_t n);
+    // Drops items with their counters; returns how many had rows.
+    std::size_t remove_items(const std::uint64_t* ids, std::size_t n);
+
+    // Checks the whole batch first (an error names the event and field; nothing applied).
+    Result<ApplyResult> apply(const EventBatch& batch);
+
+    // Long-term and session vectors (n x dims each, either may be null), the session decayed
+    // to now_ms; zeros and found = false for users without state.
+    void user_vectors(const std::uint64_t* users, std::size_t n, std::int64_t now_ms, float* long_term,
+                      float* session, bool* found) const;
+    // n x kUserWords.
+    void user_words(const std::uint64_t* users, std::size_t n, std::uint64_t* words, bool* found) const;
+    // out[i]: whether user has seen items[i].
+    void seen(std::uint64_t user, const std::uint64_t* items, std::size_t n, bool* out) const;
+    std::vector<std::uint64_t> recent_items(std::uint64_t user) const;
+    // Vectors (n x dims) and counters (n x kItemWords; either may be null); found = has a row.
+    // A row's vector is set only if its kItemFlags word has bit 0 (events can count an item
+    // before its vector arrives).
+    void items(const std::uint64_t* ids, std::size_t n, float* vectors, std::uint64_t* words, bool* found) const;
+
+    ProfilesStats stats() const;
+
+    // The whole state as one snapshot file image (header, body, checksums), tagged with lsn
+    // (the log position it includes). Taken under the writer lock; write it without the lock.
+    std::vector<char> snapshot(std::uint64_t lsn) const;
+    // Reads a snapshot file into a new Profiles with these options (dims and seen options must
+    // match the file's). kCorrupt for a damaged or truncated file, kNotFound for none.
+    static Result<std::unique_ptr<Profiles>> load(const std::string& path, const ProfilesOptions& options,
+                                                  std::uint64_t* lsn);
+
+    struct UserLogs;  // profiles.cpp
+
+  private:
+    explicit Profiles(const ProfilesOptions& options);
+    ProfilesOptions options_;
+    std::unique_ptr<embed::Table> users_, items_;
+    std::unique_ptr<UserLogs> logs_;
+    mutable std::mutex writer_;  // apply, set_items, remove_items, snapshot
+    std::atomic<std::uint64_t> applied_{0}, stale_{0}, duplicate_keys_{0}, unknown_items_{0};
+};
+
+}  // namespace recserve::profiles

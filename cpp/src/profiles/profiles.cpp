@@ -1,0 +1,261 @@
+#include "recserve/profiles/profiles.hpp"
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <string>
+
+#include "user_logs.hpp"
+
+namespace recserve::profiles {
+namespace {
+
+std::string at(std::size_t i) { return " (event " + std::to_string(i) + ")"; }
+
+Status check_batch(const EventBatch& b) {
+    if (b.n == 0) return Status::ok();
+    if (!b.users || !b.items || !b.types || !b.watch_ms || !b.duration_ms || !b.ts_ms || !b.seq)
+        return Status::invalid_argument("an event batch needs users, items, types, watch_ms, duration_ms, ts_ms, seq");
+    for (std::size_t i = 0; i < b.n; ++i) {
+        if (b.users[i] == embed::kInvalidKey) return Status::invalid_argument("user id 2^64-1 is reserved" + at(i));
+        if (b.items[i] == embed::kInvalidKey) return Status::invalid_argument("item id 2^64-1 is reserved" + at(i));
+        if (b.types[i] >= kEventTypes)
+            return Status::invalid_argument("unknown event type " + std::to_string(b.types[i]) + at(i));
+        if (b.seq[i] == 0) return Status::invalid_argument("seq must be >= 1" + at(i));
+        if (b.types[i] == static_cast<std::uint8_t>(EventType::kWatch) && b.duration_ms[i] == 0)
+            return Status::invalid_argument("a watch needs duration_ms > 0" + at(i));
+    }
+    return Status::ok();
+}
+
+std::int64_t as_ms(std::uint64_t word) { return std::bit_cast<std::int64_t>(word); }
+std::uint64_t as_word(std::int64_t ms) { return std::bit_cast<std::uint64_t>(ms); }
+
+// What one event does to its user's row.
+struct UserEdit {
+    const UpdateRule* rule;
+    std::size_t dims;
+    const float* item;  // null: the item has no vector
+    float weight;
+    std::int64_t ts;
+    std::uint64_t seq;
+    bool stale = false;
+};
+
+bool edit_user(void* context, const embed::RowView& row) {
+    auto& e = *static_cast<UserEdit*>(context);
+    std::uint64_t* w = row.words;
+    if (row.existed && e.seq <= w[kHighWaterSeq]) {
+        e.stale = true;
+        return false;
+    }
+    float* session = row.vector + e.dims;
+    if (row.existed && w[kEventsApplied] > 0) {
+        const float decay = session_decay(*e.rule, e.ts - as_ms(w[kSessionLastMs]));
+        if (decay == 0.0f) w[kSessionStartMs] = as_word(e.ts);
+        if (decay != 1.0f) {
+            for (std::size_t d = 0; d < e.dims; ++d) session[d] *= decay;
+        }
+        w[kSessionLastMs] = as_word(std::max(e.ts, as_ms(w[kSessionLastMs])));
+    } else {
+        w[kSessionStartMs] = w[kSessionLastMs] = as_word(e.ts);
+    }
+    if (e.item != nullptr && e.weight != 0.0f) {
+        move_toward(row.vector, e.item, e.dims, e.rule->lr_long, e.weight);
+        move_toward(session, e.item, e.dims, e.rule->lr_session, e.weight);
+    }
+    w[kHighWaterSeq] = e.seq;
+    ++w[kEventsApplied];
+    return true;
+}
+
+// What one event does to its item's counters.
+struct ItemEdit {
+    const UpdateRule* rule;
+    EventType type;
+    std::uint32_t watch_ms, duration_ms;
+};
+
+bool edit_item(void* context, const embed::RowView& row) {
+    const auto& e = *static_cast<const ItemEdit*>(context);
+    std::uint64_t* c = row.words;
+    switch (e.type) {
+        case EventType::kImpression: ++c[kImpressions]; break;
+        case EventType::kWatch:
+            ++c[kWatches];
+            c[kWatchMs] += e.watch_ms;
+            if (static_cast<float>(e.watch_ms) >= e.rule->completion_threshold * static_cast<float>(e.duration_ms))
+                ++c[kCompletions];
+            break;
+        case EventType::kReplay: ++c[kReplays]; break;
+        case EventType::kLike: ++c[kLikes]; break;
+        case EventType::kShare: ++c[kShares]; break;
+        case EventType::kComment: ++c[kComments]; break;
+        case EventType::kFollow: ++c[kFollows]; break;
+        case EventType::kSkip: ++c[kSkips]; break;
+        case EventType::kNotInterested: ++c[kNotInterested]; break;
+    }
+    if (is_fast_skip(*e.rule, e.type, e.watch_ms, e.duration_ms)) ++c[kFastSkips];
+    return true;
+}
+
+struct ItemVector {
+    const float* vector;
+    std::size_t dims;
+};
+
+bool set_item_vector(void* context, const embed::RowView& row) {
+    const auto& v = *static_cast<const ItemVector*>(context);
+    std::memcpy(row.vector, v.vector, v.dims * sizeof(float));
+    row.words[kItemFlags] |= 1;
+    return true;
+}
+
+}  // namespace
+
+Profiles::Profiles(const ProfilesOptions& options) : options_(options), logs_(std::make_unique<UserLogs>()) {}
+Profiles::~Profiles() = default;
+
+Result<std::unique_ptr<Profiles>> Profiles::create(const ProfilesOptions& o) {
+    RECSERVE_RETURN_IF_ERROR(validate(o.rule));
+    RECSERVE_RETURN_IF_ERROR(validate(o.seen));
+    if (o.dims == 0 || o.dims > 32768) return Status::invalid_argument("dims must be in 1..32768");
+    if (o.event_key_window == 0) return Status::invalid_argument("event_key_window must be >= 1");
+    std::unique_ptr<Profiles> p(new Profiles(o));
+    Result<std::unique_ptr<embed::Table>> users =
+        embed::Table::create({2 * o.dims, o.user_capacity, o.shards, 0.0, 0, kUserWords});
+    if (!users.is_ok()) return Status::invalid_argument("user table: " + users.status().message());
+    Result<std::unique_ptr<embed::Table>> items =
+        embed::Table::create({o.dims, o.item_capacity, o.shards, 0.0, 0, kItemWords});
+    if (!items.is_ok()) return Status::invalid_argument("item table: " + items.status().message());
+    p->users_ = std::move(users).value();
+    p->items_ = std::move(items).value();
+    return p;
+}
+
+Status Profiles::set_items(const std::uint64_t* ids, const float* vectors, std::size_t n) {
+    const std::size_t dims = options_.dims;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (ids[i] == embed::kInvalidKey)
+            return Status::invalid_argument("item id 2^64-1 is reserved (at position " + std::to_string(i) + ")");
+        for (std::size_t d = 0; d < dims; ++d) {
+            if (!std::isfinite(vectors[i * dims + d]))
+                return Status::invalid_argument("vectors row " + std::to_string(i) + ", column " + std::to_string(d) +
+                                                " is NaN or infinite");
+        }
+    }
+    std::lock_guard<std::mutex> lock(writer_);
+    for (std::size_t i = 0; i < n; ++i) {
+        ItemVector v{vectors + i * dims, dims};
+        items_->update(ids[i], set_item_vector, &v);
+    }
+    return Status::ok();
+}
+
+std::size_t Profiles::remove_items(const std::uint64_t* ids, std::size_t n) {
+    std::lock_guard<std::mutex> lock(writer_);
+    return items_->remove(ids, n);
+}
+
+Result<ApplyResult> Profiles::apply(const EventBatch& b) {
+    RECSERVE_RETURN_IF_ERROR(check_batch(b));
+    const std::size_t dims = options_.dims;
+    const UpdateRule& rule = options_.rule;
+    thread_local std::vector<float> item_vector;
+    thread_local std::vector<std::uint64_t> item_words;
+    item_vector.resize(dims);
+    item_words.resize(kItemWords);
+    ApplyResult r;
+    std::lock_guard<std::mutex> lock(writer_);
+    for (std::size_t i = 0; i < b.n; ++i) {
+        const auto type = static_cast<EventType>(b.types[i]);
+        const std::uint64_t key = b.event_keys != nullptr ? b.event_keys[i] : 0;
+        UserLogs::Shard& shard = logs_->of(b.users[i]);
+        {
+            std::unique_lock<std::shared_mutex> log_lock(shard.lock);
+            UserLog& log = shard.logs[b.users[i]];
+            if (key != 0 && log.has_key(key)) {
+                ++r.duplicate_keys;
+                continue;
+            }
+            bool found = false;
+            items_->read(&b.items[i], 1, item_vector.data(), item_words.data(), &found);
+            const bool has_vector = found && (item_words[kItemFlags] & 1);
+            UserEdit edit{&rule, dims, has_vector ? item_vector.data() : nullptr,
+                          engagement_weight(rule, type, b.watch_ms[i], b.duration_ms[i]), b.ts_ms[i], b.seq[i]};
+            users_->update(b.users[i], edit_user, &edit);
+            if (edit.stale) {
+                ++r.stale;
+                continue;
+            }
+            log.seen.add(b.items[i], options_.seen);
+            if (key != 0) log.add_key(key, options_.event_key_window);
+            if (!has_vector) ++r.unknown_items;
+        }
+        ItemEdit item_edit{&rule, type, b.watch_ms[i], b.duration_ms[i]};
+        items_->update(b.items[i], edit_item, &item_edit);
+        ++r.applied;
+    }
+    applied_.fetch_add(r.applied, std::memory_order_relaxed);
+    stale_.fetch_add(r.stale, std::memory_order_relaxed);
+    duplicate_keys_.fetch_add(r.duplicate_keys, std::memory_order_relaxed);
+    unknown_items_.fetch_add(r.unknown_items, std::memory_order_relaxed);
+    return r;
+}
+
+void Profiles::user_vectors(const std::uint64_t* users, std::size_t n, std::int64_t now_ms, float* long_term,
+                            float* session, bool* found) const {
+    const std::size_t dims = options_.dims;
+    thread_local std::vector<float> rows;
+    thread_local std::vector<std::uint64_t> words;
+    rows.resize(n * 2 * dims);
+    words.resize(n * kUserWords);
+    users_->read(users, n, rows.data(), words.data(), found);
+    for (std::size_t i = 0; i < n; ++i) {
+        const float* row = rows.data() + i * 2 * dims;
+        if (long_term != nullptr) std::memcpy(long_term + i * dims, row, dims * sizeof(float));
+        if (session != nullptr) {
+            const float decay =
+                found[i] ? session_decay(options_.rule, now_ms - as_ms(words[i * kUserWords + kSessionLastMs])) : 0.0f;
+            for (std::size_t d = 0; d < dims; ++d) session[i * dims + d] = decay * row[dims + d];
+        }
+    }
+}
+
+void Profiles::user_words(const std::uint64_t* users, std::size_t n, std::uint64_t* words, bool* found) const {
+    users_->read(users, n, nullptr, words, found);
+}
+
+void Profiles::seen(std::uint64_t user, const std::uint64_t* items, std::size_t n, bool* out) const {
+    const UserLogs::Shard& shard = logs_->of(user);
+    std::shared_lock<std::shared_mutex> lock(shard.lock);
+    const auto it = shard.logs.find(user);
+    for (std::size_t i = 0; i < n; ++i) out[i] = it != shard.logs.end() && it->second.seen.contains(items[i]);
+}
+
+std::vector<std::uint64_t> Profiles::recent_items(std::uint64_t user) const {
+    const UserLogs::Shard& shard = logs_->of(user);
+    std::shared_lock<std::shared_mutex> lock(shard.lock);
+    const auto it = shard.logs.find(user);
+    return it == shard.logs.end() ? std::vector<std::uint64_t>{} : it->second.seen.recent();
+}
+
+void Profiles::items(const std::uint64_t* ids, std::size_t n, float* vectors, std::uint64_t* words, bool* found) const {
+    items_->read(ids, n, vectors, words, found);
+}
+
+ProfilesStats Profiles::stats() const {
+    ProfilesStats s;
+    s.applied = applied_.load(std::memory_order_relaxed);
+    s.stale = stale_.load(std::memory_order_relaxed);
+    s.duplicate_keys = duplicate_keys_.load(std::memory_order_relaxed);
+    s.unknown_items = unknown_items_.load(std::memory_order_relaxed);
+    s.user_table = users_->stats();
+    s.item_table = items_->stats();
+    s.users = s.user_table.rows;
+    s.items = s.item_table.rows;
+    return s;
+}
+
+}  // namespace recserve::profiles

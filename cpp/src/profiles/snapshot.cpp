@@ -1,0 +1,199 @@
+// The snapshot file: the whole state of a Profiles at one log position.
+//
+//   header (64 bytes): magic, version, dims, lsn, body size and CRC-32C, seen options, event
+//                      key window, header CRC-32C
+//   body: counters; users (key, 2 x dims floats, words); items (key, dims floats, words);
+//         user logs (key, seen-set, event key ring)
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <mutex>
+#include <shared_mutex>
+
+#include "recserve/base/byte_io.hpp"
+#include "recserve/base/crc32c.hpp"
+#include "recserve/profiles/profiles.hpp"
+#include "user_logs.hpp"
+
+namespace recserve::profiles {
+namespace {
+
+constexpr char kMagic[8] = {'R', 'S', 'P', 'R', 'O', 'F', '\0', '\1'};
+constexpr std::uint32_t kVersion = 1;
+
+struct SnapshotHeader {
+    char magic[8];
+    std::uint32_t version;
+    std::uint32_t dims;
+    std::uint64_t lsn;
+    std::uint64_t body_bytes;
+    std::uint32_t body_crc;
+    std::uint32_t seen_recent;
+    std::uint32_t seen_filter_bits;
+    std::uint32_t seen_filter_items;
+    std::uint32_t event_key_window;
+    std::uint8_t reserved[8];
+    std::uint32_t header_crc;
+};
+static_assert(sizeof(SnapshotHeader) == 64 && offsetof(SnapshotHeader, header_crc) == 60,
+              "header field offsets are part of the file format");
+
+struct RowsOut {
+    ByteWriter* w;
+    std::size_t floats, words;
+    std::uint64_t count = 0;
+};
+
+void put_row(void* context, std::uint64_t key, const float* vector, const std::uint64_t* words) {
+    auto& out = *static_cast<RowsOut*>(context);
+    out.w->put(key);
+    out.w->bytes(vector, out.floats * sizeof(float));
+    out.w->bytes(words, out.words * sizeof(std::uint64_t));
+    ++out.count;
+}
+
+void put_table(ByteWriter& w, const embed::Table& t) {
+    const std::size_t count_at = w.buffer().size();
+    w.put(std::uint64_t{0});  // patched below: rows are counted as they are visited
+    RowsOut out{&w, t.options().dims, t.options().words};
+    t.for_each(put_row, &out);
+    std::memcpy(w.buffer().data() + count_at, &out.count, sizeof(out.count));
+}
+
+struct RowIn {
+    const float* vector;
+    const std::uint64_t* words;
+    std::size_t floats, words_count;
+};
+
+bool restore_row(void* context, const embed::RowView& row) {
+    const auto& in = *static_cast<const RowIn*>(context);
+    std::memcpy(row.vector, in.vector, in.floats * sizeof(float));
+    std::memcpy(row.words, in.words, in.words_count * sizeof(std::uint64_t));
+    return true;
+}
+
+Status get_table(ByteReader& r, std::size_t body_bytes, embed::Table& t, const Status& truncated,
+                 const std::string& where, const char* what) {
+    std::uint64_t count = 0;
+    if (!r.get(count)) return truncated;
+    const std::size_t floats = t.options().dims, words = t.options().words;
+    const std::size_t row_bytes = sizeof(std::uint64_t) + floats * sizeof(float) + words * sizeof(std::uint64_t);
+    if (count > body_bytes / row_bytes) return truncated;  // before any work: the body cannot hold them
+    std::vector<float> vector(floats);
+    std::vector<std::uint64_t> word_values(words);
+    for (std::uint64_t i = 0; i < count; ++i) {
+        std::uint64_t key = 0;
+        if (!r.get(key) || !r.bytes(vector.data(), floats * sizeof(float)) ||
+            !r.bytes(word_values.data(), words * sizeof(std::uint64_t)))
+            return truncated;
+        if (key == embed::kInvalidKey) return Status::corrupt(where + " has a " + what + " row with the reserved key");
+        for (float v : vector) {
+            if (!std::isfinite(v)) return Status::corrupt(where + " has a non-finite " + what + " vector");
+        }
+        RowIn in{vector.data(), word_values.data(), floats, words};
+        if (!t.update(key, restore_row, &in))
+            return Status::invalid_argument(where + " holds more " + what + "s than the configured capacity");
+    }
+    return Status::ok();
+}
+
+}  // namespace
+
+std::vector<char> Profiles::snapshot(std::uint64_t lsn) const {
+    ByteWriter w;
+    w.bytes(std::string(sizeof(SnapshotHeader), '\0').data(), sizeof(SnapshotHeader));  // the header goes here
+    std::lock_guard<std::mutex> lock(writer_);
+    w.put(applied_.load(std::memory_order_relaxed));
+    w.put(stale_.load(std::memory_order_relaxed));
+    w.put(duplicate_keys_.load(std::memory_order_relaxed));
+    w.put(unknown_items_.load(std::memory_order_relaxed));
+    put_table(w, *users_);
+    put_table(w, *items_);
+    std::uint64_t logs = 0;
+    for (const auto& shard : logs_->shards) logs += shard.logs.size();
+    w.put(logs);
+    for (const auto& shard : logs_->shards) {
+        for (const auto& [user, log] : shard.logs) {
+            w.put(user);
+            log.seen.serialize(w);
+            w.put(static_cast<std::uint32_t>(log.keys.size()));
+            w.put(log.keys_head);
+            w.bytes(log.keys.data(), log.keys.size() * sizeof(std::uint64_t));
+        }
+    }
+    std::vector<char>& file = w.buffer();
+    SnapshotHeader h{};
+    std::memcpy(h.magic, kMagic, sizeof(kMagic));
+    h.version = kVersion;
+    h.dims = static_cast<std::uint32_t>(options_.dims);
+    h.lsn = lsn;
+    h.body_bytes = file.size() - sizeof(h);
+    h.body_crc = crc32c(file.data() + sizeof(h), h.body_bytes);
+    h.seen_recent = options_.seen.recent;
+    h.seen_filter_bits = options_.seen.filter_bits;
+    h.seen_filter_items = options_.seen.filter_items;
+    h.event_key_window = options_.event_key_window;
+    h.header_crc = crc32c(&h, offsetof(SnapshotHeader, header_crc));
+    std::memcpy(file.data(), &h, sizeof(h));
+    return std::move(file);
+}
+
+Result<std::unique_ptr<Profiles>> Profiles::load(const std::string& path, const ProfilesOptions& options,
+                                                 std::uint64_t* lsn) {
+    Result<std::vector<char>> file = read_whole_file(path);
+    if (!file.is_ok()) return file.status();
+    const std::vector<char>& bytes = file.value();
+    const std::string where = "snapshot " + path;
+    SnapshotHeader h{};
+    if (bytes.size() < sizeof(h)) return Status::corrupt(where + " is shorter than its header");
+    std::memcpy(&h, bytes.data(), sizeof(h));
+    if (std::memcmp(h.magic, kMagic, sizeof(kMagic)) != 0) return Status::corrupt(where + " is not a snapshot");
+    if (crc32c(&h, offsetof(SnapshotHeader, header_crc)) != h.header_crc)
+        return Status::corrupt(where + " has a damaged header (checksum mismatch)");
+    if (h.version != kVersion) return Status::corrupt(where + " has unknown version " + std::to_string(h.version));
+    if (h.body_bytes != bytes.size() - sizeof(h))
+        return Status::corrupt(where + " is truncated or has extra bytes (body " + std::to_string(bytes.size() - sizeof(h)) +
+                               " bytes, header says " + std::to_string(h.body_bytes) + ")");
+    const char* body = bytes.data() + sizeof(h);
+    if (crc32c(body, h.body_bytes) != h.body_crc) return Status::corrupt(where + " has a damaged body (checksum mismatch)");
+    if (h.dims != options.dims || h.seen_recent != options.seen.recent ||
+        h.seen_filter_bits != options.seen.filter_bits || h.seen_filter_items != options.seen.filter_items ||
+        h.event_key_window != options.event_key_window)
+        return Status::invalid_argument(where + " was written with other dims or seen-set options (dims " +
+                                        std::to_string(h.dims) + ", seen recent " + std::to_string(h.seen_recent) +
+                                        ", filter bits " + std::to_string(h.seen_filter_bits) + ", filter items " +
+                                        std::to_string(h.seen_filter_items) + ", event key window " +
+                                        std::to_string(h.event_key_window) + ")");
+    Result<std::unique_ptr<Profiles>> created = create(options);
+    if (!created.is_ok()) return created.status();
+    std::unique_ptr<Profiles> p = std::move(created).value();
+    const Status truncated = Status::corrupt(where + " ends inside its body");
+    ByteReader r(body, h.body_bytes);
+    std::uint64_t counters[4];
+    if (!r.bytes(counters, sizeof(counters))) return truncated;
+    p->applied_ = counters[0];
+    p->stale_ = counters[1];
+    p->duplicate_keys_ = counters[2];
+    p->unknown_items_ = counters[3];
+    RECSERVE_RETURN_IF_ERROR(get_table(r, h.body_bytes, *p->users_, truncated, where, "user"));
+    RECSERVE_RETURN_IF_ERROR(get_table(r, h.body_bytes, *p->items_, truncated, where, "item"));
+    std::uint64_t logs = 0;
+    if (!r.get(logs) || logs > h.body_bytes / 8) return truncated;
+    for (std::uint64_t i = 0; i < logs; ++i) {
+        std::uint64_t user = 0;
+        if (!r.get(user)) return truncated;
+        UserLog& log = p->logs_->of(user).logs[user];
+        std::uint32_t keys = 0;
+        if (!log.seen.parse(r, options.seen) || !r.get(keys) || !r.get(log.keys_head)) return truncated;
+        if (keys > options.event_key_window || log.keys_head >= std::max<std::uint32_t>(keys, 1))
+            return Status::corrupt(where + " has an inconsistent event key window");
+        log.keys.resize(keys);
+        if (!r.bytes(log.keys.data(), keys * sizeof(std::uint64_t))) return truncated;
+    }
+    if (!r.at_end()) return Status::corrupt(where + " has bytes after its last user log");
+    *lsn = h.lsn;
+    return p;
+}
+
+}  // namespace recserve::profiles
