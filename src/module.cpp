@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "errors.hpp"
+#include "recserve/base/crc32c.hpp"
 
 namespace recserve::py {
 
@@ -11,6 +12,7 @@ void register_simd(pyb::module_& m);
 void register_ann(pyb::module_& m);
 void register_mlp(pyb::module_& m);
 void register_embed(pyb::module_& m);
+void register_profiles(pyb::module_& m);
 
 pyb::object& corrupt_file_error() {
     // Leaked on purpose: destroying a Python object after the interpreter has finalised crashes.
@@ -86,6 +88,16 @@ PYBIND11_MODULE(_core, m) {
                                   "A file failed its checksum or structural checks and was not loaded.",
                                   PyExc_ValueError, nullptr));
     m.attr("CorruptFileError") = py::corrupt_file_error();
+    m.def(
+        "crc32c",
+        [](const pybind11::buffer& data, std::uint32_t crc) {
+            const pybind11::buffer_info info = data.request();
+            if (info.ndim != 1 || info.itemsize != 1 || info.strides[0] != 1)
+                throw pybind11::type_error("crc32c takes contiguous bytes");
+            pybind11::gil_scoped_release release;
+            return recserve::crc32c(info.ptr, static_cast<std::size_t>(info.size), crc);
+        },
+        pybind11::arg("data"), pybind11::arg("crc") = 0, "CRC-32C (Castagnoli) of bytes, continuing from crc.");
     auto simd = m.def_submodule("simd", "ISA detection and distance kernels");
     py::register_simd(simd);
     auto ann = m.def_submodule("ann", "graph index over item embeddings");
@@ -94,4 +106,6 @@ PYBIND11_MODULE(_core, m) {
     py::register_mlp(mlp);
     auto embed = m.def_submodule("embed", "the embedding table of user and item state");
     py::register_embed(embed);
+    auto profiles = m.def_submodule("profiles", "user and item state and the event update rules");
+    py::register_profiles(profiles);
 }

@@ -13,7 +13,9 @@ namespace {
 
 std::string at(std::size_t i) { return " (event " + std::to_string(i) + ")"; }
 
-Status check_batch(const EventBatch& b) {
+}  // namespace
+
+Status Profiles::check(const EventBatch& b) {
     if (b.n == 0) return Status::ok();
     if (!b.users || !b.items || !b.types || !b.watch_ms || !b.duration_ms || !b.ts_ms || !b.seq)
         return Status::invalid_argument("an event batch needs users, items, types, watch_ms, duration_ms, ts_ms, seq");
@@ -28,6 +30,8 @@ Status check_batch(const EventBatch& b) {
     }
     return Status::ok();
 }
+
+namespace {
 
 std::int64_t as_ms(std::uint64_t word) { return std::bit_cast<std::int64_t>(word); }
 std::uint64_t as_word(std::int64_t ms) { return std::bit_cast<std::uint64_t>(ms); }
@@ -159,7 +163,7 @@ std::size_t Profiles::remove_items(const std::uint64_t* ids, std::size_t n) {
 }
 
 Result<ApplyResult> Profiles::apply(const EventBatch& b) {
-    RECSERVE_RETURN_IF_ERROR(check_batch(b));
+    RECSERVE_RETURN_IF_ERROR(check(b));
     const std::size_t dims = options_.dims;
     const UpdateRule& rule = options_.rule;
     thread_local std::vector<float> item_vector;

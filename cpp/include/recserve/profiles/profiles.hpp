@@ -94,6 +94,9 @@ class Profiles {
     // Drops items with their counters; returns how many had rows.
     std::size_t remove_items(const std::uint64_t* ids, std::size_t n);
 
+    // kInvalidArgument naming the first bad event and field, else ok. apply() checks the same
+    // first; a log checks before it appends, so no bad batch is ever made durable.
+    static Status check(const EventBatch& batch);
     // Checks the whole batch first (an error names the event and field; nothing applied).
     Result<ApplyResult> apply(const EventBatch& batch);
 

@@ -1,0 +1,1 @@
+"""Where events come from: the local write-ahead log (and, later, HTTP and Kinesis)."""

@@ -1,0 +1,1 @@
+"""State backends: the embedded default (snapshot + WAL files in a data directory)."""

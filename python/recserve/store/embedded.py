@@ -1,0 +1,223 @@
+"""The embedded default: profiles in memory, made durable by a WAL and snapshots in a directory.
+
+    data_dir/wal/wal-<lsn>.log            the write-ahead log (recserve.ingest.wal)
+    data_dir/snapshots/profiles-<lsn>.snap   full state including every record up to lsn
+
+``apply(events)`` checks the batch, appends it to the WAL (durable before it returns: group
+commit with concurrent callers) and applies it, in lsn order, before returning: the caller's
+next read sees it. ``snapshot()`` writes the state (temporary file, fsync, rename), keeps the
+newest two snapshots, and drops the WAL segments the older of the two no longer needs.
+
+Opening = the newest snapshot that loads + replay of the WAL after it. A damaged snapshot is
+reported in ``recovery.problems`` and the previous one is used (the WAL is kept back to it); a
+torn WAL tail is cut; damage anywhere else raises ``CorruptFileError``: nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recserve._arrays import as_ids, as_vectors
+from recserve._core import CorruptFileError
+from recserve.ingest.wal import Record, WriteAheadLog
+from recserve.profiles import ApplyResult, Events, Profiles, ProfilesConfig
+
+__all__ = ["EmbeddedStore", "Recovery"]
+
+log = logging.getLogger(__name__)
+
+EVENTS, SET_ITEMS, REMOVE_ITEMS = 1, 2, 3
+_EVENT_COLUMNS = (("users", np.uint64), ("items", np.uint64), ("types", np.uint8), ("watch_ms", np.uint32),
+                  ("duration_ms", np.uint32), ("ts_ms", np.int64), ("seq", np.uint64))
+_COUNT = struct.Struct("<IB")
+KEEP_SNAPSHOTS = 2
+
+
+def _encode_events(events: Events) -> bytes:
+    parts = [_COUNT.pack(len(events), events.event_keys is not None)]
+    parts += [getattr(events, name).tobytes() for name, _ in _EVENT_COLUMNS]
+    if events.event_keys is not None:
+        parts.append(events.event_keys.tobytes())
+    return b"".join(parts)
+
+
+def _decode_events(body: bytes) -> Events:
+    n, has_keys = _COUNT.unpack_from(body)
+    offset = _COUNT.size
+    columns: dict[str, Any] = {}
+    for name, dtype in (*_EVENT_COLUMNS, *((("event_keys", np.uint64),) if has_keys else ())):
+        size = n * np.dtype(dtype).itemsize
+        columns[name] = np.frombuffer(body, dtype=dtype, count=n, offset=offset)
+        offset += size
+    if offset != len(body):
+        raise CorruptFileError(f"a WAL events record has {len(body)} bytes, expected {offset}")
+    return Events(**columns)
+
+
+def _encode_items(ids: np.ndarray, vectors: np.ndarray | None) -> bytes:
+    head = struct.pack("<Q", ids.shape[0])
+    return head + ids.tobytes() + (b"" if vectors is None else vectors.tobytes())
+
+
+def _decode_items(body: bytes, dims: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    (n,) = struct.unpack_from("<Q", body)
+    ids = np.frombuffer(body, dtype=np.uint64, count=n, offset=8)
+    if dims is None:
+        return ids, None
+    vectors = np.frombuffer(body, dtype=np.float32, offset=8 + 8 * n).reshape(n, dims)
+    return ids, vectors
+
+
+@dataclass
+class Recovery:
+    """What opening the store found and did."""
+
+    snapshot: Path | None = None
+    snapshot_lsn: int = 0
+    records_replayed: int = 0
+    wal_torn_bytes_cut: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+class EmbeddedStore:
+    def __init__(self, data_dir: str | os.PathLike[str], config: ProfilesConfig, *,
+                 segment_bytes: int = 64 << 20) -> None:
+        self.data_dir = Path(data_dir)
+        self.config = config
+        self._snapshots_dir = self.data_dir / "snapshots"
+        self._snapshots_dir.mkdir(parents=True, exist_ok=True)
+        self.recovery = Recovery()
+        self.profiles = self._load_snapshot()
+        self.wal = WriteAheadLog(self.data_dir / "wal", segment_bytes=segment_bytes)
+        self.recovery.wal_torn_bytes_cut = self.wal.torn_bytes_cut
+        self._applied_lsn = self.recovery.snapshot_lsn
+        for record in self.wal.records(after_lsn=self.recovery.snapshot_lsn):
+            self._apply_record(record)
+            self._applied_lsn = record.lsn
+            self.recovery.records_replayed += 1
+        self._turn = threading.Condition()  # applies run in lsn order
+        self._snapshot_lock = threading.Lock()  # one snapshot at a time
+        self._failed: BaseException | None = None
+
+    # ---- recovery ----------------------------------------------------------------------------
+    def _snapshot_paths(self) -> list[tuple[int, Path]]:
+        found = []
+        for path in self._snapshots_dir.glob("profiles-*.snap"):
+            try:
+                found.append((int(path.stem.split("-", 1)[1]), path))
+            except ValueError:
+                continue
+        return sorted(found, reverse=True)
+
+    def _load_snapshot(self) -> Profiles:
+        for lsn, path in self._snapshot_paths():
+            try:
+                profiles, stored_lsn = Profiles.load(str(path), self.config)
+            except CorruptFileError as error:
+                problem = f"snapshot {path.name} is damaged and was not loaded: {error}"
+                log.error(problem)
+                self.recovery.problems.append(problem)
+                continue
+            if stored_lsn != lsn:
+                raise CorruptFileError(f"snapshot {path} holds lsn {stored_lsn}, its name says {lsn}")
+            self.recovery.snapshot, self.recovery.snapshot_lsn = path, lsn
+            return profiles
+        return Profiles(self.config)
+
+    def _apply_record(self, record: Record) -> None:
+        if record.kind == EVENTS:
+            self.profiles.apply(_decode_events(record.body))
+        elif record.kind == SET_ITEMS:
+            ids, vectors = _decode_items(record.body, self.config.dims)
+            self.profiles.set_items(ids, vectors)
+        elif record.kind == REMOVE_ITEMS:
+            ids, _ = _decode_items(record.body, None)
+            self.profiles.remove_items(ids)
+        else:
+            raise CorruptFileError(f"WAL record {record.lsn} has unknown kind {record.kind}")
+
+    # ---- writes: durable, then applied in lsn order ------------------------------------------
+    def _log_and_apply(self, kind: int, body: bytes, apply: Any) -> Any:
+        lsn = self.wal.append(kind, body)
+        with self._turn:
+            while self._applied_lsn != lsn - 1:
+                if self._failed is not None:
+                    raise RuntimeError(f"an earlier apply failed; the store must be reopened: {self._failed}")
+                self._turn.wait()
+            try:
+                result = apply()
+            except BaseException as error:  # checked before logging, so this is a bug: stop
+                self._failed = error
+                self._turn.notify_all()
+                raise
+            self._applied_lsn = lsn
+            self._turn.notify_all()
+            return result
+
+    def apply(self, events: Events) -> ApplyResult:
+        """Logs the batch durably, then applies it; a bad batch raises and is not logged."""
+        Profiles.check(events)  # before logging: the log holds only batches that apply
+        return self._log_and_apply(EVENTS, _encode_events(events), lambda: self.profiles.apply(events))  # type: ignore[no-any-return]
+
+    def set_items(self, ids: Any, vectors: Any) -> None:
+        id_array = as_ids(ids)
+        vec_array = as_vectors(vectors, "vectors")
+        if vec_array.ndim == 1 and id_array.size == 1:
+            vec_array = vec_array.reshape(1, -1)
+        if vec_array.ndim != 2 or vec_array.shape != (id_array.shape[0], self.config.dims):
+            raise ValueError(f"vectors must have shape ({id_array.shape[0]}, {self.config.dims}), got {vec_array.shape}")
+        if not np.isfinite(vec_array).all():
+            raise ValueError("vectors contain NaN or infinity")
+        self._log_and_apply(SET_ITEMS, _encode_items(id_array, vec_array),
+                            lambda: self.profiles.set_items(id_array, vec_array))
+
+    def remove_items(self, ids: Any) -> int:
+        id_array = as_ids(ids)
+        return self._log_and_apply(REMOVE_ITEMS, _encode_items(id_array, None),  # type: ignore[no-any-return]
+                                   lambda: self.profiles.remove_items(id_array))
+
+    # ---- snapshots ---------------------------------------------------------------------------
+    def snapshot(self) -> Path:
+        """Writes a snapshot of everything applied so far; drops what it makes unneeded."""
+        with self._snapshot_lock:
+            return self._snapshot()
+
+    def _snapshot(self) -> Path:
+        with self._turn:  # no apply in between: the image is exactly the records up to lsn
+            lsn = self._applied_lsn
+            image = self.profiles.snapshot(lsn)
+            self.wal.rotate()
+        path = self._snapshots_dir / f"profiles-{lsn:020d}.snap"
+        image.write(str(path))
+        fd = os.open(self._snapshots_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        kept = self._snapshot_paths()
+        for _, old in kept[KEEP_SNAPSHOTS:]:
+            old.unlink()
+        # The WAL stays back to the oldest kept snapshot, so it can stand in for a damaged newer one.
+        self.wal.drop_through(kept[:KEEP_SNAPSHOTS][-1][0])
+        return path
+
+    @property
+    def applied_lsn(self) -> int:
+        return self._applied_lsn
+
+    def close(self) -> None:
+        self.wal.close()
+
+    def __enter__(self) -> EmbeddedStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
