@@ -25,6 +25,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from recserve import _core
 from recserve._core import CorruptFileError
@@ -98,7 +99,9 @@ class WriteAheadLog:
         self.torn_bytes_cut = 0  # bytes cut off a torn tail when the log was opened
         self._records: list[Record] | None = []
         self._segments = self._scan()  # (first lsn, path), oldest first
-        self._file = None if not self._segments else open(self._segments[-1][1], "ab")  # noqa: SIM115
+        # Appends go to the newest segment, opened on the first append (None: start a new one).
+        self._append_to = self._segments[-1][1] if self._segments else None
+        self._file: BinaryIO | None = None
         self._cond = threading.Condition()
         self._pending: list[tuple[int, bytes]] = []
         self._flushing = False
@@ -198,6 +201,8 @@ class WriteAheadLog:
             return lsn
 
     def _write(self, batch: list[tuple[int, bytes]]) -> None:
+        if self._file is None and self._append_to is not None:
+            self._file = open(self._append_to, "ab")  # noqa: SIM115
         if self._file is None or self._file.tell() >= self.segment_bytes:
             self._open_segment(batch[0][0])
         assert self._file is not None
@@ -210,6 +215,7 @@ class WriteAheadLog:
             self._file.close()
         path = self.directory / _segment_name(first_lsn)
         self._file = open(path, "wb")  # noqa: SIM115
+        self._append_to = path
         self._file.write(_SEGMENT_HEADER.pack(_MAGIC, first_lsn))
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -221,9 +227,11 @@ class WriteAheadLog:
         with self._cond:
             while self._flushing:
                 self._cond.wait()
-            if self._file is not None and self._file.tell() > _SEGMENT_HEADER.size:
-                self._file.close()
+            if self._append_to is not None and self._append_to.stat().st_size > _SEGMENT_HEADER.size:
+                if self._file is not None:
+                    self._file.close()
                 self._file = None
+                self._append_to = None
 
     def drop_through(self, lsn: int) -> int:
         """Deletes segments whose records all have lsn <= lsn; returns how many."""
@@ -246,3 +254,9 @@ class WriteAheadLog:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+
+    def __enter__(self) -> WriteAheadLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
