@@ -29,16 +29,33 @@ import numpy.typing as npt
 from recserve import _core
 from recserve._arrays import as_ids, as_vectors
 
-__all__ = ["EVENT_TYPES", "ITEM_STATS", "ApplyResult", "Events", "ItemState", "Profiles", "ProfilesConfig",
-           "SeenOptions", "UpdateRule", "UserVectors"]
+__all__ = [
+    "EVENT_TYPES",
+    "ITEM_STATS",
+    "ApplyResult",
+    "Events",
+    "ItemState",
+    "Profiles",
+    "ProfilesConfig",
+    "SeenOptions",
+    "UpdateRule",
+    "UserVectors",
+]
 
 EVENT_TYPES: tuple[str, ...] = tuple(_core.profiles.event_types)
 ITEM_STATS: tuple[str, ...] = tuple(_core.profiles.item_stats)
 _TYPE_CODES = {name: code for code, name in enumerate(EVENT_TYPES)}
 
 DEFAULT_WEIGHTS: dict[str, float] = {
-    "impression": 0.0, "watch": 1.0, "replay": 0.8, "like": 0.5, "share": 0.6, "comment": 0.5,
-    "follow": 0.6, "skip": -0.1, "not_interested": -1.0,
+    "impression": 0.0,
+    "watch": 1.0,
+    "replay": 0.8,
+    "like": 0.5,
+    "share": 0.6,
+    "comment": 0.5,
+    "follow": 0.6,
+    "skip": -0.1,
+    "not_interested": -1.0,
 }
 
 
@@ -82,10 +99,14 @@ class UpdateRule:
         if "weights" in values:
             unknown = sorted(set(values["weights"]) - set(EVENT_TYPES))
             if unknown:
-                raise ValueError(f"unknown event type(s) {unknown} in weights; known: {list(EVENT_TYPES)}")
+                raise ValueError(
+                    f"unknown event type(s) {unknown} in weights; known: {list(EVENT_TYPES)}"
+                )
             values["weights"] = {**DEFAULT_WEIGHTS, **values["weights"]}
         if "completion_curve" in values:
-            values["completion_curve"] = tuple((float(x), float(y)) for x, y in values["completion_curve"])
+            values["completion_curve"] = tuple(
+                (float(x), float(y)) for x, y in values["completion_curve"]
+            )
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,8 +157,16 @@ class ProfilesConfig:
 
     def _for_core(self) -> Any:
         return _core.profiles.options(
-            self.dims, self.user_capacity, self.item_capacity, self.shards, self.seen.recent,
-            self.seen.filter_bits, self.seen.filter_items, self.event_key_window, self.rule._for_core())
+            self.dims,
+            self.user_capacity,
+            self.item_capacity,
+            self.shards,
+            self.seen.recent,
+            self.seen.filter_bits,
+            self.seen.filter_items,
+            self.event_key_window,
+            self.rule._for_core(),
+        )
 
 
 def _column(values: Any, what: str, dtype: type[np.generic], n: int | None) -> npt.NDArray[Any]:
@@ -148,7 +177,9 @@ def _column(values: Any, what: str, dtype: type[np.generic], n: int | None) -> n
         raise ValueError(f"{what} must have {n} values (one per event), got {array.shape[0]}")
     if array.size and array.dtype.kind == "f":
         if not np.isfinite(array).all():
-            raise ValueError(f"{what} contains NaN or infinity at event {int(np.argmin(np.isfinite(array)))}")
+            raise ValueError(
+                f"{what} contains NaN or infinity at event {int(np.argmin(np.isfinite(array)))}"
+            )
         if (array != np.round(array)).any():
             raise ValueError(f"{what} must be whole numbers")
     elif array.size and array.dtype.kind not in "iu":
@@ -166,12 +197,16 @@ def _types(values: Any, n: int) -> npt.NDArray[np.uint8]:
         for i, name in enumerate(array.tolist()):
             code = _TYPE_CODES.get(name.decode() if isinstance(name, bytes) else name)
             if code is None:
-                raise ValueError(f"unknown event type {name!r} at event {i}; known: {list(EVENT_TYPES)}")
+                raise ValueError(
+                    f"unknown event type {name!r} at event {i}; known: {list(EVENT_TYPES)}"
+                )
             codes[i] = code
         array = codes
     types = _column(array, "types", np.uint8, n)
     if types.size and int(types.max()) >= len(EVENT_TYPES):
-        raise ValueError(f"unknown event type code {int(types.max())} at event {int(np.argmax(types))}")
+        raise ValueError(
+            f"unknown event type code {int(types.max())} at event {int(np.argmax(types))}"
+        )
     return types
 
 
@@ -189,8 +224,18 @@ class Events:
     event_keys: npt.NDArray[np.uint64] | None = None
 
     @classmethod
-    def of(cls, *, users: Any, items: Any, types: Any, ts_ms: Any, seq: Any, watch_ms: Any = None,
-           duration_ms: Any = None, event_keys: Any = None) -> Events:
+    def of(
+        cls,
+        *,
+        users: Any,
+        items: Any,
+        types: Any,
+        ts_ms: Any,
+        seq: Any,
+        watch_ms: Any = None,
+        duration_ms: Any = None,
+        event_keys: Any = None,
+    ) -> Events:
         """types: names (``"watch"``) or codes (index in EVENT_TYPES). watch_ms and duration_ms
         default to 0 (a watch needs duration_ms > 0). seq: >= 1, increasing per user.
         event_keys: optional ids of the events (0 = none), e.g. a hash of the client's id."""
@@ -202,24 +247,32 @@ class Events:
             items=_column(as_ids(items, "items"), "items", np.uint64, n),
             types=_types(types, n),
             watch_ms=zeros if watch_ms is None else _column(watch_ms, "watch_ms", np.uint32, n),
-            duration_ms=zeros if duration_ms is None else _column(duration_ms, "duration_ms", np.uint32, n),
+            duration_ms=zeros
+            if duration_ms is None
+            else _column(duration_ms, "duration_ms", np.uint32, n),
             ts_ms=_column(ts_ms, "ts_ms", np.int64, n),
             seq=_column(seq, "seq", np.uint64, n),
-            event_keys=None if event_keys is None else _column(event_keys, "event_keys", np.uint64, n),
+            event_keys=None
+            if event_keys is None
+            else _column(event_keys, "event_keys", np.uint64, n),
         )
 
     def __len__(self) -> int:
         return int(self.users.shape[0])
 
     def columns(self) -> dict[str, npt.NDArray[Any]]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) is not None
+        }
 
 
 class ApplyResult(NamedTuple):
     applied: int
-    stale: int            # sequence number at or below the user's high-water mark: ignored
-    duplicate_keys: int   # event key already applied for that user: ignored
-    unknown_items: int    # applied, but the item has no vector yet: no vector moved
+    stale: int  # sequence number at or below the user's high-water mark: ignored
+    duplicate_keys: int  # event key already applied for that user: ignored
+    unknown_items: int  # applied, but the item has no vector yet: no vector moved
 
 
 class UserVectors(NamedTuple):
@@ -229,16 +282,20 @@ class UserVectors(NamedTuple):
 
 
 class ItemState(NamedTuple):
-    vectors: npt.NDArray[np.float32]       # zeros where has_vector is False
+    vectors: npt.NDArray[np.float32]  # zeros where has_vector is False
     has_vector: npt.NDArray[np.bool_]
     stats: dict[str, npt.NDArray[np.uint64]]  # one array per name in ITEM_STATS
-    found: npt.NDArray[np.bool_]            # the item has a row (vector or counters)
+    found: npt.NDArray[np.bool_]  # the item has a row (vector or counters)
 
 
 class Profiles:
     def __init__(self, config: ProfilesConfig, *, _core_profiles: Any = None) -> None:
         self.config = config
-        self._core = _core_profiles if _core_profiles is not None else _core.profiles.Profiles(config._for_core())
+        self._core = (
+            _core_profiles
+            if _core_profiles is not None
+            else _core.profiles.Profiles(config._for_core())
+        )
 
     @classmethod
     def load(cls, path: str, config: ProfilesConfig) -> tuple[Profiles, int]:
@@ -266,13 +323,31 @@ class Profiles:
     @staticmethod
     def check(events: Events) -> None:
         """Raises ValueError naming the first bad event and field, as apply would."""
-        _core.profiles.Profiles.check(events.users, events.items, events.types, events.watch_ms,
-                                      events.duration_ms, events.ts_ms, events.seq, events.event_keys)
+        _core.profiles.Profiles.check(
+            events.users,
+            events.items,
+            events.types,
+            events.watch_ms,
+            events.duration_ms,
+            events.ts_ms,
+            events.seq,
+            events.event_keys,
+        )
 
     def apply(self, events: Events) -> ApplyResult:
         """Applies the batch in order. A bad event raises ValueError naming it; nothing applied."""
-        return ApplyResult(**self._core.apply(events.users, events.items, events.types, events.watch_ms,
-                                              events.duration_ms, events.ts_ms, events.seq, events.event_keys))
+        return ApplyResult(
+            **self._core.apply(
+                events.users,
+                events.items,
+                events.types,
+                events.watch_ms,
+                events.duration_ms,
+                events.ts_ms,
+                events.seq,
+                events.event_keys,
+            )
+        )
 
     def user_vectors(self, users: Any, now_ms: int | None = None) -> UserVectors:
         """Long-term and session vectors, the session decayed to now_ms (default: now)."""
@@ -282,9 +357,13 @@ class Profiles:
     def user_state(self, users: Any) -> dict[str, npt.NDArray[Any]]:
         """high_water_seq, events_applied, session_last_ms, session_start_ms, found."""
         words, found = self._core.user_words(as_ids(users, "users"))
-        return {"high_water_seq": words[:, 0], "events_applied": words[:, 1],
-                "session_last_ms": words[:, 2].view(np.int64), "session_start_ms": words[:, 3].view(np.int64),
-                "found": found}
+        return {
+            "high_water_seq": words[:, 0],
+            "events_applied": words[:, 1],
+            "session_last_ms": words[:, 2].view(np.int64),
+            "session_start_ms": words[:, 3].view(np.int64),
+            "found": found,
+        }
 
     def seen(self, user: int, items: Any) -> npt.NDArray[np.bool_]:
         """Whether the user has met each item (exact for recent items; older ones through a

@@ -14,8 +14,11 @@ DIMS = 8
 
 
 def make(**overrides: object) -> Profiles:
-    p = Profiles(ProfilesConfig.from_dict({"dims": DIMS, "user_capacity": 4096, "item_capacity": 4096,
-                                           **overrides}))
+    p = Profiles(
+        ProfilesConfig.from_dict(
+            {"dims": DIMS, "user_capacity": 4096, "item_capacity": 4096, **overrides}
+        )
+    )
     rng = np.random.default_rng(0)
     p.set_items(np.arange(100), rng.standard_normal((100, DIMS)).astype(np.float32))
     return p
@@ -23,15 +26,21 @@ def make(**overrides: object) -> Profiles:
 
 def events(n: int, seed: int, users: int = 20, start_seq: int = 1) -> Events:
     rng = np.random.default_rng(seed)
-    return Events.of(users=rng.integers(0, users, n), items=rng.integers(0, 120, n),
-                     types=rng.integers(0, len(EVENT_TYPES), n), watch_ms=rng.integers(0, 30000, n),
-                     duration_ms=rng.integers(1000, 30000, n), ts_ms=np.arange(n) * 1000,
-                     seq=np.arange(start_seq, start_seq + n))
+    return Events.of(
+        users=rng.integers(0, users, n),
+        items=rng.integers(0, 120, n),
+        types=rng.integers(0, len(EVENT_TYPES), n),
+        watch_ms=rng.integers(0, 30000, n),
+        duration_ms=rng.integers(1000, 30000, n),
+        ts_ms=np.arange(n) * 1000,
+        seq=np.arange(start_seq, start_seq + n),
+    )
 
 
 def test_rule_from_dict_merges_weights_and_rejects_unknown_settings() -> None:
     rule = UpdateRule.from_dict({"weights": {"like": 2.0}, "lr_long": 0.1})
-    assert rule.weights["like"] == 2.0 and rule.weights["watch"] == 1.0
+    assert rule.weights["like"] == 2.0
+    assert rule.weights["watch"] == 1.0
     assert UpdateRule.from_dict(rule.to_dict()) == rule
     with pytest.raises(ValueError, match="unknown UpdateRule setting"):
         UpdateRule.from_dict({"learning_rate": 1})
@@ -42,8 +51,15 @@ def test_rule_from_dict_merges_weights_and_rejects_unknown_settings() -> None:
 
 
 def test_events_of_names_the_bad_field() -> None:
-    ok = {"users": [1, 2], "items": [3, 4], "types": ["watch", "like"], "watch_ms": [5, 0],
-          "duration_ms": [10, 0], "ts_ms": [0, 0], "seq": [1, 2]}
+    ok = {
+        "users": [1, 2],
+        "items": [3, 4],
+        "types": ["watch", "like"],
+        "watch_ms": [5, 0],
+        "duration_ms": [10, 0],
+        "ts_ms": [0, 0],
+        "seq": [1, 2],
+    }
     assert len(Events.of(**ok)) == 2
     with pytest.raises(ValueError, match="unknown event type 'swipe' at event 1"):
         Events.of(**{**ok, "types": ["watch", "swipe"]})
@@ -59,8 +75,14 @@ def test_events_of_names_the_bad_field() -> None:
 
 def test_apply_rejects_a_bad_batch_whole() -> None:
     p = make()
-    bad = Events.of(users=[1, 2], items=[1, 1], types=["like", "watch"], duration_ms=[0, 0], ts_ms=[0, 0],
-                    seq=[1, 1])
+    bad = Events.of(
+        users=[1, 2],
+        items=[1, 1],
+        types=["like", "watch"],
+        duration_ms=[0, 0],
+        ts_ms=[0, 0],
+        seq=[1, 1],
+    )
     with pytest.raises(ValueError, match=r"a watch needs duration_ms > 0 \(event 1\)"):
         p.apply(bad)
     assert not p.user_state([1])["found"][0]
@@ -74,7 +96,9 @@ def test_apply_rejects_a_bad_batch_whole() -> None:
 def test_a_liked_item_pulls_both_vectors_and_the_session_moves_faster() -> None:
     p = make()
     item = p.items([7]).vectors[0]
-    p.apply(Events.of(users=[1] * 5, items=[7] * 5, types=["like"] * 5, ts_ms=[0] * 5, seq=range(1, 6)))
+    p.apply(
+        Events.of(users=[1] * 5, items=[7] * 5, types=["like"] * 5, ts_ms=[0] * 5, seq=range(1, 6))
+    )
     long_term, session, found = p.user_vectors([1], now_ms=0)
     assert found[0]
     cos = lambda a, b: float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))  # noqa: E731
@@ -89,7 +113,7 @@ def test_replayed_batches_change_nothing() -> None:
     users = np.arange(20)
     before = p.user_vectors(users, now_ms=0), p.items(np.arange(120)).stats
     again = p.apply(batch)
-    assert first.applied == 2000 and again.applied == 0 and again.stale == 2000
+    assert (first.applied, again.applied, again.stale) == (2000, 0, 2000)
     after = p.user_vectors(users, now_ms=0), p.items(np.arange(120)).stats
     np.testing.assert_array_equal(before[0].long_term, after[0].long_term)
     np.testing.assert_array_equal(before[0].session, after[0].session)
@@ -103,15 +127,24 @@ def test_event_keys_catch_a_redelivery_with_a_new_sequence_number() -> None:
     p = make()
     e = Events.of(users=[1], items=[2], types=["share"], ts_ms=[0], seq=[1], event_keys=[99])
     p.apply(e)
-    r = p.apply(Events.of(users=[1], items=[2], types=["share"], ts_ms=[0], seq=[2], event_keys=[99]))
+    r = p.apply(
+        Events.of(users=[1], items=[2], types=["share"], ts_ms=[0], seq=[2], event_keys=[99])
+    )
     assert r.duplicate_keys == 1
     assert p.items([2]).stats["shares"][0] == 1
 
 
 def test_seen_set_and_recent_items() -> None:
     p = make(seen={"recent": 16, "filter_bits": 1024, "filter_items": 64})
-    p.apply(Events.of(users=[3] * 50, items=np.arange(50), types=["impression"] * 50, ts_ms=[0] * 50,
-                      seq=np.arange(1, 51)))
+    p.apply(
+        Events.of(
+            users=[3] * 50,
+            items=np.arange(50),
+            types=["impression"] * 50,
+            ts_ms=[0] * 50,
+            seq=np.arange(1, 51),
+        )
+    )
     assert p.seen(3, np.arange(50)).all()
     assert not p.seen(4, [1]).any()
     assert list(p.recent_items(3)[:3]) == [49, 48, 47]
@@ -126,7 +159,9 @@ def test_snapshot_round_trips_and_damage_raises(tmp_path) -> None:  # type: igno
     q, lsn = Profiles.load(str(path), p.config)
     assert lsn == 41
     users = np.arange(20)
-    np.testing.assert_array_equal(p.user_vectors(users, 0).session, q.user_vectors(users, 0).session)
+    np.testing.assert_array_equal(
+        p.user_vectors(users, 0).session, q.user_vectors(users, 0).session
+    )
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x10
     path.write_bytes(bytes(data))
@@ -143,14 +178,23 @@ def test_readers_never_see_torn_vectors_while_events_apply() -> None:
     def read() -> None:
         while not stop.is_set():
             lt, ss, _ = p.user_vectors(np.arange(16), now_ms=0)
-            torn.extend(np.flatnonzero((lt != lt[:, :1]).any(1) | (ss != ss[:, :1]).any(1)).tolist())
+            torn.extend(
+                np.flatnonzero((lt != lt[:, :1]).any(1) | (ss != ss[:, :1]).any(1)).tolist()
+            )
 
     reader = threading.Thread(target=read)
     reader.start()
     for b in range(50):
         rng = np.random.default_rng(b)
-        p.apply(Events.of(users=rng.integers(0, 16, 500), items=rng.integers(0, 64, 500), types=["like"] * 500,
-                          ts_ms=[0] * 500, seq=np.arange(b * 500 + 1, b * 500 + 501)))
+        p.apply(
+            Events.of(
+                users=rng.integers(0, 16, 500),
+                items=rng.integers(0, 64, 500),
+                types=["like"] * 500,
+                ts_ms=[0] * 500,
+                seq=np.arange(b * 500 + 1, b * 500 + 501),
+            )
+        )
     stop.set()
     reader.join()
     assert torn == []

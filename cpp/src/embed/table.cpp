@@ -25,7 +25,7 @@ std::uint64_t mix(std::uint64_t x) {  // splitmix64's finaliser: every bit of x 
     return x ^ (x >> 31);
 }
 
-std::uint64_t now_ns() {
+std::uint64_t steady_now_ns() {
     return static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
             .count());
@@ -321,6 +321,10 @@ struct Table::Shard {
 };
 
 Table::Table(const TableOptions& options) : options_(options) {}
+
+// Row times serve only the TTL: without one, no clock is read (a clock read costs as much as
+// a small row update).
+std::uint64_t Table::now_ns() const { return options_.ttl_seconds > 0 ? steady_now_ns() : 0; }
 Table::~Table() = default;
 
 Result<std::unique_ptr<Table>> Table::create(const TableOptions& o) {
@@ -445,6 +449,26 @@ bool Table::update(std::uint64_t key, UpdateFn fn, void* context) {
     }
     if (!fn(context, RowView{vector.data(), word_copy.data(), existed})) return existed;
     return shard.set(key, vector.data(), word_copy.data(), now);
+}
+
+void Table::prefetch(std::uint64_t key) const {
+    const std::uint64_t h = mix(key);
+    shards_[shard_index(h)]->prefetch_slot(h);
+}
+
+void Table::prefetch_row(std::uint64_t key) const {
+    const std::uint64_t h = mix(key);
+    const Shard& shard = *shards_[shard_index(h)];
+    const std::uint32_t r = shard.find(key, h);
+    if (r != kNoRow) shard.prefetch_row(r);
+}
+
+std::uint64_t Table::peek_word(std::uint64_t key, std::size_t index) const {
+    const std::uint64_t h = mix(key);
+    const Shard& shard = *shards_[shard_index(h)];
+    const std::uint32_t r = shard.find(key, h);
+    if (r == kNoRow || index >= shard.words) return 0;
+    return std::atomic_ref<std::uint64_t>(shard.words_of(r)[index]).load(std::memory_order_relaxed);
 }
 
 void Table::for_each(VisitFn fn, void* context) const {

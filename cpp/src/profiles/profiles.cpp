@@ -1,5 +1,6 @@
 #include "recserve/profiles/profiles.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -36,15 +37,20 @@ namespace {
 std::int64_t as_ms(std::uint64_t word) { return std::bit_cast<std::int64_t>(word); }
 std::uint64_t as_word(std::int64_t ms) { return std::bit_cast<std::uint64_t>(ms); }
 
-// What one event does to its user's row.
+// What one event does to its user's row and log.
 struct UserEdit {
     const UpdateRule* rule;
-    std::size_t dims;
-    const float* item;  // null: the item has no vector
+    const ProfilesOptions* options;
+    Profiles::UserLogs* logs;
+    std::uint64_t user;
+    std::uint64_t item;
+    std::uint64_t key;  // 0: none
+    const float* item_vector;  // null: the item has no vector
     float weight;
     std::int64_t ts;
     std::uint64_t seq;
     bool stale = false;
+    bool duplicate_key = false;
 };
 
 bool edit_user(void* context, const embed::RowView& row) {
@@ -54,20 +60,34 @@ bool edit_user(void* context, const embed::RowView& row) {
         e.stale = true;
         return false;
     }
-    float* session = row.vector + e.dims;
+    Profiles::UserLogs::Shard& shard = e.logs->of(e.user);
+    std::unique_lock<std::shared_mutex> log_lock(shard.lock);  // readers of seen-sets wait at most this event
+    auto* log = reinterpret_cast<UserLog*>(w[kUserLogWord]);
+    if (log == nullptr) {  // a new user, or a row restored or evicted: find the log the slow way
+        log = &shard.logs[e.user];
+        w[kUserLogWord] = reinterpret_cast<std::uint64_t>(log);
+    }
+    if (e.key != 0 && log->has_key(e.key)) {
+        e.duplicate_key = true;
+        return false;
+    }
+    log->seen.add(e.item, e.options->seen);
+    if (e.key != 0) log->add_key(e.key, e.options->event_key_window);
+    const std::size_t dims = e.options->dims;
+    float* session = row.vector + dims;
     if (row.existed && w[kEventsApplied] > 0) {
         const float decay = session_decay(*e.rule, e.ts - as_ms(w[kSessionLastMs]));
         if (decay == 0.0f) w[kSessionStartMs] = as_word(e.ts);
         if (decay != 1.0f) {
-            for (std::size_t d = 0; d < e.dims; ++d) session[d] *= decay;
+            for (std::size_t d = 0; d < dims; ++d) session[d] *= decay;
         }
         w[kSessionLastMs] = as_word(std::max(e.ts, as_ms(w[kSessionLastMs])));
     } else {
         w[kSessionStartMs] = w[kSessionLastMs] = as_word(e.ts);
     }
-    if (e.item != nullptr && e.weight != 0.0f) {
-        move_toward(row.vector, e.item, e.dims, e.rule->lr_long, e.weight);
-        move_toward(session, e.item, e.dims, e.rule->lr_session, e.weight);
+    if (e.item_vector != nullptr && e.weight != 0.0f) {
+        move_toward(row.vector, e.item_vector, dims, e.rule->lr_long, e.weight);
+        move_toward(session, e.item_vector, dims, e.rule->lr_session, e.weight);
     }
     w[kHighWaterSeq] = e.seq;
     ++w[kEventsApplied];
@@ -128,7 +148,7 @@ Result<std::unique_ptr<Profiles>> Profiles::create(const ProfilesOptions& o) {
     if (o.event_key_window == 0) return Status::invalid_argument("event_key_window must be >= 1");
     std::unique_ptr<Profiles> p(new Profiles(o));
     Result<std::unique_ptr<embed::Table>> users =
-        embed::Table::create({2 * o.dims, o.user_capacity, o.shards, 0.0, 0, kUserWords});
+        embed::Table::create({2 * o.dims, o.user_capacity, o.shards, 0.0, 0, kUserTableWords});
     if (!users.is_ok()) return Status::invalid_argument("user table: " + users.status().message());
     Result<std::unique_ptr<embed::Table>> items =
         embed::Table::create({o.dims, o.item_capacity, o.shards, 0.0, 0, kItemWords});
@@ -172,31 +192,49 @@ Result<ApplyResult> Profiles::apply(const EventBatch& b) {
     item_words.resize(kItemWords);
     ApplyResult r;
     std::lock_guard<std::mutex> lock(writer_);
+    // Random users and items miss the caches at every step (index slot, row, log). Running
+    // ahead of the events (slots kAhead events ahead, rows half as far) overlaps those misses.
+    constexpr std::size_t kAhead = 16;
+    for (std::size_t i = 0; i < std::min(b.n, kAhead); ++i) {
+        users_->prefetch(b.users[i]);
+        items_->prefetch(b.items[i]);
+    }
     for (std::size_t i = 0; i < b.n; ++i) {
-        const auto type = static_cast<EventType>(b.types[i]);
-        const std::uint64_t key = b.event_keys != nullptr ? b.event_keys[i] : 0;
-        UserLogs::Shard& shard = logs_->of(b.users[i]);
-        {
-            std::unique_lock<std::shared_mutex> log_lock(shard.lock);
-            UserLog& log = shard.logs[b.users[i]];
-            if (key != 0 && log.has_key(key)) {
-                ++r.duplicate_keys;
-                continue;
-            }
-            bool found = false;
-            items_->read(&b.items[i], 1, item_vector.data(), item_words.data(), &found);
-            const bool has_vector = found && (item_words[kItemFlags] & 1);
-            UserEdit edit{&rule, dims, has_vector ? item_vector.data() : nullptr,
-                          engagement_weight(rule, type, b.watch_ms[i], b.duration_ms[i]), b.ts_ms[i], b.seq[i]};
-            users_->update(b.users[i], edit_user, &edit);
-            if (edit.stale) {
-                ++r.stale;
-                continue;
-            }
-            log.seen.add(b.items[i], options_.seen);
-            if (key != 0) log.add_key(key, options_.event_key_window);
-            if (!has_vector) ++r.unknown_items;
+        if (i + kAhead < b.n) {
+            users_->prefetch(b.users[i + kAhead]);
+            items_->prefetch(b.items[i + kAhead]);
         }
+        if (i + kAhead / 2 < b.n) {
+            users_->prefetch_row(b.users[i + kAhead / 2]);
+            items_->prefetch_row(b.items[i + kAhead / 2]);
+        }
+        if (i + kAhead / 4 < b.n) {  // the user's log, through the row just fetched
+            __builtin_prefetch(reinterpret_cast<const void*>(users_->peek_word(b.users[i + kAhead / 4], kUserLogWord)));
+        }
+        if (i + kAhead / 8 < b.n) {  // and the end of its seen ring
+            const auto* log = reinterpret_cast<const UserLog*>(users_->peek_word(b.users[i + kAhead / 8], kUserLogWord));
+            if (log != nullptr) log->seen.prefetch();
+        }
+        const auto type = static_cast<EventType>(b.types[i]);
+        bool found = false;
+        items_->read(&b.items[i], 1, item_vector.data(), item_words.data(), &found);
+        const bool has_vector = found && (item_words[kItemFlags] & 1);
+        UserEdit edit{&rule,
+                      &options_,
+                      logs_.get(),
+                      b.users[i],
+                      b.items[i],
+                      b.event_keys != nullptr ? b.event_keys[i] : 0,
+                      has_vector ? item_vector.data() : nullptr,
+                      engagement_weight(rule, type, b.watch_ms[i], b.duration_ms[i]),
+                      b.ts_ms[i],
+                      b.seq[i]};
+        users_->update(b.users[i], edit_user, &edit);
+        if (edit.stale || edit.duplicate_key) {
+            ++(edit.stale ? r.stale : r.duplicate_keys);
+            continue;
+        }
+        if (!has_vector) ++r.unknown_items;
         ItemEdit item_edit{&rule, type, b.watch_ms[i], b.duration_ms[i]};
         items_->update(b.items[i], edit_item, &item_edit);
         ++r.applied;
@@ -214,21 +252,24 @@ void Profiles::user_vectors(const std::uint64_t* users, std::size_t n, std::int6
     thread_local std::vector<float> rows;
     thread_local std::vector<std::uint64_t> words;
     rows.resize(n * 2 * dims);
-    words.resize(n * kUserWords);
+    words.resize(n * kUserTableWords);
     users_->read(users, n, rows.data(), words.data(), found);
     for (std::size_t i = 0; i < n; ++i) {
         const float* row = rows.data() + i * 2 * dims;
         if (long_term != nullptr) std::memcpy(long_term + i * dims, row, dims * sizeof(float));
         if (session != nullptr) {
             const float decay =
-                found[i] ? session_decay(options_.rule, now_ms - as_ms(words[i * kUserWords + kSessionLastMs])) : 0.0f;
+                found[i] ? session_decay(options_.rule, now_ms - as_ms(words[i * kUserTableWords + kSessionLastMs])) : 0.0f;
             for (std::size_t d = 0; d < dims; ++d) session[i * dims + d] = decay * row[dims + d];
         }
     }
 }
 
 void Profiles::user_words(const std::uint64_t* users, std::size_t n, std::uint64_t* words, bool* found) const {
-    users_->read(users, n, nullptr, words, found);
+    thread_local std::vector<std::uint64_t> all;
+    all.resize(n * kUserTableWords);
+    users_->read(users, n, nullptr, all.data(), found);
+    for (std::size_t i = 0; i < n; ++i) std::copy_n(all.data() + i * kUserTableWords, kUserWords, words + i * kUserWords);
 }
 
 void Profiles::seen(std::uint64_t user, const std::uint64_t* items, std::size_t n, bool* out) const {

@@ -27,7 +27,13 @@ Status validate(const SeenOptions& o) {
 }
 
 void SeenSet::add(std::uint64_t item, const SeenOptions& o) {
-    if (contains_recent(item)) return;
+    // An item's events come together (impression, watch, like): checking the latest few
+    // additions keeps the ring free of most repeats at the cost of one cache line, not a scan.
+    constexpr std::size_t kRepeatWindow = 8;
+    for (std::size_t i = 1; i <= std::min(kRepeatWindow, ring_.size()); ++i) {
+        const std::size_t at = ring_.size() < o.recent ? ring_.size() - i : (head_ + o.recent - i) % o.recent;
+        if (ring_[at] == item) return;
+    }
     ++added_;
     if (ring_.size() < o.recent) {
         ring_.push_back(item);

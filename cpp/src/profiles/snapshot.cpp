@@ -41,6 +41,7 @@ static_assert(sizeof(SnapshotHeader) == 64 && offsetof(SnapshotHeader, header_cr
 struct RowsOut {
     ByteWriter* w;
     std::size_t floats, words;
+    std::size_t pointer_word;  // written as 0: an address means nothing in another process
     std::uint64_t count = 0;
 };
 
@@ -48,14 +49,14 @@ void put_row(void* context, std::uint64_t key, const float* vector, const std::u
     auto& out = *static_cast<RowsOut*>(context);
     out.w->put(key);
     out.w->bytes(vector, out.floats * sizeof(float));
-    out.w->bytes(words, out.words * sizeof(std::uint64_t));
+    for (std::size_t i = 0; i < out.words; ++i) out.w->put(i == out.pointer_word ? std::uint64_t{0} : words[i]);
     ++out.count;
 }
 
-void put_table(ByteWriter& w, const embed::Table& t) {
+void put_table(ByteWriter& w, const embed::Table& t, std::size_t pointer_word) {
     const std::size_t count_at = w.buffer().size();
     w.put(std::uint64_t{0});  // patched below: rows are counted as they are visited
-    RowsOut out{&w, t.options().dims, t.options().words};
+    RowsOut out{&w, t.options().dims, t.options().words, pointer_word};
     t.for_each(put_row, &out);
     std::memcpy(w.buffer().data() + count_at, &out.count, sizeof(out.count));
 }
@@ -73,8 +74,8 @@ bool restore_row(void* context, const embed::RowView& row) {
     return true;
 }
 
-Status get_table(ByteReader& r, std::size_t body_bytes, embed::Table& t, const Status& truncated,
-                 const std::string& where, const char* what) {
+Status get_table(ByteReader& r, std::size_t body_bytes, embed::Table& t, std::size_t pointer_word,
+                 const Status& truncated, const std::string& where, const char* what) {
     std::uint64_t count = 0;
     if (!r.get(count)) return truncated;
     const std::size_t floats = t.options().dims, words = t.options().words;
@@ -91,6 +92,8 @@ Status get_table(ByteReader& r, std::size_t body_bytes, embed::Table& t, const S
         for (float v : vector) {
             if (!std::isfinite(v)) return Status::corrupt(where + " has a non-finite " + what + " vector");
         }
+        if (pointer_word < words && word_values[pointer_word] != 0)
+            return Status::corrupt(where + " has a " + what + " row with a stored address");
         RowIn in{vector.data(), word_values.data(), floats, words};
         if (!t.update(key, restore_row, &in))
             return Status::invalid_argument(where + " holds more " + what + "s than the configured capacity");
@@ -108,8 +111,8 @@ std::vector<char> Profiles::snapshot(std::uint64_t lsn) const {
     w.put(stale_.load(std::memory_order_relaxed));
     w.put(duplicate_keys_.load(std::memory_order_relaxed));
     w.put(unknown_items_.load(std::memory_order_relaxed));
-    put_table(w, *users_);
-    put_table(w, *items_);
+    put_table(w, *users_, kUserLogWord);
+    put_table(w, *items_, kItemWords);  // items have no pointer word
     std::uint64_t logs = 0;
     for (const auto& shard : logs_->shards) logs += shard.logs.size();
     w.put(logs);
@@ -176,8 +179,8 @@ Result<std::unique_ptr<Profiles>> Profiles::load(const std::string& path, const 
     p->stale_ = counters[1];
     p->duplicate_keys_ = counters[2];
     p->unknown_items_ = counters[3];
-    RECSERVE_RETURN_IF_ERROR(get_table(r, h.body_bytes, *p->users_, truncated, where, "user"));
-    RECSERVE_RETURN_IF_ERROR(get_table(r, h.body_bytes, *p->items_, truncated, where, "item"));
+    RECSERVE_RETURN_IF_ERROR(get_table(r, h.body_bytes, *p->users_, kUserLogWord, truncated, where, "user"));
+    RECSERVE_RETURN_IF_ERROR(get_table(r, h.body_bytes, *p->items_, kItemWords, truncated, where, "item"));
     std::uint64_t logs = 0;
     if (!r.get(logs) || logs > h.body_bytes / 8) return truncated;
     for (std::uint64_t i = 0; i < logs; ++i) {

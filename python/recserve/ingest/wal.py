@@ -71,21 +71,21 @@ def _record_at(data: bytes | memoryview, offset: int) -> tuple[int, int, bytes] 
     start = offset + _RECORD_HEADER.size
     if length < _PAYLOAD_PREFIX.size or length > len(data) - start:
         return None
-    payload = bytes(data[start:start + length])
+    payload = bytes(data[start : start + length])
     if _core.crc32c(payload) != crc:
         return None
     kind, lsn = _PAYLOAD_PREFIX.unpack_from(payload)
-    return kind, lsn, payload[_PAYLOAD_PREFIX.size:]
+    return kind, lsn, payload[_PAYLOAD_PREFIX.size :]
 
 
 def _intact_record_after(data: bytes, offset: int, after_lsn: int) -> int | None:
     """The offset of an intact record past offset with an lsn above after_lsn, if any: what
     tells a damaged record in the middle of the log from a torn tail."""
     for at in range(offset + 1, len(data) - _RECORD_HEADER.size - _PAYLOAD_PREFIX.size + 1):
-        length = int.from_bytes(data[at:at + 4], "little")
+        length = int.from_bytes(data[at : at + 4], "little")
         if length < _PAYLOAD_PREFIX.size or length > len(data) - at - _RECORD_HEADER.size:
             continue
-        lsn = int.from_bytes(data[at + 9:at + 17], "little")
+        lsn = int.from_bytes(data[at + 9 : at + 17], "little")
         if after_lsn < lsn <= after_lsn + len(data) and _record_at(data, at) is not None:
             return at
     return None
@@ -130,18 +130,26 @@ class WriteAheadLog:
             if magic != _MAGIC or path.name != _segment_name(first):
                 raise CorruptFileError(f"WAL segment {path} has a damaged header")
             if expected is not None and first != expected:
-                raise CorruptFileError(f"WAL segment {path} starts at lsn {first}, expected {expected}: "
-                                       "a segment is missing")
+                raise CorruptFileError(
+                    f"WAL segment {path} starts at lsn {first}, expected {expected}: "
+                    "a segment is missing"
+                )
             expected = first
             offset = _SEGMENT_HEADER.size
             while offset < len(data):
                 record = _record_at(data, offset)
                 if record is None or record[1] != expected:
                     later = _intact_record_after(data, offset, expected - 1)
-                    if not newest or later is not None or (record is not None and record[1] != expected):
+                    if (
+                        not newest
+                        or later is not None
+                        or (record is not None and record[1] != expected)
+                    ):
                         raise CorruptFileError(
-                            f"WAL segment {path} has a damaged record at byte {offset} (lsn {expected}) "
-                            "followed by intact records: the log is corrupt in the middle")
+                            f"WAL segment {path} has a damaged record at byte {offset} "
+                            f"(lsn {expected}) "
+                            "followed by intact records: the log is corrupt in the middle"
+                        )
                     self.torn_bytes_cut += len(data) - offset
                     with open(path, "r+b") as f:
                         f.truncate(offset)
@@ -163,8 +171,10 @@ class WriteAheadLog:
             raise RuntimeError("records() can be read once, right after opening")
         first = self._segments[0][0] if self._segments else self.last_lsn + 1
         if after_lsn + 1 < first:
-            raise CorruptFileError(f"the WAL starts at lsn {first} but records after {after_lsn} are needed: "
-                                   "segments are missing")
+            raise CorruptFileError(
+                f"the WAL starts at lsn {first} but records after {after_lsn} are needed: "
+                "segments are missing"
+            )
         return (r for r in records if r.lsn > after_lsn)
 
     # ---- appending -------------------------------------------------------------------------
@@ -227,7 +237,10 @@ class WriteAheadLog:
         with self._cond:
             while self._flushing:
                 self._cond.wait()
-            if self._append_to is not None and self._append_to.stat().st_size > _SEGMENT_HEADER.size:
+            if (
+                self._append_to is not None
+                and self._append_to.stat().st_size > _SEGMENT_HEADER.size
+            ):
                 if self._file is not None:
                     self._file.close()
                 self._file = None

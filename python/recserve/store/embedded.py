@@ -19,9 +19,10 @@ import logging
 import os
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -33,10 +34,18 @@ from recserve.profiles import ApplyResult, Events, Profiles, ProfilesConfig
 __all__ = ["EmbeddedStore", "Recovery"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EVENTS, SET_ITEMS, REMOVE_ITEMS = 1, 2, 3
-_EVENT_COLUMNS = (("users", np.uint64), ("items", np.uint64), ("types", np.uint8), ("watch_ms", np.uint32),
-                  ("duration_ms", np.uint32), ("ts_ms", np.int64), ("seq", np.uint64))
+_EVENT_COLUMNS = (
+    ("users", np.uint64),
+    ("items", np.uint64),
+    ("types", np.uint8),
+    ("watch_ms", np.uint32),
+    ("duration_ms", np.uint32),
+    ("ts_ms", np.int64),
+    ("seq", np.uint64),
+)
 _COUNT = struct.Struct("<IB")
 KEEP_SNAPSHOTS = 2
 
@@ -88,8 +97,13 @@ class Recovery:
 
 
 class EmbeddedStore:
-    def __init__(self, data_dir: str | os.PathLike[str], config: ProfilesConfig, *,
-                 segment_bytes: int = 64 << 20) -> None:
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        config: ProfilesConfig,
+        *,
+        segment_bytes: int = 64 << 20,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.config = config
         self._snapshots_dir = self.data_dir / "snapshots"
@@ -127,7 +141,9 @@ class EmbeddedStore:
                 self.recovery.problems.append(problem)
                 continue
             if stored_lsn != lsn:
-                raise CorruptFileError(f"snapshot {path} holds lsn {stored_lsn}, its name says {lsn}")
+                raise CorruptFileError(
+                    f"snapshot {path} holds lsn {stored_lsn}, its name says {lsn}"
+                )
             self.recovery.snapshot, self.recovery.snapshot_lsn = path, lsn
             return profiles
         return Profiles(self.config)
@@ -145,12 +161,14 @@ class EmbeddedStore:
             raise CorruptFileError(f"WAL record {record.lsn} has unknown kind {record.kind}")
 
     # ---- writes: durable, then applied in lsn order ------------------------------------------
-    def _log_and_apply(self, kind: int, body: bytes, apply: Any) -> Any:
+    def _log_and_apply(self, kind: int, body: bytes, apply: Callable[[], T]) -> T:
         lsn = self.wal.append(kind, body)
         with self._turn:
             while self._applied_lsn != lsn - 1:
                 if self._failed is not None:
-                    raise RuntimeError(f"an earlier apply failed; the store must be reopened: {self._failed}")
+                    raise RuntimeError(
+                        f"an earlier apply failed; the store must be reopened: {self._failed}"
+                    )
                 self._turn.wait()
             try:
                 result = apply()
@@ -165,7 +183,9 @@ class EmbeddedStore:
     def apply(self, events: Events) -> ApplyResult:
         """Logs the batch durably, then applies it; a bad batch raises and is not logged."""
         Profiles.check(events)  # before logging: the log holds only batches that apply
-        return self._log_and_apply(EVENTS, _encode_events(events), lambda: self.profiles.apply(events))  # type: ignore[no-any-return]
+        return self._log_and_apply(
+            EVENTS, _encode_events(events), lambda: self.profiles.apply(events)
+        )
 
     def set_items(self, ids: Any, vectors: Any) -> None:
         id_array = as_ids(ids)
@@ -173,16 +193,25 @@ class EmbeddedStore:
         if vec_array.ndim == 1 and id_array.size == 1:
             vec_array = vec_array.reshape(1, -1)
         if vec_array.ndim != 2 or vec_array.shape != (id_array.shape[0], self.config.dims):
-            raise ValueError(f"vectors must have shape ({id_array.shape[0]}, {self.config.dims}), got {vec_array.shape}")
+            raise ValueError(
+                f"vectors must have shape ({id_array.shape[0]}, {self.config.dims}), "
+                f"got {vec_array.shape}"
+            )
         if not np.isfinite(vec_array).all():
             raise ValueError("vectors contain NaN or infinity")
-        self._log_and_apply(SET_ITEMS, _encode_items(id_array, vec_array),
-                            lambda: self.profiles.set_items(id_array, vec_array))
+        self._log_and_apply(
+            SET_ITEMS,
+            _encode_items(id_array, vec_array),
+            lambda: self.profiles.set_items(id_array, vec_array),
+        )
 
     def remove_items(self, ids: Any) -> int:
         id_array = as_ids(ids)
-        return self._log_and_apply(REMOVE_ITEMS, _encode_items(id_array, None),  # type: ignore[no-any-return]
-                                   lambda: self.profiles.remove_items(id_array))
+        return self._log_and_apply(
+            REMOVE_ITEMS,
+            _encode_items(id_array, None),
+            lambda: self.profiles.remove_items(id_array),
+        )
 
     # ---- snapshots ---------------------------------------------------------------------------
     def snapshot(self) -> Path:
@@ -205,7 +234,7 @@ class EmbeddedStore:
         kept = self._snapshot_paths()
         for _, old in kept[KEEP_SNAPSHOTS:]:
             old.unlink()
-        # The WAL stays back to the oldest kept snapshot, so it can stand in for a damaged newer one.
+        # The WAL reaches back to the oldest kept snapshot, which can stand in for a damaged one.
         self.wal.drop_through(kept[:KEEP_SNAPSHOTS][-1][0])
         return path
 

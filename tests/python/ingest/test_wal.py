@@ -58,7 +58,10 @@ def test_segments_rotate_and_old_ones_are_dropped(tmp_path: Path) -> None:
     wal.close()
     with WriteAheadLog(tmp_path) as reopened:
         assert next(iter(reopened.records(after_lsn=150))).lsn == 151
-    with WriteAheadLog(tmp_path) as reopened, pytest.raises(recserve.CorruptFileError, match="segments are missing"):
+    with (
+        WriteAheadLog(tmp_path) as reopened,
+        pytest.raises(recserve.CorruptFileError, match="segments are missing"),
+    ):
         list(reopened.records(after_lsn=0))
 
 

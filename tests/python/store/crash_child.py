@@ -14,24 +14,37 @@ import numpy as np
 from recserve.profiles import EVENT_TYPES, Events, Profiles, ProfilesConfig
 from recserve.store.embedded import EmbeddedStore
 
-CONFIG = ProfilesConfig.from_dict({"dims": 16, "user_capacity": 4096, "item_capacity": 4096,
-                                   "seen": {"recent": 16, "filter_bits": 1024, "filter_items": 64}})
+CONFIG = ProfilesConfig.from_dict(
+    {
+        "dims": 16,
+        "user_capacity": 4096,
+        "item_capacity": 4096,
+        "seen": {"recent": 16, "filter_bits": 1024, "filter_items": 64},
+    }
+)
 USERS, ITEMS, EVENTS_PER_BATCH = 300, 400, 400
 
 
 def item_vectors() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(12345)
-    return np.arange(ITEMS - 50, dtype=np.uint64), rng.standard_normal((ITEMS - 50, CONFIG.dims)).astype(np.float32)
+    return np.arange(ITEMS - 50, dtype=np.uint64), rng.standard_normal(
+        (ITEMS - 50, CONFIG.dims)
+    ).astype(np.float32)
 
 
 def batch(number: int) -> Events:
     rng = np.random.default_rng(1000 + number)
     n = EVENTS_PER_BATCH
     first = number * n + 1
-    return Events.of(users=rng.integers(0, USERS, n), items=rng.integers(0, ITEMS, n),
-                     types=rng.integers(0, len(EVENT_TYPES), n), watch_ms=rng.integers(0, 40000, n),
-                     duration_ms=rng.integers(2000, 40000, n), ts_ms=(first + np.arange(n)) * 500,
-                     seq=np.arange(first, first + n))
+    return Events.of(
+        users=rng.integers(0, USERS, n),
+        items=rng.integers(0, ITEMS, n),
+        types=rng.integers(0, len(EVENT_TYPES), n),
+        watch_ms=rng.integers(0, 40000, n),
+        duration_ms=rng.integers(2000, 40000, n),
+        ts_ms=(first + np.arange(n)) * 500,
+        seq=np.arange(first, first + n),
+    )
 
 
 def oracle(batches: int) -> Profiles:

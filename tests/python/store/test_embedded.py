@@ -23,7 +23,8 @@ from recserve.store.embedded import EmbeddedStore
 def _child_module() -> ModuleType:
     path = Path(__file__).with_name("crash_child.py")
     spec = importlib.util.spec_from_file_location("crash_child", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -91,7 +92,9 @@ def test_snapshots_keep_two_and_drop_the_log_the_older_no_longer_needs(tmp_path:
                 store.snapshot()
         snapshots = sorted((tmp_path / "snapshots").glob("*.snap"))
         assert [int(p.stem.split("-")[1]) for p in snapshots] == [9, 13]
-        assert int(store.wal.segments()[0].stem.split("-")[1]) <= 10  # the log reaches back to snapshot 9
+        assert (
+            int(store.wal.segments()[0].stem.split("-")[1]) <= 10
+        )  # the log reaches back to snapshot 9
 
 
 def test_a_damaged_snapshot_falls_back_to_the_previous_one_and_says_so(tmp_path: Path) -> None:
@@ -108,11 +111,14 @@ def test_a_damaged_snapshot_falls_back_to_the_previous_one_and_says_so(tmp_path:
     newest.write_bytes(bytes(data))
     with open_store(tmp_path) as store:
         assert store.recovery.snapshot_lsn == 5
-        assert "damaged" in store.recovery.problems[0] and newest.name in store.recovery.problems[0]
+        assert "damaged" in store.recovery.problems[0]
+        assert newest.name in store.recovery.problems[0]
         assert same(state(store.profiles), state(child.oracle(9)))
 
 
-def test_no_usable_snapshot_and_a_trimmed_log_is_an_error_not_an_empty_store(tmp_path: Path) -> None:
+def test_no_usable_snapshot_and_a_trimmed_log_is_an_error_not_an_empty_store(
+    tmp_path: Path,
+) -> None:
     with open_store(tmp_path) as store:
         store.set_items(*child.item_vectors())
         for number in range(12):
@@ -125,13 +131,18 @@ def test_no_usable_snapshot_and_a_trimmed_log_is_an_error_not_an_empty_store(tmp
         open_store(tmp_path)
 
 
-def _run_child(data_dir: Path, first: int, last: int, kill: tuple[str, int, float] | None) -> tuple[int, bool]:
+def _run_child(
+    data_dir: Path, first: int, last: int, kill: tuple[str, int, float] | None
+) -> tuple[int, bool]:
     """Runs the child from batch `first`; kills it with SIGKILL at `kill` = (line to wait for,
     how many of them, delay in seconds) if given. Returns the last acknowledged batch (-1: none)
     and whether the kill landed inside a snapshot."""
     last_ack, seen, in_snapshot = first - 1, 0, False
-    with subprocess.Popen([sys.executable, str(CHILD), str(data_dir), str(first), str(last), "5"],
-                          stdout=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(
+        [sys.executable, str(CHILD), str(data_dir), str(first), str(last), "5"],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             word = line.split()[0]
@@ -185,7 +196,9 @@ def test_every_acknowledged_batch_survives_20_sigkills_exactly_once(tmp_path: Pa
             recovered = state(store.profiles)
         # Every acknowledged batch is there once; the batch in flight may be too (it may have
         # reached the log before the kill), but nothing else.
-        assert same(recovered, oracle_state(acked + 1)) or same(recovered, oracle_state(acked + 2)), round_number
+        assert same(recovered, oracle_state(acked + 1)) or same(
+            recovered, oracle_state(acked + 2)
+        ), round_number
     assert inside_snapshot >= 1  # of 6 aimed there; the others landed just after one
     final, _ = _run_child(tmp_path, acked + 1, acked + 11, None)
     with open_store(tmp_path) as store:

@@ -96,6 +96,15 @@ class Table {
     // fn must leave the floats finite.
     bool update(std::uint64_t key, UpdateFn fn, void* context);
 
+    // Cache hints for a key about to be read or updated: prefetch() its index slot; some
+    // time later, prefetch_row() its row (found through that slot). A batch that runs a few
+    // keys ahead overlaps the cache misses of many keys instead of queueing them.
+    void prefetch(std::uint64_t key) const;
+    void prefetch_row(std::uint64_t key) const;
+    // One word of key's row (0 when key has none), read without the sequence lock: a hint for
+    // the writer about rows it alone writes, never data for readers.
+    std::uint64_t peek_word(std::uint64_t key, std::size_t index) const;
+
     // Calls fn for every live row, shard by shard, each under its writer lock (a consistent
     // view of each shard; writes to other shards may go on meanwhile).
     void for_each(VisitFn fn, void* context) const;
@@ -115,6 +124,7 @@ class Table {
     explicit Table(const TableOptions& options);
     std::size_t shard_index(std::uint64_t hash) const;  // hash = mix(key)
     Shard& shard_of(std::uint64_t key) const;
+    std::uint64_t now_ns() const;
 
     TableOptions options_;
     unsigned shard_shift_ = 0;

@@ -8,8 +8,9 @@
 // apply() is the single writer (calls are serialised). For each event, in order: drop it if
 // its key is in the user's window or its sequence number is at or below the user's high-water
 // mark (counted, not an error); otherwise update the user's row (session decay, both vectors
-// moved by the rule, high-water mark, event count), the item's counters (one seqlocked write,
-// so a reader sees all counters of one moment), and the user's seen-set. Readers of vectors
+// moved by the rule, high-water mark, event count), the user's seen-set, and the item's
+// counters (one seqlocked write, so a reader sees all counters of one moment). The user's row
+// holds a pointer to the user's log for the writer alone, which saves a map lookup per event. Readers of vectors
 // and counters never lock (the tables' sequence locks); readers of seen-sets take a shared lock
 // that a writer holds for one event at most.
 #pragma once
@@ -35,7 +36,9 @@ enum UserWord : std::size_t {
     kEventsApplied,     // distinct events applied
     kSessionLastMs,     // ts of the latest event (int64 bits)
     kSessionStartMs,    // ts of the session's first event (int64 bits)
-    kUserWords,
+    kUserWords,         // the words user_words() reports
+    kUserLogWord = kUserWords,  // the writer's shortcut to the user's log (0 after a restore)
+    kUserTableWords,
 };
 
 enum ItemStat : std::size_t {

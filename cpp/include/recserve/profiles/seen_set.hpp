@@ -4,6 +4,9 @@
 // when the newer fills, the older is cleared and becomes the newer, so memory stays bounded
 // and an item is forgotten only after 2 x filter_items newer ones have left the ring.
 //
+// add() skips an item already among the latest 8 additions (an item's events come together);
+// one seen longer ago may take a second place in the ring, which costs room, not correctness.
+//
 // Not synchronised: the owner (profiles::Profiles) guards each user's set with a lock.
 #pragma once
 
@@ -29,9 +32,13 @@ class SeenSet {
     void add(std::uint64_t item, const SeenOptions& options);
     bool contains(std::uint64_t item) const;
     bool contains_recent(std::uint64_t item) const;
+    // Brings the part add() reads next into the cache.
+    void prefetch() const {
+        if (!ring_.empty()) __builtin_prefetch(ring_.data() + (head_ == 0 ? ring_.size() - 1 : head_ - 1));
+    }
     // The exact part, newest first.
     std::vector<std::uint64_t> recent() const;
-    std::uint64_t added() const { return added_; }  // distinct-in-ring additions ever
+    std::uint64_t added() const { return added_; }  // additions ever, repeats skipped
     std::size_t memory_bytes() const { return (ring_.capacity() + filters_.capacity()) * sizeof(std::uint64_t); }
 
     void serialize(ByteWriter& w) const;
