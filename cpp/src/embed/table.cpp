@@ -471,6 +471,20 @@ std::uint64_t Table::peek_word(std::uint64_t key, std::size_t index) const {
     return std::atomic_ref<std::uint64_t>(shard.words_of(r)[index]).load(std::memory_order_relaxed);
 }
 
+bool Table::peek(std::uint64_t key, float* vector, std::uint64_t* words) const {
+    const std::uint64_t h = mix(key);
+    const Shard& shard = *shards_[shard_index(h)];
+    const std::uint32_t r = shard.find(key, h);
+    if (r == kNoRow) return false;
+    if (shard.ttl_ns != 0) {
+        const std::uint64_t now = now_ns();
+        if (now - std::min(now, shard.header(r).updated_ns.load(std::memory_order_relaxed)) > shard.ttl_ns) return false;
+    }
+    if (vector != nullptr) std::memcpy(vector, shard.data(r), shard.dims * sizeof(float));
+    if (words != nullptr) std::memcpy(words, shard.words_of(r), shard.words * sizeof(std::uint64_t));
+    return true;
+}
+
 void Table::for_each(VisitFn fn, void* context) const {
     const std::uint64_t now = now_ns();
     for (const auto& shard : shards_) {

@@ -216,9 +216,9 @@ Result<ApplyResult> Profiles::apply(const EventBatch& b) {
             if (log != nullptr) log->seen.prefetch();
         }
         const auto type = static_cast<EventType>(b.types[i]);
-        bool found = false;
-        items_->read(&b.items[i], 1, item_vector.data(), item_words.data(), &found);
-        const bool has_vector = found && (item_words[kItemFlags] & 1);
+        // Item rows change only under writer_, which this thread holds: no sequence lock needed.
+        const bool has_vector =
+            items_->peek(b.items[i], item_vector.data(), item_words.data()) && (item_words[kItemFlags] & 1);
         UserEdit edit{&rule,
                       &options_,
                       logs_.get(),

@@ -222,6 +222,26 @@ TEST(Table, SetReplacesTheFloatsAndZeroesTheWords) {
     EXPECT_EQ(out[1], 2.0f);
 }
 
+TEST(Table, PeekAndPrefetchSeeWhatGetSees) {
+    auto t = make(2, 100, 2, 0, 0, 2);
+    t->update(5, [](void*, const RowView& row) {
+        row.vector[1] = 3.0f;
+        row.words[1] = 42;
+        return true;
+    }, nullptr);
+    t->prefetch(5);
+    t->prefetch_row(5);
+    t->prefetch_row(6);  // missing keys are fine
+    float v[2] = {-1, -1};
+    std::uint64_t w[2] = {1, 1};
+    ASSERT_TRUE(t->peek(5, v, w));
+    EXPECT_EQ(v[1], 3.0f);
+    EXPECT_EQ(w[1], 42u);
+    EXPECT_EQ(t->peek_word(5, 1), 42u);
+    EXPECT_FALSE(t->peek(6, v, w));
+    EXPECT_EQ(t->peek_word(6, 1), 0u);
+}
+
 TEST(Table, ForEachVisitsEveryLiveRowOnce) {
     auto t = make(1, 1000, 4, 0, 0, 1);
     for (std::uint64_t k = 1; k <= 200; ++k)

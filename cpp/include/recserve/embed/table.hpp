@@ -104,6 +104,9 @@ class Table {
     // One word of key's row (0 when key has none), read without the sequence lock: a hint for
     // the writer about rows it alone writes, never data for readers.
     std::uint64_t peek_word(std::uint64_t key, std::size_t index) const;
+    // key's row copied without the sequence lock (either output may be null); false if none.
+    // Only for a caller that no other thread's writes can overlap (the table's sole writer).
+    bool peek(std::uint64_t key, float* vector, std::uint64_t* words) const;
 
     // Calls fn for every live row, shard by shard, each under its writer lock (a consistent
     // view of each shard; writes to other shards may go on meanwhile).
