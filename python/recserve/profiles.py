@@ -83,7 +83,7 @@ class UpdateRule:
     completion_curve: tuple[tuple[float, float], ...] = ((0.0, -0.2), (0.3, 0.0), (1.0, 1.0))
     completion_cap: float = 1.0
     completion_threshold: float = 0.9
-    fast_skip_seconds: float = 2.0
+    fast_skip_seconds: float = 3.0
     fast_skip_weight: float = -0.5
     lr_long: float = 0.02
     lr_session: float = 0.25

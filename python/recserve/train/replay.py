@@ -6,18 +6,12 @@ record by record. At an impression it snapshots that state, so the row built for
 row the feed would have built at serve time; then it counts the impression. At an event it
 updates the state. Events later than an impression never reach its row.
 
-**User-vector update (provisional).** Until the shared update rule of issue 4 lands (the
-same code online and in replay), the replay uses this engagement-weighted EMA::
-
-    w    = weight(event)                         (UpdateRule.weights; see below)
-    step = min(rate * |w|, 1)
-    v    = (1 - step) * v + sign(w) * step * item_vector
-
-with ``rate = long_rate`` (0.05) for the long-term vector and ``session_rate`` (0.3) for the
-session vector. The weight of a watch is its completion ratio min(watch/duration, 1), or
-``fast_skip_weight`` (-0.5) under ``fast_skip_ms``; replay 1.0, share 1.0, like 0.8,
-follow 0.8, comment 0.6, skip -0.5, not_interested -1.0. A user's session (session vector
-and session length) restarts after ``session_gap_s`` (30 min) without impressions or events.
+**User vectors** move by the same code as online: each event goes through
+``recserve.profiles.Profiles.apply`` with the declared :class:`recserve.profiles.UpdateRule`
+(weights, completion curve, fast skip, learning rates, session decay and timeout), and an
+impression reads the user's vectors as the feed would at its serve time (the session decayed to
+that moment). A user's session length (impressions in the session) restarts after
+``rule.session_timeout_seconds`` without impressions or events.
 
 Item counters count each outcome at most once per impression (``event_outcomes``), at the
 time of the event that shows it; unattributed events move user vectors but count nothing.
@@ -25,47 +19,18 @@ time of the event that shows it; unattributed events move user vectors but count
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from recserve.features import OUTCOMES, Context, FeatureSpec, ItemStats, UserFeatures
 from recserve.features import build_features as _build_features
-from recserve.train.labels import FAST_SKIP_MS, HEADS, event_outcomes, join
+from recserve.profiles import EVENT_TYPES, Events, Profiles, ProfilesConfig, UpdateRule
+from recserve.train.labels import HEADS, event_outcomes, join
 from recserve.train.log import Event, Impression, ImpressionLog
 
-__all__ = ["Dataset", "UpdateRule", "replay"]
-
-DEFAULT_WEIGHTS: dict[str, float] = {
-    "replay": 1.0,
-    "share": 1.0,
-    "like": 0.8,
-    "follow": 0.8,
-    "comment": 0.6,
-    "skip": -0.5,
-    "not_interested": -1.0,
-}
-
-
-@dataclass(frozen=True)
-class UpdateRule:
-    """The provisional user-vector update (see the module docstring)."""
-
-    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
-    long_rate: float = 0.05
-    session_rate: float = 0.3
-    session_gap_s: float = 1800.0
-    fast_skip_ms: int = FAST_SKIP_MS
-    fast_skip_weight: float = -0.5
-
-    def weight(self, event: Event) -> float:
-        if event.type == "watch":
-            if event.watch_ms < self.fast_skip_ms:
-                return self.fast_skip_weight
-            return min(event.watch_ms / event.duration_ms, 1.0) if event.duration_ms else 0.0
-        return float(self.weights.get(event.type, 0.0))
+__all__ = ["Dataset", "replay"]
 
 
 @dataclass(frozen=True)
@@ -89,30 +54,48 @@ class Dataset:
 
 
 class _User:
-    __slots__ = (
-        "completes",
-        "events",
-        "impressions",
-        "last_ts",
-        "long",
-        "session",
-        "session_length",
-        "skips",
-    )
+    __slots__ = ("completes", "events", "id", "impressions", "last_ts", "session_length", "skips")
 
-    def __init__(self, dims: int) -> None:
-        self.long = np.zeros(dims, dtype=np.float32)
-        self.session = np.zeros(dims, dtype=np.float32)
+    def __init__(self, number: int) -> None:
+        self.id = number  # the user's id in the profiles
         self.events = self.session_length = self.impressions = self.completes = self.skips = 0
         self.last_ts = -np.inf
 
 
-def _move(
-    vector: npt.NDArray[np.float32], item: npt.NDArray[np.float32], weight: float, rate: float
-) -> None:
-    step = min(rate * abs(weight), 1.0)
-    vector *= 1.0 - step
-    vector += np.float32(np.sign(weight) * step) * item
+class _PendingEvents:
+    """Events gathered between impressions, applied as one batch before the next one."""
+
+    def __init__(self, profiles: Profiles) -> None:
+        self.profiles = profiles
+        self.rows: list[tuple[int, int, int, int, int, int, int]] = []
+        self.seq = 0
+
+    def add(self, user: int, item: int, event: Event) -> None:
+        try:
+            code = EVENT_TYPES.index(event.type)
+        except ValueError:
+            raise ValueError(f"event {event.event_id!r} has unknown type {event.type!r}") from None
+        self.seq += 1
+        self.rows.append(
+            (user, item, code, event.watch_ms, event.duration_ms, round(event.ts * 1000), self.seq)
+        )
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        columns = list(zip(*self.rows, strict=True))
+        self.rows = []
+        self.profiles.apply(
+            Events.of(
+                users=columns[0],
+                items=columns[1],
+                types=columns[2],
+                watch_ms=columns[3],
+                duration_ms=columns[4],
+                ts_ms=columns[5],
+                seq=columns[6],
+            )
+        )
 
 
 def replay(
@@ -130,10 +113,22 @@ def replay(
         raise ValueError(
             f"the feature spec has dims {spec.dims} but the log's catalogue has {catalog.dims}"
         )
-    joined = join(log.records, window_s=window_s, fast_skip_ms=rule.fast_skip_ms)
+    fast_skip_ms = round(rule.fast_skip_seconds * 1000)
+    joined = join(log.records, window_s=window_s, fast_skip_ms=fast_skip_ms)
     n, d = len(joined.impressions), catalog.dims
     row_of = {int(item): row for row, item in enumerate(catalog.item)}
     vectors = catalog.vector
+    distinct_users = len({record.user for record in joined.timeline})
+    profiles = Profiles(
+        ProfilesConfig(
+            dims=d,
+            user_capacity=2 * distinct_users + 1024,  # room to spare in every shard: no evictions
+            item_capacity=2 * len(catalog.item) + 1024,
+            rule=rule,
+        )
+    )
+    profiles.set_items(catalog.item.astype(np.uint64), vectors)
+    pending = _PendingEvents(profiles)
 
     users: dict[str, _User] = {}
     item_impressions = np.zeros(len(catalog.item), dtype=np.int64)
@@ -160,15 +155,16 @@ def replay(
             ) from None
         user = users.get(record.user)
         if user is None:
-            user = users[record.user] = _User(d)
-        if record.ts - user.last_ts > rule.session_gap_s:
-            user.session[:] = 0.0
+            user = users[record.user] = _User(len(users))
+        if record.ts - user.last_ts > rule.session_timeout_seconds:
             user.session_length = 0
         user.last_ts = max(user.last_ts, record.ts)
 
         if isinstance(record, Impression):
-            long_at[number] = user.long
-            session_at[number] = user.session
+            pending.flush()
+            vectors_now = profiles.user_vectors([user.id], now_ms=round(record.ts * 1000))
+            long_at[number] = vectors_now.long_term[0]
+            session_at[number] = vectors_now.session[0]
             user_at[number] = (
                 user.events,
                 user.session_length,
@@ -186,13 +182,10 @@ def replay(
 
         events += 1
         user.events += 1
-        weight = rule.weight(record)
-        if weight:
-            _move(user.long, vectors[row], weight, rule.long_rate)
-            _move(user.session, vectors[row], weight, rule.session_rate)
+        pending.add(user.id, int(record.item), record)
         if number < 0:
             continue
-        for outcome in event_outcomes(record, fast_skip_ms=rule.fast_skip_ms):
+        for outcome in event_outcomes(record, fast_skip_ms=fast_skip_ms):
             k = outcome_index[outcome]
             if not counted[number, k]:
                 counted[number, k] = True

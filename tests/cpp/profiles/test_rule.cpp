@@ -42,7 +42,7 @@ TEST(UpdateRule, WatchWeightFollowsThePiecewiseLinearCurveAndIsCapped) {
 }
 
 TEST(UpdateRule, AFastSkipIsNegativeButAShortVideoWatchedToTheEndIsNot) {
-    const UpdateRule r;  // fast skip under 2 s
+    const UpdateRule r;  // fast skip under 3 s
     EXPECT_FLOAT_EQ(engagement_weight(r, EventType::kWatch, 1500, 60000), r.fast_skip_weight);
     EXPECT_FLOAT_EQ(engagement_weight(r, EventType::kSkip, 500, 60000), r.fast_skip_weight);
     EXPECT_FLOAT_EQ(engagement_weight(r, EventType::kSkip, 5000, 60000), r.weights[7]);

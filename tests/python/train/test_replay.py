@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from recserve.features import FeatureSpec
+from recserve.profiles import Events, Profiles, ProfilesConfig, UpdateRule
 from recserve.train.log import Event, Impression, ImpressionLog, Record, read_log
-from recserve.train.replay import UpdateRule, replay
+from recserve.train.replay import replay
 
 WriteLog = Callable[[Path, list[Record]], Path]
 
@@ -50,21 +51,40 @@ def test_a_later_like_reaches_the_next_impression_only(tmp_path: Path, write_log
     assert second[spec.slice("dot_long_item")][0] > 0  # the user moved towards item 1
 
 
-def test_user_vector_follows_the_provisional_ema(tmp_path: Path, write_log: WriteLog) -> None:
-    rule = UpdateRule()
+def test_user_vectors_move_by_the_shared_update_rule(tmp_path: Path, write_log: WriteLog) -> None:
+    rule = UpdateRule(lr_long=0.1)
     records: list[Record] = [
-        Event(0.0, "e1", "u", 2, "watch", watch_ms=5000, duration_ms=10000),  # weight 0.5
-        Event(1.0, "e2", "u", 3, "not_interested"),  # weight -1.0
+        Event(0.0, "e1", "u", 2, "watch", watch_ms=6500, duration_ms=10000),  # ratio 0.65
+        Event(1.0, "e2", "u", 3, "not_interested"),
         Impression(2.0, "r", "u", 1, 0),
     ]
     data = replay(read_log(write_log(tmp_path, records)), rule=rule)
     item2 = np.eye(4, dtype=np.float32)[1] + 0.1
     item3 = np.eye(4, dtype=np.float32)[2] + 0.1
+    # The default completion curve passes (0.3, 0) and (1, 1): 0.65 -> 0.5.
     expected = np.zeros(4)
-    for item, weight in ((item2, 0.5), (item3, -1.0)):
-        step = rule.long_rate * abs(weight)
+    for item, weight in ((item2, 0.5), (item3, rule.weights["not_interested"])):
+        step = rule.lr_long * abs(weight)
         expected = (1 - step) * expected + np.sign(weight) * step * item
     np.testing.assert_allclose(data.rows[0, data.spec.slice("user_long")], expected, rtol=1e-5)
+    # ... and exactly what the online path computes from the same events.
+    online = Profiles(ProfilesConfig(dims=4, rule=rule))
+    online.set_items([2, 3], np.stack([item2, item3]))
+    online.apply(
+        Events.of(
+            users=[0, 0],
+            items=[2, 3],
+            types=["watch", "not_interested"],
+            watch_ms=[6500, 0],
+            duration_ms=[10000, 0],
+            ts_ms=[0, 1000],
+            seq=[1, 2],
+        )
+    )
+    np.testing.assert_array_equal(
+        data.rows[0, data.spec.slice("user_long")],
+        online.user_vectors([0], now_ms=2000).long_term[0],
+    )
 
 
 def test_each_outcome_counts_once_per_impression(tmp_path: Path, write_log: WriteLog) -> None:

@@ -34,7 +34,7 @@ struct UpdateRule {
     std::array<float, kMaxCurveKnots> curve_y{-0.2f, 0.0f, 1.0f};
     float completion_cap = 1.0f;        // watch_ms / duration_ms is capped here (replays)
     float completion_threshold = 0.9f;  // a watch at or above this ratio is a completion
-    float fast_skip_seconds = 2.0f;
+    float fast_skip_seconds = 3.0f;
     float fast_skip_weight = -0.5f;
     float lr_long = 0.02f;
     float lr_session = 0.25f;
