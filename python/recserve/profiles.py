@@ -260,6 +260,18 @@ class Events:
     def __len__(self) -> int:
         return int(self.users.shape[0])
 
+    def _core_args(self) -> tuple[Any, ...]:
+        return (
+            self.users,
+            self.items,
+            self.types,
+            self.watch_ms,
+            self.duration_ms,
+            self.ts_ms,
+            self.seq,
+            self.event_keys,
+        )
+
     def columns(self) -> dict[str, npt.NDArray[Any]]:
         return {
             f.name: getattr(self, f.name)
@@ -323,31 +335,11 @@ class Profiles:
     @staticmethod
     def check(events: Events) -> None:
         """Raises ValueError naming the first bad event and field, as apply would."""
-        _core.profiles.Profiles.check(
-            events.users,
-            events.items,
-            events.types,
-            events.watch_ms,
-            events.duration_ms,
-            events.ts_ms,
-            events.seq,
-            events.event_keys,
-        )
+        _core.profiles.Profiles.check(*events._core_args())
 
     def apply(self, events: Events) -> ApplyResult:
         """Applies the batch in order. A bad event raises ValueError naming it; nothing applied."""
-        return ApplyResult(
-            **self._core.apply(
-                events.users,
-                events.items,
-                events.types,
-                events.watch_ms,
-                events.duration_ms,
-                events.ts_ms,
-                events.seq,
-                events.event_keys,
-            )
-        )
+        return ApplyResult(**self._core.apply(*events._core_args()))
 
     def user_vectors(self, users: Any, now_ms: int | None = None) -> UserVectors:
         """Long-term and session vectors, the session decayed to now_ms (default: now)."""

@@ -57,6 +57,15 @@ def open_store(path: Path) -> EmbeddedStore:
     return EmbeddedStore(path, child.CONFIG, segment_bytes=64 << 10)
 
 
+def ingest(store: EmbeddedStore, batches: int, snapshot_every: int) -> None:
+    """Items, then batches 0..batches-1 with a snapshot after every snapshot_every-th."""
+    store.set_items(*child.item_vectors())
+    for number in range(batches):
+        store.apply(child.batch(number))
+        if number % snapshot_every == snapshot_every - 1:
+            store.snapshot()
+
+
 def test_reopening_recovers_the_snapshot_and_the_log_after_it(tmp_path: Path) -> None:
     with open_store(tmp_path) as store:
         store.set_items(*child.item_vectors())
@@ -85,25 +94,16 @@ def test_a_bad_batch_is_refused_before_it_reaches_the_log(tmp_path: Path) -> Non
 
 def test_snapshots_keep_two_and_drop_the_log_the_older_no_longer_needs(tmp_path: Path) -> None:
     with open_store(tmp_path) as store:
-        store.set_items(*child.item_vectors())
-        for number in range(12):
-            store.apply(child.batch(number))
-            if number % 4 == 3:
-                store.snapshot()
+        ingest(store, 12, snapshot_every=4)
         snapshots = sorted((tmp_path / "snapshots").glob("*.snap"))
         assert [int(p.stem.split("-")[1]) for p in snapshots] == [9, 13]
-        assert (
-            int(store.wal.segments()[0].stem.split("-")[1]) <= 10
-        )  # the log reaches back to snapshot 9
+        first_lsn = int(store.wal.segments()[0].stem.split("-")[1])
+        assert first_lsn <= 10  # the log reaches back to snapshot 9
 
 
 def test_a_damaged_snapshot_falls_back_to_the_previous_one_and_says_so(tmp_path: Path) -> None:
     with open_store(tmp_path) as store:
-        store.set_items(*child.item_vectors())
-        for number in range(8):
-            store.apply(child.batch(number))
-            if number % 4 == 3:
-                store.snapshot()
+        ingest(store, 8, snapshot_every=4)
         store.apply(child.batch(8))
     newest = sorted((tmp_path / "snapshots").glob("*.snap"))[-1]
     data = bytearray(newest.read_bytes())
@@ -120,11 +120,7 @@ def test_no_usable_snapshot_and_a_trimmed_log_is_an_error_not_an_empty_store(
     tmp_path: Path,
 ) -> None:
     with open_store(tmp_path) as store:
-        store.set_items(*child.item_vectors())
-        for number in range(12):
-            store.apply(child.batch(number))
-            if number % 4 == 3:
-                store.snapshot()
+        ingest(store, 12, snapshot_every=4)
     for snap in (tmp_path / "snapshots").glob("*.snap"):
         snap.write_bytes(snap.read_bytes()[:-1])
     with pytest.raises(recserve.CorruptFileError, match="segments are missing"):
