@@ -35,9 +35,11 @@ std::uint64_t steady_now_ns() {
 // a writer may be rewriting them, and the sequence lock decides which copies count.
 struct RowHeader {
     std::atomic<std::uint32_t> seq;         // odd while a writer is inside the row
-    std::uint32_t reserved;
+    std::uint32_t lru_prev;                 // the LRU list: the writer's alone, readers never look
     std::atomic<std::uint64_t> key;         // kInvalidKey when the row is free
     std::atomic<std::uint64_t> updated_ns;  // steady clock, for the TTL
+    std::uint32_t lru_next;                 // (in the row: an update finds its links in cache)
+    std::uint32_t reserved;
 };
 
 struct IndexSlot {
@@ -61,9 +63,7 @@ struct Table::Shard {
           words_offset((sizeof(RowHeader) + dims_ * sizeof(float) + 7) / 8 * 8),
           stride((words_offset + words_ * sizeof(std::uint64_t) + 15) / 16 * 16),
           capacity(capacity_),
-          chunks((capacity_ + kChunkRows - 1) / kChunkRows),
-          lru_prev(capacity_, kNoRow),
-          lru_next(capacity_, kNoRow) {
+          chunks((capacity_ + kChunkRows - 1) / kChunkRows) {
         indexes.push_back(std::make_unique<Index>(std::bit_ceil(std::max<std::size_t>(16, 2 * kChunkRows))));
         index.store(indexes.back().get(), std::memory_order_release);
     }
@@ -188,15 +188,16 @@ struct Table::Shard {
     }
 
     void lru_unlink(std::uint32_t r) {
-        const std::uint32_t p = lru_prev[r], n = lru_next[r];
-        (p == kNoRow ? lru_head : lru_next[p]) = n;
-        (n == kNoRow ? lru_tail : lru_prev[n]) = p;
-        lru_prev[r] = lru_next[r] = kNoRow;
+        RowHeader& h = header(r);
+        const std::uint32_t p = h.lru_prev, n = h.lru_next;
+        (p == kNoRow ? lru_head : header(p).lru_next) = n;
+        (n == kNoRow ? lru_tail : header(n).lru_prev) = p;
+        h.lru_prev = h.lru_next = kNoRow;
     }
     void lru_append(std::uint32_t r) {
-        lru_prev[r] = lru_tail;
-        lru_next[r] = kNoRow;
-        (lru_tail == kNoRow ? lru_head : lru_next[lru_tail]) = r;
+        header(r).lru_prev = lru_tail;
+        header(r).lru_next = kNoRow;
+        (lru_tail == kNoRow ? lru_head : header(lru_tail).lru_next) = r;
         lru_tail = r;
     }
 
@@ -314,7 +315,6 @@ struct Table::Shard {
     std::vector<std::unique_ptr<Index>> indexes;  // the current one last; older ones retired
     std::vector<std::uint32_t> free_rows;
     std::size_t next_row = 0;
-    std::vector<std::uint32_t> lru_prev, lru_next;
     std::uint32_t lru_head = kNoRow, lru_tail = kNoRow;
     std::vector<std::uint8_t> sketch;
     std::size_t memory_bytes = 0;
@@ -462,6 +462,15 @@ void Table::prefetch_row(std::uint64_t key) const {
     const std::uint32_t r = shard.find(key, h);
     if (r != kNoRow) shard.prefetch_row(r);
 }
+void Table::prefetch_links(std::uint64_t key) const {
+    const std::uint64_t h = mix(key);
+    const Shard& shard = *shards_[shard_index(h)];
+    const std::uint32_t r = shard.find(key, h);
+    if (r == kNoRow) return;
+    const RowHeader& row = shard.header(r);  // writer-only fields: read by the writer alone
+    if (row.lru_prev != kNoRow) __builtin_prefetch(&shard.header(row.lru_prev));
+    if (row.lru_next != kNoRow) __builtin_prefetch(&shard.header(row.lru_next));
+}
 
 std::uint64_t Table::peek_word(std::uint64_t key, std::size_t index) const {
     const std::uint64_t h = mix(key);
@@ -489,7 +498,7 @@ void Table::for_each(VisitFn fn, void* context) const {
     const std::uint64_t now = now_ns();
     for (const auto& shard : shards_) {
         std::lock_guard<std::mutex> lock(shard->writer);
-        for (std::uint32_t r = shard->lru_head; r != kNoRow; r = shard->lru_next[r]) {
+        for (std::uint32_t r = shard->lru_head; r != kNoRow; r = shard->header(r).lru_next) {
             const RowHeader& h = shard->header(r);
             const std::uint64_t t = h.updated_ns.load(std::memory_order_relaxed);
             if (shard->ttl_ns != 0 && now - std::min(now, t) > shard->ttl_ns) continue;  // expired: reads as missing
@@ -546,7 +555,7 @@ TableStats Table::stats() const {
         s.rows += shard->live.load(std::memory_order_relaxed);
         s.evictions += shard->evictions.load(std::memory_order_relaxed);
         s.not_admitted += shard->not_admitted.load(std::memory_order_relaxed);
-        s.memory_bytes += shard->memory_bytes + shard->lru_prev.size() * 8 + shard->sketch.size();
+        s.memory_bytes += shard->memory_bytes + shard->sketch.size();
         for (const auto& ix : shard->indexes) s.memory_bytes += (ix->mask + 1) * sizeof(IndexSlot);
     }
     return s;

@@ -208,7 +208,9 @@ Result<ApplyResult> Profiles::apply(const EventBatch& b) {
             users_->prefetch_row(b.users[i + kAhead / 2]);
             items_->prefetch_row(b.items[i + kAhead / 2]);
         }
-        if (i + kAhead / 4 < b.n) {  // the user's log, through the row just fetched
+        if (i + kAhead / 4 < b.n) {  // the LRU neighbours and the user's log, through the rows just fetched
+            users_->prefetch_links(b.users[i + kAhead / 4]);
+            items_->prefetch_links(b.items[i + kAhead / 4]);
             __builtin_prefetch(reinterpret_cast<const void*>(users_->peek_word(b.users[i + kAhead / 4], kUserLogWord)));
         }
         if (i + kAhead / 8 < b.n) {  // and the end of its seen ring

@@ -9,7 +9,7 @@
 //   shard = top bits of mix(key)
 //   index: open addressing, linear probing   slot = {atomic key, atomic row}   (grows x2)
 //   rows:  chunks of kChunkRows rows, allocated as the shard fills, never moved
-//          row = {atomic seq, atomic key, atomic updated_ns, dims floats, words uint64s}
+//          row = {atomic seq, atomic key, atomic updated_ns, LRU links, dims floats, words uint64s}
 //
 // Rows may carry `words` uint64 values beside the floats (counters, timestamps, sequence
 // numbers), read and written under the same sequence lock, so a reader sees a row's floats
@@ -101,6 +101,8 @@ class Table {
     // keys ahead overlaps the cache misses of many keys instead of queueing them.
     void prefetch(std::uint64_t key) const;
     void prefetch_row(std::uint64_t key) const;
+    // Later still, for the writer: the rows beside key's in the LRU list, which an update relinks.
+    void prefetch_links(std::uint64_t key) const;
     // One word of key's row (0 when key has none), read without the sequence lock: a hint for
     // the writer about rows it alone writes, never data for readers.
     std::uint64_t peek_word(std::uint64_t key, std::size_t index) const;
