@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # aarch64 cross build of the C++ core and its tests, run under qemu-user, so that the NEON and
-# NEON+dotprod kernels are tested on an x86-64 machine.
+# NEON+dotprod kernels (and the embedding table and profiles, with their atomics) are tested on
+# an x86-64 machine.
 #
 # Needs: g++-aarch64-linux-gnu, qemu-user-static, googletest (sources in /usr/src/googletest;
 # tests/cpp/CMakeLists.txt builds GoogleTest from them when cross-compiling).
@@ -24,15 +25,15 @@ cmake -S . -B "$build_dir" -G Ninja \
   -DCMAKE_BUILD_TYPE=Release \
   -DRECSERVE_BUILD_TESTS=ON >/dev/null
 
-echo "-- build test_base test_simd test_mlp"
-cmake --build "$build_dir" --target test_base test_simd test_mlp -j "$jobs"
+echo "-- build test_base test_simd test_mlp test_embed test_profiles"
+cmake --build "$build_dir" --target test_base test_simd test_mlp test_embed test_profiles -j "$jobs"
 
-labels='^(test_base|test_simd|test_mlp)$'
+labels='^(test_base|test_simd|test_mlp|test_embed|test_profiles)$'
 echo "-- build test_ann"
 if cmake --build "$build_dir" --target test_ann -j "$jobs"; then
-  labels='^(test_base|test_simd|test_mlp|test_ann)$'
+  labels='^(test_base|test_simd|test_mlp|test_embed|test_profiles|test_ann)$'
 else
-  echo "warning: test_ann does not build for aarch64; running test_base, test_simd and test_mlp only" >&2
+  echo "warning: test_ann does not build for aarch64; running the other suites only" >&2
 fi
 
 # Each suite is labelled with its binary's name (tests/cpp/CMakeLists.txt).

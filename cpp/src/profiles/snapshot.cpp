@@ -49,7 +49,11 @@ void put_row(void* context, std::uint64_t key, const float* vector, const std::u
     auto& out = *static_cast<RowsOut*>(context);
     out.w->put(key);
     out.w->bytes(vector, out.floats * sizeof(float));
-    for (std::size_t i = 0; i < out.words; ++i) out.w->put(i == out.pointer_word ? std::uint64_t{0} : words[i]);
+    out.w->bytes(words, out.words * sizeof(std::uint64_t));
+    if (out.pointer_word < out.words) {  // patched after the copy: one copy per row, not one per word
+        char* at = out.w->buffer().data() + out.w->buffer().size() - (out.words - out.pointer_word) * sizeof(std::uint64_t);
+        std::memset(at, 0, sizeof(std::uint64_t));
+    }
     ++out.count;
 }
 
@@ -105,8 +109,14 @@ Status get_table(ByteReader& r, std::size_t body_bytes, embed::Table& t, std::si
 
 std::vector<char> Profiles::snapshot(std::uint64_t lsn) const {
     ByteWriter w;
-    w.bytes(std::string(sizeof(SnapshotHeader), '\0').data(), sizeof(SnapshotHeader));  // the header goes here
     std::lock_guard<std::mutex> lock(writer_);
+    // One allocation for the tables' part (growing a buffer of gigabytes by doubling copies it).
+    const auto row_bytes = [](const embed::Table& t) {
+        return sizeof(std::uint64_t) + t.options().dims * sizeof(float) + t.options().words * sizeof(std::uint64_t);
+    };
+    w.reserve(sizeof(SnapshotHeader) + 64 + users_->size() * row_bytes(*users_) + items_->size() * row_bytes(*items_) +
+              users_->size() * (64 + options_.seen.recent * sizeof(std::uint64_t)));
+    w.bytes(std::string(sizeof(SnapshotHeader), '\0').data(), sizeof(SnapshotHeader));  // the header goes here
     w.put(applied_.load(std::memory_order_relaxed));
     w.put(stale_.load(std::memory_order_relaxed));
     w.put(duplicate_keys_.load(std::memory_order_relaxed));

@@ -25,6 +25,7 @@ class ByteWriter {
         const auto* c = static_cast<const char*>(p);
         buf_.insert(buf_.end(), c, c + n);
     }
+    void reserve(std::size_t bytes) { buf_.reserve(bytes); }
     std::vector<char>& buffer() { return buf_; }
 
   private:
