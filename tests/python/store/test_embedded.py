@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import ModuleType
@@ -201,3 +202,55 @@ def test_every_acknowledged_batch_survives_20_sigkills_exactly_once(tmp_path: Pa
         assert same(state(store.profiles), oracle_state(final + 1))
         applied = int(store.profiles.user_state(np.arange(child.USERS))["events_applied"].sum())
         assert applied == (final + 1) * child.EVENTS_PER_BATCH  # each event once
+
+
+def test_concurrent_appliers_share_the_log_and_recover_to_the_same_state(tmp_path: Path) -> None:
+    def batches_of(thread: int) -> list[Events]:
+        # Each thread owns its users, so the final state does not depend on the interleaving.
+        out = []
+        for number in range(15):
+            b = child.batch(thread * 100 + number)
+            users = (b.users % 50) + 50 * thread
+            out.append(
+                Events.of(
+                    users=users,
+                    items=b.items,
+                    types=b.types,
+                    watch_ms=b.watch_ms,
+                    duration_ms=b.duration_ms,
+                    ts_ms=b.ts_ms,
+                    seq=b.seq,
+                )
+            )
+        return out
+
+    work = {thread: batches_of(thread) for thread in range(4)}
+    with open_store(tmp_path) as store:
+        store.set_items(*child.item_vectors())
+        errors: list[BaseException] = []
+
+        def run(thread: int) -> None:
+            try:
+                for events in work[thread]:
+                    store.apply(events)
+                    if thread == 0:
+                        store.snapshot()
+            except BaseException as error:  # reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=run, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert store.applied_lsn == 1 + 4 * 15
+        live = state(store.profiles)
+    serial = Profiles(child.CONFIG)
+    serial.set_items(*child.item_vectors())
+    for thread in range(4):
+        for events in work[thread]:
+            serial.apply(events)
+    assert same(live, state(serial))
+    with open_store(tmp_path) as store:
+        assert same(state(store.profiles), live)
