@@ -272,13 +272,6 @@ class Events:
             self.event_keys,
         )
 
-    def columns(self) -> dict[str, npt.NDArray[Any]]:
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if getattr(self, f.name) is not None
-        }
-
 
 class ApplyResult(NamedTuple):
     applied: int
