@@ -318,6 +318,8 @@ struct Table::Shard {
     std::uint32_t lru_head = kNoRow, lru_tail = kNoRow;
     std::vector<std::uint8_t> sketch;
     std::size_t memory_bytes = 0;
+    std::vector<float> scratch_vector;         // update()'s private copy of a row
+    std::vector<std::uint64_t> scratch_words;
 };
 
 Table::Table(const TableOptions& options) : options_(options) {}
@@ -427,14 +429,15 @@ void Table::read(const std::uint64_t* keys, std::size_t n, float* out, std::uint
 
 bool Table::update(std::uint64_t key, UpdateFn fn, void* context) {
     const std::size_t dims = options_.dims, words = options_.words;
-    // The writer's private copy: one per thread, so an update allocates nothing once warm.
-    thread_local std::vector<float> vector;
-    thread_local std::vector<std::uint64_t> word_copy;
-    vector.resize(dims);
-    word_copy.resize(words);
     const std::uint64_t h = mix(key);
     Shard& shard = *shards_[shard_index(h)];
     std::lock_guard<std::mutex> lock(shard.writer);
+    // The writer's private copy lives in the shard, used under its lock: nothing allocated once
+    // warm, and no thread-local lookups (a function call each, from a shared library).
+    std::vector<float>& vector = shard.scratch_vector;
+    std::vector<std::uint64_t>& word_copy = shard.scratch_words;
+    vector.resize(dims);
+    word_copy.resize(words);
     const std::uint64_t now = now_ns();
     const std::uint32_t r = shard.find(key, h);
     // A row past its TTL counts as missing, as readers see it.
@@ -448,6 +451,12 @@ bool Table::update(std::uint64_t key, UpdateFn fn, void* context) {
         std::fill(word_copy.begin(), word_copy.end(), 0);
     }
     if (!fn(context, RowView{vector.data(), word_copy.data(), existed})) return existed;
+    if (existed) {  // in place: the row is known, no second probe of the index
+        shard.write(r, key, vector.data(), word_copy.data(), now);
+        shard.lru_unlink(r);
+        shard.lru_append(r);
+        return true;
+    }
     return shard.set(key, vector.data(), word_copy.data(), now);
 }
 
