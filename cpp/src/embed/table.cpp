@@ -108,6 +108,8 @@ struct Table::Shard {
         RowHeader& h = header(row);
         float* src = data(row);
         std::uint64_t* wsrc = words_of(row);
+        // Sizes in registers: the atomic accesses below keep the compiler from caching members.
+        const std::size_t n_floats = out != nullptr ? dims : 0, n_words = words_out != nullptr ? words : 0;
         for (;;) {
             const std::uint32_t s1 = h.seq.load(std::memory_order_acquire);
             if (s1 & 1u) {  // a writer is inside: wait for it to leave
@@ -119,13 +121,9 @@ struct Table::Shard {
             // would do too, but ThreadSanitizer does not model them.)
             const std::uint64_t k = h.key.load(std::memory_order_acquire);
             const std::uint64_t t = h.updated_ns.load(std::memory_order_acquire);
-            if (out != nullptr) {
-                for (std::size_t i = 0; i < dims; ++i) out[i] = std::atomic_ref<float>(src[i]).load(std::memory_order_acquire);
-            }
-            if (words_out != nullptr) {
-                for (std::size_t i = 0; i < words; ++i)
-                    words_out[i] = std::atomic_ref<std::uint64_t>(wsrc[i]).load(std::memory_order_acquire);
-            }
+            for (std::size_t i = 0; i < n_floats; ++i) out[i] = std::atomic_ref<float>(src[i]).load(std::memory_order_acquire);
+            for (std::size_t i = 0; i < n_words; ++i)
+                words_out[i] = std::atomic_ref<std::uint64_t>(wsrc[i]).load(std::memory_order_acquire);
             if (h.seq.load(std::memory_order_relaxed) != s1) continue;  // overlapped a write: again
             return k == key && (ttl_ns == 0 || now - std::min(now, t) <= ttl_ns);
         }
@@ -142,11 +140,29 @@ struct Table::Shard {
         // release stores: a reader that acquires any new value also sees the odd seq.
         h.key.store(key, std::memory_order_release);
         h.updated_ns.store(now, std::memory_order_release);
-        for (std::size_t i = 0; i < dims; ++i)
-            std::atomic_ref<float>(dst[i]).store(v ? v[i] : 0.0f, std::memory_order_release);
-        for (std::size_t i = 0; i < words; ++i)
-            std::atomic_ref<std::uint64_t>(wdst[i]).store(w ? w[i] : 0, std::memory_order_release);
+        // Sizes in registers, and no per-element branch: the atomic stores below keep the
+        // compiler from caching members across iterations.
+        const std::size_t n_floats = dims, n_words = words;
+        if (v != nullptr) {
+            for (std::size_t i = 0; i < n_floats; ++i) std::atomic_ref<float>(dst[i]).store(v[i], std::memory_order_release);
+        } else {
+            for (std::size_t i = 0; i < n_floats; ++i) std::atomic_ref<float>(dst[i]).store(0.0f, std::memory_order_release);
+        }
+        for (std::size_t i = 0; i < n_words; ++i)
+            std::atomic_ref<std::uint64_t>(wdst[i]).store(w != nullptr ? w[i] : 0, std::memory_order_release);
         h.seq.store(s + 2, std::memory_order_release);  // release: the bytes before the even seq
+    }
+
+    // write() of the words alone: the floats stay as they are (and their cache lines clean).
+    void write_words(std::uint32_t row, const std::uint64_t* w, std::uint64_t now) {
+        RowHeader& h = header(row);
+        std::uint64_t* wdst = words_of(row);
+        const std::uint32_t s = h.seq.load(std::memory_order_relaxed);
+        h.seq.store(s + 1, std::memory_order_relaxed);
+        h.updated_ns.store(now, std::memory_order_release);
+        const std::size_t n_words = words;
+        for (std::size_t i = 0; i < n_words; ++i) std::atomic_ref<std::uint64_t>(wdst[i]).store(w[i], std::memory_order_release);
+        h.seq.store(s + 2, std::memory_order_release);
     }
 
     // The slot holding key, or the first reusable slot on its probe path (and where it is).
@@ -458,6 +474,31 @@ bool Table::update(std::uint64_t key, UpdateFn fn, void* context) {
         return true;
     }
     return shard.set(key, vector.data(), word_copy.data(), now);
+}
+
+bool Table::update_words(std::uint64_t key, UpdateFn fn, void* context) {
+    const std::uint64_t h = mix(key);
+    Shard& shard = *shards_[shard_index(h)];
+    std::lock_guard<std::mutex> lock(shard.writer);
+    std::vector<std::uint64_t>& word_copy = shard.scratch_words;
+    word_copy.resize(options_.words);
+    const std::uint64_t now = now_ns();
+    const std::uint32_t r = shard.find(key, h);
+    const bool existed = r != kNoRow && (shard.ttl_ns == 0 || now - std::min(now, shard.header(r).updated_ns.load(
+                                                                        std::memory_order_relaxed)) <= shard.ttl_ns);
+    if (existed) {
+        std::memcpy(word_copy.data(), shard.words_of(r), options_.words * sizeof(std::uint64_t));
+    } else {
+        std::fill(word_copy.begin(), word_copy.end(), 0);
+    }
+    if (!fn(context, RowView{nullptr, word_copy.data(), existed})) return existed;
+    if (existed) {
+        shard.write_words(r, word_copy.data(), now);
+        shard.lru_unlink(r);
+        shard.lru_append(r);
+        return true;
+    }
+    return shard.set(key, nullptr, word_copy.data(), now);  // a new row: zero floats
 }
 
 void Table::prefetch(std::uint64_t key) const {

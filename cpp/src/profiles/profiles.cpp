@@ -238,7 +238,7 @@ Result<ApplyResult> Profiles::apply(const EventBatch& b) {
         }
         if (!has_vector) ++r.unknown_items;
         ItemEdit item_edit{&rule, type, b.watch_ms[i], b.duration_ms[i]};
-        items_->update(b.items[i], edit_item, &item_edit);
+        items_->update_words(b.items[i], edit_item, &item_edit);
         ++r.applied;
     }
     applied_.fetch_add(r.applied, std::memory_order_relaxed);

@@ -207,6 +207,31 @@ TEST(Table, UpdateEditsACopyAndPublishesItOnlyWhenAsked) {
     EXPECT_EQ(w[2], 2u);
 }
 
+TEST(Table, UpdateWordsKeepsTheFloats) {
+    auto t = make(2, 100, 1, 0, 0, 2);
+    const std::uint64_t key = 3;
+    const float v[2] = {4, 5};
+    ASSERT_TRUE(t->set(&key, v, 1).is_ok());
+    const UpdateFn bump = [](void*, const RowView& row) {
+        EXPECT_EQ(row.vector, nullptr);
+        row.words[1] += 7;
+        return true;
+    };
+    EXPECT_TRUE(t->update_words(key, bump, nullptr));
+    EXPECT_TRUE(t->update_words(9, bump, nullptr));  // a new row: zero floats
+    float out[2];
+    std::uint64_t w[2];
+    bool found = false;
+    t->read(&key, 1, out, w, &found);
+    EXPECT_EQ(out[1], 5.0f);
+    EXPECT_EQ(w[1], 7u);
+    const std::uint64_t nine = 9;
+    t->read(&nine, 1, out, w, &found);
+    ASSERT_TRUE(found);
+    EXPECT_EQ(out[0], 0.0f);
+    EXPECT_EQ(w[1], 7u);
+}
+
 TEST(Table, SetReplacesTheFloatsAndZeroesTheWords) {
     auto t = make(2, 100, 1, 0, 0, 1);
     t->update(9, [](void*, const RowView& row) { row.words[0] = 77; return true; }, nullptr);

@@ -95,6 +95,10 @@ class Table {
     // true. Returns whether the row now holds fn's result. key must not be kInvalidKey, and
     // fn must leave the floats finite.
     bool update(std::uint64_t key, UpdateFn fn, void* context);
+    // update() of the words alone (fn sees a null vector): the floats are neither copied nor
+    // rewritten, so a counter bump costs the words' cache lines, not the row's. A new row's
+    // floats are zeros.
+    bool update_words(std::uint64_t key, UpdateFn fn, void* context);
 
     // Cache hints for a key about to be read or updated: prefetch() its index slot; some
     // time later, prefetch_row() its row (found through that slot). A batch that runs a few
