@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["as_ids", "as_vectors"]
+__all__ = ["as_id_rows", "as_ids", "as_vectors"]
 
 
 def as_ids(ids: Any, what: str = "ids") -> npt.NDArray[np.uint64]:
@@ -30,3 +30,12 @@ def as_vectors(vectors: Any, what: str) -> npt.NDArray[np.float32]:
     if array.dtype.kind not in "fiu":
         raise TypeError(f"{what} must be floating point numbers, got dtype {array.dtype}")
     return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def as_id_rows(ids: Any, vectors: Any) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
+    """ids and one row per id; a single vector with a single id counts as one row."""
+    id_array = as_ids(ids)
+    vec_array = as_vectors(vectors, "vectors")
+    if vec_array.ndim == 1 and id_array.size == 1:
+        vec_array = vec_array.reshape(1, -1)
+    return id_array, vec_array

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recserve import _core
+from recserve._arrays import as_id_rows
 from recserve._arrays import as_ids as _as_ids
 from recserve._arrays import as_vectors as _as_vectors
 
@@ -81,10 +82,7 @@ class Index:
         The whole batch is rejected, changing nothing, on a wrong shape, a NaN or infinite
         value, or an id repeated in the batch. threads=0 uses every core.
         """
-        id_array = _as_ids(ids)
-        vec_array = _as_vectors(vectors, "vectors")
-        if vec_array.ndim == 1 and id_array.size == 1:
-            vec_array = vec_array.reshape(1, -1)
+        id_array, vec_array = as_id_rows(ids, vectors)
         if threads < 0:
             raise ValueError(f"threads must be >= 0, got {threads}")
         self._index.add(id_array, vec_array, int(threads))

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recserve import _core
-from recserve._arrays import as_ids, as_vectors
+from recserve._arrays import as_id_rows, as_ids
 
 __all__ = ["Lookup", "Table"]
 
@@ -41,10 +41,7 @@ class Table:
     def set(self, ids: Any, vectors: Any) -> None:
         """Writes one row per id (an existing id's row is replaced). Checked first: wrong
         shape, NaN or infinity, or the reserved id 2^64-1 raise and write nothing."""
-        id_array = as_ids(ids)
-        vec_array = as_vectors(vectors, "vectors")
-        if vec_array.ndim == 1 and id_array.size == 1:
-            vec_array = vec_array.reshape(1, -1)
+        id_array, vec_array = as_id_rows(ids, vectors)
         self._core.set(id_array, vec_array)
 
     def get(self, ids: Any) -> Lookup:

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recserve import _core
-from recserve._arrays import as_ids, as_vectors
+from recserve._arrays import as_id_rows, as_ids
 
 __all__ = [
     "EVENT_TYPES",
@@ -316,10 +316,7 @@ class Profiles:
     def set_items(self, ids: Any, vectors: Any) -> None:
         """Upserts item vectors, keeping their counters. NaN, infinity or a wrong shape raise
         and change nothing."""
-        id_array = as_ids(ids)
-        vec_array = as_vectors(vectors, "vectors")
-        if vec_array.ndim == 1 and id_array.size == 1:
-            vec_array = vec_array.reshape(1, -1)
+        id_array, vec_array = as_id_rows(ids, vectors)
         self._core.set_items(id_array, vec_array)
 
     def remove_items(self, ids: Any) -> int:

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from recserve._arrays import as_ids, as_vectors
+from recserve._arrays import as_id_rows, as_ids
 from recserve._core import CorruptFileError
 from recserve.ingest.wal import Record, WriteAheadLog
 from recserve.profiles import ApplyResult, Events, Profiles, ProfilesConfig
@@ -188,10 +188,7 @@ class EmbeddedStore:
         )
 
     def set_items(self, ids: Any, vectors: Any) -> None:
-        id_array = as_ids(ids)
-        vec_array = as_vectors(vectors, "vectors")
-        if vec_array.ndim == 1 and id_array.size == 1:
-            vec_array = vec_array.reshape(1, -1)
+        id_array, vec_array = as_id_rows(ids, vectors)
         if vec_array.ndim != 2 or vec_array.shape != (id_array.shape[0], self.config.dims):
             raise ValueError(
                 f"vectors must have shape ({id_array.shape[0]}, {self.config.dims}), "
