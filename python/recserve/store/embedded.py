@@ -112,6 +112,13 @@ class EmbeddedStore:
         self.profiles = self._load_snapshot()
         self.wal = WriteAheadLog(self.data_dir / "wal", segment_bytes=segment_bytes)
         self.recovery.wal_torn_bytes_cut = self.wal.torn_bytes_cut
+        if self.wal.last_lsn < self.recovery.snapshot_lsn:
+            # New records would reuse lsns the snapshot already holds, and be skipped later.
+            self.wal.close()
+            raise CorruptFileError(
+                f"the WAL ends at lsn {self.wal.last_lsn}, before the snapshot's lsn "
+                f"{self.recovery.snapshot_lsn}: log segments are missing"
+            )
         self._applied_lsn = self.recovery.snapshot_lsn
         for record in self.wal.records(after_lsn=self.recovery.snapshot_lsn):
             self._apply_record(record)

@@ -128,6 +128,15 @@ def test_no_usable_snapshot_and_a_trimmed_log_is_an_error_not_an_empty_store(
         open_store(tmp_path)
 
 
+def test_a_log_that_ends_before_the_snapshot_is_an_error(tmp_path: Path) -> None:
+    with open_store(tmp_path) as store:
+        ingest(store, 4, snapshot_every=4)
+    for segment in (tmp_path / "wal").glob("wal-*.log"):
+        segment.unlink()
+    with pytest.raises(recserve.CorruptFileError, match="log segments are missing"):
+        open_store(tmp_path)
+
+
 def _run_child(
     data_dir: Path, first: int, last: int, kill: tuple[str, int, float] | None
 ) -> tuple[int, bool]:
