@@ -81,6 +81,15 @@ struct Table::Shard {
         return reinterpret_cast<std::uint64_t*>(reinterpret_cast<char*>(&header(row)) + words_offset);
     }
 
+    // Whether a row updated at `updated` is within its TTL at `now` (always, without a TTL).
+    bool fresh(std::uint64_t updated, std::uint64_t now) const {
+        return ttl_ns == 0 || now - std::min(now, updated) <= ttl_ns;
+    }
+    // For the writer: row r has not expired (an expired row reads as missing).
+    bool unexpired(std::uint32_t r, std::uint64_t now) const {
+        return fresh(header(r).updated_ns.load(std::memory_order_relaxed), now);
+    }
+
     // ---- readers ---------------------------------------------------------------------------
     void prefetch_slot(std::uint64_t h) const {
         const Index* ix = index.load(std::memory_order_acquire);
@@ -103,8 +112,7 @@ struct Table::Shard {
     }
 
     // Copies the row if it still holds key (and has not expired); false otherwise.
-    bool read(std::uint32_t row, std::uint64_t key, float* out, std::uint64_t* words_out, std::uint64_t now,
-              std::uint64_t ttl_ns) const {
+    bool read(std::uint32_t row, std::uint64_t key, float* out, std::uint64_t* words_out, std::uint64_t now) const {
         RowHeader& h = header(row);
         float* src = data(row);
         std::uint64_t* wsrc = words_of(row);
@@ -125,7 +133,7 @@ struct Table::Shard {
             for (std::size_t i = 0; i < n_words; ++i)
                 words_out[i] = std::atomic_ref<std::uint64_t>(wsrc[i]).load(std::memory_order_acquire);
             if (h.seq.load(std::memory_order_relaxed) != s1) continue;  // overlapped a write: again
-            return k == key && (ttl_ns == 0 || now - std::min(now, t) <= ttl_ns);
+            return k == key && fresh(t, now);
         }
     }
 
@@ -434,7 +442,7 @@ void Table::read(const std::uint64_t* keys, std::size_t n, float* out, std::uint
         for (std::size_t i = 0; i < m; ++i) {
             float* o = out == nullptr ? nullptr : out + (g + i) * dims;
             std::uint64_t* w = words_out == nullptr ? nullptr : words_out + (g + i) * options_.words;
-            found[g + i] = rows[i] != kNoRow && shards[i]->read(rows[i], keys[g + i], o, w, now, shards[i]->ttl_ns);
+            found[g + i] = rows[i] != kNoRow && shards[i]->read(rows[i], keys[g + i], o, w, now);
             if (!found[g + i]) {
                 if (o != nullptr) std::fill(o, o + dims, 0.0f);
                 if (w != nullptr) std::fill(w, w + options_.words, 0);
@@ -443,7 +451,13 @@ void Table::read(const std::uint64_t* keys, std::size_t n, float* out, std::uint
     }
 }
 
-bool Table::update(std::uint64_t key, UpdateFn fn, void* context) {
+bool Table::update(std::uint64_t key, UpdateFn fn, void* context) { return update_row(key, fn, context, true); }
+
+bool Table::update_words(std::uint64_t key, UpdateFn fn, void* context) {
+    return update_row(key, fn, context, false);
+}
+
+bool Table::update_row(std::uint64_t key, UpdateFn fn, void* context, bool with_floats) {
     const std::size_t dims = options_.dims, words = options_.words;
     const std::uint64_t h = mix(key);
     Shard& shard = *shards_[shard_index(h)];
@@ -452,53 +466,36 @@ bool Table::update(std::uint64_t key, UpdateFn fn, void* context) {
     // warm, and no thread-local lookups (a function call each, from a shared library).
     std::vector<float>& vector = shard.scratch_vector;
     std::vector<std::uint64_t>& word_copy = shard.scratch_words;
-    vector.resize(dims);
+    vector.resize(with_floats ? dims : 0);
     word_copy.resize(words);
     const std::uint64_t now = now_ns();
     const std::uint32_t r = shard.find(key, h);
-    // A row past its TTL counts as missing, as readers see it.
-    const bool existed = r != kNoRow && (shard.ttl_ns == 0 || now - std::min(now, shard.header(r).updated_ns.load(
-                                                                        std::memory_order_relaxed)) <= shard.ttl_ns);
+    const bool existed = r != kNoRow && shard.unexpired(r, now);  // an expired row counts as missing
     if (existed) {  // the writer owns the row: plain copies race with no other write
-        std::memcpy(vector.data(), shard.data(r), dims * sizeof(float));
+        std::memcpy(vector.data(), shard.data(r), vector.size() * sizeof(float));
         std::memcpy(word_copy.data(), shard.words_of(r), words * sizeof(std::uint64_t));
     } else {
         std::fill(vector.begin(), vector.end(), 0.0f);
         std::fill(word_copy.begin(), word_copy.end(), 0);
     }
-    if (!fn(context, RowView{vector.data(), word_copy.data(), existed})) return existed;
-    if (existed) {  // in place: the row is known, no second probe of the index
-        shard.write(r, key, vector.data(), word_copy.data(), now);
-        shard.lru_unlink(r);
-        shard.lru_append(r);
-        return true;
+    float* floats = with_floats ? vector.data() : nullptr;
+    if (!fn(context, RowView{floats, word_copy.data(), existed})) return existed;
+    if (!existed) return shard.set(key, floats, word_copy.data(), now);  // a new row (zero floats without them)
+    // In place: the row is known, no second probe of the index.
+    if (with_floats) {
+        shard.write(r, key, floats, word_copy.data(), now);
+    } else {
+        shard.write_words(r, word_copy.data(), now);
     }
-    return shard.set(key, vector.data(), word_copy.data(), now);
+    shard.lru_unlink(r);
+    shard.lru_append(r);
+    return true;
 }
 
-bool Table::update_words(std::uint64_t key, UpdateFn fn, void* context) {
+std::pair<Table::Shard*, std::uint32_t> Table::locate(std::uint64_t key) const {
     const std::uint64_t h = mix(key);
-    Shard& shard = *shards_[shard_index(h)];
-    std::lock_guard<std::mutex> lock(shard.writer);
-    std::vector<std::uint64_t>& word_copy = shard.scratch_words;
-    word_copy.resize(options_.words);
-    const std::uint64_t now = now_ns();
-    const std::uint32_t r = shard.find(key, h);
-    const bool existed = r != kNoRow && (shard.ttl_ns == 0 || now - std::min(now, shard.header(r).updated_ns.load(
-                                                                        std::memory_order_relaxed)) <= shard.ttl_ns);
-    if (existed) {
-        std::memcpy(word_copy.data(), shard.words_of(r), options_.words * sizeof(std::uint64_t));
-    } else {
-        std::fill(word_copy.begin(), word_copy.end(), 0);
-    }
-    if (!fn(context, RowView{nullptr, word_copy.data(), existed})) return existed;
-    if (existed) {
-        shard.write_words(r, word_copy.data(), now);
-        shard.lru_unlink(r);
-        shard.lru_append(r);
-        return true;
-    }
-    return shard.set(key, nullptr, word_copy.data(), now);  // a new row: zero floats
+    Shard* shard = shards_[shard_index(h)].get();
+    return {shard, shard->find(key, h)};
 }
 
 void Table::prefetch(std::uint64_t key) const {
@@ -507,40 +504,29 @@ void Table::prefetch(std::uint64_t key) const {
 }
 
 void Table::prefetch_row(std::uint64_t key) const {
-    const std::uint64_t h = mix(key);
-    const Shard& shard = *shards_[shard_index(h)];
-    const std::uint32_t r = shard.find(key, h);
-    if (r != kNoRow) shard.prefetch_row(r);
+    const auto [shard, r] = locate(key);
+    if (r != kNoRow) shard->prefetch_row(r);
 }
+
 void Table::prefetch_links(std::uint64_t key) const {
-    const std::uint64_t h = mix(key);
-    const Shard& shard = *shards_[shard_index(h)];
-    const std::uint32_t r = shard.find(key, h);
+    const auto [shard, r] = locate(key);
     if (r == kNoRow) return;
-    const RowHeader& row = shard.header(r);  // writer-only fields: read by the writer alone
-    if (row.lru_prev != kNoRow) __builtin_prefetch(&shard.header(row.lru_prev));
-    if (row.lru_next != kNoRow) __builtin_prefetch(&shard.header(row.lru_next));
+    const RowHeader& row = shard->header(r);  // writer-only fields: read by the writer alone
+    if (row.lru_prev != kNoRow) __builtin_prefetch(&shard->header(row.lru_prev));
+    if (row.lru_next != kNoRow) __builtin_prefetch(&shard->header(row.lru_next));
 }
 
 std::uint64_t Table::peek_word(std::uint64_t key, std::size_t index) const {
-    const std::uint64_t h = mix(key);
-    const Shard& shard = *shards_[shard_index(h)];
-    const std::uint32_t r = shard.find(key, h);
-    if (r == kNoRow || index >= shard.words) return 0;
-    return std::atomic_ref<std::uint64_t>(shard.words_of(r)[index]).load(std::memory_order_relaxed);
+    const auto [shard, r] = locate(key);
+    if (r == kNoRow || index >= shard->words) return 0;
+    return std::atomic_ref<std::uint64_t>(shard->words_of(r)[index]).load(std::memory_order_relaxed);
 }
 
 bool Table::peek(std::uint64_t key, float* vector, std::uint64_t* words) const {
-    const std::uint64_t h = mix(key);
-    const Shard& shard = *shards_[shard_index(h)];
-    const std::uint32_t r = shard.find(key, h);
-    if (r == kNoRow) return false;
-    if (shard.ttl_ns != 0) {
-        const std::uint64_t now = now_ns();
-        if (now - std::min(now, shard.header(r).updated_ns.load(std::memory_order_relaxed)) > shard.ttl_ns) return false;
-    }
-    if (vector != nullptr) std::memcpy(vector, shard.data(r), shard.dims * sizeof(float));
-    if (words != nullptr) std::memcpy(words, shard.words_of(r), shard.words * sizeof(std::uint64_t));
+    const auto [shard, r] = locate(key);
+    if (r == kNoRow || !shard->unexpired(r, now_ns())) return false;
+    if (vector != nullptr) std::memcpy(vector, shard->data(r), shard->dims * sizeof(float));
+    if (words != nullptr) std::memcpy(words, shard->words_of(r), shard->words * sizeof(std::uint64_t));
     return true;
 }
 
@@ -549,10 +535,8 @@ void Table::for_each(VisitFn fn, void* context) const {
     for (const auto& shard : shards_) {
         std::lock_guard<std::mutex> lock(shard->writer);
         for (std::uint32_t r = shard->lru_head; r != kNoRow; r = shard->header(r).lru_next) {
-            const RowHeader& h = shard->header(r);
-            const std::uint64_t t = h.updated_ns.load(std::memory_order_relaxed);
-            if (shard->ttl_ns != 0 && now - std::min(now, t) > shard->ttl_ns) continue;  // expired: reads as missing
-            const std::uint64_t key = h.key.load(std::memory_order_relaxed);
+            if (!shard->unexpired(r, now)) continue;  // expired: reads as missing
+            const std::uint64_t key = shard->header(r).key.load(std::memory_order_relaxed);
             fn(context, key, shard->data(r), shard->words_of(r));
         }
     }
@@ -581,8 +565,7 @@ std::size_t Table::expire() {
         std::lock_guard<std::mutex> lock(shard->writer);
         // The LRU list is in update order: expired rows are at its head.
         while (shard->lru_head != kNoRow) {
-            const std::uint64_t t = shard->header(shard->lru_head).updated_ns.load(std::memory_order_relaxed);
-            if (now - std::min(now, t) <= shard->ttl_ns) break;
+            if (shard->unexpired(shard->lru_head, now)) break;
             shard->drop(shard->lru_head, now);
             shard->evictions.fetch_add(1, std::memory_order_relaxed);
             ++dropped;

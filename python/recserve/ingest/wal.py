@@ -59,8 +59,9 @@ def _fsync_directory(path: Path) -> None:
 
 
 def _frame(kind: int, lsn: int, body: bytes) -> bytes:
-    payload = _PAYLOAD_PREFIX.pack(kind, lsn) + body
-    return _RECORD_HEADER.pack(len(payload), _core.crc32c(payload)) + payload
+    prefix = _PAYLOAD_PREFIX.pack(kind, lsn)
+    crc = _core.crc32c(body, _core.crc32c(prefix))  # no copy of the body to checksum it
+    return b"".join((_RECORD_HEADER.pack(len(prefix) + len(body), crc), prefix, body))
 
 
 def _record_at(data: bytes | memoryview, offset: int) -> tuple[int, int, bytes] | None:

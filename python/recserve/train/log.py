@@ -57,6 +57,8 @@ from typing import IO, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from recserve import profiles
+
 __all__ = [
     "EVENT_TYPES",
     "FORMAT",
@@ -79,16 +81,8 @@ VERSION = 1
 CATALOG_FILE = "catalog.npz"
 CATALOG_VERSION = 1
 
-EVENT_TYPES: tuple[str, ...] = (
-    "watch",
-    "replay",
-    "like",
-    "share",
-    "comment",
-    "follow",
-    "skip",
-    "not_interested",
-)
+#: The update rules' event types, less impressions (the log records those on their own).
+EVENT_TYPES: tuple[str, ...] = tuple(t for t in profiles.EVENT_TYPES if t != "impression")
 EventType = Literal[
     "watch", "replay", "like", "share", "comment", "follow", "skip", "not_interested"
 ]

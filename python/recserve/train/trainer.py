@@ -28,7 +28,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -137,39 +137,31 @@ class TrainResult:
     metadata: dict[str, Any]
 
 
+class TrainOptions(TypedDict, total=False):
+    """The keywords ``train`` passes on to ``train_dataset`` (defaults there)."""
+
+    epochs: int
+    seed: int
+    hidden: Sequence[int]
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    heldout_fraction: float
+    calibration_rows: int
+    out: str | os.PathLike[str] | None
+    progress: bool
+
+
 def train(
-    log_dir: str | os.PathLike[str],
-    *,
-    epochs: int = 5,
-    seed: int = 0,
-    hidden: Sequence[int] = (256, 128, 64),
-    batch_size: int = 256,
-    learning_rate: float = 1e-3,
-    weight_decay: float = 1e-5,
-    heldout_fraction: float = 0.2,
-    calibration_rows: int = 2048,
-    window_s: float = 3600.0,
-    out: str | os.PathLike[str] | None = None,
-    progress: bool = True,
+    log_dir: str | os.PathLike[str], *, window_s: float = 3600.0, **options: Unpack[TrainOptions]
 ) -> TrainResult:
-    """Train on the log in ``log_dir``; with ``out``, write the int8 model there."""
+    """Train on the log in ``log_dir``; with ``out``, write the int8 model there. ``options``
+    are ``train_dataset``'s (epochs, seed, hidden, batch_size, learning_rate, weight_decay,
+    heldout_fraction, calibration_rows, out, progress)."""
     log = read_log(log_dir)
     dataset = replay(log, window_s=window_s)
     info: dict[str, Any] = {"log": str(log_dir), "skipped_lines": list(log.report.skipped)}
-    return train_dataset(
-        dataset,
-        epochs=epochs,
-        seed=seed,
-        hidden=hidden,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        weight_decay=weight_decay,
-        heldout_fraction=heldout_fraction,
-        calibration_rows=calibration_rows,
-        out=out,
-        progress=progress,
-        extra_metadata=info,
-    )
+    return train_dataset(dataset, extra_metadata=info, **options)
 
 
 def train_dataset(

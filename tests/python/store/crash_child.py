@@ -8,6 +8,8 @@ around each snapshot. Also the batches and the serial oracle the test compares a
 from __future__ import annotations
 
 import sys
+import time
+from typing import Any
 
 import numpy as np
 
@@ -56,8 +58,23 @@ def oracle(batches: int) -> Profiles:
     return p
 
 
+class _SlowImage:
+    """A snapshot image that waits before it is written, so a kill aimed at a snapshot's start
+    lands inside the snapshot on any disk (a fast one writes this small state in well under a
+    millisecond)."""
+
+    def __init__(self, image: Any) -> None:
+        self.image = image
+
+    def write(self, path: str) -> None:
+        time.sleep(0.02)
+        self.image.write(path)
+
+
 def main(data_dir: str, first: int, last: int, snapshot_every: int) -> None:
     store = EmbeddedStore(data_dir, CONFIG, segment_bytes=64 << 10)
+    take_image = store.profiles.snapshot
+    store.profiles.snapshot = lambda lsn: _SlowImage(take_image(lsn))
     store.set_items(*item_vectors())  # an upsert of the same vectors: harmless when repeated
     print("ready", flush=True)
     for number in range(first, last):

@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "recserve/base/status.hpp"
@@ -134,6 +135,9 @@ class Table {
     std::size_t shard_index(std::uint64_t hash) const;  // hash = mix(key)
     Shard& shard_of(std::uint64_t key) const;
     std::uint64_t now_ns() const;
+    // The shard of key and key's row there (kNoRow inside the table when it has none).
+    std::pair<Shard*, std::uint32_t> locate(std::uint64_t key) const;
+    bool update_row(std::uint64_t key, UpdateFn fn, void* context, bool with_floats);
 
     TableOptions options_;
     unsigned shard_shift_ = 0;
