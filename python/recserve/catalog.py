@@ -12,7 +12,7 @@ the catalogue; re-posting it later adds it again, as a returning item (not a new
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,10 +62,15 @@ class Catalog:
         )
         self._items: dict[int, Item] = {}
         self._known: set[int] = set()  # every key ever posted: a re-post is not a new item
+        self._by_tag: dict[str, set[int]] = {}
+        self._keys: npt.NDArray[np.uint64] | None = None  # live keys, built on demand
+        #: Bumped by every takedown: a page computed at an older epoch may hold a removed item.
+        self.takedown_epoch = 0
 
-    def upsert(self, items: Sequence[Item], embeddings: Any) -> npt.NDArray[np.uint64]:
-        """Adds or updates items and their embeddings (float32[len(items), dims]); checked
-        first, so a bad batch changes nothing. Returns the keys of items never seen before."""
+    def check(
+        self, items: Sequence[Item], embeddings: Any
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
+        """The keys and float32 vectors of a batch, or ValueError naming the first bad item."""
         vectors = as_vectors(embeddings, "embeddings")
         if vectors.ndim != 2 or vectors.shape != (len(items), self.dims):
             raise ValueError(
@@ -85,20 +90,88 @@ class Catalog:
                 raise ValueError(
                     f"embedding of item {items[int(zero[0])].id!r} is all zeros (no direction)"
                 )
+        return keys, vectors
+
+    def upsert(self, items: Sequence[Item], embeddings: Any) -> npt.NDArray[np.uint64]:
+        """Adds or updates items and their embeddings (float32[len(items), dims]); checked
+        first, so a bad batch changes nothing. Returns the keys of items never seen before."""
+        keys, vectors = self.check(items, embeddings)
         self.index.add(keys, vectors)
         new = [k for k in keys.tolist() if k not in self._known]
         for item in items:
+            old = self._items.get(item.key)
+            if old is not None:
+                self._untag(old)
             self._items[item.key] = item
+            for tag in item.tags:
+                self._by_tag.setdefault(tag, set()).add(item.key)
         self._known.update(keys.tolist())
+        self._keys = None
         return np.array(new, dtype=np.uint64)
+
+    def _untag(self, item: Item) -> None:
+        for tag in item.tags:
+            keys = self._by_tag.get(tag)
+            if keys is not None:
+                keys.discard(item.key)
+                if not keys:
+                    del self._by_tag[tag]
 
     def take_down(self, item_id: str) -> bool:
         """Removes the item from search and the catalogue; False if it was not there."""
         key = key_of(item_id)
-        if self._items.pop(key, None) is None:
+        item = self._items.pop(key, None)
+        if item is None:
             return False
+        self.takedown_epoch += 1
+        self._untag(item)
+        self._keys = None
         self.index.remove(np.array([key], dtype=np.uint64))
         return True
+
+    def keys(self) -> npt.NDArray[np.uint64]:
+        """Every live item's key (a cached array; do not modify)."""
+        keys = self._keys
+        if keys is None:
+            keys = self._keys = np.fromiter(self._items, dtype=np.uint64, count=len(self._items))
+        return keys
+
+    def tagged(self, tags: Sequence[str]) -> npt.NDArray[np.uint64]:
+        """Keys of the live items that carry any of the tags."""
+        found: set[int] = set()
+        for tag in tags:
+            found |= self._by_tag.get(tag, set())
+        return np.fromiter(found, dtype=np.uint64, count=len(found))
+
+    def tag_counts(self, keys: Any) -> dict[str, int]:
+        """How many of these items carry each tag."""
+        counts: dict[str, int] = {}
+        for key in np.asarray(keys, dtype=np.uint64).tolist():
+            item = self._items.get(key)
+            for tag in item.tags if item is not None else ():
+                counts[tag] = counts.get(tag, 0) + 1
+        return counts
+
+    def state(self) -> dict[str, Any]:
+        """The metadata (not the vectors) as JSON-ready data; see ``restore``."""
+        return {
+            "items": [
+                [i.id, i.creator_id, i.duration_ms, list(i.tags), i.created_at, i.media_key]
+                for i in self._items.values()
+            ],
+            "known": [str(k) for k in self._known],
+        }
+
+    def restore(self, state: Mapping[str, Any], vectors_of: Any) -> None:
+        """Loads ``state()`` output; ``vectors_of(keys)`` gives the items' embeddings."""
+        items = [
+            Item(id_, creator, duration, tuple(tags), created, media)
+            for id_, creator, duration, tags, created, media in state["items"]
+        ]
+        if items:
+            keys = np.array([item.key for item in items], dtype=np.uint64)
+            self.upsert(items, vectors_of(keys))
+        self._known.update(int(k) for k in state["known"])
 
     def get(self, item_id: str) -> Item | None:
         return self._items.get(key_of(item_id))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -179,14 +179,17 @@ class WriteAheadLog:
         return (r for r in records if r.lsn > after_lsn)
 
     # ---- appending -------------------------------------------------------------------------
-    def append(self, kind: int, body: bytes) -> int:
-        """Appends one record; returns its lsn once it is durable (group commit)."""
+    def append(self, kind: int, body: bytes | Callable[[int], bytes]) -> int:
+        """Appends one record; returns its lsn once it is durable (group commit). ``body`` may
+        be a function of the record's lsn, called once the lsn is assigned (so a body can carry
+        numbers that grow in log order)."""
         with self._cond:
             if self._failed is not None:
                 raise OSError(f"the WAL failed earlier and takes no more records: {self._failed}")
             lsn = self._next_lsn
+            data = body(lsn) if callable(body) else body
             self._next_lsn += 1
-            self._pending.append((lsn, _frame(kind, lsn, body)))
+            self._pending.append((lsn, _frame(kind, lsn, data)))
             while self._durable_lsn < lsn:
                 if self._failed is not None:
                     raise OSError(f"the WAL write that held this record failed: {self._failed}")

@@ -2,6 +2,12 @@
 
     data_dir/wal/wal-<lsn>.log            the write-ahead log (recserve.ingest.wal)
     data_dir/snapshots/profiles-<lsn>.snap   full state including every record up to lsn
+    data_dir/snapshots/state-<lsn>.json      the extension's state at lsn (with CRC-32C)
+
+An *extension* (the feed service's catalogue, amplification and onboarding state) shares the
+log and the snapshots: ``log(kind, body, apply)`` makes its records durable and applies them in
+lsn order with the store's own; at open its ``restore`` gets the state stored with the snapshot
+and its ``apply_record`` every later record of its kinds (>= ``EXTENSION_KINDS``).
 
 ``apply(events)`` checks the batch, appends it to the WAL (durable before it returns: group
 commit with concurrent callers) and applies it, in lsn order, before returning: the caller's
@@ -15,6 +21,8 @@ torn WAL tail is cut; damage anywhere else raises ``CorruptFileError``: nothing 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import struct
@@ -22,21 +30,25 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from recserve import _core
 from recserve._arrays import as_id_rows, as_ids
 from recserve._core import CorruptFileError
 from recserve.ingest.wal import Record, WriteAheadLog
 from recserve.profiles import ApplyResult, Events, Profiles, ProfilesConfig
 
-__all__ = ["EmbeddedStore", "Recovery"]
+__all__ = ["EXTENSION_KINDS", "EmbeddedStore", "Extension", "Recovery"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 EVENTS, SET_ITEMS, REMOVE_ITEMS = 1, 2, 3
+EXTENSION_KINDS = 16  # record kinds from here on belong to the extension
+_STATE_MAGIC = b"RSSTATE1"
+_STATE_HEADER = struct.Struct("<8sIQ")  # magic, CRC-32C of the body, body length
 _EVENT_COLUMNS = (
     ("users", np.uint64),
     ("items", np.uint64),
@@ -47,6 +59,7 @@ _EVENT_COLUMNS = (
     ("seq", np.uint64),
 )
 _COUNT = struct.Struct("<IB")
+_SEQ_PER_RECORD = 1 << 20
 KEEP_SNAPSHOTS = 2
 
 
@@ -85,6 +98,49 @@ def _decode_items(body: bytes, dims: int | None) -> tuple[np.ndarray, np.ndarray
     return ids, vectors
 
 
+class Extension(Protocol):
+    """State kept beside the profiles, durable through the same log and snapshots."""
+
+    def state(self) -> Any:
+        """A JSON-ready image of the state; called with applies paused."""
+        ...
+
+    def restore(self, state: Any, profiles: Profiles) -> None:
+        """Loads an image ``state()`` returned (None: start empty) beside the profiles of the
+        same snapshot."""
+        ...
+
+    def apply_record(self, kind: int, body: bytes, profiles: Profiles) -> None:
+        """Replays one logged record of the extension's kinds."""
+        ...
+
+    def applied_events(self, events: Events, profiles: Profiles) -> None:
+        """Called after each batch of events is applied, live and in replay, in lsn order."""
+        ...
+
+
+def _write_state(path: Path, state: Any) -> None:
+    body = json.dumps(state, separators=(",", ":")).encode()
+    temporary = path.with_suffix(".tmp")
+    with temporary.open("wb") as file:
+        file.write(_STATE_HEADER.pack(_STATE_MAGIC, _core.crc32c(body), len(body)))
+        file.write(body)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
+def _read_state(path: Path) -> Any:
+    data = path.read_bytes()
+    if len(data) < _STATE_HEADER.size:
+        raise CorruptFileError(f"{path} is truncated ({len(data)} bytes)")
+    magic, crc, length = _STATE_HEADER.unpack_from(data)
+    body = data[_STATE_HEADER.size :]
+    if magic != _STATE_MAGIC or length != len(body) or _core.crc32c(body) != crc:
+        raise CorruptFileError(f"{path} is damaged (bad magic, length or checksum)")
+    return json.loads(body)
+
+
 @dataclass
 class Recovery:
     """What opening the store found and did."""
@@ -103,9 +159,12 @@ class EmbeddedStore:
         config: ProfilesConfig,
         *,
         segment_bytes: int = 64 << 20,
+        extension: Extension | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.config = config
+        self.extension = extension
+        self.max_event_seq = 0  # the largest event seq ever logged (a source of fresh seqs)
         self._snapshots_dir = self.data_dir / "snapshots"
         self._snapshots_dir.mkdir(parents=True, exist_ok=True)
         self.recovery = Recovery()
@@ -120,6 +179,8 @@ class EmbeddedStore:
                 f"{self.recovery.snapshot_lsn}: log segments are missing"
             )
         self._applied_lsn = self.recovery.snapshot_lsn
+        if extension is not None:
+            extension.restore(self._extension_state, self.profiles)
         for record in self.wal.records(after_lsn=self.recovery.snapshot_lsn):
             self._apply_record(record)
             self._applied_lsn = record.lsn
@@ -151,13 +212,37 @@ class EmbeddedStore:
                 raise CorruptFileError(
                     f"snapshot {path} holds lsn {stored_lsn}, its name says {lsn}"
                 )
+            state_path = self._state_path(lsn)
+            try:
+                state = _read_state(state_path) if state_path.exists() else {}
+            except (CorruptFileError, ValueError) as error:
+                problem = f"state {state_path.name} is damaged; its snapshot was not used: {error}"
+                log.error(problem)
+                self.recovery.problems.append(problem)
+                continue
+            if self.extension is not None and "extension" not in state:
+                problem = f"snapshot {path.name} has no extension state and was not used"
+                self.recovery.problems.append(problem)
+                continue
+            self.max_event_seq = int(state.get("max_event_seq", 0))
+            self._extension_state = state.get("extension")
             self.recovery.snapshot, self.recovery.snapshot_lsn = path, lsn
             return profiles
+        self._extension_state = None
         return Profiles(self.config)
 
+    def _state_path(self, lsn: int) -> Path:
+        return self._snapshots_dir / f"state-{lsn:020d}.json"
+
     def _apply_record(self, record: Record) -> None:
-        if record.kind == EVENTS:
-            self.profiles.apply(_decode_events(record.body))
+        if record.kind >= EXTENSION_KINDS and self.extension is not None:
+            self.extension.apply_record(record.kind, record.body, self.profiles)
+        elif record.kind == EVENTS:
+            events = _decode_events(record.body)
+            self.profiles.apply(events)
+            self._saw_seqs(events)
+            if self.extension is not None:
+                self.extension.applied_events(events, self.profiles)
         elif record.kind == SET_ITEMS:
             ids, vectors = _decode_items(record.body, self.config.dims)
             self.profiles.set_items(ids, vectors)
@@ -168,7 +253,9 @@ class EmbeddedStore:
             raise CorruptFileError(f"WAL record {record.lsn} has unknown kind {record.kind}")
 
     # ---- writes: durable, then applied in lsn order ------------------------------------------
-    def _log_and_apply(self, kind: int, body: bytes, apply: Callable[[], T]) -> T:
+    def _log_and_apply(
+        self, kind: int, body: bytes | Callable[[int], bytes], apply: Callable[[], T]
+    ) -> T:
         lsn = self.wal.append(kind, body)
         with self._turn:
             while self._applied_lsn != lsn - 1:
@@ -187,12 +274,45 @@ class EmbeddedStore:
             self._turn.notify_all()
             return result
 
-    def apply(self, events: Events) -> ApplyResult:
-        """Logs the batch durably, then applies it; a bad batch raises and is not logged."""
+    def _saw_seqs(self, events: Events) -> None:
+        if len(events):
+            self.max_event_seq = max(self.max_event_seq, int(events.seq.max()))
+
+    def apply(self, events: Events, *, assign_seq: bool = False) -> ApplyResult:
+        """Logs the batch durably, then applies it; a bad batch raises and is not logged.
+
+        ``assign_seq``: replace the batch's seq column with ``lsn * 2**20 + i`` (event i of the
+        record at lsn), which grows in log order and so in apply order: for sources whose
+        events have no sequence numbers of their own (HTTP), whose redeliveries the event
+        keys catch instead."""
+        if assign_seq:
+            if len(events) > _SEQ_PER_RECORD:
+                raise ValueError(f"a batch holds at most {_SEQ_PER_RECORD} events")
+            events = dataclasses.replace(events, seq=np.ones(len(events), dtype=np.uint64))
         Profiles.check(events)  # before logging: the log holds only batches that apply
-        return self._log_and_apply(
-            EVENTS, _encode_events(events), lambda: self.profiles.apply(events)
-        )
+
+        def body(lsn: int) -> bytes:
+            if assign_seq:
+                events.seq[:] = np.arange(len(events), dtype=np.uint64) + np.uint64(
+                    lsn * _SEQ_PER_RECORD
+                )
+            return _encode_events(events)
+
+        def apply() -> ApplyResult:
+            self._saw_seqs(events)
+            result = self.profiles.apply(events)
+            if self.extension is not None:
+                self.extension.applied_events(events, self.profiles)
+            return result
+
+        return self._log_and_apply(EVENTS, body, apply)
+
+    def log(self, kind: int, body: bytes, apply: Callable[[], T]) -> T:
+        """An extension's record: durable, then ``apply()`` in lsn order. ``apply`` must not
+        fail (check the input before): a failure stops the store."""
+        if kind < EXTENSION_KINDS or kind > 255:
+            raise ValueError(f"extension record kinds are {EXTENSION_KINDS}..255, got {kind}")
+        return self._log_and_apply(kind, body, apply)
 
     def set_items(self, ids: Any, vectors: Any) -> None:
         id_array, vec_array = as_id_rows(ids, vectors)
@@ -227,8 +347,12 @@ class EmbeddedStore:
         with self._turn:  # no apply in between: the image is exactly the records up to lsn
             lsn = self._applied_lsn
             image = self.profiles.snapshot(lsn)
+            state: dict[str, Any] = {"max_event_seq": self.max_event_seq}
+            if self.extension is not None:
+                state["extension"] = self.extension.state()
             self.wal.rotate()
         path = self._snapshots_dir / f"profiles-{lsn:020d}.snap"
+        _write_state(self._state_path(lsn), state)  # first: a snapshot is used only with it
         image.write(str(path))
         fd = os.open(self._snapshots_dir, os.O_RDONLY)
         try:
@@ -236,8 +360,9 @@ class EmbeddedStore:
         finally:
             os.close(fd)
         kept = self._snapshot_paths()
-        for _, old in kept[KEEP_SNAPSHOTS:]:
+        for old_lsn, old in kept[KEEP_SNAPSHOTS:]:
             old.unlink()
+            self._state_path(old_lsn).unlink(missing_ok=True)
         # The WAL reaches back to the oldest kept snapshot, which can stand in for a damaged one.
         self.wal.drop_through(kept[:KEEP_SNAPSHOTS][-1][0])
         return path

@@ -1,0 +1,161 @@
+"""The service's configuration: defaults, then a TOML file, then ``RECSERVE_*`` environment
+variables (nested settings with ``__``: ``RECSERVE_FEED__MAX_PER_CREATOR=1``), then the
+command line. Unknown keys are errors, so a misspelt setting never goes unnoticed.
+
+See the README's "Configuration" section for every setting and its default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, cast
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from recserve.amplify import AmplifyConfig
+from recserve.profiles import UpdateRule
+
+__all__ = ["Arm", "Experiment", "FeedSettings", "Settings", "load_settings"]
+
+
+class FeedSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default_n: int = Field(10, ge=1, description="items per page when the request gives no n")
+    max_n: int = Field(100, ge=1, description="the largest n a request may ask for")
+    candidates: int = Field(200, ge=1, description="ANN candidates per request")
+    ef: int = Field(128, ge=1, description="ANN search breadth (>= candidates is used)")
+    explore_slots: int = Field(2, ge=0, description="slots per page for items in open tiers")
+    explore_pool: int = Field(64, ge=1, description="open-tier items sampled per request")
+    trending: int = Field(32, ge=0, description="trending candidates per request")
+    max_per_creator: int = Field(2, ge=1, description="a creator's items per page, at most")
+    session_weight: float = Field(0.5, ge=0.0, le=1.0, description="session share of query")
+    served_memory: int = Field(
+        500, ge=0, description="items recently served to a user that are not served again"
+    )
+    precompute: bool = Field(True, description="compute a user's next page after their events")
+    trending_half_life_s: float = Field(3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _n_in_range(self) -> FeedSettings:
+        if self.default_n > self.max_n:
+            raise ValueError(f"default_n {self.default_n} exceeds max_n {self.max_n}")
+        return self
+
+
+class Arm(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    weight: float = Field(1.0, gt=0, description="share of users, relative to the other arms")
+    model: str | None = Field(None, description="model version; None: the active model")
+    blend: dict[str, float] | None = Field(None, description="head weights; None: the model's")
+
+
+class Experiment(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    arms: tuple[Arm, ...] = Field(min_length=1)
+
+    @field_validator("arms")
+    @classmethod
+    def _distinct(cls, arms: tuple[Arm, ...]) -> tuple[Arm, ...]:
+        names = [arm.name for arm in arms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"arm names repeat: {names}")
+        return arms
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RECSERVE_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    data_dir: Path = Path("recserve-data")
+    dims: int | None = Field(None, ge=1, description="None: from the first items posted")
+    models_dir: Path | None = Field(None, description="None: <data_dir>/models")
+    model: str | None = Field(None, description="model to activate at start; None: as last run")
+    user_capacity: int = Field(1 << 20, ge=16)
+    item_capacity: int = Field(1 << 20, ge=16)
+    max_body_bytes: int = Field(8 << 20, ge=1024)
+    max_inflight: int = Field(256, ge=1, description="requests at once before 503 Retry-After")
+    retry_after_s: int = Field(1, ge=1)
+    media_url_template: str = "/media/{media_key}"
+    snapshot_interval_s: float = Field(300.0, gt=0)
+    shutdown_timeout_s: float = Field(15.0, gt=0)
+    impression_log: bool = True
+    feed: FeedSettings = FeedSettings()
+    amplification: dict[str, Any] = Field(default_factory=dict)
+    update_rule: dict[str, Any] = Field(default_factory=dict)
+    experiments: tuple[Experiment, ...] = ()
+
+    @field_validator("amplification")
+    @classmethod
+    def _amplification(cls, value: dict[str, Any]) -> dict[str, Any]:
+        AmplifyConfig.from_dict(value)  # raises naming the bad setting
+        return value
+
+    @field_validator("update_rule")
+    @classmethod
+    def _rule(cls, value: dict[str, Any]) -> dict[str, Any]:
+        UpdateRule.from_dict(value)
+        return value
+
+    @field_validator("media_url_template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        if "{media_key}" not in value:
+            raise ValueError("media_url_template must contain {media_key}")
+        return value
+
+    @field_validator("experiments")
+    @classmethod
+    def _experiments(cls, value: tuple[Experiment, ...]) -> tuple[Experiment, ...]:
+        names = [e.name for e in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"experiment names repeat: {names}")
+        return value
+
+    _config_file: ClassVar[Path | None] = None  # set on a subclass by load_settings
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = cast(type[Settings], settings_cls)._config_file
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir if self.models_dir is not None else self.data_dir / "models"
+
+
+def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the TOML file ``config`` (if given), the environment and ``overrides``
+    (highest first: overrides, environment, file, defaults)."""
+    if config is None:
+        return Settings(**overrides)
+    path = Path(config)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such configuration file")
+
+    class _FromFile(Settings):
+        _config_file: ClassVar[Path | None] = path
+
+    return _FromFile(**overrides)
