@@ -212,9 +212,8 @@ class Amplifier:
 
     def open_items(self) -> npt.NDArray[np.uint64]:
         """Items in a tier with budget left: what exploration slots draw from."""
-        return np.fromiter(
-            (i for i, e in self._items.items() if e.state in OPEN_STATES), dtype=np.uint64
-        )
+        entries = list(self._items.items())  # one step under the GIL: safe beside a writer
+        return np.array([i for i, e in entries if e.state in OPEN_STATES], dtype=np.uint64)
 
     def state(self, item: int) -> dict[str, Any] | None:
         """The item's tier, state and history, as the API shows it; None if unknown."""

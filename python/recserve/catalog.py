@@ -133,7 +133,8 @@ class Catalog:
         """Every live item's key (a cached array; do not modify)."""
         keys = self._keys
         if keys is None:
-            keys = self._keys = np.fromiter(self._items, dtype=np.uint64, count=len(self._items))
+            # list() of a dict is one step under the GIL: safe while a writer adds items
+            keys = self._keys = np.array(list(self._items), dtype=np.uint64)
         return keys
 
     def tagged(self, tags: Sequence[str]) -> npt.NDArray[np.uint64]:

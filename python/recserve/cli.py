@@ -8,6 +8,8 @@
 ``recserve log movielens|synthetic --out DIR``
                    write an impression log (docs/impression-log.md): from MovieLens-100K in
                    ../shared/data, or a seeded synthetic one whose outcomes follow a known model.
+``recserve serve [--config FILE] [--host H] [--port P] [--data-dir DIR] [--dims D]``
+                   the feed service (HTTP API, embedded store in DIR); see the README.
 ``recserve train --log DIR --out models/NAME.rsm``
                    train the multi-task ranker on a log (needs ``pip install 'recserve[train]'``),
                    print held-out AUC and log-loss per head for fp32 and int8, write the int8 model.
@@ -167,6 +169,27 @@ def train_model(args: argparse.Namespace) -> None:
     print(f"wrote the int8 model to {args.out}")
 
 
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from recserve.service.server import serve
+        from recserve.service.settings import load_settings
+    except ImportError as exc:
+        print(f"error: {exc}; install 'recserve[serve]'", file=sys.stderr)
+        return 2
+    overrides = {
+        name: value
+        for name, value in (
+            ("host", args.host),
+            ("port", args.port),
+            ("data_dir", args.data_dir),
+            ("dims", args.dims),
+        )
+        if value is not None
+    }
+    serve(load_settings(args.config, **overrides), log_level=args.log_level)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="recserve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -221,7 +244,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_parser.add_argument("--batch-size", type=int, default=256)
     train_parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     train_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    serve_parser = commands.add_parser("serve", help="run the feed service over HTTP")
+    serve_parser.add_argument("--config", type=Path, default=None, help="a TOML settings file")
+    serve_parser.add_argument("--host", default=None, help="default 127.0.0.1")
+    serve_parser.add_argument("--port", type=int, default=None, help="default 8000")
+    serve_parser.add_argument("--data-dir", type=Path, default=None, help="default ./recserve-data")
+    serve_parser.add_argument("--dims", type=int, default=None, help="default: from the first items")
+    serve_parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
     if args.command == "info":
         print(f"recserve {__version__}")
         print(f"active ISA: {simd.active_isa()} ({simd.active_variant()})")

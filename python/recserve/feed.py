@@ -191,7 +191,7 @@ class FeedBuilder:
         pool = self._filter(user_key, pool, recent, trace_key)
         filtered = time.perf_counter()
 
-        probs, scores, rows_meta = self._rank(user_key, pool, query, long_term, session, ranker, now_s)
+        probs, scores = self._rank(user_key, pool, query, long_term, session, ranker, now_s)
         ranked = time.perf_counter()
         chosen, cap_dropped = self._assemble(pool, scores, n)
         finished = time.perf_counter()
@@ -208,7 +208,7 @@ class FeedBuilder:
         trace = None
         if trace_key is not None:
             trace = self._trace(
-                trace_key, pool, probs, scores, chosen, cap_dropped, ranker, query, rows_meta
+                trace_key, user_key, recent, pool, probs, scores, chosen, cap_dropped, ranker, query
             )
         return FeedResult(
             items,
@@ -313,15 +313,15 @@ class FeedBuilder:
         session: npt.NDArray[np.float32],
         ranker: Ranker | SimilarityRanker,
         now_s: float,
-    ) -> tuple[npt.NDArray[np.float32] | None, npt.NDArray[np.float32], Any]:
+    ) -> tuple[npt.NDArray[np.float32] | None, npt.NDArray[np.float32]]:
         n = len(pool.keys)
         if n == 0:
-            return None, np.zeros(0, np.float32), None
+            return None, np.zeros(0, np.float32)
         state = self.profiles.items(pool.keys)
         if isinstance(ranker, SimilarityRanker):
             if query is None:
-                return None, np.zeros(n, np.float32), state
-            return None, (state.vectors @ query).astype(np.float32), state
+                return None, np.zeros(n, np.float32)
+            return None, (state.vectors @ query).astype(np.float32)
         st = state.stats
         created = np.fromiter(
             (self._created_s(k) for k in pool.keys.tolist()), dtype=np.float64, count=n
@@ -350,7 +350,7 @@ class FeedBuilder:
             Context(now=now_s, position=0),
         )
         probs, scores = ranker.score(rows)
-        return probs, scores.astype(np.float32), state
+        return probs, scores.astype(np.float32)
 
     def _created_s(self, key: int) -> float:
         item = self.catalog.by_key(key)
@@ -399,6 +399,8 @@ class FeedBuilder:
     def _trace(
         self,
         key: int,
+        user_key: int,
+        recent: U64,
         pool: _Pool,
         probs: npt.NDArray[np.float32] | None,
         scores: npt.NDArray[np.float32],
@@ -406,7 +408,6 @@ class FeedBuilder:
         capped: set[int],
         ranker: Ranker | SimilarityRanker,
         query: Any,
-        state: Any,
     ) -> dict[str, Any]:
         item = self.catalog.by_key(key)
         out: dict[str, Any] = {
@@ -420,13 +421,19 @@ class FeedBuilder:
             out.update(served=False, filtered=pool.dropped[key])
             return out
         if not len(at):
-            out.update(served=False, filtered=None, retrieved=False)
+            filtered = None
+            if np.isin(np.uint64(key), recent):
+                filtered = "served to the user recently"
+            elif self.profiles.seen(user_key, [key])[0]:
+                filtered = "seen by the user"
+            out.update(served=False, filtered=filtered, retrieved=False)
             if item is not None and query is not None:
                 vector = self.profiles.items([key]).vectors[0]
                 norm = float(np.linalg.norm(vector) * np.linalg.norm(query))
                 if norm > 0:
                     out["distance"] = 1.0 - float(vector @ query) / norm
-            out["reason"] = "not among the candidates (not near enough, not open, not trending)"
+            if filtered is None:
+                out["reason"] = "not among the candidates (not near enough, not open, not trending)"
             return out
         i = int(at[0])
         distance = float(pool.distances[i])

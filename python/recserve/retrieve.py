@@ -9,6 +9,7 @@ popular start of a user with no history.
 
 from __future__ import annotations
 
+import heapq
 import math
 import threading
 
@@ -58,12 +59,13 @@ class Trending:
         self.refresh_s = refresh_s
         self._lock = threading.Lock()
         self._scores: dict[int, float] = {}  # score as of _epoch_s (decay folded in lazily)
-        self._epoch_s = 0.0
+        self._epoch_s: float | None = None  # set by the first add
         self._top: npt.NDArray[np.uint64] = np.zeros(0, dtype=np.uint64)
         self._top_at = -math.inf
 
     def _growth(self, now_s: float) -> float:
         # Scores are stored scaled to the epoch: adding at time t adds w * 2^((t - epoch)/h).
+        assert self._epoch_s is not None
         return float(2.0 ** ((now_s - self._epoch_s) / self.half_life_s))
 
     def add(self, items: npt.NDArray[np.uint64], types: npt.NDArray[np.uint8], now_s: float) -> None:
@@ -74,7 +76,7 @@ class Trending:
         keys, inverse = np.unique(items[keep], return_inverse=True)
         sums = np.bincount(inverse, weights=weights[keep])
         with self._lock:
-            if now_s - self._epoch_s > 20 * self.half_life_s:
+            if self._epoch_s is None or abs(now_s - self._epoch_s) > 20 * self.half_life_s:
                 self._rebase(now_s)
             scale = self._growth(now_s)
             scores = self._scores
@@ -82,8 +84,9 @@ class Trending:
                 scores[key] = scores.get(key, 0.0) + value
 
     def _rebase(self, now_s: float) -> None:
-        shrink = 1.0 / self._growth(now_s)
-        self._scores = {k: v * shrink for k, v in self._scores.items() if v * shrink > 1e-6}
+        if self._epoch_s is not None:
+            shrink = 2.0 ** (-max(min((now_s - self._epoch_s) / self.half_life_s, 1000.0), -1000.0))
+            self._scores = {k: v * shrink for k, v in self._scores.items() if v * shrink > 1e-6}
         self._epoch_s = now_s
 
     def remove(self, item: int) -> None:
@@ -99,8 +102,6 @@ class Trending:
                 if len(self._scores) > 2 * self.keep:  # forget the long tail
                     cut = sorted(self._scores.values(), reverse=True)[self.keep - 1]
                     self._scores = {i: v for i, v in self._scores.items() if v >= cut}
-                best = sorted(
-                    ((v, i) for i, v in self._scores.items() if v > 0.0), reverse=True
-                )[: max(k, 256)]
-                self._top = np.array([i for _, i in best], dtype=np.uint64)
+                best = heapq.nlargest(max(k, 256), self._scores.items(), key=lambda kv: kv[1])
+                self._top = np.array([i for i, v in best if v > 0.0], dtype=np.uint64)
             return self._top[:k]

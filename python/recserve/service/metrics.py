@@ -1,0 +1,107 @@
+"""Prometheus metrics of one service instance (its own registry, so apps in one process, as in
+tests, do not share counters). Exported at ``GET /metrics``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = ["Metrics"]
+
+_STAGE_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+)
+
+
+class _ArmRates(Collector):
+    """Per-arm completion rate and likes per impression, computed at scrape time."""
+
+    def __init__(self, counts: Callable[[], dict[tuple[str, str], dict[str, float]]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        completion = GaugeMetricFamily(
+            "recserve_arm_completion_rate",
+            "Completed watches per impression, per experiment arm",
+            labels=["experiment", "arm"],
+        )
+        likes = GaugeMetricFamily(
+            "recserve_arm_likes_per_impression",
+            "Likes per impression, per experiment arm",
+            labels=["experiment", "arm"],
+        )
+        for (experiment, arm), c in sorted(self._counts().items()):
+            impressions = max(c.get("impression", 0.0), 1.0)
+            completion.add_metric([experiment, arm], c.get("complete", 0.0) / impressions)
+            likes.add_metric([experiment, arm], c.get("like", 0.0) / impressions)
+        yield completion
+        yield likes
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.stage_seconds = Histogram(
+            "recserve_feed_stage_seconds",
+            "Feed assembly time per stage",
+            ["stage"],
+            buckets=_STAGE_BUCKETS,
+            registry=r,
+        )
+        self.events_applied = Counter(
+            "recserve_events_applied", "Distinct events applied", registry=r
+        )
+        self.events_duplicate = Counter(
+            "recserve_events_duplicate", "Redelivered events recognised and skipped", registry=r
+        )
+        self.precompute = Counter(
+            "recserve_precompute_requests",
+            "Feed requests by whether a precomputed page served them",
+            ["result"],
+            registry=r,
+        )
+        self.amplification = Counter(
+            "recserve_amplification_transitions",
+            "Amplification transitions (promoted, stopped, graduated)",
+            ["state"],
+            registry=r,
+        )
+        self.takedown_seconds = Histogram(
+            "recserve_takedown_propagation_seconds",
+            "From a takedown request to the item gone from the index, pools and caches",
+            buckets=_STAGE_BUCKETS,
+            registry=r,
+        )
+        self.arm_events = Counter(
+            "recserve_arm_events",
+            "Events per experiment arm and outcome (impression, complete, like)",
+            ["experiment", "arm", "outcome"],
+            registry=r,
+        )
+        self.feeds_served = Counter(
+            "recserve_feeds_served", "Feed pages served, per experiment arm", ["experiment", "arm"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "recserve_requests_rejected", "Requests refused under overload", registry=r
+        )
+        self.evictions = Gauge(
+            "recserve_profile_evictions", "User and item rows evicted by capacity", registry=r
+        )
+        self._arm_counts: dict[tuple[str, str], dict[str, float]] = {}
+        r.register(_ArmRates(lambda: self._arm_counts))
+
+    def count_arm(self, experiment: str, arm: str, outcome: str, n: int = 1) -> None:
+        self.arm_events.labels(experiment, arm, outcome).inc(n)
+        counts = self._arm_counts.setdefault((experiment, arm), {})
+        counts[outcome] = counts.get(outcome, 0.0) + n
+
+    def render(self, refresh: Callable[[], Any] | None = None) -> bytes:
+        if refresh is not None:
+            refresh()
+        return generate_latest(self.registry)
