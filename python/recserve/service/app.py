@@ -53,10 +53,6 @@ async def _send_json(send: Send, status: int, body: dict[str, Any], headers: lis
     await send({"type": "http.response.body", "body": data})
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class Guard:
     """ASGI middleware: refuses bodies over the limit (413) and requests over the in-flight
     limit (503 + Retry-After), before any routing or parsing."""
@@ -84,28 +80,28 @@ class Guard:
             )
             return
         received = 0
-        started = False
+        refused = False
 
         async def counted_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _BodyTooLarge
+                if received > self.limit:  # a chunked body with no length said up front
+                    refused = True
+                    await _send_json(send, 413, {"detail": f"body over {self.limit} bytes"}, [])
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        async def guarded_send(message: Message) -> None:
+            if not refused:  # after a 413, the app's own answer has nowhere to go
+                await send(message)
 
         self.inflight += 1
         try:
-            await self.app(scope, counted_receive, tracked_send)
-        except _BodyTooLarge:
-            if not started:
-                await _send_json(send, 413, {"detail": f"body over {self.limit} bytes"}, [])
+            await self.app(scope, counted_receive, guarded_send)
         finally:
             self.inflight -= 1
 

@@ -34,7 +34,7 @@ import numpy as np
 from recserve.amplify import Amplifier, AmplifyConfig
 from recserve.catalog import Catalog, Item
 from recserve.feed import FeedBuilder, FeedResult, ServedMemory, UserPrefs
-from recserve.ids import key_of
+from recserve.ids import key_of, keys_of
 from recserve.profiles import EVENT_TYPES, Events, Profiles, ProfilesConfig, UpdateRule
 from recserve.rank import BUILTIN_VERSION, ModelRegistry, Ranker, SimilarityRanker
 from recserve.retrieve import Trending
@@ -457,14 +457,14 @@ class Engine:
             if row.type == "watch" and row.watch_ms is None:
                 raise ValueError(f"events[{i}].watch_ms: required for a watch")
         events = Events.of(
-            users=[key_of(r.user_id) for r in rows],
-            items=[key_of(r.item_id) for r in rows],
+            users=keys_of(r.user_id for r in rows),
+            items=keys_of(r.item_id for r in rows),
             types=types,
             watch_ms=watch,
             duration_ms=duration,
             ts_ms=[now if r.ts is None else r.ts for r in rows],
             seq=np.ones(n, dtype=np.uint64),  # replaced by log-ordered seqs in the store
-            event_keys=[key_of(r.event_id) for r in rows],
+            event_keys=keys_of(r.event_id for r in rows),
         )
         result = store.apply(events, assign_seq=True)
         self.metrics.events_applied.inc(result.applied)

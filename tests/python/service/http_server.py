@@ -1,0 +1,107 @@
+"""Helpers for the service tests. A real recserve server: ``python -m recserve serve`` on 127.0.0.1 (a free
+port), its own data directory and TOML configuration, driven over HTTP with httpx."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+DIMS = 16
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    def __init__(self, data_dir: Path, config: str = "") -> None:
+        self.data_dir = data_dir
+        self.config_path = data_dir.parent / f"{data_dir.name}.toml"
+        self.config_path.write_text(config)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = data_dir.parent / f"{data_dir.name}.log"
+
+    def start(self, timeout: float = 60.0) -> Server:
+        """Starts the process and waits until /readyz says 200."""
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    def launch(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RECSERVE_")}
+        with self.log.open("ab") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                [
+                    sys.executable, "-m", "recserve", "serve",
+                    "--config", str(self.config_path),
+                    "--data-dir", str(self.data_dir),
+                    "--host", "127.0.0.1",
+                    "--port", str(self.port),
+                    "--log-level", "warning",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+
+    def wait_ready(self, timeout: float) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"the server did not get ready: {self.log.read_text()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout=timeout)
+        self.process = None
+        return code
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30.0)
+
+
+def item_batch(n: int, seed: int, *, prefix: str = "v", creators: int = 50, tags: int = 8) -> list[dict[str, Any]]:
+    """n items with clustered embeddings (seeded), a creator and a tag each."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((8, DIMS))
+    cluster = rng.integers(0, 8, n)
+    vectors = centres[cluster] + 0.3 * rng.standard_normal((n, DIMS))
+    return [
+        {
+            "id": f"{prefix}{i}",
+            "embedding": [round(float(x), 6) for x in vectors[i]],
+            "creator_id": f"c{i % creators}",
+            "duration_ms": 15_000,
+            "tags": [f"t{cluster[i] % tags}"],
+        }
+        for i in range(n)
+    ]
+
+
+def watch(event_id: str, user: str, item: str, fraction: float = 1.0, **extra: Any) -> dict[str, Any]:
+    return {
+        "event_id": event_id, "user_id": user, "item_id": item, "type": "watch",
+        "watch_ms": int(15_000 * fraction), "duration_ms": 15_000, **extra,
+    }
