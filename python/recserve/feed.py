@@ -244,11 +244,11 @@ class FeedBuilder:
             if len(tagged) > s.candidates:
                 tagged = rng.choice(tagged, size=s.candidates, replace=False)
             parts.append((tagged, COLD_START, None))
-            parts.append((self.trending.top(s.candidates, now_s), COLD_START, None))
-            everything = self.catalog.keys()
-            if len(everything):
-                sample = rng.choice(everything, size=min(s.candidates, len(everything)), replace=False)
-                parts.append((sample, COLD_START, None))
+            if len(tagged) < s.candidates // 4:  # too few to fill pages: popular and random too
+                parts.append((self.trending.top(s.candidates, now_s), COLD_START, None))
+                everything = self.catalog.keys()
+                size = min(s.candidates, len(everything))
+                parts.append((rng.choice(everything, size=size, replace=False), COLD_START, None))
         elif s.trending:
             parts.append((self.trending.top(s.trending, now_s), TRENDING, None))
 

@@ -172,6 +172,7 @@ class _Precomputer:
         self._queued: set[str] = set()
         self._pages: dict[int, tuple[tuple[int, ...], FeedResult, str | None]] = {}
         self._stop = False
+        self._busy = 0
         self._thread = threading.Thread(target=self._run, name="recserve-precompute", daemon=True)
         self._thread.start()
 
@@ -190,6 +191,11 @@ class _Precomputer:
             return None
         return entry[1], entry[2]
 
+    def pages(self) -> tuple[int, int]:
+        """(pages waiting to be served, users waiting for a page or being computed)."""
+        with self._cond:
+            return len(self._pages), len(self._queue) + self._busy
+
     def drop_containing(self, key: int) -> None:
         with self._cond:
             for user in [u for u, (_, r, _) in self._pages.items() if any(s.key == key for s in r.items)]:
@@ -204,15 +210,16 @@ class _Precomputer:
                     return
                 user = self._queue.popleft()
                 self._queued.discard(user)
+                self._busy = 1
             try:
                 computed = self.engine._compute_page(user)
             except Exception:  # a failed precompute only means the request computes inline
                 log.exception("precomputing the feed of %r failed", user)
-                continue
-            if computed is not None:
-                stamp, result, label = computed
-                with self._cond:
-                    self._pages[key_of(user)] = (stamp, result, label)
+                computed = None
+            with self._cond:
+                self._busy = 0
+                if computed is not None:
+                    self._pages[key_of(user)] = computed
                     while len(self._pages) > 100_000:
                         self._pages.pop(next(iter(self._pages)))
 
@@ -700,6 +707,10 @@ class Engine:
         return {"active": version}
 
     def refresh_gauges(self) -> None:
+        if self._precompute is not None:
+            pages, backlog = self._precompute.pages()
+            self.metrics.precomputed_pages.set(pages)
+            self.metrics.precompute_backlog.set(backlog)
         if self.store is not None:
             stats = self.store.profiles.stats()
             self.metrics.evictions.set(

@@ -93,6 +93,13 @@ class Metrics:
         self.evictions = Gauge(
             "recserve_profile_evictions", "User and item rows evicted by capacity", registry=r
         )
+        self.precomputed_pages = Gauge(
+            "recserve_precomputed_pages", "Pages computed ahead and not yet served", registry=r
+        )
+        self.precompute_backlog = Gauge(
+            "recserve_precompute_backlog", "Users whose next page is queued or being computed",
+            registry=r,
+        )
         self._arm_counts: dict[tuple[str, str], dict[str, float]] = {}
         r.register(_ArmRates(lambda: self._arm_counts))
 
