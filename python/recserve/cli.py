@@ -249,7 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_parser.add_argument("--host", default=None, help="default 127.0.0.1")
     serve_parser.add_argument("--port", type=int, default=None, help="default 8000")
     serve_parser.add_argument("--data-dir", type=Path, default=None, help="default ./recserve-data")
-    serve_parser.add_argument("--dims", type=int, default=None, help="default: from the first items")
+    serve_parser.add_argument(
+        "--dims", type=int, default=None, help="default: from the first items posted"
+    )
     serve_parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     if args.command == "serve":

@@ -71,7 +71,9 @@ class UserPrefs:
         self._interests: dict[int, tuple[str, ...]] = {}
         self._blocked: dict[int, frozenset[str]] = {}
 
-    def set(self, user: int, interests: Sequence[str] | None, blocked: Sequence[str] | None) -> None:
+    def set(
+        self, user: int, interests: Sequence[str] | None, blocked: Sequence[str] | None
+    ) -> None:
         if interests is not None:
             self._interests[user] = tuple(interests)
         if blocked is not None:
@@ -88,9 +90,7 @@ class UserPrefs:
 
     def state(self) -> dict[str, Any]:
         users = set(self._interests) | set(self._blocked)
-        return {
-            str(u): [list(self.interests(u)), sorted(self.blocked(u))] for u in sorted(users)
-        }
+        return {str(u): [list(self.interests(u)), sorted(self.blocked(u))] for u in sorted(users)}
 
     def restore(self, state: dict[str, Any]) -> None:
         for user, (interests, blocked) in state.items():
@@ -184,7 +184,9 @@ class FeedBuilder:
         vectors = self.profiles.user_vectors([user_key], now_ms=now_ms)
         long_term, session = vectors.long_term[0], vectors.session[0]
         query = query_vector(long_term, session, s.session_weight)
-        recent = np.concatenate([self.profiles.recent_items(user_key), self.served.recent(user_key)])
+        recent = np.concatenate(
+            [self.profiles.recent_items(user_key), self.served.recent(user_key)]
+        )
 
         pool = self._candidates(user_key, query, recent, rng, now_s)
         retrieved = time.perf_counter()
@@ -253,10 +255,21 @@ class FeedBuilder:
             parts.append((self.trending.top(s.trending, now_s), TRENDING, None))
 
         keys = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.uint64)
-        sources = np.concatenate([np.full(len(p[0]), p[1], np.int8) for p in parts]) if parts else np.zeros(0, np.int8)
-        distances = np.concatenate(
-            [p[2] if p[2] is not None else np.full(len(p[0]), np.nan, np.float32) for p in parts]
-        ) if parts else np.zeros(0, np.float32)
+        sources = (
+            np.concatenate([np.full(len(p[0]), p[1], np.int8) for p in parts])
+            if parts
+            else np.zeros(0, np.int8)
+        )
+        distances = (
+            np.concatenate(
+                [
+                    p[2] if p[2] is not None else np.full(len(p[0]), np.nan, np.float32)
+                    for p in parts
+                ]
+            )
+            if parts
+            else np.zeros(0, np.float32)
+        )
         # An item found by several sources keeps the first (ANN before the others); an open-tier
         # item that ANN did not find is an exploration candidate: it competes for those slots.
         keys_u, first = np.unique(keys.astype(np.uint64), return_index=True)
@@ -361,7 +374,9 @@ class FeedBuilder:
         return item.id if item is not None else ""
 
     # ---- page -------------------------------------------------------------------------------
-    def _assemble(self, pool: _Pool, scores: npt.NDArray[np.float32], n: int) -> tuple[list[int], set[int]]:
+    def _assemble(
+        self, pool: _Pool, scores: npt.NDArray[np.float32], n: int
+    ) -> tuple[list[int], set[int]]:
         """Indices into the pool, in page order; and those left out by the creator cap."""
         s = self.settings
         order = np.argsort(-scores, kind="stable").tolist()
@@ -369,7 +384,7 @@ class FeedBuilder:
         capped: set[int] = set()
 
         def take(candidates: list[int], limit: int) -> list[int]:
-            out = []
+            out: list[int] = []
             for i in candidates:
                 if len(out) >= limit:
                     break
@@ -448,7 +463,9 @@ class FeedBuilder:
             served=i in chosen,
         )
         if probs is not None:
-            out["probabilities"] = {h: float(p) for h, p in zip(ranker.heads, probs[i], strict=True)}
+            out["probabilities"] = {
+                h: float(p) for h, p in zip(ranker.heads, probs[i], strict=True)
+            }
         if i in chosen:
             out["position"] = chosen.index(i)
         elif i in capped:

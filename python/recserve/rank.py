@@ -112,7 +112,11 @@ class ModelRegistry:
         return path
 
     def versions(self) -> list[str]:
-        found = sorted(p.stem for p in self.models_dir.glob("*.rsm")) if self.models_dir.is_dir() else []
+        found = (
+            sorted(p.stem for p in self.models_dir.glob("*.rsm"))
+            if self.models_dir.is_dir()
+            else []
+        )
         return [BUILTIN_VERSION, *found]
 
     def get(self, version: str) -> Ranker:

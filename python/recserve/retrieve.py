@@ -68,7 +68,9 @@ class Trending:
         assert self._epoch_s is not None
         return float(2.0 ** ((now_s - self._epoch_s) / self.half_life_s))
 
-    def add(self, items: npt.NDArray[np.uint64], types: npt.NDArray[np.uint8], now_s: float) -> None:
+    def add(
+        self, items: npt.NDArray[np.uint64], types: npt.NDArray[np.uint8], now_s: float
+    ) -> None:
         weights = _WEIGHT_BY_CODE[types]
         keep = weights != 0.0
         if not keep.any():

@@ -41,13 +41,19 @@ def _error(status: int, detail: Any, headers: dict[str, str] | None = None) -> J
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]
+) -> None:
     data = json.dumps(body).encode()
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *headers],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+                *headers,
+            ],
         }
     )
     await send({"type": "http.response.body", "body": data})
@@ -76,7 +82,10 @@ class Guard:
         if self.inflight >= self.max_inflight:
             self.metrics.rejected.inc()
             await _send_json(
-                send, 503, {"detail": "overloaded; retry later"}, [(b"retry-after", self.retry_after)]
+                send,
+                503,
+                {"detail": "overloaded; retry later"},
+                [(b"retry-after", self.retry_after)],
             )
             return
         received = 0
@@ -109,7 +118,9 @@ class Guard:
 def _validation_detail(error: RequestValidationError) -> tuple[int, Any]:
     errors = error.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
-        return 400, "malformed JSON: " + "; ".join(str(e.get("ctx", {}).get("error", e["msg"])) for e in errors)
+        return 400, "malformed JSON: " + "; ".join(
+            str(e.get("ctx", {}).get("error", e["msg"])) for e in errors
+        )
     detail = [
         {
             "loc": list(e["loc"]),

@@ -119,7 +119,10 @@ class _State:
         (length,) = _JSON_LENGTH.unpack_from(body)
         header = json.loads(body[_JSON_LENGTH.size : _JSON_LENGTH.size + length])
         if kind == ITEMS:
-            items = [Item(*row[:3], tuple(row[3]), *row[4:]) for row in header["items"]]
+            items = [
+                Item(id_, creator, duration, tuple(tags), created, media)
+                for id_, creator, duration, tags, created, media in header["items"]
+            ]
             vectors = np.frombuffer(
                 body, dtype=np.float32, offset=_JSON_LENGTH.size + length
             ).reshape(len(items), self.catalog.dims)
@@ -198,7 +201,9 @@ class _Precomputer:
 
     def drop_containing(self, key: int) -> None:
         with self._cond:
-            for user in [u for u, (_, r, _) in self._pages.items() if any(s.key == key for s in r.items)]:
+            for user in [
+                u for u, (_, r, _) in self._pages.items() if any(s.key == key for s in r.items)
+            ]:
                 del self._pages[user]
 
     def _run(self) -> None:
@@ -269,7 +274,8 @@ class Engine:
                 dims = self.settings.dims
             elif self.settings.dims is not None and self.settings.dims != dims:
                 raise ValueError(
-                    f"{self.data_dir} holds dims {dims}; the configuration says {self.settings.dims}"
+                    f"{self.data_dir} holds dims {dims}; "
+                    f"the configuration says {self.settings.dims}"
                 )
             if dims is not None:
                 self._open(dims)
@@ -319,7 +325,13 @@ class Engine:
                     self.ranker.with_blend(arm.blend)
         self.registry, self.state, self.store = registry, state, store
         self.builder = FeedBuilder(
-            s.feed, state.catalog, store.profiles, state.amplifier, self.trending, state.users, self.served
+            s.feed,
+            state.catalog,
+            store.profiles,
+            state.amplifier,
+            self.trending,
+            state.users,
+            self.served,
         )
         if s.feed.precompute:
             self._precompute = _Precomputer(self)
@@ -504,8 +516,10 @@ class Engine:
                 outcome = "impression"
             elif row.type == "like":
                 outcome = "like"
-            elif row.type == "watch" and events.duration_ms[i] and (
-                events.watch_ms[i] >= threshold * events.duration_ms[i]
+            elif (
+                row.type == "watch"
+                and events.duration_ms[i]
+                and (events.watch_ms[i] >= threshold * events.duration_ms[i])
             ):
                 outcome = "complete"
             if outcome is not None:
@@ -541,7 +555,8 @@ class Engine:
         return ranker.with_blend(assignment.blend)
 
     def _stamp(self, user_key: int) -> tuple[int, ...]:
-        assert self.store is not None and self.state is not None
+        assert self.store is not None
+        assert self.state is not None
         user = self.store.profiles.user_state([user_key])
         return (
             int(user["high_water_seq"][0]),
@@ -593,7 +608,9 @@ class Engine:
             self.metrics.feeds_served.labels(experiment, arm).inc()
         if self._impressions is not None:
             records = [
-                Impression(now, request_id, user_id, s.key, position, result.model_version, label or "")
+                Impression(
+                    now, request_id, user_id, s.key, position, result.model_version, label or ""
+                )
                 for position, s in enumerate(items)
             ]
             with self._log_lock:
@@ -641,7 +658,9 @@ class Engine:
         }
 
     # ---- users ------------------------------------------------------------------------------
-    def set_user(self, user_id: str, interests: Sequence[str] | None, blocked: Sequence[str] | None) -> None:
+    def set_user(
+        self, user_id: str, interests: Sequence[str] | None, blocked: Sequence[str] | None
+    ) -> None:
         store, state, _ = self._require()
         key = key_of(user_id)
         header = {
@@ -676,7 +695,9 @@ class Engine:
             "interests": list(state.users.interests(key)),
             "blocked_creators": sorted(state.users.blocked(key)),
             "recent_items": [
-                item.id for k in recent.tolist()[:20] if (item := state.catalog.by_key(k)) is not None
+                item.id
+                for k in recent.tolist()[:20]
+                if (item := state.catalog.by_key(k)) is not None
             ],
         }
 
@@ -713,7 +734,4 @@ class Engine:
             self.metrics.precompute_backlog.set(backlog)
         if self.store is not None:
             stats = self.store.profiles.stats()
-            self.metrics.evictions.set(
-                sum(v for k, v in stats.items() if "evict" in k)
-            )
-
+            self.metrics.evictions.set(sum(v for k, v in stats.items() if "evict" in k))

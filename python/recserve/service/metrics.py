@@ -13,7 +13,18 @@ from prometheus_client.registry import Collector
 __all__ = ["Metrics"]
 
 _STAGE_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
 )
 
 
@@ -84,7 +95,9 @@ class Metrics:
             registry=r,
         )
         self.feeds_served = Counter(
-            "recserve_feeds_served", "Feed pages served, per experiment arm", ["experiment", "arm"],
+            "recserve_feeds_served",
+            "Feed pages served, per experiment arm",
+            ["experiment", "arm"],
             registry=r,
         )
         self.rejected = Counter(
@@ -97,7 +110,8 @@ class Metrics:
             "recserve_precomputed_pages", "Pages computed ahead and not yet served", registry=r
         )
         self.precompute_backlog = Gauge(
-            "recserve_precompute_backlog", "Users whose next page is queued or being computed",
+            "recserve_precompute_backlog",
+            "Users whose next page is queued or being computed",
             registry=r,
         )
         self._arm_counts: dict[tuple[str, str], dict[str, float]] = {}

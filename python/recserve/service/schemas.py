@@ -28,8 +28,8 @@ class ItemIn(_Strict):
     tags: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         default_factory=list, max_length=64
     )
-    created_at: int | None = Field(None, ge=0, description="ms since the epoch")
-    media_key: str | None = Field(None, min_length=1, max_length=1024)
+    created_at: int | None = Field(default=None, ge=0, description="ms since the epoch")
+    media_key: str | None = Field(default=None, min_length=1, max_length=1024)
 
 
 class ItemsIn(_Strict):
@@ -41,11 +41,13 @@ class EventIn(_Strict):
     user_id: Id
     item_id: Id
     type: EventType
-    watch_ms: int | None = Field(None, ge=0, lt=2**32)
-    duration_ms: int | None = Field(None, gt=0, lt=2**32)
-    ts: int | None = Field(None, ge=0, lt=2**63, description="ms since the epoch; default now")
-    session_id: str | None = Field(None, max_length=256)
-    request_id: str | None = Field(None, max_length=256)
+    watch_ms: int | None = Field(default=None, ge=0, lt=2**32)
+    duration_ms: int | None = Field(default=None, gt=0, lt=2**32)
+    ts: int | None = Field(
+        default=None, ge=0, lt=2**63, description="ms since the epoch; default now"
+    )
+    session_id: str | None = Field(default=None, max_length=256)
+    request_id: str | None = Field(default=None, max_length=256)
 
 
 class EventsIn(_Strict):
@@ -54,6 +56,6 @@ class EventsIn(_Strict):
 
 class UserIn(_Strict):
     interests: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
-        None, max_length=64
+        default=None, max_length=64
     )
-    blocked_creators: list[Id] | None = Field(None, max_length=10_000)
+    blocked_creators: list[Id] | None = Field(default=None, max_length=10_000)

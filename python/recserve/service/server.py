@@ -7,7 +7,9 @@ the engine writes its final snapshot and the process exits 0.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from types import FrameType
 
 import uvicorn
@@ -28,9 +30,19 @@ class _Server(uvicorn.Server):
         self.engine.shutting_down = True
         super().handle_exit(sig, frame)
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            # uvicorn raises the captured signal again once done, so the process would die of
+            # it; a drained shutdown with its final snapshot written is a clean exit.
+            self._captured_signals.clear()
+
 
 def serve(settings: Settings, *, log_level: str = "info") -> None:
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     engine = Engine(settings)
     app = create_app(settings, engine=engine)
     config = uvicorn.Config(

@@ -27,20 +27,26 @@ __all__ = ["Arm", "Experiment", "FeedSettings", "Settings", "load_settings"]
 class FeedSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    default_n: int = Field(10, ge=1, description="items per page when the request gives no n")
-    max_n: int = Field(100, ge=1, description="the largest n a request may ask for")
-    candidates: int = Field(200, ge=1, description="ANN candidates per request")
-    ef: int = Field(128, ge=1, description="ANN search breadth (>= candidates is used)")
-    explore_slots: int = Field(2, ge=0, description="slots per page for items in open tiers")
-    explore_pool: int = Field(64, ge=1, description="open-tier items sampled per request")
-    trending: int = Field(32, ge=0, description="trending candidates per request")
-    max_per_creator: int = Field(2, ge=1, description="a creator's items per page, at most")
-    session_weight: float = Field(0.5, ge=0.0, le=1.0, description="session share of query")
-    served_memory: int = Field(
-        500, ge=0, description="items recently served to a user that are not served again"
+    default_n: int = Field(
+        default=10, ge=1, description="items per page when the request gives no n"
     )
-    precompute: bool = Field(True, description="compute a user's next page after their events")
-    trending_half_life_s: float = Field(3600.0, gt=0)
+    max_n: int = Field(default=100, ge=1, description="the largest n a request may ask for")
+    candidates: int = Field(default=200, ge=1, description="ANN candidates per request")
+    ef: int = Field(default=128, ge=1, description="ANN search breadth (>= candidates is used)")
+    explore_slots: int = Field(
+        default=2, ge=0, description="slots per page for items in open tiers"
+    )
+    explore_pool: int = Field(default=64, ge=1, description="open-tier items sampled per request")
+    trending: int = Field(default=32, ge=0, description="trending candidates per request")
+    max_per_creator: int = Field(default=2, ge=1, description="a creator's items per page, at most")
+    session_weight: float = Field(default=0.5, ge=0.0, le=1.0, description="session share of query")
+    served_memory: int = Field(
+        default=500, ge=0, description="items recently served to a user that are not served again"
+    )
+    precompute: bool = Field(
+        default=True, description="compute a user's next page after their events"
+    )
+    trending_half_life_s: float = Field(default=3600.0, gt=0)
 
     @model_validator(mode="after")
     def _n_in_range(self) -> FeedSettings:
@@ -53,9 +59,13 @@ class Arm(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1)
-    weight: float = Field(1.0, gt=0, description="share of users, relative to the other arms")
-    model: str | None = Field(None, description="model version; None: the active model")
-    blend: dict[str, float] | None = Field(None, description="head weights; None: the model's")
+    weight: float = Field(
+        default=1.0, gt=0, description="share of users, relative to the other arms"
+    )
+    model: str | None = Field(default=None, description="model version; None: the active model")
+    blend: dict[str, float] | None = Field(
+        default=None, description="head weights; None: the model's"
+    )
 
 
 class Experiment(BaseModel):
@@ -79,19 +89,23 @@ class Settings(BaseSettings):
     )
 
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
+    port: int = Field(default=8000, ge=0, le=65535)
     data_dir: Path = Path("recserve-data")
-    dims: int | None = Field(None, ge=1, description="None: from the first items posted")
-    models_dir: Path | None = Field(None, description="None: <data_dir>/models")
-    model: str | None = Field(None, description="model to activate at start; None: as last run")
-    user_capacity: int = Field(1 << 20, ge=16)
-    item_capacity: int = Field(1 << 20, ge=16)
-    max_body_bytes: int = Field(8 << 20, ge=1024)
-    max_inflight: int = Field(256, ge=1, description="requests at once before 503 Retry-After")
-    retry_after_s: int = Field(1, ge=1)
+    dims: int | None = Field(default=None, ge=1, description="None: from the first items posted")
+    models_dir: Path | None = Field(default=None, description="None: <data_dir>/models")
+    model: str | None = Field(
+        default=None, description="model to activate at start; None: as last run"
+    )
+    user_capacity: int = Field(default=1 << 20, ge=16)
+    item_capacity: int = Field(default=1 << 20, ge=16)
+    max_body_bytes: int = Field(default=8 << 20, ge=1024)
+    max_inflight: int = Field(
+        default=256, ge=1, description="requests at once before 503 Retry-After"
+    )
+    retry_after_s: int = Field(default=1, ge=1)
     media_url_template: str = "/media/{media_key}"
-    snapshot_interval_s: float = Field(300.0, gt=0)
-    shutdown_timeout_s: float = Field(15.0, gt=0)
+    snapshot_interval_s: float = Field(default=300.0, gt=0)
+    shutdown_timeout_s: float = Field(default=15.0, gt=0)
     impression_log: bool = True
     feed: FeedSettings = FeedSettings()
     amplification: dict[str, Any] = Field(default_factory=dict)

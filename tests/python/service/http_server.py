@@ -1,5 +1,5 @@
-"""Helpers for the service tests. A real recserve server: ``python -m recserve serve`` on 127.0.0.1 (a free
-port), its own data directory and TOML configuration, driven over HTTP with httpx."""
+"""Helpers for the service tests. A real recserve server: ``python -m recserve serve`` on
+127.0.0.1 (a free port), its own data directory and TOML configuration, driven by httpx."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 
 DIMS = 16
 
@@ -45,12 +47,20 @@ class Server:
         with self.log.open("ab") as log:  # the child keeps its own descriptor
             self.process = subprocess.Popen(
                 [
-                    sys.executable, "-m", "recserve", "serve",
-                    "--config", str(self.config_path),
-                    "--data-dir", str(self.data_dir),
-                    "--host", "127.0.0.1",
-                    "--port", str(self.port),
-                    "--log-level", "warning",
+                    sys.executable,
+                    "-m",
+                    "recserve",
+                    "serve",
+                    "--config",
+                    str(self.config_path),
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "warning",
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -82,7 +92,9 @@ class Server:
         return httpx.Client(base_url=self.url, timeout=30.0)
 
 
-def item_batch(n: int, seed: int, *, prefix: str = "v", creators: int = 50, tags: int = 8) -> list[dict[str, Any]]:
+def item_batch(
+    n: int, seed: int, *, prefix: str = "v", creators: int = 50, tags: int = 8
+) -> list[dict[str, Any]]:
     """n items with clustered embeddings (seeded), a creator and a tag each."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((8, DIMS))
@@ -100,8 +112,32 @@ def item_batch(n: int, seed: int, *, prefix: str = "v", creators: int = 50, tags
     ]
 
 
-def watch(event_id: str, user: str, item: str, fraction: float = 1.0, **extra: Any) -> dict[str, Any]:
+def watch(
+    event_id: str, user: str, item: str, fraction: float = 1.0, **extra: Any
+) -> dict[str, Any]:
     return {
-        "event_id": event_id, "user_id": user, "item_id": item, "type": "watch",
-        "watch_ms": int(15_000 * fraction), "duration_ms": 15_000, **extra,
+        "event_id": event_id,
+        "user_id": user,
+        "item_id": item,
+        "type": "watch",
+        "watch_ms": int(15_000 * fraction),
+        "duration_ms": 15_000,
+        **extra,
     }
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[Any]:
+    """Starts servers on demand (import it into the test module); kills them at the end."""
+    servers: list[Server] = []
+
+    def make(config: str = "", name: str = "data") -> Server:
+        server = Server(tmp_path / name, config)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        if server.process is not None:
+            server.process.kill()
+            server.process.wait()

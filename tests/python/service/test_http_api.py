@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from http_server import DIMS, Server, item_batch, watch
 
 CONFIG = f"""
@@ -42,9 +41,19 @@ def events_applied(client: httpx.Client, user: str) -> int:
 
 def test_openapi_lists_every_resource(client: httpx.Client) -> None:
     paths = client.get("/openapi.json").json()["paths"]
-    for path in ("/v1/items", "/v1/items/{item_id}", "/v1/events", "/v1/feed/{user_id}",
-                 "/v1/feed/{user_id}/explain", "/v1/users/{user_id}", "/v1/models",
-                 "/v1/models/{version}/activate", "/healthz", "/readyz", "/metrics"):
+    for path in (
+        "/v1/items",
+        "/v1/items/{item_id}",
+        "/v1/events",
+        "/v1/feed/{user_id}",
+        "/v1/feed/{user_id}/explain",
+        "/v1/users/{user_id}",
+        "/v1/models",
+        "/v1/models/{version}/activate",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ):
         assert path in paths
 
 
@@ -52,10 +61,13 @@ def test_posted_item_reads_back_with_stats_and_amplification(client: httpx.Clien
     item = {**item_batch(1, seed=2, prefix="readback")[0], "tags": ["cats"], "media_key": "m/1.mp4"}
     assert client.post("/v1/items", json={"items": [item]}).json() == {"upserted": 1}
     body = client.get("/v1/items/readback0").json()
-    assert body["creator_id"] == item["creator_id"] and body["tags"] == ["cats"]
+    assert body["creator_id"] == item["creator_id"]
+    assert body["tags"] == ["cats"]
     assert body["url"] == "/media/m/1.mp4"
-    assert body["stats"]["impressions"] == 0 and body["stats"]["completion_rate"] == 0.0
-    assert body["amplification"]["state"] == "testing" and body["amplification"]["tier"] == 0
+    assert body["stats"]["impressions"] == 0
+    assert body["stats"]["completion_rate"] == 0.0
+    assert body["amplification"]["state"] == "testing"
+    assert body["amplification"]["tier"] == 0
     assert body["amplification"]["history"][0]["reason"] == "new item"
 
 
@@ -77,7 +89,8 @@ def test_feed_of_an_unknown_user_is_a_cold_start_feed(client: httpx.Client) -> N
     body = client.get("/v1/feed/never-seen-before", params={"n": 10}).json()
     assert len(body["items"]) == 10
     assert {i["source"] for i in body["items"]} <= {"cold_start", "explore"}
-    assert body["request_id"] and body["user_id"] == "never-seen-before"
+    assert body["request_id"]
+    assert body["user_id"] == "never-seen-before"
 
 
 def test_malformed_json_is_400(client: httpx.Client) -> None:
@@ -122,7 +135,9 @@ def test_nan_and_wrong_dims_in_embeddings_are_422_and_change_nothing(client: htt
     item = item_batch(1, seed=4, prefix="broken")[0]
     nan = client.post(
         "/v1/items",
-        content=('{"items": [' + str(item).replace("'", '"').replace("[", "[NaN, ", 1) + "]}").encode(),
+        content=(
+            '{"items": [' + str(item).replace("'", '"').replace("[", "[NaN, ", 1) + "]}"
+        ).encode(),
         headers={"content-type": "application/json"},
     )
     assert nan.status_code == 422
@@ -143,10 +158,14 @@ def test_chunked_body_over_the_limit_is_413(client: httpx.Client) -> None:
     def chunks() -> Iterator[bytes]:
         yield b'{"events": ['
         for i in range(5000):
-            yield (b"," if i else b"") + b'{"event_id": "%d", "user_id": "chunky", "item_id": "v1", "type": "like"}' % i
+            yield (
+                b"," if i else b""
+            ) + b'{"event_id": "%d", "user_id": "chunky", "item_id": "v1", "type": "like"}' % i
         yield b"]}"
 
-    response = client.post("/v1/events", content=chunks(), headers={"content-type": "application/json"})
+    response = client.post(
+        "/v1/events", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413
     assert events_applied(client, "chunky") == 0
 
@@ -188,9 +207,11 @@ def test_overload_is_503_with_retry_after(server: Server, client: httpx.Client) 
 def test_duplicate_delivery_is_accepted_but_not_counted(client: httpx.Client) -> None:
     events = [watch("dup-1", "dupuser", "v3"), {**watch("dup-2", "dupuser", "v4"), "type": "like"}]
     first = client.post("/v1/events", json={"events": events})
-    assert first.status_code == 202 and first.json()["accepted"] == 2
+    assert first.status_code == 202
+    assert first.json()["accepted"] == 2
     again = client.post("/v1/events", json={"events": events})
-    assert again.status_code == 202 and again.json()["duplicates"] == 2
+    assert again.status_code == 202
+    assert again.json()["duplicates"] == 2
     assert events_applied(client, "dupuser") == 2
 
 
@@ -198,7 +219,8 @@ def test_user_onboarding_and_summary(client: httpx.Client) -> None:
     put = client.put("/v1/users/newbie", json={"interests": ["t3"], "blocked_creators": ["c1"]})
     assert put.status_code == 200
     body = client.get("/v1/users/newbie").json()
-    assert body["interests"] == ["t3"] and body["blocked_creators"] == ["c1"]
+    assert body["interests"] == ["t3"]
+    assert body["blocked_creators"] == ["c1"]
     assert body["events_applied"] == 0
     assert client.put("/v1/users/newbie", json={"hobbies": ["x"]}).status_code == 422
 
@@ -206,8 +228,14 @@ def test_user_onboarding_and_summary(client: httpx.Client) -> None:
 def test_metrics_are_prometheus_text(client: httpx.Client) -> None:
     client.get("/v1/feed/metrics-user")
     text = client.get("/metrics").text
-    for name in ("recserve_feed_stage_seconds_bucket", "recserve_events_applied_total",
-                 "recserve_precompute_requests_total", "recserve_takedown_propagation_seconds",
-                 "recserve_amplification_transitions", "recserve_profile_evictions"):
+    for name in (
+        "recserve_feed_stage_seconds_bucket",
+        "recserve_events_applied_total",
+        "recserve_precompute_requests_total",
+        "recserve_takedown_propagation_seconds",
+        "recserve_amplification_transitions",
+        "recserve_profile_evictions",
+    ):
         assert name in text
-    assert 'stage="retrieve"' in text and 'stage="rank"' in text
+    assert 'stage="retrieve"' in text
+    assert 'stage="rank"' in text

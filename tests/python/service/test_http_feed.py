@@ -45,7 +45,10 @@ def test_an_event_changes_the_very_next_feed(client: httpx.Client) -> None:
     before = client.get("/v1/feed/ryw", params={"n": 10}).json()["items"]
     assert {i["source"] for i in before} <= {"cold_start", "explore"}
     liked = before[0]["item_id"]
-    assert client.post("/v1/events", json={"events": [watch("ryw-1", "ryw", liked)]}).status_code == 202
+    assert (
+        client.post("/v1/events", json={"events": [watch("ryw-1", "ryw", liked)]}).status_code
+        == 202
+    )
     after = client.get("/v1/feed/ryw", params={"n": 10}).json()["items"]
     assert liked not in [i["item_id"] for i in after]
     assert any(i["source"] == "ann" for i in after)  # the watch gave the user a direction
@@ -63,7 +66,14 @@ def test_no_item_repeats_over_200_swipes(client: httpx.Client) -> None:
         for item in page:
             swipes += 1
             fraction = 1.0 if swipes % 3 else 0.1
-            events.append({"event_id": f"imp-{swipes}", "user_id": "swiper", "item_id": item, "type": "impression"})
+            events.append(
+                {
+                    "event_id": f"imp-{swipes}",
+                    "user_id": "swiper",
+                    "item_id": item,
+                    "type": "impression",
+                }
+            )
             events.append(watch(f"sw-{swipes}", "swiper", item, fraction))
         seen.update(page)
         assert client.post("/v1/events", json={"events": events}).status_code == 202
@@ -115,7 +125,8 @@ def test_a_page_precomputed_after_events_is_served(client: httpx.Client) -> None
     hits = _metric(client, 'recserve_precompute_requests_total{result="hit"}')
     served = feed_ids(client, user)
     assert _metric(client, 'recserve_precompute_requests_total{result="hit"}') == hits + 1
-    assert page[0] not in served and len(served) == 10
+    assert page[0] not in served
+    assert len(served) == 10
 
 
 def _metric(client: httpx.Client, name: str) -> float:
@@ -129,7 +140,9 @@ def test_cold_start_follows_onboarding_interests(client: httpx.Client) -> None:
     client.put("/v1/users/onboarded", json={"interests": ["t2"]})
     items = client.get("/v1/feed/onboarded", params={"n": 10}).json()["items"]
     tagged = [
-        i for i in items if i["source"] == "cold_start"
+        i
+        for i in items
+        if i["source"] == "cold_start"
         and "t2" in client.get(f"/v1/items/{i['item_id']}").json()["tags"]
     ]
     assert len(tagged) >= 6
@@ -153,13 +166,19 @@ def test_explain_accounts_for_served_and_filtered_items(client: httpx.Client) ->
     assert seen["served"] is False and "seen" in seen["filtered"] or "served" in seen["filtered"]
     fresh = client.get(f"/v1/feed/{user}", params={"n": 10}).json()["items"]
     client.get(f"/v1/feed/{user}/explain", params={"item_id": fresh[0]["item_id"]})
-    other = next(i for i in item_batch(3000, seed=11, creators=400)[::-1]
-                 if i["id"] not in {f["item_id"] for f in fresh + page})
+    other = next(
+        i
+        for i in item_batch(3000, seed=11, creators=400)[::-1]
+        if i["id"] not in {f["item_id"] for f in fresh + page}
+    )
     why = client.get(f"/v1/feed/{user}/explain", params={"item_id": other["id"]}).json()
-    assert why["model_version"] and "blend_weights" in why
+    assert why["model_version"]
+    assert "blend_weights" in why
     assert why["amplification"]["state"] == "testing"
     if why.get("retrieved"):
-        assert "score" in why and why["source"] in {"ann", "explore", "trending"}
+        assert "score" in why
+        assert why["source"] in {"ann", "explore", "trending"}
         assert why["served"] is False or why["served"] is True
     else:
-        assert "distance" in why and why["served"] is False
+        assert "distance" in why
+        assert why["served"] is False

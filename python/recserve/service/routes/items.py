@@ -15,7 +15,11 @@ router = APIRouter(prefix="/v1/items", tags=["items"])
 def upsert_items(body: ItemsIn, request: Request) -> dict[str, int]:
     dims = {len(item.embedding) for item in body.items}
     if len(dims) != 1:
-        first = next(i for i, item in enumerate(body.items) if len(item.embedding) != len(body.items[0].embedding))
+        first = next(
+            i
+            for i, item in enumerate(body.items)
+            if len(item.embedding) != len(body.items[0].embedding)
+        )
         raise ValueError(
             f"items[{first}].embedding: has {len(body.items[first].embedding)} values, "
             f"items[0] has {len(body.items[0].embedding)}"
