@@ -131,10 +131,54 @@ class _Item:
     history: list[Transition]
 
 
+class _OpenPool:
+    """The open items as a list with a position index: O(1) add, remove and uniform sample,
+    so a feed request's exploration draw does not scan every item the amplifier knows."""
+
+    def __init__(self) -> None:
+        self._keys: list[int] = []
+        self._where: dict[int, int] = {}
+
+    def add(self, key: int) -> None:
+        if key not in self._where:
+            self._where[key] = len(self._keys)
+            self._keys.append(key)
+
+    def discard(self, key: int) -> None:
+        at = self._where.pop(key, None)
+        if at is None:
+            return
+        last = self._keys.pop()
+        if at < len(self._keys):
+            self._keys[at] = last
+            self._where[last] = at
+
+    def sample(self, k: int, rng: np.random.Generator) -> npt.NDArray[np.uint64]:
+        keys = self._keys
+        n = len(keys)
+        if n <= k:
+            return np.array(keys, dtype=np.uint64)
+        picks = rng.choice(n, size=k, replace=False) if k * 4 > n else rng.integers(0, n, k)
+        out = []
+        for i in np.unique(picks).tolist():
+            try:
+                out.append(keys[i])
+            except IndexError:  # the pool shrank under us (a writer); skip that pick
+                continue
+        return np.array(out, dtype=np.uint64)
+
+    def __contains__(self, key: int) -> bool:
+        return key in self._where
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
 class Amplifier:
     def __init__(self, config: AmplifyConfig | None = None) -> None:
         self.config = config if config is not None else AmplifyConfig()
         self._items: dict[int, _Item] = {}
+        self._open = _OpenPool()
 
     def enter(self, item: int, now_ms: int, counters: Mapping[str, int] | None = None) -> bool:
         """A new item starts testing at tier 0 (counters: its stats now, if any). An item the
@@ -145,10 +189,12 @@ class Amplifier:
         self._items[item] = _Item(
             0, "testing", start, [Transition(int(now_ms), 0, "testing", "new item")]
         )
+        self._open.add(item)
         return True
 
     def remove(self, item: int) -> bool:
         """Forgets the item (a takedown): it leaves the open pool at once."""
+        self._open.discard(item)
         return self._items.pop(item, None) is not None
 
     def observe(
@@ -193,6 +239,8 @@ class Amplifier:
                     int(now_ms), entry.tier, "promoted", f"passed tier {entry.tier - 1}", rates
                 )
             entry.history.append(transition)
+            if entry.state not in OPEN_STATES:
+                self._open.discard(item)
             made.append((item, transition))
         return made
 
@@ -212,8 +260,18 @@ class Amplifier:
 
     def open_items(self) -> npt.NDArray[np.uint64]:
         """Items in a tier with budget left: what exploration slots draw from."""
-        entries = list(self._items.items())  # one step under the GIL: safe beside a writer
-        return np.array([i for i, e in entries if e.state in OPEN_STATES], dtype=np.uint64)
+        return np.array(list(self._open._keys), dtype=np.uint64)
+
+    def sample_open(self, k: int, rng: np.random.Generator) -> npt.NDArray[np.uint64]:
+        """Up to k distinct open items, uniformly at random."""
+        return self._open.sample(k, rng)
+
+    def is_open(self, item: int) -> bool:
+        return item in self._open
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
 
     def state(self, item: int) -> dict[str, Any] | None:
         """The item's tier, state and history, as the API shows it; None if unknown."""
@@ -259,6 +317,8 @@ class Amplifier:
                     f"amplification state of item {key} is invalid: {e['state']!r}, "
                     f"tier {e['tier']} of {tiers}"
                 )
+            if e["state"] in OPEN_STATES:
+                amplifier._open.add(int(key))
             amplifier._items[int(key)] = _Item(
                 int(e["tier"]),
                 e["state"],

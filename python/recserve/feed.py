@@ -235,11 +235,8 @@ class FeedBuilder:
                 query, k=s.candidates, ef=max(s.ef, s.candidates), exclude=recent
             )
             parts.append((keys, ANN, distances))
-        open_items = self.amplifier.open_items()
-        if len(open_items) and s.explore_slots:
-            if len(open_items) > s.explore_pool:
-                open_items = rng.choice(open_items, size=s.explore_pool, replace=False)
-            parts.append((open_items, EXPLORE, None))
+        if s.explore_slots and self.amplifier.open_count:
+            parts.append((self.amplifier.sample_open(s.explore_pool, rng), EXPLORE, None))
         if query is None:
             interests = self.users.interests(user_key)
             tagged = self.catalog.tagged(interests) if interests else np.zeros(0, np.uint64)
@@ -275,7 +272,9 @@ class FeedBuilder:
         keys_u, first = np.unique(keys.astype(np.uint64), return_index=True)
         src = sources[first]
         dist = distances[first]
-        is_open = np.isin(keys_u, open_items) if len(open_items) else np.zeros(len(keys_u), bool)
+        is_open = np.fromiter(
+            (self.amplifier.is_open(k) for k in keys_u.tolist()), dtype=bool, count=len(keys_u)
+        )
         src = np.where(is_open & (src != ANN), np.int8(EXPLORE), src).astype(np.int8)
         return _Pool(keys_u, src, dist.astype(np.float32))
 

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
         default=256, ge=1, description="requests at once before 503 Retry-After"
     )
     retry_after_s: int = Field(default=1, ge=1)
+    feed_threads: int = Field(
+        default=2, ge=1, description="threads assembling feeds at once (about the core count)"
+    )
     media_url_template: str = "/media/{media_key}"
     snapshot_interval_s: float = Field(default=300.0, gt=0)
     shutdown_timeout_s: float = Field(default=15.0, gt=0)

@@ -3,13 +3,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
+
 from fastapi import APIRouter, Query, Request, Response
 
 router = APIRouter(prefix="/v1/feed", tags=["feed"])
 
 
 @router.get("/{user_id}")
-def get_feed(
+async def get_feed(
     user_id: str,
     request: Request,
     n: int | None = Query(None, ge=1),
@@ -18,7 +20,10 @@ def get_feed(
     engine = request.app.state.engine
     if n is not None and n > engine.settings.feed.max_n:
         raise ValueError(f"n: at most {engine.settings.feed.max_n}, got {n}")
-    page = engine.feed(user_id, n)
+    # A few threads assemble feeds; more would only queue on the GIL (see feed_threads).
+    page = await anyio.to_thread.run_sync(
+        engine.feed, user_id, n, limiter=request.app.state.feed_limiter
+    )
     # Serialised here, once: the page is plain JSON types already.
     return Response(json.dumps(page, separators=(",", ":")), media_type="application/json")
 
