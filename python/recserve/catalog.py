@@ -64,6 +64,21 @@ class Catalog:
         self._known: set[int] = set()  # every key ever posted: a re-post is not a new item
         self._by_tag: dict[str, set[int]] = {}
         self._keys: npt.NDArray[np.uint64] | None = None  # live keys, built on demand
+        # Columns for the feed's per-candidate work, one row per key ever posted (rows are
+        # never reused): filled before a key enters _row_of, so a reader that finds a row
+        # finds its values.
+        self._row_of: dict[int, int] = {}
+        self._live = np.zeros(0, dtype=bool)
+        self._created_s = np.zeros(0, dtype=np.float64)
+        self._creator = np.zeros(0, dtype=np.int64)
+        self._creator_code: dict[str, int] = {}
+        # rows() looks keys up in a sorted array (vectorised) and, for keys posted since it
+        # was built, in a small dict; the array is rebuilt once that dict holds 4,096 keys.
+        self._sorted: tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]] = (
+            np.zeros(0, dtype=np.uint64),
+            np.zeros(0, dtype=np.int64),
+        )
+        self._recent_rows: dict[int, int] = {}
         #: Bumped by every takedown: a page computed at an older epoch may hold a removed item.
         self.takedown_epoch = 0
 
@@ -98,6 +113,7 @@ class Catalog:
         keys, vectors = self.check(items, embeddings)
         self.index.add(keys, vectors)
         new = [k for k in keys.tolist() if k not in self._known]
+        self._set_columns(items)
         for item in items:
             old = self._items.get(item.key)
             if old is not None:
@@ -108,6 +124,62 @@ class Catalog:
         self._known.update(keys.tolist())
         self._keys = None
         return np.array(new, dtype=np.uint64)
+
+    def _set_columns(self, items: Sequence[Item]) -> None:
+        fresh = [item.key for item in items if item.key not in self._row_of]
+        needed = len(self._row_of) + len(fresh)
+        if needed > len(self._live):
+            size = max(needed, 2 * len(self._live), 1024)
+            live, created, creator = (
+                np.zeros(size, dtype=bool),
+                np.zeros(size, dtype=np.float64),
+                np.zeros(size, dtype=np.int64),
+            )
+            n = len(self._live)
+            live[:n], created[:n], creator[:n] = self._live, self._created_s, self._creator
+            self._live, self._created_s, self._creator = live, created, creator
+        rows = {key: len(self._row_of) + i for i, key in enumerate(fresh)}
+        for item in items:
+            row = rows.get(item.key, self._row_of.get(item.key, -1))
+            code = self._creator_code.setdefault(item.creator_id, len(self._creator_code))
+            self._created_s[row] = item.created_at / 1000.0
+            self._creator[row] = code
+            self._live[row] = True
+        self._row_of.update(rows)
+        if len(self._recent_rows) + len(rows) > 4096:
+            keys = np.array(list(self._row_of), dtype=np.uint64)
+            values = np.array(list(self._row_of.values()), dtype=np.int64)
+            order = np.argsort(keys)
+            self._sorted = (keys[order], values[order])  # before the dict is emptied
+            self._recent_rows = {}
+        else:
+            self._recent_rows.update(rows)
+
+    def rows(self, keys: Any) -> npt.NDArray[np.int64]:
+        """Column rows of these keys (-1 for a key never posted), for ``columns``."""
+        keys = np.asarray(keys, dtype=np.uint64)
+        sorted_keys, sorted_rows = self._sorted
+        out = np.full(len(keys), -1, dtype=np.int64)
+        if len(sorted_keys):
+            at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+            hit = sorted_keys[at] == keys
+            out[hit] = sorted_rows[at[hit]]
+        misses = np.flatnonzero(out < 0)
+        if len(misses):
+            get = self._recent_rows.get
+            out[misses] = [get(k, -1) for k in keys[misses].tolist()]
+        return out
+
+    def columns(self, rows: npt.NDArray[np.int64]) -> tuple[Any, Any, Any]:
+        """(live, created_at in seconds, creator code) per row; row -1 is not live."""
+        live, created, creator = self._live, self._created_s, self._creator
+        known = rows >= 0
+        safe = np.where(known, rows, 0)
+        return live[safe] & known, created[safe], np.where(known, creator[safe], -1)
+
+    def creator_codes(self, creators: Any) -> npt.NDArray[np.int64]:
+        """The codes ``columns`` reports for these creator ids (-2 for an unknown creator)."""
+        return np.array([self._creator_code.get(c, -2) for c in creators], dtype=np.int64)
 
     def _untag(self, item: Item) -> None:
         for tag in item.tags:
@@ -120,9 +192,11 @@ class Catalog:
     def take_down(self, item_id: str) -> bool:
         """Removes the item from search and the catalogue; False if it was not there."""
         key = key_of(item_id)
-        item = self._items.pop(key, None)
+        item = self._items.get(key)
         if item is None:
             return False
+        self._live[self._row_of[key]] = False  # first: the feed's filters read this column
+        del self._items[key]
         self.takedown_epoch += 1
         self._untag(item)
         self._keys = None

@@ -145,7 +145,21 @@ class _Pool:
     keys: U64
     sources: npt.NDArray[np.int8]
     distances: npt.NDArray[np.float32]  # NaN where not retrieved by ANN
+    live: npt.NDArray[np.bool_]  # in the catalogue (not taken down)
+    created_s: npt.NDArray[np.float64]
+    creators: npt.NDArray[np.int64]  # catalogue creator codes
     dropped: dict[int, str] = field(default_factory=dict)  # trace: why an item left
+
+    def subset(self, keep: npt.NDArray[np.bool_], dropped: dict[int, str]) -> _Pool:
+        return _Pool(
+            self.keys[keep],
+            self.sources[keep],
+            self.distances[keep],
+            self.live[keep],
+            self.created_s[keep],
+            self.creators[keep],
+            dropped,
+        )
 
 
 class FeedBuilder:
@@ -267,43 +281,26 @@ class FeedBuilder:
             if parts
             else np.zeros(0, np.float32)
         )
-        # An item found by several sources keeps the first (ANN before the others); an open-tier
-        # item that ANN did not find is an exploration candidate: it competes for those slots.
+        # An item found by several sources keeps the first: ANN, then the exploration sample.
         keys_u, first = np.unique(keys.astype(np.uint64), return_index=True)
-        src = sources[first]
-        dist = distances[first]
-        is_open = np.fromiter(
-            (self.amplifier.is_open(k) for k in keys_u.tolist()), dtype=bool, count=len(keys_u)
-        )
-        src = np.where(is_open & (src != ANN), np.int8(EXPLORE), src).astype(np.int8)
-        return _Pool(keys_u, src, dist.astype(np.float32))
+        src, dist = sources[first], distances[first]
+        live, created, creators = self.catalog.columns(self.catalog.rows(keys_u))
+        return _Pool(keys_u, src.astype(np.int8), dist.astype(np.float32), live, created, creators)
 
     # ---- filters ----------------------------------------------------------------------------
     def _filter(self, user_key: int, pool: _Pool, recent: U64, trace_key: int | None) -> _Pool:
         keys = pool.keys
-        keep = np.ones(len(keys), dtype=bool)
-        reasons: list[tuple[npt.NDArray[np.bool_], str]] = []
-        live = np.fromiter(
-            (self.catalog.by_key(k) is not None for k in keys.tolist()), dtype=bool, count=len(keys)
-        )
-        reasons.append((~live, "taken down or unknown"))
+        live = pool.live
+        reasons: list[tuple[npt.NDArray[np.bool_], str]] = [(~live, "taken down or unknown")]
         if len(keys):
-            seen = self.profiles.seen(user_key, keys)
-            reasons.append((seen & live, "seen by the user"))
+            reasons.append((self.profiles.seen(user_key, keys) & live, "seen by the user"))
         if len(recent):
-            served = np.isin(keys, recent)
-            reasons.append((served & live, "served to the user recently"))
+            reasons.append((np.isin(keys, recent) & live, "served to the user recently"))
         blocked = self.users.blocked(user_key)
         if blocked:
-            by_blocked = np.fromiter(
-                (
-                    (item := self.catalog.by_key(k)) is not None and item.creator_id in blocked
-                    for k in keys.tolist()
-                ),
-                dtype=bool,
-                count=len(keys),
-            )
-            reasons.append((by_blocked, "creator blocked by the user"))
+            codes = self.catalog.creator_codes(sorted(blocked))
+            reasons.append((np.isin(pool.creators, codes), "creator blocked by the user"))
+        keep = np.ones(len(keys), dtype=bool)
         for mask, _ in reasons:
             keep &= ~mask
         dropped: dict[int, str] = {}
@@ -313,7 +310,7 @@ class FeedBuilder:
                 why = [reason for mask, reason in reasons if mask[at[0]]]
                 if why:
                     dropped[trace_key] = "; ".join(why)
-        return _Pool(keys[keep], pool.sources[keep], pool.distances[keep], dropped)
+        return pool.subset(keep, dropped)
 
     # ---- ranking ----------------------------------------------------------------------------
     def _rank(
@@ -335,9 +332,6 @@ class FeedBuilder:
                 return None, np.zeros(n, np.float32)
             return None, (state.vectors @ query).astype(np.float32)
         st = state.stats
-        created = np.fromiter(
-            (self._created_s(k) for k in pool.keys.tolist()), dtype=np.float64, count=n
-        )
         user = self.profiles.user_state([user_key])
         rows = build_features(
             ranker.spec,
@@ -357,16 +351,12 @@ class FeedBuilder:
                 comment=st["comments"],
                 follow=st["follows"],
                 skip=st["fast_skips"],
-                created_at=created,
+                created_at=pool.created_s,
             ),
             Context(now=now_s, position=0),
         )
         probs, scores = ranker.score(rows)
         return probs, scores.astype(np.float32)
-
-    def _created_s(self, key: int) -> float:
-        item = self.catalog.by_key(key)
-        return item.created_at / 1000.0 if item is not None else 0.0
 
     def _item_id(self, key: int) -> str:
         item = self.catalog.by_key(key)
@@ -379,29 +369,29 @@ class FeedBuilder:
         """Indices into the pool, in page order; and those left out by the creator cap."""
         s = self.settings
         order = np.argsort(-scores, kind="stable").tolist()
-        per_creator: dict[str, int] = {}
+        per_creator: dict[int, int] = {}
         capped: set[int] = set()
+        creators = pool.creators.tolist()
 
         def take(candidates: list[int], limit: int) -> list[int]:
             out: list[int] = []
             for i in candidates:
                 if len(out) >= limit:
                     break
-                item = self.catalog.by_key(int(pool.keys[i]))
-                if item is None:
-                    continue
-                if per_creator.get(item.creator_id, 0) >= s.max_per_creator:
+                creator = creators[i]
+                if per_creator.get(creator, 0) >= s.max_per_creator:
                     capped.add(i)
                     continue
-                per_creator[item.creator_id] = per_creator.get(item.creator_id, 0) + 1
+                per_creator[creator] = per_creator.get(creator, 0) + 1
                 out.append(i)
             return out
 
-        explore = take([i for i in order if pool.sources[i] == EXPLORE], min(s.explore_slots, n))
-        main = take([i for i in order if pool.sources[i] != EXPLORE], n - len(explore))
+        sources = pool.sources.tolist()
+        explore = take([i for i in order if sources[i] == EXPLORE], min(s.explore_slots, n))
+        main = take([i for i in order if sources[i] != EXPLORE], n - len(explore))
         if len(main) + len(explore) < n:  # not enough regular candidates: more exploration
             picked = set(explore)
-            more = [i for i in order if pool.sources[i] == EXPLORE and i not in picked]
+            more = [i for i in order if sources[i] == EXPLORE and i not in picked]
             explore += take(more, n - len(main) - len(explore))
         page = list(main)
         total = len(main) + len(explore)

@@ -4,7 +4,6 @@ import json
 from typing import Any
 
 import anyio
-
 from fastapi import APIRouter, Query, Request, Response
 
 router = APIRouter(prefix="/v1/feed", tags=["feed"])
