@@ -187,12 +187,17 @@ class FeatureSpec:
 
     def slice(self, name: str) -> slice:
         """The columns of one field."""
-        start = 0
-        for field_name, width in self.fields:
-            if field_name == name:
-                return slice(start, start + width)
-            start += width
-        raise KeyError(f"no field {name!r}; fields are {[n for n, _ in self.fields]}")
+        slices = self.__dict__.get("_slices")
+        if slices is None:  # computed once: the feed builds rows on every request
+            slices, start = {}, 0
+            for field_name, width in self.fields:
+                slices[field_name] = slice(start, start + width)
+                start += width
+            self.__dict__["_slices"] = slices
+        try:
+            return slices[name]  # type: ignore[no-any-return]
+        except KeyError:
+            raise KeyError(f"no field {name!r}; fields are {list(slices)}") from None
 
     def fit(self, rows: npt.ArrayLike) -> FeatureSpec:
         """A copy of this spec normalised by the mean and std of these (raw) rows."""
@@ -312,7 +317,10 @@ def build_features(
         _counts(user.skips, n, "user.skips"), user_impressions, spec.priors["skip"]
     )[:, None]
     out[:, spec.slice("position")] = _counts(context.position, n, "context.position")[:, None]
-    return spec.normalize(out) if normalize else out
+    if normalize and spec.mean is not None and spec.std is not None:
+        out -= spec.mean  # in place, as spec.normalize computes it: rows are built, not given
+        out /= spec.std
+    return out
 
 
 def _smoothed(count: Array, total: Array, prior: tuple[float, float]) -> Array:

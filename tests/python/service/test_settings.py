@@ -1,0 +1,48 @@
+"""recserve.service.settings: defaults < TOML file < environment < overrides; unknown keys fail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from recserve.service.settings import load_settings
+
+
+def test_precedence_is_overrides_then_environment_then_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "recserve.toml"
+    config.write_text('port = 9000\nhost = "127.0.0.2"\n[feed]\nmax_per_creator = 1\n')
+    monkeypatch.setenv("RECSERVE_FEED__EXPLORE_SLOTS", "3")
+    monkeypatch.setenv("RECSERVE_HOST", "127.0.0.3")
+    settings = load_settings(config, port=9100)
+    assert settings.port == 9100
+    assert settings.host == "127.0.0.3"
+    assert settings.feed.max_per_creator == 1  # from the file, beside the environment's value
+    assert settings.feed.explore_slots == 3
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "prot = 9000\n",
+        "[feed]\nmax_per_creater = 1\n",
+        "[amplification]\ntiers = [{budget = 0}]\n",
+        "[update_rule]\nweights = {wink = 1.0}\n",
+        'media_url_template = "https://cdn/x"\n',
+        '[[experiments]]\nname = "e"\narms = [{name = "a"}, {name = "a"}]\n',
+        "[feed]\ndefault_n = 50\nmax_n = 10\n",
+    ],
+)
+def test_bad_settings_are_refused_at_load(tmp_path: Path, text: str) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    with pytest.raises(ValidationError):
+        load_settings(config)
+
+
+def test_a_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        load_settings(tmp_path / "nope.toml")
