@@ -70,10 +70,12 @@ class UserPrefs:
     def __init__(self) -> None:
         self._interests: dict[int, tuple[str, ...]] = {}
         self._blocked: dict[int, frozenset[str]] = {}
+        self.version = 0  # bumped by every change: a page computed before it may be stale
 
     def set(
         self, user: int, interests: Sequence[str] | None, blocked: Sequence[str] | None
     ) -> None:
+        self.version += 1
         if interests is not None:
             self._interests[user] = tuple(interests)
         if blocked is not None:
@@ -106,6 +108,7 @@ class ServedMemory:
         self.users = users
         self.session_timeout_s = session_timeout_s
         self._lock = threading.Lock()
+        # user -> (recent keys, [session impressions, last served at, pages served])
         self._memory: OrderedDict[int, tuple[deque[int], list[float]]] = OrderedDict()
 
     def recent(self, user: int) -> U64:
@@ -114,6 +117,13 @@ class ServedMemory:
             if entry is None:
                 return np.zeros(0, dtype=np.uint64)
             return np.fromiter(entry[0], dtype=np.uint64, count=len(entry[0]))
+
+    def version(self, user: int) -> int:
+        """Pages served to the user so far (within memory): a page computed at an older
+        version may hold items served since."""
+        with self._lock:
+            entry = self._memory.get(user)
+            return 0 if entry is None else int(entry[1][2])
 
     def session_length(self, user: int, now_s: float) -> int:
         with self._lock:
@@ -126,7 +136,7 @@ class ServedMemory:
         with self._lock:
             entry = self._memory.get(user)
             if entry is None:
-                entry = self._memory[user] = (deque(maxlen=max(self.per_user, 1)), [0.0, now_s])
+                entry = self._memory[user] = (deque(maxlen=max(self.per_user, 1)), [0.0, now_s, 0])
                 while len(self._memory) > self.users:
                     self._memory.popitem(last=False)
             else:
@@ -138,6 +148,7 @@ class ServedMemory:
                 session[0] = 0.0
             session[0] += len(keys)
             session[1] = now_s
+            session[2] += 1
 
 
 @dataclass

@@ -561,6 +561,8 @@ class Engine:
         return (
             int(user["high_water_seq"][0]),
             int(user["events_applied"][0]),
+            self.served.version(user_key),
+            self.state.users.version,
             self.state.catalog.takedown_epoch,
             self._model_epoch,
         )

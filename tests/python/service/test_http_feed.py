@@ -182,3 +182,20 @@ def test_explain_accounts_for_served_and_filtered_items(client: httpx.Client) ->
     else:
         assert "distance" in why
         assert why["served"] is False
+
+
+def test_blocking_creators_holds_on_the_next_feed_with_a_page_computed_ahead(
+    client: httpx.Client,
+) -> None:
+    user = "blocks-late"
+    page = feed_ids(client, user)
+    client.post("/v1/events", json={"events": [watch("bl-1", user, page[0])]})
+    deadline = time.monotonic() + 20
+    while _metric(client, "recserve_precompute_backlog") > 0:  # the page is computed
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    allowed = {f"c{i}" for i in range(10)}
+    blocked = [f"c{i}" for i in range(400) if f"c{i}" not in allowed]
+    client.put(f"/v1/users/{user}", json={"blocked_creators": blocked})
+    for item in feed_ids(client, user, n=10):
+        assert client.get(f"/v1/items/{item}").json()["creator_id"] in allowed
