@@ -141,3 +141,21 @@ def make_server(tmp_path: Path) -> Iterator[Any]:
         if server.process is not None:
             server.process.kill()
             server.process.wait()
+
+
+def serving(
+    tmp_path_factory: pytest.TempPathFactory, name: str, config: str, items: list[dict[str, Any]]
+) -> Iterator[Server]:
+    """A module's shared server: started with its catalogue posted, stopped (SIGTERM) after."""
+    server = Server(tmp_path_factory.mktemp(name) / "data", config).start()
+    with server.client() as client:
+        assert client.post("/v1/items", json={"items": items}).status_code == 200
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[httpx.Client]:
+    """A client of the module's ``server`` fixture (import both names into the module)."""
+    with server.client() as client:
+        yield client

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from http_server import DIMS, Server, item_batch, watch
+from http_server import DIMS, Server, client, item_batch, serving, watch
 
 CONFIG = f"""
 dims = {DIMS}
@@ -21,17 +21,7 @@ max_inflight = 2
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = Server(tmp_path_factory.mktemp("api") / "data", CONFIG).start()
-    with server.client() as client:
-        assert client.post("/v1/items", json={"items": item_batch(300, seed=1)}).status_code == 200
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def client(server: Server) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
+    yield from serving(tmp_path_factory, "api", CONFIG, item_batch(300, seed=1))
 
 
 def events_applied(client: httpx.Client, user: str) -> int:

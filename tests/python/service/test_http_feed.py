@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from http_server import DIMS, Server, item_batch, watch
+from http_server import DIMS, Server, client, item_batch, serving, watch
 
 CONFIG = f"""
 dims = {DIMS}
@@ -21,18 +21,7 @@ explore_slots = 2
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = Server(tmp_path_factory.mktemp("feed") / "data", CONFIG).start()
-    with server.client() as client:
-        response = client.post("/v1/items", json={"items": item_batch(3000, seed=11, creators=400)})
-        assert response.status_code == 200
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def client(server: Server) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
+    yield from serving(tmp_path_factory, "feed", CONFIG, item_batch(3000, seed=11, creators=400))
 
 
 def feed_ids(client: httpx.Client, user: str, n: int = 10) -> list[str]:
