@@ -139,7 +139,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.feed_limiter = anyio.CapacityLimiter(settings.feed_threads)
+        threads = settings.feed_threads
+        app.state.feed_limiter = anyio.CapacityLimiter(threads) if threads else None
         starter = threading.Thread(target=_start, name="recserve-recovery", daemon=True)
         starter.start()
         try:

@@ -42,7 +42,7 @@ from recserve.service.experiments import Assignment, Experiments
 from recserve.service.metrics import Metrics
 from recserve.service.settings import Settings
 from recserve.store.embedded import EXTENSION_KINDS, EmbeddedStore
-from recserve.train.log import Event, Impression, LogWriter
+from recserve.train.log import Event, Impression, LogWriter, Record
 
 __all__ = ["Conflict", "Engine", "EventRow", "NotFound", "NotReady"]
 
@@ -259,6 +259,8 @@ class Engine:
         self._open_lock = threading.Lock()
         self._log_lock = threading.Lock()
         self._impressions: LogWriter | None = None
+        # Records wait here and are written by the flush thread: requests only append.
+        self._log_pending: list[Record] = []
         self._requests = 0
         self._precompute: _Precomputer | None = None
         self._stop = threading.Event()
@@ -354,8 +356,15 @@ class Engine:
 
     def _flush_impressions(self) -> None:
         with self._log_lock:
+            records, self._log_pending = self._log_pending, []
             if self._impressions is not None:
+                self._impressions.extend(records)
                 self._impressions.flush()
+
+    def _log(self, records: Sequence[Record]) -> None:
+        if self._impressions is not None:
+            with self._log_lock:
+                self._log_pending.extend(records)
 
     def _snapshot_loop(self) -> None:
         while not self._stop.wait(self.settings.snapshot_interval_s):
@@ -377,6 +386,7 @@ class Engine:
             if snapshot:
                 self.store.snapshot()
             self.store.close()
+        self._flush_impressions()
         with self._log_lock:
             if self._impressions is not None:
                 self._impressions.close()
@@ -543,9 +553,7 @@ class Engine:
             for i, row in enumerate(rows)
             if row.type != "impression"
         ]
-        with self._log_lock:
-            if self._impressions is not None:
-                self._impressions.extend(records)
+        self._log(records)
 
     # ---- feeds ------------------------------------------------------------------------------
     def _ranker_for(self, assignment: Assignment) -> Ranker | SimilarityRanker:
@@ -615,9 +623,7 @@ class Engine:
                 )
                 for position, s in enumerate(items)
             ]
-            with self._log_lock:
-                if self._impressions is not None:
-                    self._impressions.extend(records)
+            self._log(records)
         return {
             "request_id": request_id,
             "user_id": user_id,

@@ -19,10 +19,11 @@ async def get_feed(
     engine = request.app.state.engine
     if n is not None and n > engine.settings.feed.max_n:
         raise ValueError(f"n: at most {engine.settings.feed.max_n}, got {n}")
-    # A few threads assemble feeds; more would only queue on the GIL (see feed_threads).
-    page = await anyio.to_thread.run_sync(
-        engine.feed, user_id, n, limiter=request.app.state.feed_limiter
-    )
+    limiter = request.app.state.feed_limiter
+    if limiter is None:  # feed_threads = 0: on the event loop (see the setting)
+        page = engine.feed(user_id, n)
+    else:
+        page = await anyio.to_thread.run_sync(engine.feed, user_id, n, limiter=limiter)
     # Serialised here, once: the page is plain JSON types already.
     return Response(json.dumps(page, separators=(",", ":")), media_type="application/json")
 
