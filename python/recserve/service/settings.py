@@ -36,7 +36,7 @@ class FeedSettings(BaseModel):
     explore_slots: int = Field(
         default=2, ge=0, description="slots per page for items in open tiers"
     )
-    explore_pool: int = Field(default=64, ge=1, description="open-tier items sampled per request")
+    explore_pool: int = Field(default=16, ge=1, description="open-tier items sampled per request")
     trending: int = Field(default=32, ge=0, description="trending candidates per request")
     max_per_creator: int = Field(default=2, ge=1, description="a creator's items per page, at most")
     session_weight: float = Field(default=0.5, ge=0.0, le=1.0, description="session share of query")
