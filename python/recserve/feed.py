@@ -351,6 +351,9 @@ class FeedBuilder:
                 session=session,
                 events=int(user["events_applied"][0]),
                 session_length=self.served.session_length(user_key, now_s),
+                impressions=int(user["impressions"][0]),
+                completes=int(user["completions"][0]),
+                skips=int(user["fast_skips"][0]),
             ),
             state.vectors,
             ItemStats(

@@ -337,13 +337,17 @@ class Profiles:
         return UserVectors(*self._core.user_vectors(as_ids(users, "users"), now))
 
     def user_state(self, users: Any) -> dict[str, npt.NDArray[Any]]:
-        """high_water_seq, events_applied, session_last_ms, session_start_ms, found."""
+        """high_water_seq, events_applied, session_last_ms, session_start_ms, impressions,
+        completions (watches past the completion threshold), fast_skips, found."""
         words, found = self._core.user_words(as_ids(users, "users"))
         return {
             "high_water_seq": words[:, 0],
             "events_applied": words[:, 1],
             "session_last_ms": words[:, 2].view(np.int64),
             "session_start_ms": words[:, 3].view(np.int64),
+            "impressions": words[:, 4],
+            "completions": words[:, 5],
+            "fast_skips": words[:, 6],
             "found": found,
         }
 

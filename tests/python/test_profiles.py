@@ -106,6 +106,25 @@ def test_a_liked_item_pulls_both_vectors_and_the_session_moves_faster() -> None:
     assert np.linalg.norm(session[0]) > 5 * np.linalg.norm(long_term[0])
 
 
+def test_user_state_counts_impressions_completions_and_fast_skips() -> None:
+    p = make()
+    p.apply(
+        Events.of(
+            users=[7, 7, 7, 7],
+            items=[1, 1, 2, 2],
+            types=["impression", "watch", "impression", "skip"],
+            watch_ms=[0, 10_000, 0, 800],
+            duration_ms=[0, 10_000, 0, 0],
+            ts_ms=[1, 2, 3, 4],
+            seq=[1, 2, 3, 4],
+        )
+    )
+    state = p.user_state([7])
+    assert state["impressions"][0] == 2
+    assert state["completions"][0] == 1
+    assert state["fast_skips"][0] == 1
+
+
 def test_replayed_batches_change_nothing() -> None:
     p = make()
     batch = events(2000, seed=1)

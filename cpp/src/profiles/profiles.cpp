@@ -37,6 +37,12 @@ namespace {
 std::int64_t as_ms(std::uint64_t word) { return std::bit_cast<std::int64_t>(word); }
 std::uint64_t as_word(std::int64_t ms) { return std::bit_cast<std::uint64_t>(ms); }
 
+// A watch that reached the completion threshold: counted for the item and for the user alike.
+bool is_completion(const UpdateRule& rule, EventType type, std::uint32_t watch_ms, std::uint32_t duration_ms) {
+    return type == EventType::kWatch &&
+           static_cast<float>(watch_ms) >= rule.completion_threshold * static_cast<float>(duration_ms);
+}
+
 // What one event does to its user's row and log.
 struct UserEdit {
     const UpdateRule* rule;
@@ -49,6 +55,8 @@ struct UserEdit {
     float weight;
     std::int64_t ts;
     std::uint64_t seq;
+    EventType type;
+    std::uint32_t watch_ms, duration_ms;
     bool stale = false;
     bool duplicate_key = false;
 };
@@ -91,6 +99,9 @@ bool edit_user(void* context, const embed::RowView& row) {
     }
     w[kHighWaterSeq] = e.seq;
     ++w[kEventsApplied];
+    w[kUserImpressions] += e.type == EventType::kImpression;
+    w[kUserCompletions] += is_completion(*e.rule, e.type, e.watch_ms, e.duration_ms);
+    w[kUserFastSkips] += is_fast_skip(*e.rule, e.type, e.watch_ms, e.duration_ms);
     return true;
 }
 
@@ -109,8 +120,7 @@ bool edit_item(void* context, const embed::RowView& row) {
         case EventType::kWatch:
             ++c[kWatches];
             c[kWatchMs] += e.watch_ms;
-            if (static_cast<float>(e.watch_ms) >= e.rule->completion_threshold * static_cast<float>(e.duration_ms))
-                ++c[kCompletions];
+            c[kCompletions] += is_completion(*e.rule, e.type, e.watch_ms, e.duration_ms);
             break;
         case EventType::kReplay: ++c[kReplays]; break;
         case EventType::kLike: ++c[kLikes]; break;
@@ -230,7 +240,10 @@ Result<ApplyResult> Profiles::apply(const EventBatch& b) {
                       has_vector ? item_vector.data() : nullptr,
                       engagement_weight(rule, type, b.watch_ms[i], b.duration_ms[i]),
                       b.ts_ms[i],
-                      b.seq[i]};
+                      b.seq[i],
+                      type,
+                      b.watch_ms[i],
+                      b.duration_ms[i]};
         users_->update(b.users[i], edit_user, &edit);
         if (edit.stale || edit.duplicate_key) {
             ++(edit.stale ? r.stale : r.duplicate_keys);

@@ -19,7 +19,7 @@ namespace recserve::profiles {
 namespace {
 
 constexpr char kMagic[8] = {'R', 'S', 'P', 'R', 'O', 'F', '\0', '\1'};
-constexpr std::uint32_t kVersion = 1;
+constexpr std::uint32_t kVersion = 2;  // 2: users carry activity counts
 
 struct SnapshotHeader {
     char magic[8];

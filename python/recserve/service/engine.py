@@ -694,6 +694,9 @@ class Engine:
         return {
             "user_id": user_id,
             "events_applied": int(words["events_applied"][0]),
+            "impressions": int(words["impressions"][0]),
+            "completions": int(words["completions"][0]),
+            "fast_skips": int(words["fast_skips"][0]),
             "session": {
                 "active": bool(words["found"][0]) and now - last <= timeout_ms,
                 "started_at": int(words["session_start_ms"][0]) or None,

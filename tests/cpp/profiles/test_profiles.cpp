@@ -125,6 +125,27 @@ TEST(Profiles, ItemCountersCountEachEventType) {
     EXPECT_EQ(c[kItemFlags] & 1, 1u);
 }
 
+TEST(Profiles, UsersCountTheirImpressionsCompletionsAndFastSkipsAsItemsDo) {
+    auto p = make();
+    set_item(*p, 10, {1, 0, 0, 0});
+    Events e;
+    e.add(1, 10, EventType::kImpression, 1)
+        .add(1, 10, EventType::kWatch, 2, 1000, 9500, 10000)   // a completion
+        .add(1, 10, EventType::kImpression, 3)
+        .add(1, 10, EventType::kWatch, 4, 1000, 1000, 10000)   // a fast skip
+        .add(1, 10, EventType::kSkip, 5, 1000, 500)            // another
+        .add(1, 10, EventType::kSkip, 5, 1000, 500)            // stale: not counted again
+        .add(2, 10, EventType::kLike, 1);
+    ASSERT_TRUE(p->apply(e.batch()).is_ok());
+    const auto u = user(*p, 1);
+    EXPECT_EQ(u.words[kUserImpressions], 2u);
+    EXPECT_EQ(u.words[kUserCompletions], 1u);
+    EXPECT_EQ(u.words[kUserFastSkips], 2u);
+    EXPECT_EQ(u.words[kEventsApplied], 5u);
+    const auto other = user(*p, 2);
+    EXPECT_EQ(other.words[kUserImpressions] + other.words[kUserCompletions] + other.words[kUserFastSkips], 0u);
+}
+
 TEST(Profiles, ReplayingEventsChangesNothingAndIsCounted) {
     auto p = make();
     set_item(*p, 10, {1, 0, 0, 0});

@@ -36,6 +36,9 @@ enum UserWord : std::size_t {
     kEventsApplied,     // distinct events applied
     kSessionLastMs,     // ts of the latest event (int64 bits)
     kSessionStartMs,    // ts of the session's first event (int64 bits)
+    kUserImpressions,   // impression events: the user's activity, as the ranker's features read it
+    kUserCompletions,   // watches that completed (as the item counter counts them)
+    kUserFastSkips,     // fast skips (as the item counter counts them)
     kUserWords,         // the words user_words() reports
     kUserLogWord = kUserWords,  // the writer's shortcut to the user's log (0 after a restore)
     kUserTableWords,
