@@ -33,7 +33,7 @@ import numpy as np
 
 from recserve.amplify import Amplifier, AmplifyConfig
 from recserve.catalog import Catalog, Item
-from recserve.feed import FeedBuilder, FeedResult, ServedMemory, UserPrefs
+from recserve.feed import FeedBuilder, FeedResult, Served, ServedMemory, UserPrefs
 from recserve.ids import key_of, keys_of
 from recserve.profiles import EVENT_TYPES, Events, Profiles, ProfilesConfig, UpdateRule
 from recserve.rank import BUILTIN_VERSION, ModelRegistry, Ranker, SimilarityRanker
@@ -591,6 +591,8 @@ class Engine:
         return stamp, result, assignment.label
 
     def feed(self, user_id: str, n: int | None = None) -> dict[str, Any]:
+        if self.ready and not self.draining and self.store is None:  # no items yet: empty
+            return self._page(user_id, [], self.ranker.version, self.experiments.assign(user_id))
         _, state, builder = self._require()
         n = self.settings.feed.default_n if n is None else n
         user_key = key_of(user_id)
@@ -612,22 +614,32 @@ class Engine:
         items = [s for s in result.items if state.catalog.by_key(s.key) is not None]
         now = time.time()
         self.served.add(user_key, [s.key for s in items], now)
+        return self._page(user_id, items, result.model_version, assignment, now)
+
+    def _page(
+        self,
+        user_id: str,
+        items: list[Served],
+        model_version: str,
+        assignment: Assignment,
+        now: float | None = None,
+    ) -> dict[str, Any]:
+        """The response, with the served list written to the impression log."""
         request_id = uuid.uuid4().hex
         label = assignment.label
         for experiment, arm in assignment.arms:
             self.metrics.feeds_served.labels(experiment, arm).inc()
-        if self._impressions is not None:
+        if self._impressions is not None and items:
+            ts = time.time() if now is None else now
             records = [
-                Impression(
-                    now, request_id, user_id, s.key, position, result.model_version, label or ""
-                )
+                Impression(ts, request_id, user_id, s.key, position, model_version, label or "")
                 for position, s in enumerate(items)
             ]
             self._log(records)
         return {
             "request_id": request_id,
             "user_id": user_id,
-            "model_version": result.model_version,
+            "model_version": model_version,
             "experiment": label,
             "items": [
                 {

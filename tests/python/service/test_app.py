@@ -87,6 +87,7 @@ def test_without_configured_dims_the_first_items_fix_them(tmp_path: Path) -> Non
     settings = Settings(data_dir=tmp_path / "data")
     with running(create_app(settings)) as client:
         wait_ready(client)
+        assert client.get("/v1/feed/u").json()["items"] == []  # nothing to serve yet
         early = client.post("/v1/events", json={"events": [watch("e0", "u", "v0")]})
         assert early.status_code == 409
         assert "post items first" in early.json()["detail"]
