@@ -167,6 +167,9 @@ class _OpenPool:
                 continue
         return np.array(out, dtype=np.uint64)
 
+    def keys(self) -> npt.NDArray[np.uint64]:
+        return np.array(list(self._keys), dtype=np.uint64)  # a copy: safe beside a writer
+
     def __contains__(self, key: int) -> bool:
         return key in self._where
 
@@ -260,7 +263,7 @@ class Amplifier:
 
     def open_items(self) -> npt.NDArray[np.uint64]:
         """Items in a tier with budget left: what exploration slots draw from."""
-        return np.array(list(self._open._keys), dtype=np.uint64)
+        return self._open.keys()
 
     def sample_open(self, k: int, rng: np.random.Generator) -> npt.NDArray[np.uint64]:
         """Up to k distinct open items, uniformly at random."""

@@ -45,6 +45,18 @@ class Item:
             raise ValueError(f"item {self.id!r}: duration_ms must be > 0, got {self.duration_ms}")
         object.__setattr__(self, "key", key_of(self.id))
 
+    def to_row(self) -> list[Any]:
+        """The item as a JSON-ready row (how logs and snapshots store it); see ``from_row``."""
+        return [
+            self.id, self.creator_id, self.duration_ms, list(self.tags), self.created_at,
+            self.media_key,
+        ]  # fmt: skip
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Item:
+        id_, creator, duration, tags, created, media = row
+        return cls(id_, creator, duration, tuple(tags), created, media)
+
 
 class Catalog:
     def __init__(
@@ -61,12 +73,11 @@ class Catalog:
             dims, metric=metric, dtype=dtype, M=M, ef_construction=ef_construction
         )
         self._items: dict[int, Item] = {}
-        self._known: set[int] = set()  # every key ever posted: a re-post is not a new item
         self._by_tag: dict[str, set[int]] = {}
         self._keys: npt.NDArray[np.uint64] | None = None  # live keys, built on demand
         # Columns for the feed's per-candidate work, one row per key ever posted (rows are
-        # never reused): filled before a key enters _row_of, so a reader that finds a row
-        # finds its values.
+        # never reused, and a key with a row is a known key: a re-post is not a new item). A
+        # new row reads as not live until its item's values are in.
         self._row_of: dict[int, int] = {}
         self._live = np.zeros(0, dtype=bool)
         self._created_s = np.zeros(0, dtype=np.float64)
@@ -112,7 +123,7 @@ class Catalog:
         first, so a bad batch changes nothing. Returns the keys of items never seen before."""
         keys, vectors = self.check(items, embeddings)
         self.index.add(keys, vectors)
-        new = [k for k in keys.tolist() if k not in self._known]
+        new = [k for k in keys.tolist() if k not in self._row_of]
         self._set_columns(items)
         for item in items:
             old = self._items.get(item.key)
@@ -121,36 +132,39 @@ class Catalog:
             self._items[item.key] = item
             for tag in item.tags:
                 self._by_tag.setdefault(tag, set()).add(item.key)
-        self._known.update(keys.tolist())
         self._keys = None
         return np.array(new, dtype=np.uint64)
 
     def _set_columns(self, items: Sequence[Item]) -> None:
-        fresh = [item.key for item in items if item.key not in self._row_of]
+        self._allocate_rows([item.key for item in items])
+        for item in items:
+            row = self._row_of[item.key]
+            self._created_s[row] = item.created_at / 1000.0
+            self._creator[row] = self._creator_code.setdefault(
+                item.creator_id, len(self._creator_code)
+            )
+            self._live[row] = True
+
+    def _allocate_rows(self, keys: Sequence[int]) -> None:
+        """Rows (not live yet) for the keys that have none."""
+        fresh = [key for key in dict.fromkeys(keys) if key not in self._row_of]
         needed = len(self._row_of) + len(fresh)
         if needed > len(self._live):
             size = max(needed, 2 * len(self._live), 1024)
-            live, created, creator = (
-                np.zeros(size, dtype=bool),
-                np.zeros(size, dtype=np.float64),
-                np.zeros(size, dtype=np.int64),
-            )
             n = len(self._live)
-            live[:n], created[:n], creator[:n] = self._live, self._created_s, self._creator
-            self._live, self._created_s, self._creator = live, created, creator
+            columns = []
+            for old in (self._live, self._created_s, self._creator):
+                grown = np.zeros(size, dtype=old.dtype)
+                grown[:n] = old
+                columns.append(grown)
+            self._live, self._created_s, self._creator = columns
         rows = {key: len(self._row_of) + i for i, key in enumerate(fresh)}
-        for item in items:
-            row = rows.get(item.key, self._row_of.get(item.key, -1))
-            code = self._creator_code.setdefault(item.creator_id, len(self._creator_code))
-            self._created_s[row] = item.created_at / 1000.0
-            self._creator[row] = code
-            self._live[row] = True
         self._row_of.update(rows)
         if len(self._recent_rows) + len(rows) > 4096:
-            keys = np.array(list(self._row_of), dtype=np.uint64)
+            keys_array = np.array(list(self._row_of), dtype=np.uint64)
             values = np.array(list(self._row_of.values()), dtype=np.int64)
-            order = np.argsort(keys)
-            self._sorted = (keys[order], values[order])  # before the dict is emptied
+            order = np.argsort(keys_array)
+            self._sorted = (keys_array[order], values[order])  # before the dict is emptied
             self._recent_rows = {}
         else:
             self._recent_rows.update(rows)
@@ -230,23 +244,17 @@ class Catalog:
     def state(self) -> dict[str, Any]:
         """The metadata (not the vectors) as JSON-ready data; see ``restore``."""
         return {
-            "items": [
-                [i.id, i.creator_id, i.duration_ms, list(i.tags), i.created_at, i.media_key]
-                for i in self._items.values()
-            ],
-            "known": [str(k) for k in self._known],
+            "items": [item.to_row() for item in self._items.values()],
+            "known": [str(k) for k in self._row_of],
         }
 
     def restore(self, state: Mapping[str, Any], vectors_of: Any) -> None:
         """Loads ``state()`` output; ``vectors_of(keys)`` gives the items' embeddings."""
-        items = [
-            Item(id_, creator, duration, tuple(tags), created, media)
-            for id_, creator, duration, tags, created, media in state["items"]
-        ]
+        items = [Item.from_row(row) for row in state["items"]]
         if items:
             keys = np.array([item.key for item in items], dtype=np.uint64)
             self.upsert(items, vectors_of(keys))
-        self._known.update(int(k) for k in state["known"])
+        self._allocate_rows([int(k) for k in state["known"]])  # taken down: known, not live
 
     def get(self, item_id: str) -> Item | None:
         return self._items.get(key_of(item_id))

@@ -29,6 +29,7 @@ from typing import BinaryIO
 
 from recserve import _core
 from recserve._core import CorruptFileError
+from recserve._files import fsync_directory
 
 __all__ = ["Record", "WriteAheadLog"]
 
@@ -48,14 +49,6 @@ class Record:
 
 def _segment_name(first_lsn: int) -> str:
     return f"wal-{first_lsn:020d}.log"
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _frame(kind: int, lsn: int, body: bytes) -> bytes:
@@ -124,7 +117,7 @@ class WriteAheadLog:
                 if newest:  # created, then cut short by a crash before any record
                     self.torn_bytes_cut += len(data)
                     path.unlink()
-                    _fsync_directory(self.directory)
+                    fsync_directory(self.directory)
                     continue
                 raise CorruptFileError(f"WAL segment {path} is shorter than its header")
             magic, first = _SEGMENT_HEADER.unpack_from(data)
@@ -233,7 +226,7 @@ class WriteAheadLog:
         self._file.write(_SEGMENT_HEADER.pack(_MAGIC, first_lsn))
         self._file.flush()
         os.fsync(self._file.fileno())
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
         self._segments.append((first_lsn, path))
 
     def rotate(self) -> None:
@@ -258,7 +251,7 @@ class WriteAheadLog:
                 self._segments.pop(0)[1].unlink()
                 dropped += 1
             if dropped:
-                _fsync_directory(self.directory)
+                fsync_directory(self.directory)
             return dropped
 
     def segments(self) -> list[Path]:

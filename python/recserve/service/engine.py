@@ -18,19 +18,19 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import struct
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from recserve._files import write_atomic
 from recserve.amplify import Amplifier, AmplifyConfig
 from recserve.catalog import Catalog, Item
 from recserve.feed import FeedBuilder, FeedResult, Served, ServedMemory, UserPrefs
@@ -81,15 +81,6 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_suffix(".tmp")
-    with temporary.open("w") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-
-
 class _State:
     """Catalogue, amplification and preferences: the store's extension (see the module doc)."""
 
@@ -119,10 +110,7 @@ class _State:
         (length,) = _JSON_LENGTH.unpack_from(body)
         header = json.loads(body[_JSON_LENGTH.size : _JSON_LENGTH.size + length])
         if kind == ITEMS:
-            items = [
-                Item(id_, creator, duration, tuple(tags), created, media)
-                for id_, creator, duration, tags, created, media in header["items"]
-            ]
+            items = [Item.from_row(row) for row in header["items"]]
             vectors = np.frombuffer(
                 body, dtype=np.float32, offset=_JSON_LENGTH.size + length
             ).reshape(len(items), self.catalog.dims)
@@ -152,7 +140,13 @@ class _State:
         self.trending.remove(key)
 
     def applied_events(self, events: Events, profiles: Profiles) -> None:
-        items = np.unique(events.items)
+        # Only items in an open tier are judged: read the counters of those alone.
+        items = np.array(
+            [k for k in np.unique(events.items).tolist() if self.amplifier.is_open(k)],
+            dtype=np.uint64,
+        )
+        if not len(items):
+            return
         stats = profiles.items(items).stats
         made = self.amplifier.observe(items, stats, int(events.ts_ms.max()))
         if self.live:
@@ -187,10 +181,13 @@ class _Precomputer:
                     self._queue.append(user)
             self._cond.notify()
 
-    def take(self, user_key: int, stamp: tuple[int, ...]) -> tuple[FeedResult, str | None] | None:
+    def take(
+        self, user_key: int, stamp_now: Callable[[int], tuple[int, ...]]
+    ) -> tuple[FeedResult, str | None] | None:
+        """The user's waiting page if ``stamp_now(user_key)`` still matches its stamp."""
         with self._cond:
             entry = self._pages.pop(user_key, None)
-        if entry is None or entry[0] != stamp:
+        if entry is None or entry[0] != stamp_now(user_key):
             return None
         return entry[1], entry[2]
 
@@ -245,10 +242,11 @@ class Engine:
         self.shutting_down = False  # a stop was asked for: /readyz says 503, requests still run
         self.failure: str | None = None
         self.experiments = Experiments(settings.experiments)
+        self.rule = UpdateRule.from_dict(settings.update_rule)
         self.trending = Trending(settings.feed.trending_half_life_s)
         self.served = ServedMemory(
             settings.feed.served_memory,
-            session_timeout_s=UpdateRule.from_dict(settings.update_rule).session_timeout_seconds,
+            session_timeout_s=self.rule.session_timeout_seconds,
         )
         self.store: EmbeddedStore | None = None
         self.state: _State | None = None
@@ -304,13 +302,13 @@ class Engine:
     def _open(self, dims: int) -> None:
         path = self.data_dir / "recserve.json"
         if not path.exists():
-            _write_atomic(path, json.dumps({"dims": dims}) + "\n")
+            write_atomic(path, (json.dumps({"dims": dims}) + "\n").encode())
         s = self.settings
         config = ProfilesConfig(
             dims=dims,
             user_capacity=s.user_capacity,
             item_capacity=s.item_capacity,
-            rule=UpdateRule.from_dict(s.update_rule),
+            rule=self.rule,
         )
         state = _State(dims, AmplifyConfig.from_dict(s.amplification), self.trending)
         store = EmbeddedStore(self.data_dir / "state", config, extension=state)
@@ -411,13 +409,7 @@ class Engine:
         store, state, _ = self._require()
         keys, vectors = state.catalog.check(items, embeddings)
         ts_ms = _now_ms()
-        header = {
-            "ts_ms": ts_ms,
-            "items": [
-                [i.id, i.creator_id, i.duration_ms, list(i.tags), i.created_at, i.media_key]
-                for i in items
-            ],
-        }
+        header = {"ts_ms": ts_ms, "items": [item.to_row() for item in items]}
         store.log(
             ITEMS,
             _record(header, vectors.tobytes()),
@@ -519,7 +511,7 @@ class Engine:
     def _count_arms(self, rows: Sequence[EventRow], events: Events) -> None:
         if not self.experiments.experiments:
             return
-        threshold = UpdateRule.from_dict(self.settings.update_rule).completion_threshold
+        threshold = self.rule.completion_threshold
         for i, row in enumerate(rows):
             outcome = None
             if row.type == "impression":
@@ -599,7 +591,7 @@ class Engine:
         assignment = self.experiments.assign(user_id)
         result: FeedResult | None = None
         if self._precompute is not None and n == self.settings.feed.default_n:
-            page = self._precompute.take(user_key, self._stamp(user_key))
+            page = self._precompute.take(user_key, self._stamp)
             if page is not None and page[1] == assignment.label:
                 result = page[0]
             self.metrics.precompute.labels("hit" if result is not None else "miss").inc()
@@ -702,7 +694,7 @@ class Engine:
         tags = state.catalog.tag_counts(recent)
         now = _now_ms()
         last = int(words["session_last_ms"][0])
-        timeout_ms = UpdateRule.from_dict(self.settings.update_rule).session_timeout_seconds * 1000
+        timeout_ms = self.rule.session_timeout_seconds * 1000
         return {
             "user_id": user_id,
             "events_applied": int(words["events_applied"][0]),
@@ -747,7 +739,7 @@ class Engine:
             raise NotFound(f"no model {version!r}") from None
         self.ranker = ranker  # one reference swap: requests in flight keep the one they hold
         self._model_epoch += 1
-        _write_atomic(self.data_dir / "active-model", version + "\n")
+        write_atomic(self.data_dir / "active-model", (version + "\n").encode())
         return {"active": version}
 
     def refresh_gauges(self) -> None:

@@ -37,6 +37,7 @@ import numpy as np
 from recserve import _core
 from recserve._arrays import as_id_rows, as_ids
 from recserve._core import CorruptFileError
+from recserve._files import fsync_directory, write_atomic
 from recserve.ingest.wal import Record, WriteAheadLog
 from recserve.profiles import ApplyResult, Events, Profiles, ProfilesConfig
 
@@ -121,13 +122,7 @@ class Extension(Protocol):
 
 def _write_state(path: Path, state: Any) -> None:
     body = json.dumps(state, separators=(",", ":")).encode()
-    temporary = path.with_suffix(".tmp")
-    with temporary.open("wb") as file:
-        file.write(_STATE_HEADER.pack(_STATE_MAGIC, _core.crc32c(body), len(body)))
-        file.write(body)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    write_atomic(path, _STATE_HEADER.pack(_STATE_MAGIC, _core.crc32c(body), len(body)) + body)
 
 
 def _read_state(path: Path) -> Any:
@@ -354,11 +349,7 @@ class EmbeddedStore:
         path = self._snapshots_dir / f"profiles-{lsn:020d}.snap"
         _write_state(self._state_path(lsn), state)  # first: a snapshot is used only with it
         image.write(str(path))
-        fd = os.open(self._snapshots_dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_directory(self._snapshots_dir)
         kept = self._snapshot_paths()
         for old_lsn, old in kept[KEEP_SNAPSHOTS:]:
             old.unlink()

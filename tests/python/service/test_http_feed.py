@@ -82,9 +82,10 @@ def test_takedown_is_visible_at_once_also_for_a_precomputed_page(client: httpx.C
     user = "takedown-user"
     first = feed_ids(client, user)
     client.post("/v1/events", json={"events": [watch("td-1", user, first[0])]})
-    # The event queued a precomputed page; find what it holds by asking the explain endpoint
-    # is not possible without consuming it, so take down the top ANN neighbours instead: the
-    # items a fresh computation would serve first.
+    # The watches queue pages computed ahead for this user; the takedowns must hold for those
+    # as for pages computed on request. What a waiting page holds cannot be seen without
+    # serving it, so the victims are items in circulation: another user's page. (The page's
+    # content is not pinned down: this does not prove a waiting page held a victim.)
     preview = client.get(f"/v1/feed/{user}/explain", params={"item_id": first[1]}).json()
     assert preview["user_id"] == user
     victims = feed_ids(client, "takedown-twin")  # another user's page: items in circulation
