@@ -199,6 +199,49 @@ class PyProfiles {
         return pyb::make_tuple(words, found);
     }
 
+    // One (vectors, state) pair of bytes per user, None for a user without a row.
+    pyb::list export_users(const pyb::array& users) const {
+        require_uint64_vector(users, "users");
+        const auto* k = static_cast<const std::uint64_t*>(users.data());
+        const auto n = static_cast<std::size_t>(users.shape(0));
+        std::vector<std::vector<char>> vectors(n), states(n);
+        std::vector<char> found(n);
+        {
+            pyb::gil_scoped_release release;
+            for (std::size_t i = 0; i < n; ++i) found[i] = p_->export_user(k[i], &vectors[i], &states[i]);
+        }
+        pyb::list out;
+        for (std::size_t i = 0; i < n; ++i) {
+            if (!found[i]) {
+                out.append(pyb::none());
+                continue;
+            }
+            out.append(pyb::make_tuple(pyb::bytes(vectors[i].data(), vectors[i].size()),
+                                       pyb::bytes(states[i].data(), states[i].size())));
+        }
+        return out;
+    }
+
+    void import_users(const pyb::array& users, const std::vector<std::string>& vectors,
+                      const std::vector<std::string>& states) {
+        require_uint64_vector(users, "users");
+        const auto n = static_cast<std::size_t>(users.shape(0));
+        if (vectors.size() != n || states.size() != n)
+            throw pyb::value_error("import_users needs one vectors and one state image per user");
+        std::vector<std::vector<char>> v(n), s(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            v[i].assign(vectors[i].begin(), vectors[i].end());
+            s[i].assign(states[i].begin(), states[i].end());
+        }
+        const auto* k = static_cast<const std::uint64_t*>(users.data());
+        Status status = Status::ok();
+        {
+            pyb::gil_scoped_release release;
+            status = p_->import_users(k, v.data(), s.data(), n);
+        }
+        raise_if_error(status);
+    }
+
     pyb::array_t<bool> seen(std::uint64_t user, const pyb::array& items) const {
         require_uint64_vector(items, "items");
         const pyb::ssize_t n = items.shape(0);
@@ -287,6 +330,9 @@ void register_profiles(pyb::module_& m) {
                     pyb::arg("event_keys").none(true))
         .def("user_vectors", &PyProfiles::user_vectors, pyb::arg("users"), pyb::arg("now_ms"))
         .def("user_words", &PyProfiles::user_words, pyb::arg("users"))
+        .def("export_users", &PyProfiles::export_users, pyb::arg("users"))
+        .def("import_users", &PyProfiles::import_users, pyb::arg("users"), pyb::arg("vectors"),
+             pyb::arg("states"))
         .def("seen", &PyProfiles::seen, pyb::arg("user"), pyb::arg("items"))
         .def("recent_items", &PyProfiles::recent_items, pyb::arg("user"))
         .def("items", &PyProfiles::items, pyb::arg("ids"))

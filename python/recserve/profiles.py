@@ -351,6 +351,17 @@ class Profiles:
             "found": found,
         }
 
+    def export_users(self, users: Any) -> list[tuple[bytes, bytes] | None]:
+        """Each user's whole state as ``(vectors, state)`` images (None: no row): vectors are
+        the float32 long-term and session vectors, state the counters, seen-set and event key
+        window. For stores that keep users elsewhere (``recserve.store.dynamodb``)."""
+        return self._core.export_users(as_ids(users, "users"))
+
+    def import_users(self, users: Any, vectors: list[bytes], states: list[bytes]) -> None:
+        """Replaces the users' state with exported images; a damaged or mismatched image
+        raises ValueError and nothing changes."""
+        self._core.import_users(as_ids(users, "users"), list(vectors), list(states))
+
     def seen(self, user: int, items: Any) -> npt.NDArray[np.bool_]:
         """Whether the user has met each item (exact for recent items; older ones through a
         filter that may, rarely, say yes for an unseen item)."""

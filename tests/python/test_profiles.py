@@ -188,6 +188,47 @@ def test_snapshot_round_trips_and_damage_raises(tmp_path) -> None:  # type: igno
         Profiles.load(str(path), p.config)
 
 
+def test_exported_users_continue_in_another_process_as_if_never_moved() -> None:
+    users = np.arange(20)
+    here, there = make(), make()
+    here.apply(events(1500, seed=3))
+    images = here.export_users(users)
+    assert all(image is not None for image in images)
+    there.import_users(users, [i[0] for i in images], [i[1] for i in images])  # type: ignore[index]
+    later = events(1500, seed=4, start_seq=1501)
+    for p in (here, there):
+        p.apply(events(1500, seed=3))  # a redelivery: stale in both
+        p.apply(later)
+    a, b = here.user_vectors(users, now_ms=0), there.user_vectors(users, now_ms=0)
+    np.testing.assert_array_equal(a.long_term, b.long_term)
+    np.testing.assert_array_equal(a.session, b.session)
+    for name, column in here.user_state(users).items():
+        np.testing.assert_array_equal(column, there.user_state(users)[name])
+    for user in users.tolist():
+        np.testing.assert_array_equal(here.recent_items(user), there.recent_items(user))
+    assert here.export_users([999]) == [None]
+
+
+def test_a_damaged_user_image_is_refused_and_imports_nothing() -> None:
+    p = make()
+    p.apply(events(200, seed=5))
+    vectors, state = p.export_users([1])[0]  # type: ignore[misc]
+    fresh = make()
+    bad = [
+        (vectors[:-4], state, "bytes of vectors"),
+        (vectors, state[:-3], "truncated"),
+        (vectors, state + b"x", "extra bytes"),
+        (np.full(2 * DIMS, np.nan, np.float32).tobytes(), state, "non-finite"),
+        (vectors, b"\x02" + state[1:], "version"),
+    ]
+    for v, s, reason in bad:
+        with pytest.raises(ValueError, match=reason):
+            fresh.import_users([1, 2], [vectors, v], [state, s])
+        assert not fresh.user_state([1, 2])["found"].any()
+    with pytest.raises(ValueError, match="one vectors and one state"):
+        fresh.import_users([1, 2], [vectors], [state])
+
+
 def test_readers_never_see_torn_vectors_while_events_apply() -> None:
     p = Profiles(ProfilesConfig(dims=32, user_capacity=1024, item_capacity=1024))
     p.set_items(np.arange(64), np.repeat(np.arange(64, dtype=np.float32)[:, None], 32, axis=1))

@@ -122,6 +122,16 @@ class Profiles {
 
     ProfilesStats stats() const;
 
+    // One user's whole state, for a store that keeps users elsewhere (DynamoDB): `vectors` the
+    // row's floats (long-term | session, 2 x dims), `state` the words, seen-set and event key
+    // window (a versioned image, user_state.cpp). Taken under the writer lock, so both halves
+    // are of one moment. False (outputs untouched) for a user without a row.
+    bool export_user(std::uint64_t user, std::vector<char>* vectors, std::vector<char>* state) const;
+    // Replaces the state of n users with exported images (vectors[i], state[i]), all checked
+    // first: a damaged or mismatched image is kInvalidArgument naming it, and nothing changes.
+    Status import_users(const std::uint64_t* users, const std::vector<char>* vectors,
+                        const std::vector<char>* states, std::size_t n);
+
     // The whole state as one snapshot file image (header, body, checksums), tagged with lsn
     // (the log position it includes). Taken under the writer lock; write it without the lock.
     std::vector<char> snapshot(std::uint64_t lsn) const;
