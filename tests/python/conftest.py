@@ -6,6 +6,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from aws_servers import kinesalite_endpoint, moto_endpoint  # noqa: F401  (fixtures)
+
 
 def clustered(n: int, dims: int, seed: int, clusters: int = 40) -> npt.NDArray[np.float32]:
     """Gaussian clusters: neighbours are meaningful, as with real item embeddings."""
