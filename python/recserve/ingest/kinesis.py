@@ -101,6 +101,13 @@ class Worker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="recserve-leases", daemon=True)
 
+    def generation(self, shard_id: str) -> int | None:
+        """Which taking of a held shard this is (None: not held): state cached for a shard
+        is good only within one taking."""
+        with self._lock:
+            lease = self._held.get(shard_id)
+        return None if lease is None else lease.generation
+
     @property
     def held(self) -> list[str]:
         with self._lock:
@@ -200,6 +207,7 @@ class Worker:
             return 0  # another worker was quicker
         log.info("took the lease of %s (from %s)", lease.shard_id, lease.owner)
         self.stats.leases_taken += 1
+        taken.generation = self.stats.leases_taken
         reader = _ShardReader(self, taken)
         with self._lock:
             self._held[lease.shard_id] = taken

@@ -52,6 +52,7 @@ class Lease:
     ordinal: int
     seq_base: int | None
     parents: tuple[str, ...]
+    generation: int = 0  # which taking of the lease by this worker (set by the worker)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property

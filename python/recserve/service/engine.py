@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,7 +35,15 @@ from recserve.amplify import Amplifier, AmplifyConfig
 from recserve.catalog import Catalog, Item
 from recserve.feed import FeedBuilder, FeedResult, Served, ServedMemory, UserPrefs
 from recserve.ids import key_of, keys_of
-from recserve.profiles import EVENT_TYPES, Events, Profiles, ProfilesConfig, UpdateRule
+from recserve.media import MediaUrls
+from recserve.profiles import (
+    EVENT_TYPES,
+    ApplyResult,
+    Events,
+    Profiles,
+    ProfilesConfig,
+    UpdateRule,
+)
 from recserve.rank import BUILTIN_VERSION, ModelRegistry, Ranker, SimilarityRanker
 from recserve.retrieve import Trending
 from recserve.service.experiments import Assignment, Experiments
@@ -43,6 +51,9 @@ from recserve.service.metrics import Metrics
 from recserve.service.settings import Settings
 from recserve.store.embedded import EXTENSION_KINDS, EmbeddedStore
 from recserve.train.log import Event, Impression, LogWriter, Record
+
+if TYPE_CHECKING:
+    from recserve.service.stream import StreamIngest
 
 __all__ = ["Conflict", "Engine", "EventRow", "NotFound", "NotReady"]
 
@@ -242,6 +253,14 @@ class Engine:
         self.shutting_down = False  # a stop was asked for: /readyz says 503, requests still run
         self.failure: str | None = None
         self.experiments = Experiments(settings.experiments)
+        cloudfront = settings.cloudfront
+        self.media = MediaUrls(
+            settings.media_url_template,
+            cloudfront_domain=cloudfront.domain,
+            key_pair_id=cloudfront.key_pair_id,
+            private_key_file=cloudfront.private_key_file,
+            ttl_s=cloudfront.signed_url_ttl_s,
+        )
         self.rule = UpdateRule.from_dict(settings.update_rule)
         self.trending = Trending(settings.feed.trending_half_life_s)
         self.served = ServedMemory(
@@ -261,6 +280,7 @@ class Engine:
         self._log_pending: list[Record] = []
         self._requests = 0
         self._precompute: _Precomputer | None = None
+        self.stream: StreamIngest | None = None  # events from Kinesis (scale-out mode)
         self._stop = threading.Event()
         self._background: list[threading.Thread] = []
 
@@ -336,6 +356,11 @@ class Engine:
         if s.feed.precompute:
             self._precompute = _Precomputer(self)
         self._spawn(self._snapshot_loop, "recserve-snapshots")
+        if s.events_source == "kinesis":
+            from recserve.service.stream import StreamIngest  # boto3: the aws extra
+
+            self.stream = StreamIngest(self, dims)
+            self.stream.start()
 
     def _initial_ranker(self, registry: ModelRegistry) -> Ranker | SimilarityRanker:
         active = self.data_dir / "active-model"
@@ -378,6 +403,8 @@ class Engine:
         """Stops background work, writes a final snapshot and closes the files."""
         self.draining = True
         self._stop.set()
+        if self.stream is not None:
+            self.stream.stop()  # no batch in flight: the snapshot holds all it applied
         if self._precompute is not None:
             self._precompute.stop()
         if self.store is not None:
@@ -449,7 +476,7 @@ class Engine:
         self.metrics.takedown_seconds.observe(time.perf_counter() - started)
 
     def _url(self, item: Item) -> str:
-        return self.settings.media_url_template.format(media_key=item.media_key or item.id)
+        return self.media.url(item.media_key or item.id)
 
     # ---- events -----------------------------------------------------------------------------
     def post_events(self, rows: Sequence[EventRow]) -> dict[str, int]:
@@ -477,6 +504,9 @@ class Engine:
                 duration[i] = item.duration_ms
             if row.type == "watch" and row.watch_ms is None:
                 raise ValueError(f"events[{i}].watch_ms: required for a watch")
+        if self.stream is not None:  # scale-out: the owner of the user's shard applies them
+            self.stream.put(list(rows), duration)
+            return {"accepted": n, "applied": 0, "duplicates": 0}
         events = Events.of(
             users=keys_of(r.user_id for r in rows),
             items=keys_of(r.item_id for r in rows),
@@ -502,6 +532,15 @@ class Engine:
             "applied": result.applied,
             "duplicates": result.duplicate_keys + result.stale,
         }
+
+    def applied_from_stream(self, result: ApplyResult, events: Events) -> None:
+        """Bookkeeping after a batch from the stream was applied (scale-out mode)."""
+        assert self.state is not None
+        self.metrics.events_applied.inc(result.applied)
+        self.metrics.events_duplicate.inc(result.duplicate_keys + result.stale)
+        for transition in self._drain_transitions(self.state):
+            self.metrics.amplification.labels(transition).inc()
+        self.trending.add(events.items, events.types, _now_ms() / 1000.0)
 
     @staticmethod
     def _drain_transitions(state: _State) -> list[str]:
@@ -588,6 +627,8 @@ class Engine:
         _, state, builder = self._require()
         n = self.settings.feed.default_n if n is None else n
         user_key = key_of(user_id)
+        if self.stream is not None:  # only a miss waits for DynamoDB
+            self.stream.load_missing([user_key])
         assignment = self.experiments.assign(user_id)
         result: FeedResult | None = None
         if self._precompute is not None and n == self.settings.feed.default_n:
@@ -687,6 +728,8 @@ class Engine:
     def user(self, user_id: str) -> dict[str, Any]:
         store, state, _ = self._require()
         key = key_of(user_id)
+        if self.stream is not None:
+            self.stream.load_missing([key])
         words = store.profiles.user_state([key])
         if not words["found"][0] and not state.users.known(key):
             raise NotFound(f"no user {user_id!r}")

@@ -53,6 +53,35 @@ class _ArmRates(Collector):
         yield likes
 
 
+class _StreamGauges(Collector):
+    """The Kinesis consumer's figures (scale-out mode), read at scrape time."""
+
+    def __init__(self, read: Callable[[], Any]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        stats, held, dead = self._read()
+        behind = GaugeMetricFamily(
+            "recserve_kinesis_millis_behind_latest",
+            "How far this replica's reader is behind the tip of each shard",
+            labels=["shard"],
+        )
+        for shard, ms in sorted(stats.behind_ms.items()):
+            behind.add_metric([shard], ms)
+        yield behind
+        for name, help_text, value in (
+            ("leases_held", "Shard leases this replica holds", len(held)),
+            ("leases_taken", "Shard leases taken (free, expired or stolen)", stats.leases_taken),
+            ("leases_lost", "Shard leases lost to another replica", stats.leases_lost),
+            ("records", "Kinesis records read and applied", stats.records),
+            ("throttled", "GetRecords calls throttled (each backed off)", stats.throttled),
+            ("backoff_seconds", "Seconds spent backing off", stats.backoff_s),
+            ("expired_iterators", "Iterators renewed after expiring", stats.expired_iterators),
+            ("dead_letters", "Undecodable records written to the dead-letter file", dead),
+        ):
+            yield GaugeMetricFamily(f"recserve_kinesis_{name}", help_text, value=value)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -116,6 +145,10 @@ class Metrics:
         )
         self._arm_counts: dict[tuple[str, str], dict[str, float]] = {}
         r.register(_ArmRates(lambda: self._arm_counts))
+
+    def watch_stream(self, read: Callable[[], Any]) -> None:
+        """Exports the consumer's figures: ``read()`` gives (stats, held shards, dead letters)."""
+        self.registry.register(_StreamGauges(read))
 
     def count_arm(self, experiment: str, arm: str, outcome: str, n: int = 1) -> None:
         self.arm_events.labels(experiment, arm, outcome).inc(n)

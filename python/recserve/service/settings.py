@@ -8,7 +8,7 @@ See the README's "Configuration" section for every setting and its default.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
@@ -21,7 +21,15 @@ from pydantic_settings import (
 from recserve.amplify import AmplifyConfig
 from recserve.profiles import UpdateRule
 
-__all__ = ["Arm", "Experiment", "FeedSettings", "Settings", "load_settings"]
+__all__ = [
+    "Arm",
+    "CloudFrontSettings",
+    "Experiment",
+    "FeedSettings",
+    "KinesisSettings",
+    "Settings",
+    "load_settings",
+]
 
 
 class FeedSettings(BaseModel):
@@ -53,6 +61,45 @@ class FeedSettings(BaseModel):
         if self.default_n > self.max_n:
             raise ValueError(f"default_n {self.default_n} exceeds max_n {self.max_n}")
         return self
+
+
+class KinesisSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    worker_id: str | None = Field(
+        default=None, description="this replica's name in the lease table; None: host-pid-random"
+    )
+    lease_duration_s: float = Field(
+        default=10.0, gt=0, description="a lease whose counter stands still this long is free"
+    )
+    renew_interval_s: float = Field(default=2.0, gt=0, description="lease renewal period")
+    poll_interval_s: float = Field(
+        default=0.2, ge=0.2, description="an idle shard is read again after this (5 calls/s/shard)"
+    )
+    max_records: int = Field(default=10_000, ge=1, le=10_000, description="per GetRecords call")
+    foreign_ttl_s: float = Field(
+        default=5.0, ge=0, description="a user of another replica's shard is read again after"
+    )
+    record_format: Literal["binary", "json"] = Field(
+        default="binary", description="how POST /v1/events writes events to the stream"
+    )
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> KinesisSettings:
+        if self.renew_interval_s * 2 > self.lease_duration_s:
+            raise ValueError("renew_interval_s must be at most half of lease_duration_s")
+        return self
+
+
+class CloudFrontSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    domain: str | None = Field(
+        default=None, description="serve media as https://<domain>/<media_key>; None: template"
+    )
+    key_pair_id: str | None = Field(default=None, description="sign URLs with this key pair")
+    private_key_file: Path | None = Field(default=None, description="its RSA private key (PEM)")
+    signed_url_ttl_s: float = Field(default=3600.0, gt=0, description="a signed URL's lifetime")
 
 
 class Arm(BaseModel):
@@ -109,6 +156,7 @@ class Settings(BaseSettings):
         default=0, ge=0, description="threads assembling feeds; 0: on the event loop"
     )
     media_url_template: str = "/media/{media_key}"
+    cloudfront: CloudFrontSettings = CloudFrontSettings()
     snapshot_interval_s: float = Field(default=300.0, gt=0)
     shutdown_timeout_s: float = Field(default=15.0, gt=0)
     impression_log: bool = True
@@ -116,6 +164,24 @@ class Settings(BaseSettings):
     amplification: dict[str, Any] = Field(default_factory=dict)
     update_rule: dict[str, Any] = Field(default_factory=dict)
     experiments: tuple[Experiment, ...] = ()
+    # Scale-out: events from a Kinesis stream, user state in DynamoDB (the README's "AWS").
+    events_source: Literal["http", "kinesis"] = "http"
+    kinesis_stream: str | None = None
+    state_store: Literal["embedded", "dynamodb"] = "embedded"
+    dynamodb_table_prefix: str = Field(default="recserve-", min_length=1, max_length=200)
+    create_tables: bool = Field(
+        default=True, description="create the lease and user tables if missing"
+    )
+    kinesis: KinesisSettings = KinesisSettings()
+
+    @model_validator(mode="after")
+    def _sources(self) -> Settings:
+        if self.events_source == "kinesis" and not self.kinesis_stream:
+            raise ValueError("events_source = kinesis needs kinesis_stream")
+        if self.state_store == "dynamodb" and self.events_source != "kinesis":
+            # Replicas agree on event sequence numbers only when the stream assigns them.
+            raise ValueError("state_store = dynamodb needs events_source = kinesis")
+        return self
 
     @field_validator("amplification")
     @classmethod

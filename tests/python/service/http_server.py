@@ -35,6 +35,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"{data_dir.name}.log"
+        self.env: dict[str, str] = {}  # more environment for the process (e.g. AWS endpoints)
 
     def start(self, timeout: float = 60.0) -> Server:
         """Starts the process and waits until /readyz says 200."""
@@ -43,7 +44,7 @@ class Server:
         return self
 
     def launch(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RECSERVE_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RECSERVE_")} | self.env
         with self.log.open("ab") as log:  # the child keeps its own descriptor
             self.process = subprocess.Popen(
                 [
