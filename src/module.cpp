@@ -13,6 +13,7 @@ void register_ann(pyb::module_& m);
 void register_mlp(pyb::module_& m);
 void register_embed(pyb::module_& m);
 void register_profiles(pyb::module_& m);
+void register_ingest(pyb::module_& m);
 
 pyb::object& corrupt_file_error() {
     // Leaked on purpose: destroying a Python object after the interpreter has finalised crashes.
@@ -108,4 +109,6 @@ PYBIND11_MODULE(_core, m) {
     py::register_embed(embed);
     auto profiles = m.def_submodule("profiles", "user and item state and the event update rules");
     py::register_profiles(profiles);
+    auto ingest = m.def_submodule("ingest", "Kinesis records decoded into event columns");
+    py::register_ingest(ingest);
 }

@@ -153,3 +153,12 @@ class profiles:  # noqa: N801 - a submodule
         def snapshot(self, lsn: int) -> profiles.Snapshot: ...
         @property
         def dims(self) -> int: ...
+
+class ingest:  # noqa: N801 - a submodule
+    BINARY_MAGIC: int
+    BINARY_SIZE: int
+
+    @staticmethod
+    def decode_records(records: list[Any]
+                       ) -> tuple[dict[str, npt.NDArray[Any]], npt.NDArray[np.uint8],
+                                  list[tuple[int, str]]]: ...
