@@ -10,8 +10,10 @@ for each GetRecords batch it
    user's newest state may have been written by the replica that held it before);
 3. applies the batch to the local store, with sequence numbers the stream fixes (so a record
    read again after a failover is recognised by the user's high-water mark);
-4. writes the users it changed to DynamoDB, each only if newer than the stored image; a
-   refusal means another replica holds the shard now, and the batch is not checkpointed.
+4. writes the users it changed to DynamoDB, each only if newer than the stored image. A user
+   stored at the same version is the same state (the same records applied in the same
+   order), but one stored at a newer version means another replica holds the shard now:
+   the batch is not checkpointed and the shard is dropped.
 
 Only then does the worker checkpoint. ``POST /v1/events`` puts the events on the stream (the
 Producer): the replica that owns the user's shard applies them.

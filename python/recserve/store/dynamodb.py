@@ -42,7 +42,8 @@ _RETRIES = 8
 @dataclass(frozen=True)
 class WriteResult:
     written: int
-    superseded: list[int]  # users whose stored version was already as new or newer
+    unchanged: list[int]  # stored at this very version already (the same events, applied)
+    superseded: list[int]  # stored at a newer version: someone else applied more
 
 
 def backoff(attempt: int, base_s: float = 0.05, cap_s: float = 2.0) -> float:
@@ -135,7 +136,7 @@ class DynamoUsers:
         """Stores these users' current state, each only if newer than what is stored."""
         wanted = np.array(list(dict.fromkeys(int(u) for u in users)), dtype=np.uint64)
         if not len(wanted):
-            return WriteResult(0, [])
+            return WriteResult(0, [], [])
         images = profiles.export_users(wanted)
         versions = profiles.user_state(wanted)["high_water_seq"].tolist()
         now = str(time.time_ns() // 1_000_000)
@@ -163,12 +164,23 @@ class DynamoUsers:
             for u, image, version in zip(wanted.tolist(), images, versions, strict=True)
             if image is not None
         ]
-        written, superseded = 0, []
+        written, refused = 0, []
         for start in range(0, len(puts), WRITE_BATCH):
-            done, refused = self._transact(puts[start : start + WRITE_BATCH])
+            done, not_newer = self._transact(puts[start : start + WRITE_BATCH])
             written += done
-            superseded += refused
-        return WriteResult(written, superseded)
+            refused += not_newer
+        if not refused:
+            return WriteResult(written, [], [])
+        ours = dict(zip(wanted.tolist(), versions, strict=True))
+        stored = {
+            int(item["user"]["N"]): int(item["version"]["N"])
+            for start in range(0, len(refused), READ_BATCH)
+            for item in self._batch_get(
+                [{"user": {"N": str(u)}} for u in refused[start : start + READ_BATCH]]
+            )
+        }
+        unchanged = [u for u in refused if stored.get(u) == ours[u]]
+        return WriteResult(written, unchanged, [u for u in refused if stored.get(u) != ours[u]])
 
     def _transact(self, puts: list[tuple[int, dict[str, Any]]]) -> tuple[int, list[int]]:
         refused: list[int] = []

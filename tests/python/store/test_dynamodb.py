@@ -39,7 +39,7 @@ def test_written_users_load_into_another_replica_unchanged(moto_endpoint: str) -
     store = DynamoUsers(client("dynamodb", moto_endpoint), table, DIMS)
     here.apply(watches(300, 2000, 1, seed=1))  # 300 users: several write and read batches
     result = store.write(here, range(300))
-    assert (result.written, result.superseded) == (300, [])
+    assert (result.written, result.unchanged, result.superseded) == (300, [], [])
     assert store.fetch(there, range(300)) == 300
     users = np.arange(300)
     a, b = here.user_vectors(users, now_ms=0), there.user_vectors(users, now_ms=0)
@@ -62,7 +62,8 @@ def test_an_older_image_never_overwrites_a_newer_one(moto_endpoint: str) -> None
     np.testing.assert_array_equal(
         fresh.user_state(range(5))["high_water_seq"], ahead.user_state(range(5))["high_water_seq"]
     )
-    assert store.write(ahead, range(5)).superseded == [0, 1, 2, 3, 4]  # equal: refused too
+    again = store.write(ahead, range(5))  # the same version: refused, but nothing is lost
+    assert (again.written, again.unchanged, again.superseded) == (0, [0, 1, 2, 3, 4], [])
 
 
 def test_a_missing_table_is_an_error_when_creating_tables_is_off(moto_endpoint: str) -> None:
