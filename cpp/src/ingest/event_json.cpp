@@ -21,7 +21,9 @@ namespace {
 
 constexpr std::size_t kMaxIdChars = 256;
 
-enum Field : unsigned { kEventId, kUserId, kItemId, kType, kWatchMs, kDurationMs, kTs, kSessionId, kRequestId, kFields };
+enum Field : unsigned {
+    kEventId, kUserId, kItemId, kType, kWatchMs, kDurationMs, kTs, kSessionId, kRequestId, kFields
+};
 constexpr std::string_view kFieldNames[kFields] = {"event_id", "user_id",     "item_id",    "type",      "watch_ms",
                                                    "duration_ms", "ts", "session_id", "request_id"};
 
@@ -422,7 +424,8 @@ class Parser {
             case kSessionId:
             case kRequestId: string_ok(field, v, true, 0); return;
             case kType: {
-                if (v.kind != Kind::kString) return field_fault(field, std::string("expected a string, got ") + kind_name(v.kind));
+                if (v.kind != Kind::kString)
+                    return field_fault(field, std::string("expected a string, got ") + kind_name(v.kind));
                 for (std::size_t t = 0; t < profiles::kEventTypes; ++t) {
                     if (!v.lone_surrogate && v.text == profiles::kEventTypeNames[t]) {
                         record_.type = static_cast<std::uint8_t>(t);
@@ -466,7 +469,8 @@ class Parser {
         }
         const std::size_t n = code_points(v.text);
         if (n < min_chars || n > kMaxIdChars) {
-            field_fault(f, std::to_string(n) + (min_chars ? " characters, expected 1 to 256" : " characters, expected at most 256"));
+            const char* expected = min_chars ? " characters, expected 1 to 256" : " characters, expected at most 256";
+            field_fault(f, std::to_string(n) + expected);
             return false;
         }
         return true;
