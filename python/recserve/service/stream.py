@@ -164,8 +164,8 @@ class StreamIngest:
         # Ordinals: a record holds one user record, or several when KPL-aggregated.
         per_record = np.ones(len(records), dtype=np.int64)
         np.maximum.at(per_record, batch.record_index, batch.sub_sequence.astype(np.int64) + 1)
-        for bad in batch.bad:
-            per_record[bad.index] = max(per_record[bad.index], bad.sub_sequence + 1)
+        for fault in batch.bad:
+            per_record[fault.index] = max(per_record[fault.index], fault.sub_sequence + 1)
         starts = np.concatenate(([0], np.cumsum(per_record)[:-1]))
         seq = (first_seq + starts[batch.record_index] + batch.sub_sequence).astype(np.uint64)
         bad = [(b.index, b.sub_sequence, b.reason) for b in batch.bad]
