@@ -222,8 +222,8 @@ class PyProfiles {
         return out;
     }
 
-    void import_users(const pyb::array& users, const std::vector<std::string>& vectors,
-                      const std::vector<std::string>& states) {
+    std::size_t import_users(const pyb::array& users, const std::vector<std::string>& vectors,
+                             const std::vector<std::string>& states) {
         require_uint64_vector(users, "users");
         const auto n = static_cast<std::size_t>(users.shape(0));
         if (vectors.size() != n || states.size() != n)
@@ -235,11 +235,13 @@ class PyProfiles {
         }
         const auto* k = static_cast<const std::uint64_t*>(users.data());
         Status status = Status::ok();
+        std::size_t imported = 0;
         {
             pyb::gil_scoped_release release;
-            status = p_->import_users(k, v.data(), s.data(), n);
+            status = p_->import_users(k, v.data(), s.data(), n, &imported);
         }
         raise_if_error(status);
+        return imported;
     }
 
     pyb::array_t<bool> seen(std::uint64_t user, const pyb::array& items) const {

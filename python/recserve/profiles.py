@@ -357,10 +357,12 @@ class Profiles:
         window. For stores that keep users elsewhere (``recserve.store.dynamodb``)."""
         return self._core.export_users(as_ids(users, "users"))
 
-    def import_users(self, users: Any, vectors: list[bytes], states: list[bytes]) -> None:
-        """Replaces the users' state with exported images; a damaged or mismatched image
-        raises ValueError and nothing changes."""
-        self._core.import_users(as_ids(users, "users"), list(vectors), list(states))
+    def import_users(self, users: Any, vectors: list[bytes], states: list[bytes]) -> int:
+        """Replaces each user's state with its exported image if the image has applied more
+        (a higher high-water mark; checked under the writer lock, so an image read before
+        newer events were applied here never replaces them). Returns how many were replaced.
+        A damaged or mismatched image raises ValueError and nothing changes."""
+        return int(self._core.import_users(as_ids(users, "users"), list(vectors), list(states)))
 
     def seen(self, user: int, items: Any) -> npt.NDArray[np.bool_]:
         """Whether the user has met each item (exact for recent items; older ones through a

@@ -207,6 +207,11 @@ def test_exported_users_continue_in_another_process_as_if_never_moved() -> None:
     for user in users.tolist():
         np.testing.assert_array_equal(here.recent_items(user), there.recent_items(user))
     assert here.export_users([999]) == [None]
+    older = make()
+    older.apply(events(100, seed=3))
+    stale = older.export_users(users)
+    assert there.import_users(users, [i[0] for i in stale], [i[1] for i in stale]) == 0  # type: ignore[index]
+    np.testing.assert_array_equal(there.user_vectors(users, now_ms=0).session, b.session)
 
 
 def test_a_damaged_user_image_is_refused_and_imports_nothing() -> None:

@@ -70,7 +70,7 @@ bool Profiles::export_user(std::uint64_t user, std::vector<char>* vectors, std::
 }
 
 Status Profiles::import_users(const std::uint64_t* users, const std::vector<char>* vectors,
-                              const std::vector<char>* states, std::size_t n) {
+                              const std::vector<char>* states, std::size_t n, std::size_t* imported_count) {
     const std::size_t floats = 2 * options_.dims;
     std::vector<ParsedUser> parsed(n);
     for (std::size_t i = 0; i < n; ++i) {
@@ -99,7 +99,14 @@ Status Profiles::import_users(const std::uint64_t* users, const std::vector<char
             return Status::invalid_argument(where + " is truncated or has extra bytes");
     }
     std::lock_guard<std::mutex> lock(writer_);
+    std::size_t imported = 0;
     for (std::size_t i = 0; i < n; ++i) {
+        // Only forward: an image read before this process applied more events is older than
+        // the row, and replacing the row would lose them.
+        std::uint64_t current[kUserTableWords];
+        bool found = false;
+        users_->read(&users[i], 1, nullptr, current, &found);
+        if (found && current[kHighWaterSeq] >= parsed[i].words[kHighWaterSeq]) continue;
         UserLogs::Shard& shard = logs_->of(users[i]);
         {
             std::unique_lock<std::shared_mutex> log_lock(shard.lock);
@@ -107,7 +114,9 @@ Status Profiles::import_users(const std::uint64_t* users, const std::vector<char
         }
         RowImage image{reinterpret_cast<const float*>(vectors[i].data()), parsed[i].words, floats};
         users_->update(users[i], write_row, &image);
+        ++imported;
     }
+    if (imported_count != nullptr) *imported_count = imported;
     return Status::ok();
 }
 

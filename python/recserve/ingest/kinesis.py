@@ -32,7 +32,7 @@ from botocore.exceptions import ClientError
 from recserve.ingest.leases import SHARD_END, TRIM_HORIZON, Lease, LeaseLost, LeaseTable
 from recserve.store.dynamodb import backoff
 
-__all__ = ["Consumed", "Producer", "PutFailed", "Worker", "WorkerSettings"]
+__all__ = ["ROOT_SEQ_BASE", "Consumed", "Producer", "PutFailed", "Worker", "WorkerSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,9 @@ GET_RECORDS_LIMIT = 10_000
 CALLS_PER_SECOND = 5  # GetRecords per shard
 PUT_RECORDS_LIMIT = 500
 PUT_BYTES_LIMIT = 5 << 20
+# Where a root shard's sequence numbers start: above every sequence number the HTTP source
+# assigns (log position x 2^20), so a data directory can move from HTTP events to a stream.
+ROOT_SEQ_BASE = 1 << 62
 
 
 def error_code(error: ClientError) -> str:
@@ -198,7 +201,9 @@ class Worker:
         parents = [leases[p] for p in lease.parents if p in leases]
         if len(parents) < len(lease.parents):  # a parent we never saw: above everything known
             return max((other.last_seq for other in leases.values()), default=0) + 1
-        return max((p.last_seq for p in parents), default=0) + (1 if parents else 0)
+        if not parents:
+            return ROOT_SEQ_BASE
+        return max(p.last_seq for p in parents) + 1
 
     def _take(self, lease: Lease, leases: dict[str, Lease]) -> int:
         try:

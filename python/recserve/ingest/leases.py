@@ -17,7 +17,8 @@ lost a lease, however long it was paused, can neither renew it nor checkpoint it
 fail with LeaseLost. A lease is *expired* when its counter has not moved for the lease
 duration, by the observer's own clock (no clock is compared across machines).
 
-Event sequence numbers: the n-th user record of a shard gets ``seq_base + n``. Ordinals count
+Event sequence numbers: the n-th user record of a shard gets ``seq_base + n`` (2^62 + n in a
+shard without parents: above any the HTTP source gives). Ordinals count
 from the shard's first record and checkpoints carry them, so a record read again after a
 failover gets the same number, and the per-user high-water mark makes its apply a no-op. A
 child shard starts where its parents ended (``max(parent seq_base + ordinal) + 1``), so a

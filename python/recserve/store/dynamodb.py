@@ -112,12 +112,11 @@ class DynamoUsers:
                     f"user {u} is stored with dims {item['dims']['N']} {item['dtype']['S']}; "
                     f"this service has dims {self.dims} float32"
                 )
-        profiles.import_users(
+        return profiles.import_users(  # only forward, even if this process applied meanwhile
             np.array([u for u, _ in newer], dtype=np.uint64),
             [item["vectors"]["B"] for _, item in newer],
             [item["state"]["B"] for _, item in newer],
         )
-        return len(newer)
 
     def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

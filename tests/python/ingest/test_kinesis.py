@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from aws_servers import Faulty, client, new_prefix, new_stream
-from recserve.ingest.kinesis import Consumed, Producer, Worker, WorkerSettings
+from recserve.ingest.kinesis import ROOT_SEQ_BASE, Consumed, Producer, Worker, WorkerSettings
 from recserve.ingest.leases import SHARD_END, LeaseLost, LeaseTable
 
 FAST = {"lease_duration_s": 1.5, "renew_interval_s": 0.3, "poll_interval_s": 0.05}
@@ -93,7 +93,8 @@ def test_a_worker_reads_every_record_in_order_and_checkpoints_each_shard(
     for shard, sequence, seq, _ in collector.applied:
         per_shard.setdefault(shard, []).append((sequence, seq))
     for shard, rows in per_shard.items():
-        assert [seq for _, seq in rows] == list(range(1, len(rows) + 1))  # no gap, no repeat
+        seqs = [seq - ROOT_SEQ_BASE for _, seq in rows]
+        assert seqs == list(range(1, len(rows) + 1))  # no gap, no repeat
         assert leases[shard].checkpoint == rows[-1][0]
         assert leases[shard].ordinal == len(rows)
         assert leases[shard].owner is None  # released on stop

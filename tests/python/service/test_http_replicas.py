@@ -13,7 +13,7 @@ from http_server import DIMS, item_batch, make_server  # noqa: F401  (fixture)
 
 from aws_servers import aws_env, client, new_prefix, new_stream
 from recserve.ids import key_of, keys_of
-from recserve.ingest.kinesis import Producer
+from recserve.ingest.kinesis import ROOT_SEQ_BASE, Producer
 from recserve.ingest.leases import LeaseTable
 from recserve.ingest.records import encode_binary
 from recserve.profiles import Events, Profiles, ProfilesConfig
@@ -118,7 +118,7 @@ class Cluster:
                     watch_ms=[e["watch_ms"] for _, e in rows],
                     duration_ms=[e["duration_ms"] for _, e in rows],
                     ts_ms=[e["ts"] for _, e in rows],
-                    seq=np.arange(1, len(rows) + 1),  # the shard's n-th record: seq n
+                    seq=ROOT_SEQ_BASE + np.arange(1, len(rows) + 1, dtype=np.uint64),
                     event_keys=keys_of(e["event_id"] for _, e in rows),
                 )
             )

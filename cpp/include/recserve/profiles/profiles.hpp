@@ -127,10 +127,12 @@ class Profiles {
     // window (a versioned image, user_state.cpp). Taken under the writer lock, so both halves
     // are of one moment. False (outputs untouched) for a user without a row.
     bool export_user(std::uint64_t user, std::vector<char>* vectors, std::vector<char>* state) const;
-    // Replaces the state of n users with exported images (vectors[i], state[i]), all checked
-    // first: a damaged or mismatched image is kInvalidArgument naming it, and nothing changes.
+    // Replaces the state of n users with exported images (vectors[i], state[i]) where the
+    // image's high-water mark is above the row's (a row that has applied as much or more is
+    // kept); *imported (may be null) counts the replaced. All images are checked first: a
+    // damaged or mismatched one is kInvalidArgument naming it, and nothing changes.
     Status import_users(const std::uint64_t* users, const std::vector<char>* vectors,
-                        const std::vector<char>* states, std::size_t n);
+                        const std::vector<char>* states, std::size_t n, std::size_t* imported = nullptr);
 
     // The whole state as one snapshot file image (header, body, checksums), tagged with lsn
     // (the log position it includes). Taken under the writer lock; write it without the lock.
