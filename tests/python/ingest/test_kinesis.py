@@ -236,3 +236,35 @@ def test_concurrent_producers_put_every_record(
     finally:
         w.stop()
     assert len(collector.applied) == 4 * 10 * 20
+
+
+def test_a_merged_shard_waits_for_both_parents_and_order_holds(
+    kinesalite_endpoint: str, moto_endpoint: str
+) -> None:
+    kinesis = client("kinesis", kinesalite_endpoint)
+    stream, prefix = new_stream(kinesis, 2), new_prefix()
+    before = produce(kinesis, stream, users=30, per_user=10)
+    first, second = sorted(
+        kinesis.list_shards(StreamName=stream)["Shards"],
+        key=lambda s: int(s["HashKeyRange"]["StartingHashKey"]),
+    )
+    kinesis.merge_shards(StreamName=stream, ShardToMerge=first["ShardId"],
+                         AdjacentShardToMerge=second["ShardId"])
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream)
+    after = produce(kinesis, stream, users=30, per_user=10, tag="b")
+    collector = Collector()
+    w = worker(moto_endpoint, kinesis, stream, prefix, "a", collector)
+    w.start()
+    try:
+        wait_for(lambda: collector.data() == set(before) | set(after))
+    finally:
+        w.stop()
+    parents = {first["ShardId"], second["ShardId"]}
+    last_parent = max(i for i, a in enumerate(collector.applied) if a[0] in parents)
+    first_child = min(i for i, a in enumerate(collector.applied) if a[0] not in parents)
+    assert last_parent < first_child
+    assert {a[3] for a in collector.applied[first_child:]} == set(after)
+    assert min(a[2] for a in collector.applied[first_child:]) > max(
+        a[2] for a in collector.applied[:first_child]
+    )
+    assert_per_user_order(collector.applied)

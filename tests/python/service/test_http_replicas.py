@@ -4,6 +4,8 @@ stream; the users' final state in DynamoDB must equal a serial replay of every r
 
 from __future__ import annotations
 
+import base64
+import json
 import signal
 import time
 from typing import Any
@@ -13,9 +15,10 @@ from http_server import DIMS, item_batch, make_server  # noqa: F401  (fixture)
 
 from aws_servers import aws_env, client, new_prefix, new_stream
 from recserve.ids import key_of, keys_of
+from recserve.ingest import kpl
 from recserve.ingest.kinesis import ROOT_SEQ_BASE, Producer
 from recserve.ingest.leases import LeaseTable
-from recserve.ingest.records import encode_binary
+from recserve.ingest.records import encode_binary, encode_json
 from recserve.profiles import Events, Profiles, ProfilesConfig
 from recserve.store.dynamodb import DynamoUsers
 
@@ -68,7 +71,8 @@ class Cluster:
             with server.client() as http:  # each replica holds the catalogue
                 assert http.post("/v1/items", json={"items": ITEMS}).status_code == 200
         self.producer = Producer(self.kinesis, self.stream)
-        self.sent: list[tuple[str, str, dict[str, Any]]] = []  # shard, sequence number, event
+        # (shard, sequence number, sub-sequence, event or None for an undecodable record)
+        self.sent: list[tuple[str, str, int, dict[str, Any] | None]] = []
 
     def leases(self) -> dict[str, Any]:
         return LeaseTable(self.dynamodb, f"{self.prefix}leases", "observer").all()
@@ -81,15 +85,25 @@ class Cluster:
         return counts
 
     def put(self, batch: list[dict[str, Any]]) -> None:
-        placed = self.producer.put(
-            [(e["user_id"], encode_binary(**{k: e[k] for k in e})) for e in batch]
-        )
-        self.sent += [(shard, seq, e) for (shard, seq), e in zip(placed, batch, strict=True)]
+        placed = self.producer.put([(e["user_id"], encode_binary(**e)) for e in batch])
+        self.sent += [(shard, seq, 0, e) for (shard, seq), e in zip(placed, batch, strict=True)]
+
+    def put_aggregate(self, batch: list[dict[str, Any]]) -> None:
+        """One KPL-aggregated record of one user's events (JSON inside)."""
+        user = batch[0]["user_id"]
+        blob = kpl.aggregate([(user, encode_json(**e)) for e in batch])
+        [(shard, seq)] = self.producer.put([(user, blob)])
+        self.sent += [(shard, seq, i, e) for i, e in enumerate(batch)]
+
+    def put_garbage(self, user: str) -> tuple[str, str]:
+        [(shard, seq)] = self.producer.put([(user, b"\x00 not an event")])
+        self.sent.append((shard, seq, 0, None))
+        return shard, seq
 
     def wait_applied(self, timeout: float = 60.0) -> None:
         """Until every shard's checkpoint has passed the last record put on it."""
         last: dict[str, int] = {}
-        for shard, seq, _ in self.sent:
+        for shard, seq, _, _ in self.sent:
             last[shard] = max(last.get(shard, 0), int(seq))
         wait_for(
             lambda: all(
@@ -108,8 +122,14 @@ class Cluster:
         replay, stored = Profiles(config), Profiles(config)
         vectors = np.array([item["embedding"] for item in ITEMS], dtype=np.float32)
         replay.set_items(keys_of(item["id"] for item in ITEMS), vectors)
-        for shard in sorted({s for s, _, _ in self.sent}):
-            rows = sorted((int(seq), e) for s, seq, e in self.sent if s == shard)
+        for shard in sorted({s for s, _, _, _ in self.sent}):
+            # The n-th user record of a shard has seq 2^62 + n, undecodable ones included.
+            ordered = sorted((int(seq), sub, e) for s, seq, sub, e in self.sent if s == shard)
+            rows = [
+                (ROOT_SEQ_BASE + n, e)
+                for n, (_, _, e) in enumerate(ordered, start=1)
+                if e is not None
+            ]
             replay.apply(
                 Events.of(
                     users=keys_of(e["user_id"] for _, e in rows),
@@ -118,18 +138,19 @@ class Cluster:
                     watch_ms=[e["watch_ms"] for _, e in rows],
                     duration_ms=[e["duration_ms"] for _, e in rows],
                     ts_ms=[e["ts"] for _, e in rows],
-                    seq=ROOT_SEQ_BASE + np.arange(1, len(rows) + 1, dtype=np.uint64),
+                    seq=np.array([seq for seq, _ in rows], dtype=np.uint64),
                     event_keys=keys_of(e["event_id"] for _, e in rows),
                 )
             )
-        users = np.array(sorted({key_of(e["user_id"]) for _, _, e in self.sent}), np.uint64)
+        events = [e for _, _, _, e in self.sent if e is not None]
+        users = np.array(sorted({key_of(e["user_id"]) for e in events}), np.uint64)
         DynamoUsers(self.dynamodb, f"{self.prefix}users", DIMS).fetch(stored, users)
         a, b = replay.user_vectors(users, now_ms=0), stored.user_vectors(users, now_ms=0)
         np.testing.assert_array_equal(a.long_term, b.long_term)
         np.testing.assert_array_equal(a.session, b.session)
         for name, column in replay.user_state(users).items():
             np.testing.assert_array_equal(column, stored.user_state(users)[name], err_msg=name)
-        assert replay.user_state(users)["events_applied"].sum() == len(self.sent)
+        assert replay.user_state(users)["events_applied"].sum() == len(events)
 
 
 def wait_for(condition: Any, timeout: float = 60.0, state: Any = None) -> None:
@@ -148,6 +169,8 @@ def test_killed_replica_its_shards_move_and_nothing_is_lost(
     a, b = cluster.replicas
     wait_for(lambda: cluster.owners() == {"a": 2, "b": 2}, state=cluster.owners)
     cluster.put(events(1))
+    cluster.put_aggregate(events(5, users=1, per_user=4))  # u0's next 4 events, KPL-aggregated
+    shard, seq = cluster.put_garbage("u1")  # its neighbours are applied, the shard goes on
     cluster.wait_applied()
     cluster.put(events(2))  # in flight when a dies
     a.stop(signal.SIGKILL)
@@ -170,6 +193,15 @@ def test_killed_replica_its_shards_move_and_nothing_is_lost(
         wait_for(lambda: http.get("/v1/users/u1").json()["events_applied"] == applied + 1)
         metrics = http.get("/metrics").text
     assert "recserve_kinesis_leases_held 4.0" in metrics
+    dead = [
+        json.loads(line)
+        for replica in (a, b)
+        if (replica.data_dir / "dead-letter.jsonl").exists()
+        for line in (replica.data_dir / "dead-letter.jsonl").read_text().splitlines()
+    ]
+    assert {(d["shard"], d["sequence_number"]) for d in dead} == {(shard, seq)}
+    assert dead[0]["reason"].startswith("undecodable")
+    assert base64.b64decode(dead[0]["data"]) == b"\x00 not an event"
 
 
 def test_a_paused_replica_drops_its_shards_and_overwrites_nothing(
