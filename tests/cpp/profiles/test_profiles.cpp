@@ -370,5 +370,48 @@ TEST(ProfilesConcurrency, ReadersSeeWholeRowsWhileEventsApply) {
     EXPECT_GT(p->stats().applied, 0u);
 }
 
+TEST(Profiles, AnExportedUserContinuesElsewhereAsIfNeverMoved) {
+    auto here = make(), there = make();
+    for (auto* p : {here.get(), there.get()}) set_item(*p, 5, {1, 0, 0, 0});
+    Events first;
+    first.add(7, 5, EventType::kWatch, 1, 1000, 9000, 10000, 11).add(7, 5, EventType::kLike, 2, 2000, 0, 10000, 12);
+    ASSERT_TRUE(here->apply(first.batch(true)).is_ok());
+    std::vector<char> vectors, state;
+    ASSERT_TRUE(here->export_user(7, &vectors, &state));
+    std::size_t imported = 0;
+    ASSERT_TRUE(there->import_users(std::vector<std::uint64_t>{7}.data(), &vectors, &state, 1, &imported).is_ok());
+    EXPECT_EQ(imported, 1u);
+    Events later;
+    later.add(7, 5, EventType::kShare, 3, 3000, 0, 10000, 12)  // a redelivered key: skipped
+        .add(7, 5, EventType::kShare, 4, 4000, 0, 10000, 13);
+    for (auto* p : {here.get(), there.get()}) ASSERT_TRUE(p->apply(later.batch(true)).is_ok());
+    EXPECT_EQ(user(*here, 7, 5000), user(*there, 7, 5000));
+    EXPECT_FALSE(here->export_user(8, &vectors, &state));
+}
+
+TEST(Profiles, AnImportNeverRollsAUserBackAndADamagedImageChangesNothing) {
+    auto p = make();
+    set_item(*p, 5, {1, 0, 0, 0});
+    Events one, two;
+    one.add(7, 5, EventType::kWatch, 1, 1000, 9000);
+    two.add(7, 5, EventType::kWatch, 2, 2000, 9000);
+    ASSERT_TRUE(p->apply(one.batch()).is_ok());
+    std::vector<char> old_vectors, old_state;
+    ASSERT_TRUE(p->export_user(7, &old_vectors, &old_state));
+    ASSERT_TRUE(p->apply(two.batch()).is_ok());
+    const UserState now = user(*p, 7);
+    const std::uint64_t users[2] = {7, 9};
+    std::size_t imported = 1;
+    const std::vector<char> vectors[2] = {old_vectors, old_vectors}, states[2] = {old_state, old_state};
+    ASSERT_TRUE(p->import_users(users, vectors, states, 1, &imported).is_ok());
+    EXPECT_EQ(imported, 0u);  // the row has applied more than the image
+    EXPECT_EQ(user(*p, 7), now);
+    std::vector<char> truncated[2] = {old_state, std::vector<char>(old_state.begin(), old_state.end() - 3)};
+    Status bad = p->import_users(users, vectors, truncated, 2, &imported);
+    EXPECT_FALSE(bad.is_ok());
+    EXPECT_NE(bad.message().find("user 1 is truncated"), std::string::npos) << bad.message();
+    EXPECT_FALSE(user(*p, 9).found);  // nothing of the batch imported
+}
+
 }  // namespace
 }  // namespace recserve::profiles
