@@ -72,6 +72,19 @@ def worker(dynamodb: str, kinesis: Any, stream: str, prefix: str, name: str,
                   WorkerSettings(worker_id=name, **FAST))  # type: ignore[arg-type]
 
 
+def read_all(dynamodb: str, kinesis: Any, stream: str, prefix: str,
+             expected: set[bytes]) -> tuple[Collector, Worker]:
+    """Runs one worker until it has applied every expected record, then stops it."""
+    collector = Collector()
+    w = worker(dynamodb, kinesis, stream, prefix, "a", collector)
+    w.start()
+    try:
+        wait_for(lambda: collector.data() == expected)
+    finally:
+        w.stop()
+    return collector, w
+
+
 def test_a_worker_reads_every_record_in_order_and_checkpoints_each_shard(
     moto_endpoint: str,
 ) -> None:
@@ -166,13 +179,8 @@ def test_throttling_expired_iterators_and_partial_puts_lose_nothing(
         placed = producer.put(records[start : start + 50])
         assert all(shard for shard, _ in placed)
     assert producer.retried > 0
-    collector = Collector()
-    w = worker(moto_endpoint, faulty, stream, prefix, "a", collector)
-    w.start()
-    try:
-        wait_for(lambda: collector.data() == {data for _, data in records})
-    finally:
-        w.stop()
+    expected = {data for _, data in records}
+    collector, w = read_all(moto_endpoint, faulty, stream, prefix, expected)
     assert faulty.injected["ProvisionedThroughputExceededException"] > 0
     assert faulty.injected["ExpiredIteratorException"] > 0
     assert w.stats.throttled > 0
@@ -194,13 +202,7 @@ def test_a_split_shard_is_drained_before_its_children_and_order_holds(
                         NewStartingHashKey=str((low + high) // 2))
     kinesis.get_waiter("stream_exists").wait(StreamName=stream)
     after = produce(kinesis, stream, users=30, per_user=10, tag="b")
-    collector = Collector()
-    w = worker(moto_endpoint, kinesis, stream, prefix, "a", collector)
-    w.start()
-    try:
-        wait_for(lambda: collector.data() == set(before) | set(after))
-    finally:
-        w.stop()
+    collector, _ = read_all(moto_endpoint, kinesis, stream, prefix, set(before) | set(after))
     parent = shard["ShardId"]
     parents = [a for a in collector.applied if a[0] == parent]
     children = [a for a in collector.applied if a[0] != parent]
@@ -228,13 +230,8 @@ def test_concurrent_producers_put_every_record(
         thread.start()
     for thread in threads:
         thread.join()
-    collector = Collector()
-    w = worker(moto_endpoint, kinesis, stream, prefix, "a", collector)
-    w.start()
-    try:
-        wait_for(lambda: collector.data() == {d for part in sent for d in part})
-    finally:
-        w.stop()
+    expected = {d for part in sent for d in part}
+    collector, _ = read_all(moto_endpoint, kinesis, stream, prefix, expected)
     assert len(collector.applied) == 4 * 10 * 20
 
 
@@ -252,13 +249,7 @@ def test_a_merged_shard_waits_for_both_parents_and_order_holds(
                          AdjacentShardToMerge=second["ShardId"])
     kinesis.get_waiter("stream_exists").wait(StreamName=stream)
     after = produce(kinesis, stream, users=30, per_user=10, tag="b")
-    collector = Collector()
-    w = worker(moto_endpoint, kinesis, stream, prefix, "a", collector)
-    w.start()
-    try:
-        wait_for(lambda: collector.data() == set(before) | set(after))
-    finally:
-        w.stop()
+    collector, _ = read_all(moto_endpoint, kinesis, stream, prefix, set(before) | set(after))
     parents = {first["ShardId"], second["ShardId"]}
     last_parent = max(i for i, a in enumerate(collector.applied) if a[0] in parents)
     first_child = min(i for i, a in enumerate(collector.applied) if a[0] not in parents)
