@@ -505,7 +505,7 @@ class Engine:
             if row.type == "watch" and row.watch_ms is None:
                 raise ValueError(f"events[{i}].watch_ms: required for a watch")
         if self.stream is not None:  # scale-out: the owner of the user's shard applies them
-            self.stream.put(list(rows), duration)
+            self.stream.put(list(rows), duration)  # NotReady (503) if the stream refuses them
             return {"accepted": n, "applied": 0, "duplicates": 0}
         events = Events.of(
             users=keys_of(r.user_id for r in rows),

@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
 
 from recserve.ingest import records as codec
-from recserve.ingest.kinesis import Consumed, Producer, Worker, WorkerSettings
+from recserve.ingest.kinesis import Consumed, Producer, PutFailed, Worker, WorkerSettings
 from recserve.ingest.leases import LeaseLost, LeaseTable
 from recserve.profiles import EVENT_TYPES, Events
 from recserve.store.dynamodb import DynamoUsers
@@ -105,24 +106,29 @@ class StreamIngest:
 
     # ---- clients' events onto the stream ------------------------------------------------------
     def put(self, rows: list[EventRow], duration_ms: Any) -> None:
+        """Puts the events on the stream; NotReady (HTTP 503, retry) if it refuses them."""
+        from recserve.service.engine import NotReady
+
         encode = codec.encode_binary if self.binary else codec.encode_json
-        self.producer.put(
-            [
-                (
+        records = [
+            (
+                row.user_id,
+                encode(
+                    row.event_id,
                     row.user_id,
-                    encode(
-                        row.event_id,
-                        row.user_id,
-                        row.item_id,
-                        row.type,
-                        watch_ms=row.watch_ms,
-                        duration_ms=int(duration_ms[i]) or None,
-                        ts=row.ts,
-                    ),
-                )
-                for i, row in enumerate(rows)
-            ]
-        )
+                    row.item_id,
+                    row.type,
+                    watch_ms=row.watch_ms,
+                    duration_ms=int(duration_ms[i]) or None,
+                    ts=row.ts,
+                ),
+            )
+            for i, row in enumerate(rows)
+        ]
+        try:
+            self.producer.put(records)
+        except (PutFailed, BotoCoreError, ClientError) as error:
+            raise NotReady(f"the event stream did not take the events: {error}") from error
 
     # ---- reads for feeds ---------------------------------------------------------------------
     def load_missing(self, user_keys: list[int]) -> None:

@@ -232,3 +232,22 @@ def test_a_paused_replica_drops_its_shards_and_overwrites_nothing(
         if line.startswith("recserve_kinesis_leases_lost ")
     )
     assert lost >= 2, metrics  # both of the shards it held when it stopped
+
+
+def test_events_the_stream_refuses_get_503_and_are_not_acknowledged(
+    moto_endpoint: str,
+    make_server: Any,  # noqa: F811
+) -> None:
+    kinesis = client("kinesis", moto_endpoint)
+    stream, prefix = new_stream(kinesis, 1), new_prefix()
+    server = make_server(config(stream, prefix), "solo")
+    server.env = aws_env(moto_endpoint)
+    server.start()
+    kinesis.delete_stream(StreamName=stream)
+    with server.client() as http:
+        response = http.post("/v1/events", json={"events": [
+            {"event_id": "e1", "user_id": "u1", "item_id": "v1", "type": "like"}
+        ]})
+    assert response.status_code == 503
+    assert "did not take the events" in response.json()["detail"]
+    assert response.headers["retry-after"] == "1"
