@@ -153,7 +153,9 @@ class Worker:
             kwargs = {"NextToken": page["NextToken"]}
 
     def _balance(self) -> None:
-        for shard_id, lease in list(self._held.items()):
+        with self._lock:  # readers drop their shards from other threads
+            held = list(self._held.items())
+        for shard_id, lease in held:
             try:
                 self.leases.renew(lease)
             except LeaseLost:
@@ -172,7 +174,8 @@ class Worker:
             if lease.owner is not None and not self._expired(lease, now)
         } | {self.settings.worker_id}
         target = math.ceil(len(open_leases) / len(live_owners)) if open_leases else 0
-        mine = len(self._held)
+        with self._lock:
+            mine = len(self._held)
         for lease in sorted(open_leases, key=lambda lease: lease.shard_id):
             if mine >= target:
                 break
@@ -186,7 +189,7 @@ class Worker:
     def _expired(self, lease: Lease, now: float) -> bool:
         if lease.owner == self.settings.worker_id and lease.shard_id in self._held:
             return False
-        counter, since = self._seen[lease.shard_id]
+        _, since = self._seen[lease.shard_id]
         return now - since > self.settings.lease_duration_s
 
     @staticmethod
