@@ -3,7 +3,7 @@ by their true affinity for an item and its hidden quality.
 
 A user's interest is ``unit(taste_weight * taste + (1 - taste_weight) * mood)``; the mood
 takes a small random step after every swipe. For an item at latent position ``z`` with
-quality ``q``, the affinity is ``s = sharpness * <interest, z>`` and
+quality ``q``, the affinity is ``s = sharpness * (<interest, z> - centre)`` and
 
     P(fast skip)     = sigmoid(-0.6 - 2.4 s - 0.7 q)       watched 0.5-2.5 s, a skip
     watched fraction = sigmoid(-0.4 + 2.2 s + 0.6 q + N(0, 0.35))   a completion above 0.9
@@ -50,8 +50,9 @@ class SimUser:
     taste: npt.NDArray[np.float64]
     mood: npt.NDArray[np.float64]
     rng: np.random.Generator = field(repr=False)
-    taste_weight: float = 0.55
-    sharpness: float = 3.0
+    taste_weight: float = 0.35
+    sharpness: float = 4.0
+    centre: float = 0.2  # the cosine at which a user is indifferent
     drift: float = 0.08
 
     def interest(self) -> npt.NDArray[np.float64]:
@@ -60,7 +61,7 @@ class SimUser:
     def affinity(
         self, catalog: SimCatalog, items: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.float64]:
-        return np.asarray(self.sharpness * (catalog.latent[items] @ self.interest()))
+        return np.asarray(self.sharpness * (catalog.latent[items] @ self.interest() - self.centre))
 
     def expected_completion(
         self, catalog: SimCatalog, items: npt.NDArray[np.int64]
@@ -100,15 +101,15 @@ class SimUser:
 
 
 def make_users(n: int, catalog: SimCatalog, seed: int) -> list[SimUser]:
-    """n users, each with a taste near one or two of the catalogue's topics and a mood that
-    starts near the taste. Seeded: the same n and seed give the same users."""
+    """n users, each with a long-term taste spread over three of the catalogue's topics and a
+    mood for today near one of them (a session narrows to a part of what a user likes).
+    Seeded: the same n and seed give the same users."""
     rng = np.random.default_rng(seed)
     topics = np.array(list(catalog._topic_centres.values()))
     users = []
     for u in range(n):
-        picks = rng.choice(len(topics), size=2, replace=False)
-        taste = _unit(topics[picks[0]] + 0.5 * topics[picks[1]] + 0.3 * rng.standard_normal(
-            catalog.latent_dims))
-        mood = _unit(taste + 0.8 * rng.standard_normal(catalog.latent_dims))
+        picks = topics[rng.choice(len(topics), size=3, replace=False)]
+        taste = _unit(picks.sum(axis=0) + 0.2 * rng.standard_normal(catalog.latent_dims))
+        mood = _unit(picks[rng.integers(0, 3)] + 0.3 * rng.standard_normal(catalog.latent_dims))
         users.append(SimUser(f"sim{u}", taste, mood, np.random.default_rng([seed, u])))
     return users
