@@ -114,7 +114,8 @@ class SimCatalog:
 
     def _latent_of(self, topics: list[str]) -> npt.NDArray[np.float64]:
         centres = np.array([self._topic_centres[t] for t in topics])
-        return _unit(centres + 0.45 * self.rng.standard_normal(centres.shape))
+        spread = 0.45 / np.sqrt(self.latent_dims)  # a noise vector of norm ~0.45
+        return _unit(centres + spread * self.rng.standard_normal(centres.shape))
 
     def _embed(self, latent: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
         seen = latent @ self.projection

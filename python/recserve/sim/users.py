@@ -50,9 +50,9 @@ class SimUser:
     taste: npt.NDArray[np.float64]
     mood: npt.NDArray[np.float64]
     rng: np.random.Generator = field(repr=False)
-    taste_weight: float = 0.35
+    taste_weight: float = 0.2
     sharpness: float = 4.0
-    centre: float = 0.2  # the cosine at which a user is indifferent
+    centre: float = 0.4  # the cosine at which a user is indifferent
     drift: float = 0.08
 
     def interest(self) -> npt.NDArray[np.float64]:
@@ -96,7 +96,8 @@ class SimUser:
             ):
                 if rng.random() < _sigmoid(a + b * s + c * q):
                     events.append((kind, None))
-        self.mood = _unit(self.mood + self.drift * rng.standard_normal(self.mood.shape))
+        step = self.drift / np.sqrt(len(self.mood))  # a step of norm ~drift
+        self.mood = _unit(self.mood + step * rng.standard_normal(self.mood.shape))
         return Reaction(events, completion)
 
 
@@ -107,9 +108,12 @@ def make_users(n: int, catalog: SimCatalog, seed: int) -> list[SimUser]:
     rng = np.random.default_rng(seed)
     topics = np.array(list(catalog._topic_centres.values()))
     users = []
+    spread = 1.0 / np.sqrt(catalog.latent_dims)  # noise vectors of norm ~1 before scaling
     for u in range(n):
         picks = topics[rng.choice(len(topics), size=3, replace=False)]
-        taste = _unit(picks.sum(axis=0) + 0.2 * rng.standard_normal(catalog.latent_dims))
-        mood = _unit(picks[rng.integers(0, 3)] + 0.3 * rng.standard_normal(catalog.latent_dims))
+        taste = _unit(picks.sum(axis=0) + 0.3 * spread * rng.standard_normal(catalog.latent_dims))
+        mood = _unit(
+            picks[rng.integers(0, 3)] + 0.3 * spread * rng.standard_normal(catalog.latent_dims)
+        )
         users.append(SimUser(f"sim{u}", taste, mood, np.random.default_rng([seed, u])))
     return users
