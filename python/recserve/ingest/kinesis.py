@@ -29,8 +29,8 @@ from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
+from recserve._aws import backoff, error_code
 from recserve.ingest.leases import SHARD_END, TRIM_HORIZON, Lease, LeaseLost, LeaseTable
-from recserve.store.dynamodb import backoff
 
 __all__ = ["ROOT_SEQ_BASE", "Consumed", "Producer", "PutFailed", "Worker", "WorkerSettings"]
 
@@ -43,10 +43,6 @@ PUT_BYTES_LIMIT = 5 << 20
 # Where a root shard's sequence numbers start: above every sequence number the HTTP source
 # assigns (log position x 2^20), so a data directory can move from HTTP events to a stream.
 ROOT_SEQ_BASE = 1 << 62
-
-
-def error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
 
 
 class Consumed(NamedTuple):

@@ -31,7 +31,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from recserve.store.dynamodb import ensure_table
+from recserve._aws import ensure_table
 
 __all__ = ["SHARD_END", "TRIM_HORIZON", "Lease", "LeaseLost", "LeaseTable"]
 

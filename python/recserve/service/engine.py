@@ -518,11 +518,7 @@ class Engine:
             event_keys=keys_of(r.event_id for r in rows),
         )
         result = store.apply(events, assign_seq=True)
-        self.metrics.events_applied.inc(result.applied)
-        self.metrics.events_duplicate.inc(result.duplicate_keys + result.stale)
-        for transition in self._drain_transitions(state):
-            self.metrics.amplification.labels(transition).inc()
-        self.trending.add(events.items, events.types, now / 1000.0)
+        self.after_apply(result, events, now)
         self._count_arms(rows, events)
         self._log_events(rows, events)
         if self._precompute is not None:
@@ -533,14 +529,15 @@ class Engine:
             "duplicates": result.duplicate_keys + result.stale,
         }
 
-    def applied_from_stream(self, result: ApplyResult, events: Events) -> None:
-        """Bookkeeping after a batch from the stream was applied (scale-out mode)."""
+    def after_apply(self, result: ApplyResult, events: Events, now_ms: int) -> None:
+        """What follows every applied batch, from HTTP or the stream: metrics, amplification
+        transitions, trending."""
         assert self.state is not None
         self.metrics.events_applied.inc(result.applied)
         self.metrics.events_duplicate.inc(result.duplicate_keys + result.stale)
         for transition in self._drain_transitions(self.state):
             self.metrics.amplification.labels(transition).inc()
-        self.trending.add(events.items, events.types, _now_ms() / 1000.0)
+        self.trending.add(events.items, events.types, now_ms / 1000.0)
 
     @staticmethod
     def _drain_transitions(state: _State) -> list[str]:

@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
@@ -40,10 +40,8 @@ from recserve.ingest import records as codec
 from recserve.ingest.kinesis import Consumed, Producer, PutFailed, Worker, WorkerSettings
 from recserve.ingest.leases import LeaseLost, LeaseTable
 from recserve.profiles import EVENT_TYPES, Events
+from recserve.service.engine import Engine, EventRow, NotReady
 from recserve.store.dynamodb import DynamoUsers
-
-if TYPE_CHECKING:
-    from recserve.service.engine import Engine, EventRow
 
 __all__ = ["StreamIngest"]
 
@@ -107,8 +105,6 @@ class StreamIngest:
     # ---- clients' events onto the stream ------------------------------------------------------
     def put(self, rows: list[EventRow], duration_ms: Any) -> None:
         """Puts the events on the stream; NotReady (HTTP 503, retry) if it refuses them."""
-        from recserve.service.engine import NotReady
-
         encode = codec.encode_binary if self.binary else codec.encode_json
         records = [
             (
@@ -163,9 +159,8 @@ class StreamIngest:
 
     # ---- one batch from the stream ------------------------------------------------------------
     def handle(self, shard: str, records: list[dict[str, Any]], first_seq: int) -> Consumed:
-        store, state = self.engine.store, self.engine.state
+        store = self.engine.store
         assert store is not None
-        assert state is not None
         batch = codec.decode_batch(records)
         # Ordinals: a record holds one user record, or several when KPL-aggregated.
         per_record = np.ones(len(records), dtype=np.int64)
@@ -174,13 +169,13 @@ class StreamIngest:
             per_record[fault.index] = max(per_record[fault.index], fault.sub_sequence + 1)
         starts = np.concatenate(([0], np.cumsum(per_record)[:-1]))
         seq = (first_seq + starts[batch.record_index] + batch.sub_sequence).astype(np.uint64)
-        bad = [(b.index, b.sub_sequence, b.reason) for b in batch.bad]
+        bad = list(batch.bad)
         keep = self._fill_durations(batch, bad)
         self._dead_letter(shard, records, bad)
-        arrival = np.array(
-            [int(r["ApproximateArrivalTimestamp"].timestamp() * 1000) for r in records]
-        )
-        ts = np.where(batch.ts_ms >= 0, batch.ts_ms, arrival[batch.record_index])
+        ts = batch.ts_ms.copy()
+        for i in np.flatnonzero(ts < 0).tolist():  # no ts sent: when the stream took it
+            arrival = records[int(batch.record_index[i])]["ApproximateArrivalTimestamp"]
+            ts[i] = int(arrival.timestamp() * 1000)
         events = Events.of(
             users=batch.users[keep],
             items=batch.items[keep],
@@ -195,7 +190,7 @@ class StreamIngest:
         if self.users is not None:
             self._load_for(shard, users)
         if len(events):
-            self.engine.applied_from_stream(store.apply(events), events)
+            self.engine.after_apply(store.apply(events), events, time.time_ns() // 1_000_000)
         if self.users is not None and users:
             written = self.users.write(store.profiles, users)
             if written.superseded:
@@ -220,7 +215,7 @@ class StreamIngest:
         self._loaded[shard] = (generation, loaded)
 
     def _fill_durations(
-        self, batch: codec.DecodedBatch, bad: list[tuple[int, int, str]]
+        self, batch: codec.DecodedBatch, bad: list[codec.BadRecord]
     ) -> np.ndarray:
         """Watches sent without duration_ms take the catalogue's; without one they are bad."""
         keep = np.ones(len(batch.users), dtype=bool)
@@ -230,28 +225,29 @@ class StreamIngest:
             if item is None:
                 keep[i] = False
                 reason = "duration_ms: required for a watch of an item not in the catalogue"
-                bad.append((int(batch.record_index[i]), int(batch.sub_sequence[i]), reason))
+                index, sub = int(batch.record_index[i]), int(batch.sub_sequence[i])
+                bad.append(codec.BadRecord(index, sub, reason))
             else:
                 batch.duration_ms[i] = item.duration_ms
         return keep
 
     def _dead_letter(
-        self, shard: str, records: list[dict[str, Any]], bad: list[tuple[int, int, str]]
+        self, shard: str, records: list[dict[str, Any]], bad: list[codec.BadRecord]
     ) -> None:
         """Appends the undecodable records, durably, before the batch can be checkpointed."""
         if not bad:
             return
         lines = []
-        for index, sub, reason in bad:
-            record = records[index]
+        for fault in bad:
+            record = records[fault.index]
             data = record.get("Data") if isinstance(record, dict) else None
             lines.append(
                 json.dumps(
                     {
                         "shard": shard,
                         "sequence_number": record.get("SequenceNumber"),
-                        "sub_sequence": sub,
-                        "reason": reason,
+                        "sub_sequence": fault.sub_sequence,
+                        "reason": fault.reason,
                         "data": base64.b64encode(data).decode()
                         if isinstance(data, bytes)
                         else None,

@@ -20,7 +20,6 @@ Reads are BatchGetItem of up to 100 keys, retrying UnprocessedKeys.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from recserve._aws import backoff, ensure_table
 from recserve.profiles import Profiles
 
-__all__ = ["DynamoUsers", "WriteResult", "ensure_table"]
+__all__ = ["DynamoUsers", "WriteResult"]
 
 log = logging.getLogger(__name__)
 
@@ -46,38 +46,6 @@ class WriteResult:
     superseded: list[int]  # stored at a newer version: someone else applied more
 
 
-def backoff(attempt: int, base_s: float = 0.05, cap_s: float = 2.0) -> float:
-    """Full jitter: a uniform draw below an exponentially growing cap (AWS's advice)."""
-    return random.uniform(0, min(cap_s, base_s * 2**attempt))
-
-
-def ensure_table(
-    client: Any, name: str, key: str, key_type: str, *, create: bool, wait_s: float = 60.0
-) -> None:
-    """Checks that the table exists, creating it (on-demand capacity) if allowed."""
-    try:
-        client.describe_table(TableName=name)
-        return
-    except client.exceptions.ResourceNotFoundException:
-        if not create:
-            raise RuntimeError(
-                f"DynamoDB table {name!r} does not exist and creating tables is off "
-                "(create_tables = false)"
-            ) from None
-    try:
-        client.create_table(
-            TableName=name,
-            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": key, "AttributeType": key_type}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-    except client.exceptions.ResourceInUseException:
-        pass  # another replica created it first
-    client.get_waiter("table_exists").wait(
-        TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": max(1, int(wait_s))}
-    )
-
-
 class DynamoUsers:
     def __init__(self, client: Any, table: str, dims: int, *, create: bool = True) -> None:
         self.client = client
@@ -89,34 +57,32 @@ class DynamoUsers:
     def fetch(self, profiles: Profiles, users: Iterable[int]) -> int:
         """Loads the stored state of these users into ``profiles`` where it is newer than the
         cached one; returns how many were loaded."""
-        wanted = [int(u) for u in dict.fromkeys(users)]
-        if not wanted:
+        found = self._read(dict.fromkeys(int(u) for u in users))
+        if not found:
             return 0
-        local = profiles.user_state(np.array(wanted, dtype=np.uint64))
-        local_version = dict(zip(wanted, local["high_water_seq"].tolist(), strict=True))
-        found: dict[int, dict[str, Any]] = {}
-        for start in range(0, len(wanted), READ_BATCH):
-            keys = [{"user": {"N": str(u)}} for u in wanted[start : start + READ_BATCH]]
-            for item in self._batch_get(keys):
-                found[int(item["user"]["N"])] = item
-        newer = [
-            (u, item)
-            for u, item in found.items()
-            if int(item["version"]["N"]) > local_version[u]
-        ]
-        if not newer:
-            return 0
-        for u, item in newer:
+        for u, item in found.items():
             if int(item["dims"]["N"]) != self.dims or item["dtype"]["S"] != "float32":
                 raise ValueError(
                     f"user {u} is stored with dims {item['dims']['N']} {item['dtype']['S']}; "
                     f"this service has dims {self.dims} float32"
                 )
-        return profiles.import_users(  # only forward, even if this process applied meanwhile
-            np.array([u for u, _ in newer], dtype=np.uint64),
-            [item["vectors"]["B"] for _, item in newer],
-            [item["state"]["B"] for _, item in newer],
+        # The import keeps a cached row that has applied as much or more (checked in C++
+        # under the writer lock), so an image read while this process applied stays behind.
+        return profiles.import_users(
+            np.array(list(found), dtype=np.uint64),
+            [item["vectors"]["B"] for item in found.values()],
+            [item["state"]["B"] for item in found.values()],
         )
+
+    def _read(self, users: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """The stored items of these users (absent ones left out), BatchGetItem of 100."""
+        wanted = list(users)
+        found: dict[int, dict[str, Any]] = {}
+        for start in range(0, len(wanted), READ_BATCH):
+            keys = [{"user": {"N": str(u)}} for u in wanted[start : start + READ_BATCH]]
+            for item in self._batch_get(keys):
+                found[int(item["user"]["N"])] = item
+        return found
 
     def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -171,13 +137,7 @@ class DynamoUsers:
         if not refused:
             return WriteResult(written, [], [])
         ours = dict(zip(wanted.tolist(), versions, strict=True))
-        stored = {
-            int(item["user"]["N"]): int(item["version"]["N"])
-            for start in range(0, len(refused), READ_BATCH)
-            for item in self._batch_get(
-                [{"user": {"N": str(u)}} for u in refused[start : start + READ_BATCH]]
-            )
-        }
+        stored = {u: int(item["version"]["N"]) for u, item in self._read(refused).items()}
         unchanged = [u for u in refused if stored.get(u) == ours[u]]
         return WriteResult(written, unchanged, [u for u in refused if stored.get(u) != ours[u]])
 
