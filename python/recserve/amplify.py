@@ -183,16 +183,30 @@ class Amplifier:
         self._items: dict[int, _Item] = {}
         self._open = _OpenPool()
 
-    def enter(self, item: int, now_ms: int, counters: Mapping[str, int] | None = None) -> bool:
-        """A new item starts testing at tier 0 (counters: its stats now, if any). An item the
-        amplifier already knows keeps its state; returns whether the item was new."""
+    def enter(
+        self,
+        item: int,
+        now_ms: int,
+        counters: Mapping[str, int] | None = None,
+        *,
+        established: bool = False,
+    ) -> bool:
+        """A new item starts testing at tier 0 (counters: its stats now, if any); an
+        ``established`` one (a back catalogue being loaded) is graduated at once and never takes
+        an exploration slot. An item the amplifier already knows keeps its state; returns
+        whether the item was new."""
         if item in self._items:
             return False
         start = {name: int((counters or {}).get(name, 0)) for name in COUNTERS}
-        self._items[item] = _Item(
-            0, "testing", start, [Transition(int(now_ms), 0, "testing", "new item")]
-        )
-        self._open.add(item)
+        if established:
+            last = len(self.config.tiers) - 1
+            entry = _Item(last, "graduated", start, [
+                Transition(int(now_ms), last, "graduated", "established item (amplify = false)")
+            ])
+        else:
+            entry = _Item(0, "testing", start, [Transition(int(now_ms), 0, "testing", "new item")])
+            self._open.add(item)
+        self._items[item] = entry
         return True
 
     def remove(self, item: int) -> bool:

@@ -220,7 +220,7 @@ class FeedBuilder:
 
         probs, scores = self._rank(user_key, pool, query, long_term, session, ranker, now_s)
         ranked = time.perf_counter()
-        chosen, cap_dropped = self._assemble(pool, scores, n)
+        chosen, cap_dropped = self._assemble(pool, scores, n, self._explore_slots(n, rng))
         finished = time.perf_counter()
 
         items = [
@@ -377,8 +377,17 @@ class FeedBuilder:
         return item.id if item is not None else ""
 
     # ---- page -------------------------------------------------------------------------------
+    def _explore_slots(self, n: int, rng: np.random.Generator) -> int:
+        """Exploration keeps its share of the feed whatever the page size: ``explore_slots``
+        per ``default_n`` items, a fractional slot taken with that probability (a client that
+        fetches one item per swipe explores 2 swipes in 10, not every swipe)."""
+        s = self.settings
+        share = s.explore_slots * n / s.default_n
+        whole = int(share)
+        return min(whole + int(rng.random() < share - whole), n)
+
     def _assemble(
-        self, pool: _Pool, scores: npt.NDArray[np.float32], n: int
+        self, pool: _Pool, scores: npt.NDArray[np.float32], n: int, explore_slots: int
     ) -> tuple[list[int], set[int]]:
         """Indices into the pool, in page order; and those left out by the creator cap."""
         s = self.settings
@@ -401,7 +410,7 @@ class FeedBuilder:
             return out
 
         sources = pool.sources.tolist()
-        explore = take([i for i in order if sources[i] == EXPLORE], min(s.explore_slots, n))
+        explore = take([i for i in order if sources[i] == EXPLORE], explore_slots)
         main = take([i for i in order if sources[i] != EXPLORE], n - len(explore))
         if len(main) + len(explore) < n:  # not enough regular candidates: more exploration
             picked = set(explore)

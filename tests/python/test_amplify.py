@@ -136,3 +136,13 @@ def test_judged_from_the_counters_events_leave_in_profiles() -> None:
     made = dict(a.observe([1, 2], profiles.items([1, 2]).stats, now_ms=1))
     assert made[1].state == "promoted"
     assert made[2].state == "stopped"
+
+
+def test_an_established_item_is_graduated_at_once_and_never_open() -> None:
+    amplifier = Amplifier(AmplifyConfig())
+    assert amplifier.enter(1, 10, established=True)
+    assert not amplifier.is_open(1)
+    assert amplifier.state(1)["state"] == "graduated"
+    assert amplifier.counts()["graduated"] == 1
+    restored = Amplifier.from_dict(amplifier.to_dict())
+    assert restored.state(1)["state"] == "graduated"

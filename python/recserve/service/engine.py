@@ -125,7 +125,7 @@ class _State:
             vectors = np.frombuffer(
                 body, dtype=np.float32, offset=_JSON_LENGTH.size + length
             ).reshape(len(items), self.catalog.dims)
-            self.upsert(items, vectors, header["ts_ms"], profiles)
+            self.upsert(items, vectors, header["ts_ms"], profiles, header.get("amplify", True))
         elif kind == TAKE_DOWN:
             for key in header["keys"]:
                 self.take_down(int(key))
@@ -134,14 +134,18 @@ class _State:
         else:
             raise ValueError(f"unknown record kind {kind}")
 
-    def upsert(self, items: list[Item], vectors: Any, ts_ms: int, profiles: Profiles) -> None:
+    def upsert(
+        self, items: list[Item], vectors: Any, ts_ms: int, profiles: Profiles, amplify: bool
+    ) -> None:
         keys = np.array([item.key for item in items], dtype=np.uint64)
         profiles.set_items(keys, vectors)
         new = self.catalog.upsert(items, vectors)
         if len(new):
             counters = profiles.items(new).stats
             for i, key in enumerate(new.tolist()):
-                self.amplifier.enter(key, ts_ms, {k: int(v[i]) for k, v in counters.items()})
+                self.amplifier.enter(
+                    key, ts_ms, {k: int(v[i]) for k, v in counters.items()}, established=not amplify
+                )
 
     def take_down(self, key: int) -> None:
         item = self.catalog.by_key(key)
@@ -425,7 +429,9 @@ class Engine:
         return self.store, self.state, self.builder
 
     # ---- items ------------------------------------------------------------------------------
-    def upsert_items(self, items: Sequence[Item], embeddings: Any) -> int:
+    def upsert_items(self, items: Sequence[Item], embeddings: Any, *, amplify: bool = True) -> int:
+        """Adds or updates items; new ones enter amplification, or with ``amplify=False`` (a
+        back catalogue) compete in the regular feed at once."""
         if not self.ready or self.draining:
             raise NotReady("recovering" if not self.ready else "shutting down")
         if self.store is None:
@@ -436,11 +442,13 @@ class Engine:
         store, state, _ = self._require()
         keys, vectors = state.catalog.check(items, embeddings)
         ts_ms = _now_ms()
-        header = {"ts_ms": ts_ms, "items": [item.to_row() for item in items]}
+        header: dict[str, Any] = {"ts_ms": ts_ms, "items": [item.to_row() for item in items]}
+        if not amplify:  # absent in older records: they all amplified
+            header["amplify"] = False
         store.log(
             ITEMS,
             _record(header, vectors.tobytes()),
-            lambda: state.upsert(list(items), vectors, ts_ms, store.profiles),
+            lambda: state.upsert(list(items), vectors, ts_ms, store.profiles, amplify),
         )
         return len(keys)
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
+
+from recserve.catalog import Item
+from recserve.service.engine import EventRow
 
 __all__ = ["EventIn", "EventsIn", "ItemIn", "ItemsIn", "UserIn"]
 
@@ -34,6 +39,31 @@ class ItemIn(_Strict):
 
 class ItemsIn(_Strict):
     items: list[ItemIn] = Field(min_length=1, max_length=MAX_BATCH)
+    amplify: bool = Field(
+        default=True,
+        description="false: an established back catalogue, in the regular feed at once",
+    )
+
+    def rows(self) -> tuple[list[Item], npt.NDArray[np.float32]]:
+        """The catalogue's items and their embeddings (one width for all, else ValueError)."""
+        widths = [len(item.embedding) for item in self.items]
+        for i, width in enumerate(widths):
+            if width != widths[0]:
+                raise ValueError(
+                    f"items[{i}].embedding: has {width} values, items[0] has {widths[0]}"
+                )
+        items = [
+            Item(
+                item.id,
+                item.creator_id,
+                item.duration_ms,
+                tuple(item.tags),
+                item.created_at if item.created_at is not None else 0,
+                item.media_key,
+            )
+            for item in self.items
+        ]
+        return items, np.array([item.embedding for item in self.items], dtype=np.float32)
 
 
 class EventIn(_Strict):
@@ -52,6 +82,15 @@ class EventIn(_Strict):
 
 class EventsIn(_Strict):
     events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+    def rows(self) -> list[EventRow]:
+        return [
+            EventRow(
+                e.event_id, e.user_id, e.item_id, e.type, e.watch_ms, e.duration_ms, e.ts,
+                e.request_id,
+            )
+            for e in self.events
+        ]
 
 
 class UserIn(_Strict):

@@ -82,3 +82,32 @@ def test_new_items_fill_the_exploration_slots(make_server) -> None:
         page = client.get("/v1/feed/explorer", params={"n": 10}).json()["items"]
         assert sum(i["source"] == "explore" for i in page) == 2
     server.stop()
+
+
+def test_a_back_catalogue_skips_amplification_and_one_item_pages_keep_the_exploration_share(
+    make_server,
+) -> None:
+    server = make_server(CONFIG).start()  # default_n 10, explore_slots 2: a share of 1 in 5
+    with server.client() as client:
+        body = {"items": item_batch(300, seed=23), "amplify": False}
+        assert client.post("/v1/items", json=body).json() == {"upserted": 300}
+        fresh = item_batch(5, seed=24, prefix="new")
+        client.post("/v1/items", json={"items": fresh})
+        old = client.get("/v1/items/v0").json()["amplification"]
+        assert old["state"] == "graduated"
+        assert "established" in old["history"][0]["reason"]
+        assert client.get("/v1/items/new0").json()["amplification"]["state"] == "testing"
+
+        sources = []
+        for u in range(300):
+            page = client.get(f"/v1/feed/one-{u}", params={"n": 1}).json()["items"]
+            assert len(page) == 1
+            if page[0]["source"] == "explore":
+                assert page[0]["item_id"].startswith("new")  # only open-tier items explore
+            sources.append(page[0]["source"])
+        assert 30 <= sources.count("explore") <= 90  # ~60 of 300, not every page
+    assert server.stop() == 0
+    server.start()  # the back catalogue's state is replayed from the log
+    with server.client() as client:
+        assert client.get("/v1/items/v0").json()["amplification"]["state"] == "graduated"
+    server.stop()

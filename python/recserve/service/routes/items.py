@@ -2,10 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request, Response
 
-from recserve.catalog import Item
 from recserve.service.schemas import ItemsIn
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
@@ -13,30 +11,9 @@ router = APIRouter(prefix="/v1/items", tags=["items"])
 
 @router.post("")
 def upsert_items(body: ItemsIn, request: Request) -> dict[str, int]:
-    dims = {len(item.embedding) for item in body.items}
-    if len(dims) != 1:
-        first = next(
-            i
-            for i, item in enumerate(body.items)
-            if len(item.embedding) != len(body.items[0].embedding)
-        )
-        raise ValueError(
-            f"items[{first}].embedding: has {len(body.items[first].embedding)} values, "
-            f"items[0] has {len(body.items[0].embedding)}"
-        )
-    items = [
-        Item(
-            item.id,
-            item.creator_id,
-            item.duration_ms,
-            tuple(item.tags),
-            item.created_at if item.created_at is not None else 0,
-            item.media_key,
-        )
-        for item in body.items
-    ]
-    vectors = np.array([item.embedding for item in body.items], dtype=np.float32)
-    return {"upserted": request.app.state.engine.upsert_items(items, vectors)}
+    items, vectors = body.rows()
+    engine = request.app.state.engine
+    return {"upserted": engine.upsert_items(items, vectors, amplify=body.amplify)}
 
 
 @router.get("/{item_id}")
