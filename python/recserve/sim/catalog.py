@@ -27,8 +27,10 @@ KUAIRAND_VIDEOS = "video_features_basic_pure.csv"
 def find_kuairand() -> Path | None:
     """The KuaiRand-Pure feature tables: ``$RECSERVE_KUAIRAND_DIR``, else
     ``../shared/data/kuairand-pure-features`` from the working directory, else None."""
-    candidates = [os.environ.get("RECSERVE_KUAIRAND_DIR"),
-                  Path.cwd().parent / "shared/data/kuairand-pure-features"]
+    candidates = [
+        os.environ.get("RECSERVE_KUAIRAND_DIR"),
+        Path.cwd().parent / "shared/data/kuairand-pure-features",
+    ]
     for candidate in candidates:
         if candidate and (Path(candidate) / KUAIRAND_VIDEOS).is_file():
             return Path(candidate)
@@ -73,8 +75,7 @@ def _synthetic_meta(n: int, topics: int, rng: np.random.Generator) -> _Meta:
         creators=[f"c{c}" for c in rng.zipf(1.6, n) % max(n // 8, 1)],
         durations_ms=durations.astype(np.int64),
         tags=[
-            [f"t{a}"] + ([f"t{b}"] if b != a else [])
-            for a, b in zip(first, second, strict=True)
+            [f"t{a}"] + ([f"t{b}"] if b != a else []) for a, b in zip(first, second, strict=True)
         ],
     )
 
@@ -119,9 +120,12 @@ class SimCatalog:
 
     def _embed(self, latent: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
         seen = latent @ self.projection
-        seen += self.noise * self.rng.standard_normal(seen.shape) * np.linalg.norm(
-            seen, axis=1, keepdims=True
-        ) / np.sqrt(self.dims)
+        seen += (
+            self.noise
+            * self.rng.standard_normal(seen.shape)
+            * np.linalg.norm(seen, axis=1, keepdims=True)
+            / np.sqrt(self.dims)
+        )
         return _unit(seen).astype(np.float32)
 
     def id_of(self, index: int) -> str:
@@ -142,7 +146,7 @@ class SimCatalog:
         self.created_step = np.concatenate([self.created_step, np.full(k, step)])
         return np.arange(start, start + k)
 
-    def items(self, indices: Any) -> list[dict[str, Any]]:
+    def items(self, indices: Any, created_at: int) -> list[dict[str, Any]]:
         """The API's item bodies (``POST /v1/items``) of these items."""
         return [
             {
@@ -151,6 +155,7 @@ class SimCatalog:
                 "creator_id": self.creators[i],
                 "duration_ms": int(self.durations_ms[i]),
                 "tags": self.tags[i][:8],
+                "created_at": created_at,
             }
             for i in np.asarray(indices).tolist()
         ]

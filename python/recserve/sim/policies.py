@@ -8,17 +8,14 @@ user did); ``history`` is what happened before the session, which every policy m
 
 from __future__ import annotations
 
-import tempfile
+import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from recserve.catalog import Item
-from recserve.service.engine import Engine, EventRow
-from recserve.service.settings import load_settings
+from recserve.sim.backends import Backend
 from recserve.sim.catalog import SimCatalog
 from recserve.sim.users import Reaction, SimUser
 
@@ -28,7 +25,7 @@ __all__ = ["EnginePolicy", "OraclePolicy", "Policy", "PopularityPolicy", "Random
 class Policy(Protocol):
     name: str
 
-    def add_items(self, indices: npt.NDArray[np.int64], now_ms: int) -> None: ...
+    def add_items(self, indices: npt.NDArray[np.int64], now_ms: int, *, new: bool) -> None: ...
     def history(self, user: SimUser, item: int, reaction: Reaction, ts_ms: int) -> None: ...
     def next(self, user: SimUser, now_ms: int) -> int: ...
     def observe(self, user: SimUser, item: int, reaction: Reaction, ts_ms: int) -> None: ...
@@ -45,74 +42,78 @@ class _Seen:
 
 
 class EnginePolicy:
-    """The real engine, one page of one item per swipe; ``frozen``: the session's events are
-    not applied (the profile stays what the history made it), pages are still not repeated."""
+    """A recserve engine behind a ``Backend`` (HTTP or in process), one item per swipe.
+    ``frozen``: the session's events are not sent (the profile stays what the history made
+    it: a daily batch system), and the served-items memory still keeps pages from repeating.
 
-    def __init__(
-        self, catalog: SimCatalog, *, frozen: bool, data_dir: Path | None = None, **settings: Any
-    ) -> None:
-        self.name = "frozen" if frozen else "recserve"
+    It records the client-side latency of every feed and events request and, for new items,
+    how often each was served."""
+
+    def __init__(self, name: str, catalog: SimCatalog, backend: Backend, *, frozen: bool) -> None:
+        self.name = name
         self.catalog = catalog
+        self.backend = backend
         self.frozen = frozen
-        self._tmp = None if data_dir is not None else tempfile.TemporaryDirectory()
-        directory = data_dir if data_dir is not None else Path(self._tmp.name)  # type: ignore[union-attr]
-        self.engine = Engine(
-            load_settings(
-                None,
-                data_dir=directory,
-                dims=catalog.dims,
-                impression_log=False,
-                snapshot_interval_s=3600,
-                **({"feed": {"precompute": False, "default_n": 1}} | settings),
-            )
-        )
-        self.engine.start()
-        self.posted = 0  # events posted to the engine
+        self.posted = 0  # events sent to the engine
         self.served_new: dict[int, int] = defaultdict(int)  # new item -> impressions
+        # per source that filled a slot (ann, explore, trending, cold_start): completions
+        self.by_source: dict[str, list[float]] = defaultdict(list)
+        self._source: dict[str, str] = {}  # user -> the source of the item just served
+        self.latency_s: dict[str, list[float]] = {"feed": [], "events": []}
 
-    def add_items(self, indices: npt.NDArray[np.int64], now_ms: int) -> None:
-        c = self.catalog
-        items = [
-            Item(c.id_of(i), c.creators[i], int(c.durations_ms[i]), tuple(c.tags[i][:8]), now_ms)
-            for i in indices.tolist()
-        ]
-        self.engine.upsert_items(items, c.embeddings[indices])
+    def add_items(self, indices: npt.NDArray[np.int64], now_ms: int, *, new: bool) -> None:
+        for start in range(0, len(indices), 1_000):
+            body = self.catalog.items(indices[start : start + 1_000], created_at=now_ms)
+            self.backend.upsert_items({"items": body, "amplify": new})
 
     def _post(self, user: SimUser, item: int, reaction: Reaction, ts_ms: int) -> None:
-        rows = []
+        events = []
         for kind, watch_ms in reaction.events:
             self.posted += 1
-            rows.append(
-                EventRow(
-                    event_id=f"e{self.posted}",
-                    user_id=user.user_id,
-                    item_id=self.catalog.id_of(item),
-                    type=kind,
-                    watch_ms=watch_ms,
-                    duration_ms=int(self.catalog.durations_ms[item]),
-                    ts=ts_ms,
-                )
-            )
-        self.engine.post_events(rows)
+            event: dict[str, Any] = {
+                "event_id": f"e{self.posted}",
+                "user_id": user.user_id,
+                "item_id": self.catalog.id_of(item),
+                "type": kind,
+                "ts": ts_ms,
+            }
+            if watch_ms is not None:
+                event["watch_ms"] = watch_ms
+            events.append(event)
+        started = time.perf_counter()
+        self.backend.post_events({"events": events})
+        self.latency_s["events"].append(time.perf_counter() - started)
 
     def history(self, user: SimUser, item: int, reaction: Reaction, ts_ms: int) -> None:
         self._post(user, item, reaction, ts_ms)
 
     def next(self, user: SimUser, now_ms: int) -> int:
-        page = self.engine.feed(user.user_id, 1)
-        item = int(page["items"][0]["item_id"][1:])
+        started = time.perf_counter()
+        page = self.backend.feed(user.user_id, 1)
+        self.latency_s["feed"].append(time.perf_counter() - started)
+        served = page["items"][0]
+        self._source[user.user_id] = served["source"]
+        item = int(served["item_id"][1:])
         if self.catalog.created_step[item] > 0:
             self.served_new[item] += 1
         return item
 
     def observe(self, user: SimUser, item: int, reaction: Reaction, ts_ms: int) -> None:
+        self.by_source[self._source[user.user_id]].append(reaction.completion)
         if not self.frozen:
             self._post(user, item, reaction, ts_ms)
 
+    def tier_states(self, items: npt.NDArray[np.int64]) -> list[str]:
+        """Each item's amplification state now (``testing``, ``promoted``, ``stopped``,
+        ``graduated``) with its tier: ``promoted:1``."""
+        out = []
+        for i in items.tolist():
+            amp = self.backend.item(self.catalog.id_of(i))["amplification"]
+            out.append(f"{amp['state']}:{amp['tier']}")
+        return out
+
     def close(self) -> None:
-        self.engine.close(snapshot=False)
-        if self._tmp is not None:
-            self._tmp.cleanup()
+        self.backend.close()
 
 
 class PopularityPolicy(_Seen):
@@ -125,7 +126,7 @@ class PopularityPolicy(_Seen):
         self.catalog = catalog
         self.completions = np.zeros(len(catalog))
 
-    def add_items(self, indices: npt.NDArray[np.int64], now_ms: int) -> None:
+    def add_items(self, indices: npt.NDArray[np.int64], now_ms: int, *, new: bool) -> None:
         self.completions = np.concatenate([self.completions, np.zeros(len(indices))])
 
     def history(self, user: SimUser, item: int, reaction: Reaction, ts_ms: int) -> None:
@@ -148,7 +149,7 @@ class RandomPolicy(_Seen):
         self.catalog = catalog
         self.rng = np.random.default_rng(seed)
 
-    def add_items(self, indices: npt.NDArray[np.int64], now_ms: int) -> None:
+    def add_items(self, indices: npt.NDArray[np.int64], now_ms: int, *, new: bool) -> None:
         pass
 
     def history(self, user: SimUser, item: int, reaction: Reaction, ts_ms: int) -> None:

@@ -42,14 +42,24 @@ class SessionResult:
         """Mean completion over swipes first..last (1-based, inclusive)."""
         return float(self.completion[policy][:, first - 1 : last].mean())
 
-    def calibration(self, policy: str, oracle: str = "oracle", share: float = 0.8) -> int | None:
-        """The first swipe at which the policy's mean completion reaches ``share`` of the
-        oracle's at the same swipe (a 3-swipe moving average of both), or None."""
+    def calibration(
+        self, policy: str, oracle: str = "oracle", share: float = 0.8
+    ) -> npt.NDArray[np.float64]:
+        """Per user, the swipe by which the feed has calibrated: the first at which the user's
+        completion over the last 3 swipes reaches ``share`` of what the oracle got them over
+        the same 3 swipes (NaN: not within the session)."""
         kernel = np.ones(3) / 3
-        mine = np.convolve(self.mean_curve(policy), kernel, mode="valid")
-        best = np.convolve(self.mean_curve(oracle), kernel, mode="valid")
-        hits = np.flatnonzero(mine >= share * best)
-        return int(hits[0]) + 3 if len(hits) else None
+        out = np.full(len(self.completion[policy]), np.nan)
+        for u, (mine, best) in enumerate(
+            zip(self.completion[policy], self.completion[oracle], strict=True)
+        ):
+            hits = np.flatnonzero(
+                np.convolve(mine, kernel, mode="valid")
+                >= share * np.convolve(best, kernel, mode="valid")
+            )
+            if len(hits):
+                out[u] = hits[0] + 3
+        return out
 
 
 def _history_items(
@@ -74,13 +84,16 @@ def run_sessions(
     new_items: int = 20,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    after_round: Callable[[int], None] | None = None,
 ) -> SessionResult:
+    """``progress(done, total)`` after each swipe of the population; ``after_round(s)`` once
+    every user has made swipe s (0-based)."""
     rng = np.random.default_rng(seed)
     # The engine decays session vectors to the wall clock, so the session runs on it too: a
     # swipe's timestamp is the moment it happens (a session compressed into seconds).
     start_ms = time.time_ns() // 1_000_000
     for policy in policies:
-        policy.add_items(np.arange(len(catalog)), start_ms - 2 * DAY_MS)
+        policy.add_items(np.arange(len(catalog)), start_ms - 2 * DAY_MS, new=False)
     for u, user in enumerate(users):
         ts = start_ms - DAY_MS + u * 1000
         probe = copy.deepcopy(user)  # the history must not move the session's random stream
@@ -106,9 +119,11 @@ def run_sessions(
             if new_items and done % new_every == 0:
                 arrived = catalog.add_new(new_items, step=done)
                 for policy in policies:
-                    policy.add_items(arrived, now)
+                    policy.add_items(arrived, now, new=True)
             if progress is not None:
                 progress(done, total)
+        if after_round is not None:
+            after_round(s)
     result = SessionResult(swipes, completion, np.arange(first_new, len(catalog)))
     for policy in policies:
         served = getattr(policy, "served_new", None)
