@@ -1,0 +1,618 @@
+"""Chronological replay of an event log through the engine: HR@k and NDCG@k of what it would
+have recommended, for real-time recserve, the same engine frozen at a split time, and popularity.
+
+    catalogue = read_items("items.jsonl")
+    events = read_events("events.jsonl", catalogue)
+    result = replay(events, catalogue, config="recserve.toml")   # ReplayResult
+    result.policies["realtime"].hr, result.policies["frozen"].ndcg
+
+**Input.** Items: JSON lines in the body format of ``POST /v1/items`` (``id``, ``embedding``,
+``creator_id``, ``duration_ms``, ``tags?``, ``created_at?`` ms, ``media_key?``); all are in the
+catalogue from the start. Events: JSON lines in the format of ``POST /v1/events`` (``event_id``,
+``user_id``, ``item_id``, ``type``, ``watch_ms?``, ``duration_ms?``, ``request_id?``,
+``session_id?``), with ``ts`` (ms since the epoch) required: the replay runs on the log's clock.
+Unknown fields, NaN, a missing ``ts`` or ``watch_ms`` (for a watch), an item not in the
+catalogue or a malformed line is a :class:`ReplayError` naming the file, line and field.
+Events are replayed in ``ts`` order (ties keep the file's order).
+
+**Engagement.** A user engaged with an item if any of their events on it is a ``like``,
+``share``, ``comment``, ``follow`` or ``replay``, or a ``watch`` of at least the update rule's
+``completion_threshold`` of the duration (the engine's own notion of a completion; the
+duration from the event, else the item).
+
+**What is evaluated.** Each engaged (user, item) pair once, at the user's first event on the
+item: just before that event is applied, each policy gives its top ``k``; a hit if the item is
+in it, and NDCG@k = 1 / log2(rank + 2) (rank 0-based; 0 on a miss; one relevant item, so the
+ideal DCG is 1). After that first event the item is seen and no policy may recommend it again.
+By default only pairs met at or after the split time (``split`` of the way from the first to
+the last event, 0.8: the last 20 % of time) are evaluated, where the policies differ;
+``whole_run`` also scores the period before it (where frozen is real-time by definition).
+``sample`` scores a seeded random sample of those pairs; every event is still applied.
+
+**Policies.**
+
+- ``realtime``: the engine (``recserve.service.engine.Engine``) built from the configuration,
+  every event posted to it (skips and half watches included, so negatives count), and its page
+  assembled by its own feed builder (candidates → filters → ranker → blend → page).
+- ``frozen``: a second engine that gets only the events before the split: its profiles, item
+  counters and trending stand still after it (a model and state refreshed by a batch job).
+  What a user meets after the split is still never recommended to them (a serving layer knows
+  what it showed); the replay records those items in the frozen engine's served memory, which
+  excludes them exactly as the seen-set does, from retrieval on.
+- ``popularity``: the unseen items with the most engaged users so far (ties: catalogue order).
+
+**How the engine runs here** (each choice because the replay would otherwise measure something
+else than the configuration):
+
+- *The log's clock.* ``Engine.feed`` reads the wall clock, which would decay every session
+  vector from 1998 to today (to nothing) and age every item by decades; so the page comes
+  from the engine's ``FeedBuilder.build`` (what ``Engine.feed`` calls) with ``now`` = the
+  event's ``ts``, events are posted with their ``ts``, and sessions decay and time out on the
+  log's clock. The ranker and blend are the user's experiment arm's, as ``Engine.feed`` picks.
+- *No served memory* (``served_memory = 0``, frozen aside as above): no page is really shown
+  in a replay, so items "served lately" would hide items the user is about to choose. The
+  replay counts each item a user meets as one impression of their session, so the ranker's
+  session-length feature reads what it would have in the service.
+- *Trending undecayed* (``trending_half_life_s = inf``): the engine decays trending on the
+  wall clock, which the replay compresses into minutes; undecayed is nearly what that gives,
+  without depending on how fast the machine runs.
+- *No exploration* (``explore_slots = 0`` unless the configuration sets it; then seeded per
+  request): every item of a replayed catalogue is new to the amplifier, so exploration slots
+  would hold a random sample of the whole catalogue.
+- ``precompute``, the impression log and snapshots off; the state lives in a temporary
+  directory (in ``/dev/shm`` where there is one: the WAL's fsyncs cost nothing there). Items are
+  posted one at a time so the ANN graph, and with it every result, is the same on every run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import ValidationError
+
+from recserve.catalog import Item
+from recserve.ids import key_of
+from recserve.profiles import UpdateRule
+from recserve.rank import Ranker, SimilarityRanker
+from recserve.service.engine import Engine, EventRow
+from recserve.service.schemas import EventIn, ItemIn
+from recserve.service.settings import Settings, load_settings
+
+__all__ = [
+    "ENGAGING_TYPES",
+    "POLICIES",
+    "Catalogue",
+    "Score",
+    "ReplayError",
+    "ReplayResult",
+    "engaged",
+    "read_events",
+    "read_items",
+    "replay",
+    "replay_settings",
+    "write_jsonl",
+]
+
+POLICIES = ("realtime", "frozen", "popularity")
+#: Event types that are an engagement whatever else happened (a completed watch is one too).
+ENGAGING_TYPES = frozenset({"like", "share", "comment", "follow", "replay"})
+_POST_BATCH = 10_000  # events per post_events call at most (the API's batch limit)
+
+
+class ReplayError(ValueError):
+    """Bad replay input: the message names the file and line (or event) and the field."""
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The items of a replay and their embeddings (row i belongs to ``items[i]``)."""
+
+    items: list[Item]
+    vectors: npt.NDArray[np.float32]
+
+    def __post_init__(self) -> None:
+        if self.vectors.ndim != 2 or self.vectors.shape[0] != len(self.items):
+            raise ReplayError(
+                f"expected one embedding row per item ({len(self.items)}), "
+                f"got an array of shape {self.vectors.shape}"
+            )
+        if not len(self.items):
+            raise ReplayError("the catalogue is empty")
+        if not np.isfinite(self.vectors).all():
+            row = int(np.flatnonzero(~np.isfinite(self.vectors).all(axis=1))[0])
+            raise ReplayError(f"item {self.items[row].id!r}: embedding has NaN or infinity")
+        seen: set[str] = set()
+        for item in self.items:
+            if item.id in seen:
+                raise ReplayError(f"item id {item.id!r} appears twice")
+            seen.add(item.id)
+
+    @property
+    def dims(self) -> int:
+        return int(self.vectors.shape[1])
+
+
+@dataclass
+class Score:
+    """Hits and NDCG summed over the evaluated engagements of one policy."""
+
+    k: int
+    evaluated: int = 0
+    hits: int = 0
+    ndcg_sum: float = 0.0
+
+    def add(self, page: Sequence[str], item_id: str) -> None:
+        self.evaluated += 1
+        top = list(page[: self.k])
+        if item_id in top:
+            self.hits += 1
+            self.ndcg_sum += 1.0 / math.log2(top.index(item_id) + 2)
+
+    @property
+    def hr(self) -> float:
+        return self.hits / self.evaluated if self.evaluated else 0.0
+
+    @property
+    def ndcg(self) -> float:
+        return self.ndcg_sum / self.evaluated if self.evaluated else 0.0
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {f"hr@{self.k}": self.hr, f"ndcg@{self.k}": self.ndcg, "hits": self.hits}
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    k: int
+    split_ms: int
+    first_ms: int
+    last_ms: int
+    events: int  # events applied (to realtime)
+    users: int
+    items: int
+    model_version: str
+    policies: dict[str, Score]  # the evaluated period (from the split on)
+    returning: dict[str, Score]  # the same, for users with events before the split
+    whole_run: dict[str, Score] | None  # also before the split, if asked
+    candidates: int  # engaged (user, item) pairs in the evaluated period
+    evaluated: int  # of those, scored (all unless sampled)
+    users_evaluated: int
+    users_returning: int
+    seen_dropped: int  # seen items an engine page held (0: the engine's filters held)
+    seconds: float
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: self.policies[name].to_dict() for name in POLICIES}
+        out.update(
+            k=self.k,
+            evaluated=self.evaluated,
+            engagements_after_split=self.candidates,
+            users_evaluated=self.users_evaluated,
+            returning_users={
+                "users": self.users_returning,
+                "evaluated": self.returning["realtime"].evaluated,
+                **{name: self.returning[name].to_dict() for name in POLICIES},
+            },
+            events=self.events,
+            users=self.users,
+            items=self.items,
+            first_ts=self.first_ms,
+            split_ts=self.split_ms,
+            last_ts=self.last_ms,
+            model_version=self.model_version,
+            seen_dropped=self.seen_dropped,
+            seconds=round(self.seconds, 3),
+            settings=self.settings,
+        )
+        if self.whole_run is not None:
+            out["whole_run"] = {
+                "evaluated": self.whole_run["realtime"].evaluated,
+                **{name: self.whole_run[name].to_dict() for name in POLICIES},
+            }
+        return out
+
+
+# ---- input ----------------------------------------------------------------------------------
+def _lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
+    p = Path(path)
+    if not p.is_file():
+        raise ReplayError(f"{p}: no such file")
+    with p.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if line.strip():
+                yield number, line
+
+
+def _problem(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "line"
+    return f"{where}: {first['msg']}"
+
+
+def read_items(path: str | os.PathLike[str]) -> Catalogue:
+    """Items from a JSON-lines file in the ``POST /v1/items`` body format (one item a line)."""
+    items: list[Item] = []
+    rows: list[list[float]] = []
+    for number, line in _lines(path):
+        try:
+            item = ItemIn.model_validate_json(line)
+        except ValidationError as error:
+            raise ReplayError(f"{path}:{number}: {_problem(error)}") from None
+        if rows and len(item.embedding) != len(rows[0]):
+            raise ReplayError(
+                f"{path}:{number}: embedding: {len(item.embedding)} values, "
+                f"the first item has {len(rows[0])}"
+            )
+        items.append(
+            Item(
+                item.id,
+                item.creator_id,
+                item.duration_ms,
+                tuple(item.tags),
+                item.created_at or 0,
+                item.media_key,
+            )
+        )
+        rows.append(item.embedding)
+    if not items:
+        raise ReplayError(f"{path}: no items")
+    try:
+        return Catalogue(items, np.asarray(rows, dtype=np.float32))
+    except ReplayError as error:
+        raise ReplayError(f"{path}: {error}") from None
+
+
+def read_events(path: str | os.PathLike[str], catalogue: Catalogue | None = None) -> list[EventRow]:
+    """Events from a JSON-lines file in the ``POST /v1/events`` format, ``ts`` required; with
+    ``catalogue``, an event on an item not in it is an error too."""
+    known = None if catalogue is None else {item.id for item in catalogue.items}
+    rows: list[EventRow] = []
+    for number, line in _lines(path):
+        try:
+            event = EventIn.model_validate_json(line)
+        except ValidationError as error:
+            raise ReplayError(f"{path}:{number}: {_problem(error)}") from None
+        row = EventRow(
+            event_id=event.event_id,
+            user_id=event.user_id,
+            item_id=event.item_id,
+            type=event.type,
+            watch_ms=event.watch_ms,
+            duration_ms=event.duration_ms,
+            ts=event.ts,
+            request_id=event.request_id,
+        )
+        try:
+            _check_event(row, known)
+        except ReplayError as error:
+            raise ReplayError(f"{path}:{number}: {error}") from None
+        rows.append(row)
+    if not rows:
+        raise ReplayError(f"{path}: no events")
+    return rows
+
+
+def _check_event(row: EventRow, known: Collection[str] | None) -> None:
+    if row.ts is None:
+        raise ReplayError("ts: required in a replay log (ms since the epoch)")
+    if row.type == "watch" and row.watch_ms is None:
+        raise ReplayError("watch_ms: required for a watch")
+    if known is not None and row.item_id not in known:
+        raise ReplayError(f"item_id: {row.item_id!r} is not in the catalogue")
+
+
+def engaged(row: EventRow, duration_ms: int, rule: UpdateRule) -> bool:
+    """Whether the event is an engagement (see the module doc); ``duration_ms`` is the item's,
+    used when the event has none."""
+    if row.type in ENGAGING_TYPES:
+        return True
+    if row.type != "watch" or row.watch_ms is None:
+        return False
+    duration = row.duration_ms if row.duration_ms is not None else duration_ms
+    return duration > 0 and row.watch_ms >= rule.completion_threshold * duration
+
+
+# ---- the engines ----------------------------------------------------------------------------
+def replay_settings(
+    config: str | os.PathLike[str] | None,
+    data_dir: str | os.PathLike[str],
+    dims: int,
+    *,
+    served_memory: int = 0,
+) -> Settings:
+    """The engine's settings for a replay: the configuration (defaults, TOML file, environment),
+    then what the replay needs (see the module doc)."""
+    try:
+        settings = load_settings(None if config is None else Path(config))
+    except FileNotFoundError as error:
+        raise ReplayError(str(error)) from None
+    except ValidationError as error:
+        raise ReplayError(f"{config}: {_problem(error)}") from None
+    if settings.dims is not None and settings.dims != dims:
+        raise ReplayError(f"{config}: dims {settings.dims}, but the items have {dims} dimensions")
+    feed: dict[str, Any] = {
+        "precompute": False,
+        "served_memory": served_memory,
+        "trending_half_life_s": math.inf,
+    }
+    if "explore_slots" not in settings.feed.model_fields_set:
+        feed["explore_slots"] = 0
+    return settings.model_copy(
+        update={
+            "data_dir": Path(data_dir),
+            "dims": dims,
+            "impression_log": False,
+            "snapshot_interval_s": 1e9,
+            "events_source": "http",
+            "state_store": "embedded",
+            "feed": settings.feed.model_copy(update=feed),
+        }
+    )
+
+
+def _scratch_dir() -> str | None:
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
+class _EnginePolicy:
+    """One engine driven on the log's clock; pages from its feed builder."""
+
+    def __init__(
+        self, settings: Settings, catalogue: Catalogue, seed: int, similarity: bool
+    ) -> None:
+        self.engine = Engine(settings)
+        self.engine.start()
+        self.seed = seed
+        self.similarity = similarity
+        for i, item in enumerate(catalogue.items):  # one at a time: a reproducible ANN graph
+            self.engine.upsert_items([item], catalogue.vectors[i : i + 1])
+        self.pending: list[EventRow] = []
+        self.posted = 0
+
+    def add(self, row: EventRow) -> None:
+        self.pending.append(row)
+        if len(self.pending) >= _POST_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.engine.post_events(self.pending)
+            self.posted += len(self.pending)
+            self.pending = []
+
+    def met(self, user_key: int, item_key: int, now_ms: int) -> None:
+        """The user met the item: one impression of their session (and, with a served memory,
+        never recommended again)."""
+        self.engine.served.add(user_key, [item_key], now_ms / 1000.0)
+
+    def _ranker(self, user_id: str) -> Ranker | SimilarityRanker:
+        if self.similarity:
+            return SimilarityRanker()
+        assignment = self.engine.experiments.assign(user_id)  # as Engine.feed chooses
+        ranker: Ranker | SimilarityRanker = self.engine.ranker
+        if assignment.model is not None and self.engine.registry is not None:
+            ranker = self.engine.registry.get(assignment.model)
+        return ranker.with_blend(assignment.blend)
+
+    def page(self, user_id: str, k: int, now_ms: int, request: int) -> list[str]:
+        self.flush()
+        builder = self.engine.builder
+        assert builder is not None  # items were posted: the engine is open
+        user_key = key_of(user_id)
+        result = builder.build(
+            user_key, k, self._ranker(user_id), now_ms, seed=(self.seed << 32) ^ request
+        )
+        return [served.item_id for served in result.items]
+
+    def close(self) -> None:
+        self.engine.close(snapshot=False)
+
+
+class _Popularity:
+    """Engaged users per item so far; the top unseen ones, ties in catalogue order."""
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self.ids = [item.id for item in catalogue.items]
+        self.row = {item_id: i for i, item_id in enumerate(self.ids)}
+        n = len(self.ids)
+        # count + a tie-break below 1 that favours earlier items: every key distinct
+        self.keys = (n - np.arange(n, dtype=np.float64)) / (n + 1)
+
+    def engaged(self, item_id: str) -> None:
+        self.keys[self.row[item_id]] += 1.0
+
+    def page(self, seen: Collection[str], k: int) -> list[str]:
+        keys = self.keys.copy()
+        if seen:
+            keys[[self.row[item_id] for item_id in seen]] = -np.inf
+        m = min(k, len(keys))
+        top = np.argpartition(-keys, m - 1)[:m]
+        top = top[np.argsort(-keys[top])]
+        return [self.ids[i] for i in top.tolist() if keys[i] > -np.inf]
+
+
+# ---- the replay -----------------------------------------------------------------------------
+def replay(
+    events: Sequence[EventRow],
+    catalogue: Catalogue,
+    *,
+    config: str | os.PathLike[str] | None = None,
+    split: float = 0.8,
+    k: int = 10,
+    whole_run: bool = False,
+    sample: int | None = None,
+    seed: int = 0,
+    similarity: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ReplayResult:
+    """Replays ``events`` in time order and scores the three policies (see the module doc).
+    ``similarity``: rank by the query-item dot product (the engine's ranker when it has no
+    model) instead of the configured model. ``progress(done, total)`` is called now and then
+    with the pairs scored so far."""
+    started = time.perf_counter()
+    if not 0.0 <= split < 1.0:
+        raise ReplayError(f"split must be in [0, 1), got {split}")
+    if k < 1:
+        raise ReplayError(f"k must be >= 1, got {k}")
+    if sample is not None and sample < 1:
+        raise ReplayError(f"sample must be >= 1, got {sample}")
+    if not events:
+        raise ReplayError("no events to replay")
+    known = {item.id: item for item in catalogue.items}
+    for i, row in enumerate(events):
+        try:
+            _check_event(row, known)
+        except ReplayError as error:
+            raise ReplayError(f"events[{i}] ({row.event_id!r}): {error}") from None
+
+    order = sorted(range(len(events)), key=lambda i: events[i].ts or 0)
+    rows = [events[i] for i in order]
+    ts = [int(row.ts or 0) for row in rows]
+    first_ms, last_ms = ts[0], ts[-1]
+    split_ms = first_ms + math.ceil(split * (last_ms - first_ms))
+
+    with ExitStack() as stack:
+        scratch = _scratch_dir()
+        directories = [
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="recserve-eval-", dir=scratch))
+            for _ in range(2)
+        ]
+        realtime_settings = replay_settings(config, directories[0], catalogue.dims)
+        rule = UpdateRule.from_dict(realtime_settings.update_rule)
+
+        # Which (user, item) pairs are engaged, where each is first met, which are scored.
+        first_at: dict[tuple[str, str], int] = {}
+        engaged_pairs: set[tuple[str, str]] = set()
+        for i, row in enumerate(rows):
+            pair = (row.user_id, row.item_id)
+            first_at.setdefault(pair, i)
+            if engaged(row, known[row.item_id].duration_ms, rule):
+                engaged_pairs.add(pair)
+        pairs_at = sorted(first_at[pair] for pair in engaged_pairs)
+        after_split = [i for i in pairs_at if ts[i] >= split_ms]
+        candidates = after_split if not whole_run else pairs_at
+        if sample is not None and sample < len(candidates):
+            rng = np.random.default_rng(seed)
+            candidates = sorted(rng.choice(candidates, size=sample, replace=False).tolist())
+        targets = set(candidates)
+        users_before = {row.user_id for row, t in zip(rows, ts, strict=True) if t < split_ms}
+
+        realtime = _EnginePolicy(realtime_settings, catalogue, seed, similarity)
+        stack.callback(realtime.close)
+        frozen_settings = replay_settings(
+            config, directories[1], catalogue.dims, served_memory=1 << 30
+        )
+        frozen = _EnginePolicy(frozen_settings, catalogue, seed, similarity)
+        stack.callback(frozen.close)
+        popularity = _Popularity(catalogue)
+
+        scores = {name: Score(k) for name in POLICIES}
+        returning = {name: Score(k) for name in POLICIES}
+        before = {name: Score(k) for name in POLICIES}
+        seen: dict[str, set[str]] = defaultdict(set)
+        counted: set[tuple[str, str]] = set()  # pairs popularity has counted
+        users_evaluated: set[str] = set()
+        seen_dropped = 0
+        done = 0
+
+        for i, row in enumerate(rows):
+            now = ts[i]
+            user, item = row.user_id, row.item_id
+            after = now >= split_ms
+            if i in targets:
+                user_seen = seen[user]
+                pages = {"realtime": realtime.page(user, k, now, i)}
+                pages["frozen"] = frozen.page(user, k, now, i) if after else pages["realtime"]
+                for name in ("realtime", "frozen"):
+                    kept = [x for x in pages[name] if x not in user_seen]
+                    seen_dropped += len(pages[name]) - len(kept)
+                    pages[name] = kept
+                pages["popularity"] = popularity.page(user_seen, k)
+                for name in POLICIES:
+                    if after:
+                        scores[name].add(pages[name], item)
+                        if user in users_before:
+                            returning[name].add(pages[name], item)
+                    else:
+                        before[name].add(pages[name], item)
+                if after:
+                    users_evaluated.add(user)
+                done += 1
+                if progress is not None and done % 500 == 0:
+                    progress(done, len(candidates))
+
+            realtime.add(row)
+            if not after:
+                frozen.add(row)
+            pair = (user, item)
+            if item not in seen[user]:
+                seen[user].add(item)
+                user_key, item_key = key_of(user), key_of(item)
+                realtime.met(user_key, item_key, now)
+                if after:  # before the split, the frozen engine's own seen-set has it
+                    frozen.met(user_key, item_key, now)
+            if (
+                pair not in counted
+                and pair in engaged_pairs
+                and engaged(row, known[item].duration_ms, rule)
+            ):
+                counted.add(pair)
+                popularity.engaged(item)
+        realtime.flush()
+        if progress is not None:
+            progress(done, len(candidates))
+        model_version = SimilarityRanker.version if similarity else realtime.engine.ranker.version
+
+    whole = None
+    if whole_run:
+        whole = {name: Score(k) for name in POLICIES}
+        for name in POLICIES:
+            for part in (before[name], scores[name]):
+                whole[name].evaluated += part.evaluated
+                whole[name].hits += part.hits
+                whole[name].ndcg_sum += part.ndcg_sum
+    s = realtime_settings
+    return ReplayResult(
+        k=k,
+        split_ms=split_ms,
+        first_ms=first_ms,
+        last_ms=last_ms,
+        events=len(rows),
+        users=len({row.user_id for row in rows}),
+        items=len(catalogue.items),
+        model_version=model_version,
+        policies=scores,
+        returning=returning,
+        whole_run=whole,
+        candidates=len(after_split),
+        evaluated=scores["realtime"].evaluated,
+        users_evaluated=len(users_evaluated),
+        users_returning=len(users_evaluated & users_before),
+        seen_dropped=seen_dropped,
+        seconds=time.perf_counter() - started,
+        settings={
+            "feed": json.loads(s.feed.model_dump_json()),  # strict JSON: inf as null
+            "update_rule": rule.to_dict(),
+            "experiments": [json.loads(e.model_dump_json()) for e in s.experiments],
+        },
+    )
+
+
+def write_jsonl(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> None:
+    """One JSON object a line (how the replay's input files are written)."""
+    with Path(path).open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, separators=(",", ":")) + "\n")

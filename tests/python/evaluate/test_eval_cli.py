@@ -1,0 +1,77 @@
+"""recserve.evaluate.cli: the ``recserve eval`` subcommand (through its own parser)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+from test_eval_replay import catalogue, event_dict, log, write_items
+
+from recserve.evaluate import cli
+from recserve.evaluate.replay import write_jsonl
+
+
+def run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="recserve eval")
+    cli.add_arguments(parser)
+    return cli.run(parser.parse_args(argv))
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    cat = catalogue()
+    write_items(tmp_path / "items.jsonl", cat)
+    write_jsonl(tmp_path / "events.jsonl", [event_dict(e) for e in log(cat)])
+    return tmp_path / "events.jsonl", tmp_path / "items.jsonl"
+
+
+def test_json_output_is_one_object_with_the_three_policies(
+    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    events, items = files
+    assert run(["--log", str(events), "--items", str(items), "--split", "0.5", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    result = json.loads(out, parse_constant=pytest.fail)  # strict JSON: no NaN/Infinity
+    for policy in ("realtime", "frozen", "popularity"):
+        assert set(result[policy]) == {"hr@10", "ndcg@10", "hits"}
+        assert 0.0 <= result[policy]["hr@10"] <= 1.0
+        assert 0.0 <= result[policy]["ndcg@10"] <= result[policy]["hr@10"]
+    assert result["evaluated"] > 0
+
+
+def test_table_and_configuration(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events, items = files
+    config = tmp_path / "recserve.toml"
+    config.write_text("[feed]\nsession_weight = 0.8\n\n[update_rule]\nlr_session = 0.5\n")
+    argv = ["--log", str(events), "--items", str(items), "--config", str(config), "--whole-run"]
+    assert run(argv) == 0
+    out = capsys.readouterr().out
+    assert "realtime / frozen" in out
+    assert "whole run" in out
+    assert run([*argv, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["settings"]["feed"]["session_weight"] == 0.8
+    assert result["settings"]["update_rule"]["lr_session"] == 0.5
+    assert result["settings"]["feed"]["explore_slots"] == 0
+
+
+def test_bad_input_exits_2_with_a_message(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events, items = files
+    assert run(["--log", str(events)]) == 2
+    assert "--log needs --items" in capsys.readouterr().err
+    assert run(["--log", str(tmp_path / "nope.jsonl"), "--items", str(items)]) == 2
+    assert "no such file" in capsys.readouterr().err
+    events.write_text(events.read_text() + "{broken\n")
+    assert run(["--log", str(events), "--items", str(items)]) == 2
+    err = capsys.readouterr().err
+    assert "events.jsonl:" in err
+    assert err.startswith("error: ")
+    assert run(["--movielens", str(tmp_path / "nothing-here")]) == 2
+    assert "MovieLens-100K input missing" in capsys.readouterr().err
