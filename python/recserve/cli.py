@@ -5,6 +5,9 @@
                    simulated users swipe through a real recserve server (started on
                    127.0.0.1) and four baselines; prints how much each swipe improves the feed
                    and writes plots and summary.json (needs ``pip install 'recserve[demo]'``).
+``recserve eval --movielens DIR [--json]`` or ``recserve eval --log FILE --items FILE``
+                   replay a log in time order; HR@10 and NDCG@10 of real-time recserve, the
+                   same frozen after 80 % of the time, and popularity.
 ``recserve log movielens|synthetic --out DIR``
                    write an impression log (docs/impression-log.md): from MovieLens-100K in
                    ../shared/data, or a seeded synthetic one whose outcomes follow a known model.
@@ -24,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from recserve import __version__, simd
+from recserve.evaluate import cli as evaluate
 
 __all__ = ["main"]
 
@@ -208,7 +212,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--dims", type=int, default=None, help="default: from the first items posted"
     )
     serve_parser.add_argument("--log-level", default="info")
+    evaluate.add_arguments(
+        commands.add_parser(
+            "eval", help="replay a log in time order: HR@10/NDCG@10 of real-time, frozen, popular"
+        )
+    )
     args = parser.parse_args(argv)
+    if args.command == "eval":
+        return evaluate.run(args)
     if args.command == "serve":
         return _serve(args)
     if args.command == "info":

@@ -410,8 +410,18 @@ class FeedBuilder:
             return out
 
         sources = pool.sources.tolist()
-        explore = take([i for i in order if sources[i] == EXPLORE], explore_slots)
-        main = take([i for i in order if sources[i] != EXPLORE], n - len(explore))
+        regular = [i for i in order if sources[i] != EXPLORE]
+        # A new item is tested on users it may interest: it takes a slot only if it scores at
+        # least the given quantile of this user's regular candidates.
+        bar = (
+            float(np.quantile(scores[regular], s.explore_relevance))
+            if regular and s.explore_relevance > 0
+            else -np.inf
+        )
+        explore = take(
+            [i for i in order if sources[i] == EXPLORE and scores[i] >= bar], explore_slots
+        )
+        main = take(regular, n - len(explore))
         if len(main) + len(explore) < n:  # not enough regular candidates: more exploration
             picked = set(explore)
             more = [i for i in order if sources[i] == EXPLORE and i not in picked]

@@ -45,6 +45,13 @@ class FeedSettings(BaseModel):
         default=2, ge=0, description="slots per page for items in open tiers"
     )
     explore_pool: int = Field(default=16, ge=1, description="open-tier items sampled per request")
+    explore_relevance: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="an open-tier item explores only if it scores at least this quantile of the "
+        "user's regular candidates (0: always)",
+    )
     trending: int = Field(default=32, ge=0, description="trending candidates per request")
     max_per_creator: int = Field(default=2, ge=1, description="a creator's items per page, at most")
     session_weight: float = Field(default=0.5, ge=0.0, le=1.0, description="session share of query")

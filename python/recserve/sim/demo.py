@@ -41,6 +41,7 @@ snapshot_interval_s = 3600
 
 [feed]
 precompute = false  # one item per request: no page to compute ahead
+explore_relevance = 0.1  # test new items on users who may care for them
 
 [amplification]
 tiers = [
@@ -146,18 +147,17 @@ def _summary(
         trajectories[i][-1] if trajectories.get(i) else "testing:0"
         for i in result.new_items.tolist()
     ]
-    amplification = {}
+    amplification: dict[str, dict[str, Any]] = {}
+    mean_impressions: dict[str, float] = {}
     for group, mask in _quality_groups(quality).items():
+        mean_impressions[group] = float(impressions[mask].mean()) if mask.any() else 0.0
         states = Counter(final[i].split(":")[0] for i in np.flatnonzero(mask))
         amplification[group] = {
             "items": int(mask.sum()),
-            "mean_impressions": float(impressions[mask].mean()) if mask.any() else 0.0,
+            "mean_impressions": mean_impressions[group],
             "states": dict(sorted(states.items())),
         }
-    good, poor = (
-        amplification["good"]["mean_impressions"],
-        amplification["poor"]["mean_impressions"],
-    )
+    good, poor = mean_impressions["good"], mean_impressions["poor"]
     return {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
         "catalogue": {

@@ -80,7 +80,7 @@ def _amplification(summary: dict[str, Any], path: Path) -> None:
     fig, (ax, bx) = plt.subplots(
         1, 2, figsize=(10, 4.2), dpi=110, gridspec_kw={"width_ratios": [3, 2]}
     )
-    quality = np.array([t["quality"] for t in trajectories.values()]) if trajectories else []
+    quality = np.array([t["quality"] for t in trajectories.values()], dtype=np.float64)
     span = max(float(np.max(np.abs(quality))), 1e-9) if len(quality) else 1.0
     cmap = plt.get_cmap("RdYlGn")
     rng = np.random.default_rng(0)  # a little vertical jitter so lines do not hide each other

@@ -111,3 +111,27 @@ def test_a_back_catalogue_skips_amplification_and_one_item_pages_keep_the_explor
     with server.client() as client:
         assert client.get("/v1/items/v0").json()["amplification"]["state"] == "graduated"
     server.stop()
+
+
+def test_explore_relevance_keeps_new_items_from_users_they_do_not_suit(make_server) -> None:
+    relevant_only = CONFIG.replace("explore_slots = 2", "explore_slots = 2\nexplore_relevance = 1")
+    for config, expect_explore in ((CONFIG, True), (relevant_only, False)):
+        server = make_server(config).start()
+        with server.client() as client:
+            catalogue = item_batch(300, seed=25)
+            client.post("/v1/items", json={"items": catalogue, "amplify": False})
+            # New items pointing away from everything the user watches.
+            fresh = item_batch(20, seed=26, prefix="new")
+            taste = catalogue[0]["embedding"]
+            for item in fresh:
+                item["embedding"] = [-x for x in taste]
+            client.post("/v1/items", json={"items": fresh})
+            events = [watch(f"w{i}", "fan", "v0", 1.0) for i in range(3)]
+            client.post("/v1/events", json={"events": events})
+            explored = sum(
+                item["source"] == "explore"
+                for _ in range(5)
+                for item in client.get("/v1/feed/fan", params={"n": 10}).json()["items"]
+            )
+            assert (explored > 0) == expect_explore
+        server.stop()

@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from recserve.sim.backends import InProcessBackend
 from recserve.sim.catalog import SimCatalog
 from recserve.sim.policies import EnginePolicy, OraclePolicy, PopularityPolicy, RandomPolicy
 from recserve.sim.session import run_sessions
 from recserve.sim.users import make_users
 
+CONFIG = """
+dims = 32
+impression_log = false
+[feed]
+precompute = false
+"""
 
-def test_every_policy_serves_every_swipe_and_the_oracle_bounds_them_all() -> None:
+
+def _engine(tmp_path: Path, name: str, catalog: SimCatalog, *, frozen: bool) -> EnginePolicy:
+    config = tmp_path / "engine.toml"
+    config.write_text(CONFIG)
+    return EnginePolicy(name, catalog, InProcessBackend(config, tmp_path / name), frozen=frozen)
+
+
+def test_every_policy_serves_every_swipe_and_the_oracle_bounds_them_all(tmp_path: Path) -> None:
     catalog = SimCatalog(600, seed=5)
     users = make_users(8, catalog, seed=6)
-    engine = EnginePolicy(catalog, frozen=False, feed={"precompute": False, "default_n": 1,
-                                                       "explore_slots": 0, "trending": 0})
+    engine = _engine(tmp_path, "recserve", catalog, frozen=False)
     policies = [engine, PopularityPolicy(catalog), RandomPolicy(catalog, seed=7),
                 OraclePolicy(catalog)]
     try:
         result = run_sessions(catalog, users, policies, swipes=6, history=5, new_every=16,
                               new_items=10, seed=8)
+        states = engine.tier_states(result.new_items)
     finally:
         engine.close()
     for policy in policies:
@@ -29,18 +45,22 @@ def test_every_policy_serves_every_swipe_and_the_oracle_bounds_them_all() -> Non
     assert len(catalog) == 630
     assert result.impressions["recserve"].shape == (30,)
     assert (result.calibration("oracle") == 3).all()
+    # New items test for an audience; the back catalogue loaded at the start does not.
+    assert all(s.split(":")[0] in {"testing", "promoted", "stopped"} for s in states)
 
 
-def test_a_frozen_engine_applies_the_history_but_no_session_event() -> None:
+def test_a_frozen_engine_applies_the_history_but_no_session_event(tmp_path: Path) -> None:
     catalog = SimCatalog(300, seed=1)
     users = make_users(2, catalog, seed=2)
-    live, frozen = EnginePolicy(catalog, frozen=False), EnginePolicy(catalog, frozen=True)
+    live = _engine(tmp_path, "recserve", catalog, frozen=False)
+    frozen = _engine(tmp_path, "frozen", catalog, frozen=True)
     try:
         run_sessions(catalog, users, [live, frozen], swipes=4, history=3, new_items=0, seed=3)
         applied = {
-            p.name: sum(p.engine.user(u.user_id)["events_applied"] for u in users)
+            p.name: sum(p.backend.engine.user(u.user_id)["events_applied"] for u in users)
             for p in (live, frozen)
         }
+        old = live.backend.item(catalog.id_of(0))["amplification"]["state"]
     finally:
         live.close()
         frozen.close()
@@ -48,3 +68,4 @@ def test_a_frozen_engine_applies_the_history_but_no_session_event() -> None:
     assert applied["frozen"] == frozen.posted
     assert applied["recserve"] - applied["frozen"] == live.posted - frozen.posted
     assert live.posted - frozen.posted >= 2 * 4 * 2  # an impression and a watch or skip a swipe
+    assert old == "graduated"  # the catalogue at the start is an established back catalogue
