@@ -31,7 +31,7 @@ LABELS = {
 
 
 def _completion(summary: dict[str, Any], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    fig, ax = plt.subplots(figsize=(7, 4.8), dpi=110)
     for name, policy in summary["policies"].items():
         curve = policy["per_swipe"]
         ax.plot(
@@ -49,7 +49,8 @@ def _completion(summary: dict[str, Any], path: Path) -> None:
         f"Every swipe makes the feed better ({summary['config']['users']} simulated users)"
     )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center right")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
