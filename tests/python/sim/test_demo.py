@@ -37,9 +37,11 @@ def test_http_and_in_process_drivers_serve_the_same_users_the_same_way(tmp_path:
     local = run_demo(DemoConfig(driver="inprocess", **SMALL), tmp_path / "local")
     for name in ("popularity", "random", "oracle"):
         assert http["policies"][name] == local["policies"][name]
+    chance = local["policies"]["random"]["completion_all"]
     for name in ("recserve", "frozen"):
-        a, b = http["policies"][name], local["policies"][name]
-        assert a["completion_all"] == pytest.approx(b["completion_all"], abs=0.08)
+        a, b = http["policies"][name]["completion_all"], local["policies"][name]["completion_all"]
+        assert a == pytest.approx(b, abs=0.12)
+        assert min(a, b) > 2 * chance
     assert http["latency"]["client"]["recserve"]["feed"]["count"] == 24 * 8
 
 
