@@ -3,9 +3,10 @@
 engine called directly (fast). Both validate bodies with the API's schemas, so a body one
 refuses the other refuses too.
 
-    with Backend.start("http", config_toml, data_dir) as backend:
-        backend.upsert_items({"items": [...], "amplify": False})
-        page = backend.feed("u1", n=1)
+    backend = start_backend("http", Path("engine.toml"), Path("/tmp/engine-data"))
+    backend.upsert_items({"items": [...], "amplify": False})
+    page = backend.feed("u1", n=1)
+    backend.close()
 """
 
 from __future__ import annotations
