@@ -255,16 +255,7 @@ def read_items(path: str | os.PathLike[str]) -> Catalogue:
                 f"{path}:{number}: embedding: {len(item.embedding)} values, "
                 f"the first item has {len(rows[0])}"
             )
-        items.append(
-            Item(
-                item.id,
-                item.creator_id,
-                item.duration_ms,
-                tuple(item.tags),
-                item.created_at or 0,
-                item.media_key,
-            )
-        )
+        items.append(item.to_item())
         rows.append(item.embedding)
     if not items:
         raise ReplayError(f"{path}: no items")
@@ -284,16 +275,7 @@ def read_events(path: str | os.PathLike[str], catalogue: Catalogue | None = None
             event = EventIn.model_validate_json(line)
         except ValidationError as error:
             raise ReplayError(f"{path}:{number}: {_problem(error)}") from None
-        row = EventRow(
-            event_id=event.event_id,
-            user_id=event.user_id,
-            item_id=event.item_id,
-            type=event.type,
-            watch_ms=event.watch_ms,
-            duration_ms=event.duration_ms,
-            ts=event.ts,
-            request_id=event.request_id,
-        )
+        row = event.to_row()
         try:
             _check_event(row, known)
         except ReplayError as error:

@@ -36,6 +36,13 @@ class ItemIn(_Strict):
     created_at: int | None = Field(default=None, ge=0, description="ms since the epoch")
     media_key: str | None = Field(default=None, min_length=1, max_length=1024)
 
+    def to_item(self) -> Item:
+        created_at = self.created_at if self.created_at is not None else 0
+        return Item(
+            self.id, self.creator_id, self.duration_ms, tuple(self.tags), created_at,
+            self.media_key,
+        )
+
 
 class ItemsIn(_Strict):
     items: list[ItemIn] = Field(min_length=1, max_length=MAX_BATCH)
@@ -52,17 +59,7 @@ class ItemsIn(_Strict):
                 raise ValueError(
                     f"items[{i}].embedding: has {width} values, items[0] has {widths[0]}"
                 )
-        items = [
-            Item(
-                item.id,
-                item.creator_id,
-                item.duration_ms,
-                tuple(item.tags),
-                item.created_at if item.created_at is not None else 0,
-                item.media_key,
-            )
-            for item in self.items
-        ]
+        items = [item.to_item() for item in self.items]
         return items, np.array([item.embedding for item in self.items], dtype=np.float32)
 
 
@@ -79,18 +76,18 @@ class EventIn(_Strict):
     session_id: str | None = Field(default=None, max_length=256)
     request_id: str | None = Field(default=None, max_length=256)
 
+    def to_row(self) -> EventRow:
+        return EventRow(
+            self.event_id, self.user_id, self.item_id, self.type, self.watch_ms,
+            self.duration_ms, self.ts, self.request_id,
+        )
+
 
 class EventsIn(_Strict):
     events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
 
     def rows(self) -> list[EventRow]:
-        return [
-            EventRow(
-                e.event_id, e.user_id, e.item_id, e.type, e.watch_ms, e.duration_ms, e.ts,
-                e.request_id,
-            )
-            for e in self.events
-        ]
+        return [event.to_row() for event in self.events]
 
 
 class UserIn(_Strict):

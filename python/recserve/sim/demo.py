@@ -95,6 +95,10 @@ class _Progress:
         self.stream.flush()
 
 
+def _is_open(state: str) -> bool:
+    return state.split(":")[0] in ("testing", "promoted")
+
+
 def _percentiles(seconds: list[float]) -> dict[str, float]:
     values = np.asarray(seconds) * 1e3
     return {
@@ -218,8 +222,16 @@ def run_demo(config: DemoConfig, out: Path, *, stream: TextIO = sys.stderr) -> d
 
             def after_round(s: int) -> None:  # where each new item stands after swipe s
                 arrived = np.arange(config.items, len(catalog))
-                for item, state in zip(arrived.tolist(), live.tier_states(arrived), strict=True):
-                    trajectories.setdefault(item, []).append(state)
+                for item in arrived.tolist():
+                    trajectories.setdefault(item, [])
+                # Stopped and graduated are final: ask again only about items still open.
+                still_open = np.array(
+                    [i for i, states in trajectories.items() if not states or _is_open(states[-1])],
+                    dtype=np.int64,
+                )
+                latest = dict(zip(still_open.tolist(), live.tier_states(still_open), strict=True))
+                for item, states in trajectories.items():
+                    states.append(latest.get(item, states[-1] if states else "testing:0"))
 
             result = run_sessions(
                 catalog,
