@@ -67,8 +67,10 @@ class Catalog:
         dtype: ann.Dtype = "int8",
         M: int = 16,
         ef_construction: int = 200,
+        index_threads: int = 0,
     ) -> None:  # noqa: N803 - HNSW's name
         self.dims = dims
+        self.index_threads = index_threads  # 1: the same graph from the same batches
         self.index = ann.Index(
             dims, metric=metric, dtype=dtype, M=M, ef_construction=ef_construction
         )
@@ -122,7 +124,7 @@ class Catalog:
         """Adds or updates items and their embeddings (float32[len(items), dims]); checked
         first, so a bad batch changes nothing. Returns the keys of items never seen before."""
         keys, vectors = self.check(items, embeddings)
-        self.index.add(keys, vectors)
+        self.index.add(keys, vectors, threads=self.index_threads)
         new = [k for k in keys.tolist() if k not in self._row_of]
         self._set_columns(items)
         for item in items:

@@ -46,6 +46,7 @@ from recserve.profiles import (
 )
 from recserve.rank import BUILTIN_VERSION, ModelRegistry, Ranker, SimilarityRanker
 from recserve.retrieve import Trending
+from recserve.service.clock import make_clock
 from recserve.service.experiments import Assignment, Experiments
 from recserve.service.metrics import Metrics
 from recserve.service.settings import Settings
@@ -88,15 +89,13 @@ class EventRow:
     request_id: str | None = None
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class _State:
     """Catalogue, amplification and preferences: the store's extension (see the module doc)."""
 
-    def __init__(self, dims: int, amplify: AmplifyConfig, trending: Trending) -> None:
-        self.catalog = Catalog(dims)
+    def __init__(
+        self, dims: int, amplify: AmplifyConfig, trending: Trending, index_threads: int = 0
+    ) -> None:
+        self.catalog = Catalog(dims, index_threads=index_threads)
         self.amplifier = Amplifier(amplify)
         self.users = UserPrefs()
         self.trending = trending
@@ -266,6 +265,7 @@ class Engine:
             ttl_s=cloudfront.signed_url_ttl_s,
         )
         self.rule = UpdateRule.from_dict(settings.update_rule)
+        self.clock = make_clock(settings.clock)
         self.trending = Trending(settings.feed.trending_half_life_s)
         self.served = ServedMemory(
             settings.feed.served_memory,
@@ -334,7 +334,8 @@ class Engine:
             item_capacity=s.item_capacity,
             rule=self.rule,
         )
-        state = _State(dims, AmplifyConfig.from_dict(s.amplification), self.trending)
+        amplify = AmplifyConfig.from_dict(s.amplification)
+        state = _State(dims, amplify, self.trending, s.index_threads)
         store = EmbeddedStore(self.data_dir / "state", config, extension=state)
         state.live = True
         for problem in store.recovery.problems:
@@ -441,7 +442,10 @@ class Engine:
                     self._open(int(vectors.shape[1]))
         store, state, _ = self._require()
         keys, vectors = state.catalog.check(items, embeddings)
-        ts_ms = _now_ms()
+        for item in items:
+            if item.created_at:
+                self.clock.observe(item.created_at)
+        ts_ms = self.clock.now_ms()
         header: dict[str, Any] = {"ts_ms": ts_ms, "items": [item.to_row() for item in items]}
         if not amplify:  # absent in older records: they all amplified
             header["amplify"] = False
@@ -492,7 +496,10 @@ class Engine:
         for a bad one (nothing of the batch applied)."""
         store, state, _ = self._require()
         n = len(rows)
-        now = _now_ms()
+        for row in rows:
+            if row.ts is not None:
+                self.clock.observe(row.ts)
+        now = self.clock.now_ms()
         types = np.empty(n, dtype=np.uint8)
         watch = np.zeros(n, dtype=np.uint32)
         duration = np.zeros(n, dtype=np.uint32)
@@ -621,7 +628,7 @@ class Engine:
             user_key,
             self.settings.feed.default_n,
             self._ranker_for(assignment),
-            _now_ms(),
+            self.clock.now_ms(),
             seed=user_key ^ stamp[0],
         )
         return stamp, result, assignment.label
@@ -644,13 +651,13 @@ class Engine:
         if result is None:
             self._requests += 1
             result = builder.build(
-                user_key, n, self._ranker_for(assignment), _now_ms(), seed=self._requests
+                user_key, n, self._ranker_for(assignment), self.clock.now_ms(), seed=self._requests
             )
             for stage, seconds in result.timings.items():
                 self.metrics.stage_seconds.labels(stage).observe(seconds)
         # A takedown that returned before this point removed the item: never serve it.
         items = [s for s in result.items if state.catalog.by_key(s.key) is not None]
-        now = time.time()
+        now = self.clock.now_ms() / 1000.0
         self.served.add(user_key, [s.key for s in items], now)
         return self._page(user_id, items, result.model_version, assignment, now)
 
@@ -668,7 +675,7 @@ class Engine:
         for experiment, arm in assignment.arms:
             self.metrics.feeds_served.labels(experiment, arm).inc()
         if self._impressions is not None and items:
-            ts = time.time() if now is None else now
+            ts = self.clock.now_ms() / 1000.0 if now is None else now
             records = [
                 Impression(ts, request_id, user_id, s.key, position, model_version, label or "")
                 for position, s in enumerate(items)
@@ -705,7 +712,7 @@ class Engine:
             key_of(user_id),
             self.settings.feed.default_n,
             self._ranker_for(assignment),
-            _now_ms(),
+            self.clock.now_ms(),
             trace_key=key,
         )
         return {
@@ -740,7 +747,7 @@ class Engine:
             raise NotFound(f"no user {user_id!r}")
         recent = store.profiles.recent_items(key)
         tags = state.catalog.tag_counts(recent)
-        now = _now_ms()
+        now = self.clock.now_ms()
         last = int(words["session_last_ms"][0])
         timeout_ms = self.rule.session_timeout_seconds * 1000
         return {

@@ -162,6 +162,15 @@ class Settings(BaseSettings):
     feed_threads: int = Field(
         default=0, ge=0, description="threads assembling feeds; 0: on the event loop"
     )
+    # A simulation or replay runs on its events' time and must give the same feeds however fast
+    # the machine is; a service runs on the wall clock (recserve.service.clock).
+    clock: Literal["wall", "events"] = Field(
+        default="wall",
+        description="'events': now is the newest ts or created_at posted (simulation, replay)",
+    )
+    index_threads: int = Field(
+        default=0, ge=0, description="threads adding items to the ANN; 0: all, 1: same graph"
+    )
     media_url_template: str = "/media/{media_key}"
     cloudfront: CloudFrontSettings = CloudFrontSettings()
     snapshot_interval_s: float = Field(default=300.0, gt=0)

@@ -190,7 +190,9 @@ class StreamIngest:
         if self.users is not None:
             self._load_for(shard, users)
         if len(events):
-            self.engine.after_apply(store.apply(events), events, time.time_ns() // 1_000_000)
+            clock = self.engine.clock
+            clock.observe(int(events.ts_ms.max()))
+            self.engine.after_apply(store.apply(events), events, clock.now_ms())
         if self.users is not None and users:
             written = self.users.write(store.profiles, users)
             if written.superseded:

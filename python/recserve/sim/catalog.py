@@ -108,7 +108,8 @@ class SimCatalog:
         self.latent = self._latent_of([tags[0] for tags in meta.tags])
         self.quality = self.rng.standard_normal(len(self.creators))
         self.embeddings = self._embed(self.latent)
-        self.created_step = np.zeros(len(self.creators), dtype=np.int64)
+        # swipes of the population before an item arrived; -1: the catalogue at the start
+        self.created_step = np.full(len(self.creators), -1, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.creators)
@@ -132,7 +133,8 @@ class SimCatalog:
         return f"v{index}"
 
     def add_new(self, k: int, step: int) -> npt.NDArray[np.int64]:
-        """k new items (hidden quality drawn afresh) arriving at ``step``; their indices."""
+        """k new items (hidden quality drawn afresh) arriving after ``step`` swipes of the
+        population; their indices."""
         start = len(self)
         parents = self.rng.integers(0, start, k)  # new videos land in existing topics
         topics = [self.tags[p][0] for p in parents.tolist()]

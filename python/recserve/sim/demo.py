@@ -38,6 +38,8 @@ ENGINE_TOML = """\
 dims = 64
 impression_log = false
 snapshot_interval_s = 3600
+clock = "events"  # simulated time: the same feeds in process and over HTTP
+index_threads = 1  # the same ANN graph on every run
 
 [feed]
 precompute = false  # one item per request: no page to compute ahead

@@ -94,7 +94,7 @@ class EnginePolicy:
         served = page["items"][0]
         self._source[user.user_id] = served["source"]
         item = int(served["item_id"][1:])
-        if self.catalog.created_step[item] > 0:
+        if self.catalog.created_step[item] >= 0:
             self.served_new[item] += 1
         return item
 

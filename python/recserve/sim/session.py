@@ -4,14 +4,19 @@ Each user has a history before the session (``history`` swipes on items near the
 taste, a day earlier), which every policy hears. Then, per policy, a copy of the user (same
 taste, mood and random stream) swipes ``swipes`` times: the policy picks an item, the user
 reacts, the policy observes. Users take turns swipe by swipe, so popularity and amplification
-see the whole population as it goes, and every ``new_every`` swipes of the population
-``new_items`` new items with hidden quality arrive.
+see the whole population as it goes, and from the first swipe on, every ``new_every`` swipes
+of the population, ``new_items`` new items with hidden quality arrive.
+
+Time is simulated: the session starts at ``START_MS``, a user swipes every ``SWIPE_MS``, and
+every timestamp sent says so. An engine on the events' clock (``clock = "events"``) therefore
+gives the same feeds whether it runs in process or over HTTP, however fast the machine is.
+The frozen engine hears no events in the session, so its clock moves with the items posted to
+it: it lags the session by at most ``new_every`` swipes of the population.
 """
 
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -24,7 +29,8 @@ from recserve.sim.users import SimUser
 
 __all__ = ["SessionResult", "run_sessions"]
 
-SWIPE_MS = 12_000  # between two swipes of one user, in the history
+START_MS = 1_767_225_600_000  # 2026-01-01T00:00Z: a fixed start, so runs repeat exactly
+SWIPE_MS = 12_000  # between two swipes of one user
 DAY_MS = 86_400_000
 
 
@@ -89,9 +95,7 @@ def run_sessions(
     """``progress(done, total)`` after each swipe of the population; ``after_round(s)`` once
     every user has made swipe s (0-based)."""
     rng = np.random.default_rng(seed)
-    # The engine decays session vectors to the wall clock, so the session runs on it too: a
-    # swipe's timestamp is the moment it happens (a session compressed into seconds).
-    start_ms = time.time_ns() // 1_000_000
+    start_ms = START_MS
     for policy in policies:
         policy.add_items(np.arange(len(catalog)), start_ms - 2 * DAY_MS, new=False)
     for u, user in enumerate(users):
@@ -108,7 +112,11 @@ def run_sessions(
     done, total = 0, swipes * len(users)
     for s in range(swipes):
         for u in range(len(users)):
-            now = time.time_ns() // 1_000_000
+            now = start_ms + s * SWIPE_MS + u * SWIPE_MS // len(users)
+            if new_items and done % new_every == 0:
+                arrived = catalog.add_new(new_items, step=done)
+                for policy in policies:
+                    policy.add_items(arrived, now, new=True)
             for policy in policies:
                 user = copies[policy.name][u]
                 item = policy.next(user, now)
@@ -116,10 +124,6 @@ def run_sessions(
                 policy.observe(user, item, reaction, now)
                 completion[policy.name][u, s] = reaction.completion
             done += 1
-            if new_items and done % new_every == 0:
-                arrived = catalog.add_new(new_items, step=done)
-                for policy in policies:
-                    policy.add_items(arrived, now, new=True)
             if progress is not None:
                 progress(done, total)
         if after_round is not None:

@@ -30,18 +30,19 @@ def test_the_demo_writes_its_summary_and_four_plots(tmp_path: Path, capsys) -> N
     assert "latency during the run" in printed
 
 
-def test_http_and_in_process_drivers_serve_the_same_users_the_same_way(tmp_path: Path) -> None:
-    # The baselines do not depend on the driver at all; the engines do only through the wall
-    # clock (session decay between swipes), so their completions agree closely, not exactly.
+def test_http_and_in_process_drivers_give_the_same_numbers_for_the_same_seed(
+    tmp_path: Path,
+) -> None:
+    # The engines run on the session's simulated clock and build their ANN graph on one
+    # thread, so nothing but the transport differs.
     http = run_demo(DemoConfig(driver="http", **SMALL), tmp_path / "http")
     local = run_demo(DemoConfig(driver="inprocess", **SMALL), tmp_path / "local")
-    for name in ("popularity", "random", "oracle"):
-        assert http["policies"][name] == local["policies"][name]
+    assert http["policies"] == local["policies"]
+    assert http["amplification"] == local["amplification"]
+    assert http["trajectories"] == local["trajectories"]
     chance = local["policies"]["random"]["completion_all"]
     for name in ("recserve", "frozen"):
-        a, b = http["policies"][name]["completion_all"], local["policies"][name]["completion_all"]
-        assert a == pytest.approx(b, abs=0.12)
-        assert min(a, b) > 2 * chance
+        assert local["policies"][name]["completion_all"] > 2 * chance
     assert http["latency"]["client"]["recserve"]["feed"]["count"] == 24 * 8
 
 

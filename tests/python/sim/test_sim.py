@@ -50,6 +50,7 @@ def test_new_items_arrive_with_fresh_hidden_quality() -> None:
     assert len(catalog) == 350
     assert catalog.embeddings.shape[0] == 350
     assert (catalog.created_step[new] == 10).all()
+    assert (catalog.created_step[:300] == -1).all()  # the catalogue at the start
     assert catalog.items(new[:1], created_at=5)[0]["id"] == "v300"
 
 
