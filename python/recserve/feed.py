@@ -15,7 +15,9 @@ Candidates come from four sources, each labelled on the served item:
   events have something to react to).
 
 Filters drop what the user has seen (``Profiles.seen``), what was served to them recently,
-what was taken down, and what their blocked creators made. The ranker scores the rest; the page
+what was taken down, and what their blocked creators made. The ranker scores the rest (plus
+``popularity_weight`` * log(1 + the item's completed views), a popularity prior, off by
+default: its scale depends on the ranker's, so it is chosen per model on held-out data); the page
 takes the best, at most ``max_per_creator`` items of one creator, with the exploration slots
 spread through it. ``trace_key`` asks for an account of one item's way through all of this (the
 explain endpoint).
@@ -338,11 +340,14 @@ class FeedBuilder:
         if n == 0:
             return None, np.zeros(0, np.float32)
         state = self.profiles.items(pool.keys)
+        st = state.stats
+        # The popularity prior: weight * log(1 + completed views), the item's engaged users
+        # (one completion per engaged user when users rarely watch an item twice).
+        prior = self.settings.popularity_weight * np.log1p(st["completions"].astype(np.float32))
         if isinstance(ranker, SimilarityRanker):
             if query is None:
-                return None, np.zeros(n, np.float32)
-            return None, (state.vectors @ query).astype(np.float32)
-        st = state.stats
+                return None, prior.astype(np.float32)
+            return None, (state.vectors @ query + prior).astype(np.float32)
         user = self.profiles.user_state([user_key])
         rows = build_features(
             ranker.spec,
@@ -370,7 +375,7 @@ class FeedBuilder:
             Context(now=now_s, position=0),
         )
         probs, scores = ranker.score(rows)
-        return probs, scores.astype(np.float32)
+        return probs, (scores + prior).astype(np.float32)
 
     def _item_id(self, key: int) -> str:
         item = self.catalog.by_key(key)

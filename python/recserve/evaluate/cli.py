@@ -1,8 +1,13 @@
 """``recserve eval``: replay a log in time order and score real-time recserve, the same engine
-frozen at the split, and popularity (HR@k, NDCG@k; see ``recserve.evaluate.replay``).
+frozen at the split, and popularity, live and frozen at the split (HR@k, NDCG@k; see
+``recserve.evaluate.replay``).
 
     recserve eval --movielens ../shared/data/movielens-100k [--json]
     recserve eval --log events.jsonl --items items.jsonl [--config recserve.toml] [--json]
+
+With ``--train`` (the default with ``--movielens``; needs ``recserve[train]``) both engines
+serve a ranker trained on the log before the split, with sampled negatives
+(``recserve.evaluate.trained``); with ``--no-train``, the configured model.
 
 Exit status 0 with the results, 2 on bad input (the message on stderr names the file, line and
 field) or without the ``serve`` extra the engine needs.
@@ -52,6 +57,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="rank by query-item similarity instead of the configured model",
     )
+    parser.add_argument(
+        "--train",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="rank with a model trained on the log before the split (default: with --movielens)",
+    )
+    parser.add_argument(
+        "--negatives", type=int, default=4, help="--train: sampled negatives per impression"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--vectors", type=Path, default=None, help="movielens: item vectors (.npy, 1682 rows)"
@@ -96,9 +110,14 @@ def run(args: argparse.Namespace) -> int:
             sample=args.sample,
             seed=args.seed,
             similarity=args.similarity,
+            train=args.train if args.train is not None else args.movielens is not None,
+            negatives=args.negatives,
         )
     except (ReplayError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except ImportError as error:  # --train without torch
+        print(f"error: {error} (or --no-train)", file=sys.stderr)
         return 2
     out = result.to_dict()
     out["source"] = source
@@ -119,16 +138,22 @@ def _ratio(a: float, b: float) -> str:
 
 def _rows(block: dict[str, Any], k: int) -> list[str]:
     hr, ndcg = f"hr@{k}", f"ndcg@{k}"
-    lines = [f"  {'policy':<12}{'HR@' + str(k):>10}{'NDCG@' + str(k):>10}{'hits':>8}"]
-    for name in ("realtime", "frozen", "popularity"):
+    lines = [f"  {'policy':<18}{'HR@' + str(k):>10}{'NDCG@' + str(k):>10}{'hits':>8}"]
+    for name in ("realtime", "frozen", "popularity", "popularity_frozen"):
         m = block[name]
-        lines.append(f"  {name:<12}{m[hr]:>10.4f}{m[ndcg]:>10.4f}{m['hits']:>8,}")
-    rt, fz, pop = block["realtime"], block["frozen"], block["popularity"]
+        lines.append(f"  {name:<18}{m[hr]:>10.4f}{m[ndcg]:>10.4f}{m['hits']:>8,}")
+    rt, fz, pop, pf = (
+        block[name] for name in ("realtime", "frozen", "popularity", "popularity_frozen")
+    )
     lines.append(
         f"  realtime / frozen:     HR {_ratio(rt[hr], fz[hr])}, NDCG {_ratio(rt[ndcg], fz[ndcg])}"
     )
     lines.append(
         f"  realtime / popularity: HR {_ratio(rt[hr], pop[hr])}, NDCG {_ratio(rt[ndcg], pop[ndcg])}"
+    )
+    lines.append(
+        f"  frozen / popularity_frozen: HR {_ratio(fz[hr], pf[hr])}, "
+        f"NDCG {_ratio(fz[ndcg], pf[ndcg])}"
     )
     return lines
 

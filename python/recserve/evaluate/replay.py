@@ -1,5 +1,6 @@
 """Chronological replay of an event log through the engine: HR@k and NDCG@k of what it would
-have recommended, for real-time recserve, the same engine frozen at a split time, and popularity.
+have recommended, for real-time recserve, the same engine frozen at a split time, and popularity
+(live, and frozen at the split).
 
     catalogue = read_items("items.jsonl")
     events = read_events("events.jsonl", catalogue)
@@ -39,7 +40,19 @@ the last event, 0.8: the last 20 % of time) are evaluated, where the policies di
   What a user meets after the split is still never recommended to them (a serving layer knows
   what it showed); the replay records those items in the frozen engine's served memory, which
   excludes them exactly as the seen-set does, from retrieval on.
-- ``popularity``: the unseen items with the most engaged users so far (ties: catalogue order).
+- ``popularity``: the unseen items with the most engaged users so far (ties: catalogue order),
+  counting engagements after the split too: a live baseline, which knows what every user,
+  new ones included, engaged with a moment ago.
+- ``popularity_frozen``: the same with its counts stopped at the split, the batch counterpart
+  that ``frozen`` should be compared with. In a log where most users of the scored period are
+  new (MovieLens-100K: 182 of 269), the frozen engine knows nothing of them and can at best
+  serve them what was popular at the split; it can beat popularity only on returning users.
+
+**The ranker.** With ``train`` both engines serve a ranker trained on the events before the
+split (``recserve.evaluate.trained``: impressions with sampled negatives, validation inside
+the period before the split), the model a batch job would have trained at the split time;
+otherwise the configured one (``similarity``: the query-item dot product). The engine's
+popularity prior (``feed.popularity_weight``, off by default) comes from the configuration.
 
 **How the engine runs here** (each choice because the replay would otherwise measure something
 else than the configuration):
@@ -105,7 +118,7 @@ __all__ = [
     "write_jsonl",
 ]
 
-POLICIES = ("realtime", "frozen", "popularity")
+POLICIES = ("realtime", "frozen", "popularity", "popularity_frozen")
 #: Event types that are an engagement whatever else happened (a completed watch is one too).
 ENGAGING_TYPES = frozenset({"like", "share", "comment", "follow", "replay"})
 _POST_BATCH = 10_000  # events per post_events call at most (the API's batch limit)
@@ -313,6 +326,7 @@ def replay_settings(
     dims: int,
     *,
     served_memory: int = 0,
+    model: Path | None = None,
 ) -> Settings:
     """The engine's settings for a replay: the configuration (defaults, TOML file, environment),
     then what the replay needs (see the module doc)."""
@@ -331,8 +345,14 @@ def replay_settings(
     }
     if "explore_slots" not in settings.feed.model_fields_set:
         feed["explore_slots"] = 0
+    served_model: dict[str, Any] = {}
+    if model is not None:  # the ranker trained before the split replaces the configured one
+        if any(arm.model is not None for e in settings.experiments for arm in e.arms):
+            raise ReplayError(f"{config}: an experiment arm names a model; train=False for it")
+        served_model = {"models_dir": model.parent, "model": model.stem}
     return settings.model_copy(
         update={
+            **served_model,
             "data_dir": Path(data_dir),
             "dims": dims,
             "impression_log": False,
@@ -438,6 +458,8 @@ def replay(
     sample: int | None = None,
     seed: int = 0,
     similarity: bool = False,
+    train: bool = False,
+    negatives: int = 4,
     progress: Callable[[int, int], None] | None = None,
 ) -> ReplayResult:
     """Replays ``events`` in time order and scores the three policies (see the module doc).
@@ -470,10 +492,18 @@ def replay(
         scratch = _scratch_dir()
         directories = [
             stack.enter_context(tempfile.TemporaryDirectory(prefix="recserve-eval-", dir=scratch))
-            for _ in range(2)
+            for _ in range(3)
         ]
         realtime_settings = replay_settings(config, directories[0], catalogue.dims)
         rule = UpdateRule.from_dict(realtime_settings.update_rule)
+        model = None
+        if train and not similarity:
+            from recserve.evaluate.trained import train_before  # torch, only when asked
+
+            model = train_before(
+                rows, catalogue, split_ms, directories[2], rule=rule, negatives=negatives, seed=seed
+            )
+            realtime_settings = replay_settings(config, directories[0], catalogue.dims, model=model)
 
         # Which (user, item) pairs are engaged, where each is first met, which are scored.
         first_at: dict[tuple[str, str], int] = {}
@@ -495,11 +525,12 @@ def replay(
         realtime = _EnginePolicy(realtime_settings, catalogue, seed, similarity)
         stack.callback(realtime.close)
         frozen_settings = replay_settings(
-            config, directories[1], catalogue.dims, served_memory=1 << 30
+            config, directories[1], catalogue.dims, served_memory=1 << 30, model=model
         )
         frozen = _EnginePolicy(frozen_settings, catalogue, seed, similarity)
         stack.callback(frozen.close)
         popularity = _Popularity(catalogue)
+        popularity_frozen = _Popularity(catalogue)  # counts stop at the split
 
         scores = {name: Score(k) for name in POLICIES}
         returning = {name: Score(k) for name in POLICIES}
@@ -523,6 +554,9 @@ def replay(
                     seen_dropped += len(pages[name]) - len(kept)
                     pages[name] = kept
                 pages["popularity"] = popularity.page(user_seen, k)
+                pages["popularity_frozen"] = (
+                    popularity_frozen.page(user_seen, k) if after else pages["popularity"]
+                )
                 for name in POLICIES:
                     if after:
                         scores[name].add(pages[name], item)
@@ -553,6 +587,8 @@ def replay(
             ):
                 counted.add(pair)
                 popularity.engaged(item)
+                if not after:
+                    popularity_frozen.engaged(item)
         realtime.flush()
         if progress is not None:
             progress(done, len(candidates))

@@ -53,6 +53,12 @@ class FeedSettings(BaseModel):
         "user's regular candidates (0: always)",
     )
     trending: int = Field(default=32, ge=0, description="trending candidates per request")
+    popularity_weight: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="adds this times log(1 + the item's completed views) to the ranker's score "
+        "(a popularity prior; 0: off)",
+    )
     max_per_creator: int = Field(default=2, ge=1, description="a creator's items per page, at most")
     session_weight: float = Field(default=0.5, ge=0.0, le=1.0, description="session share of query")
     served_memory: int = Field(

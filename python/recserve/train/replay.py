@@ -15,11 +15,21 @@ that moment). A user's session length (impressions in the session) restarts afte
 
 Item counters count each outcome at most once per impression (``event_outcomes``), at the
 time of the event that shows it; unattributed events move user vectors but count nothing.
+
+**Sampled negatives** (``negatives`` per impression, off by default). A log of what users chose
+(MovieLens ratings: every impression is an item the user picked) has no item a user passed
+over, so a ranker trained on it learns taste among chosen items but never that most users
+choose popular ones. With ``negatives = k``, each impression also gets k rows for catalogue
+items the user has not been shown so far, drawn (seeded) uniformly or in proportion to
+impressions so far + 1 (``negative_sampling``), each as of the same serve time (the user's
+state, the item's counters then) and labelled as an impression with no event: a fast skip,
+nothing else. They are rows only: they count in no counter (nothing was served).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -35,7 +45,8 @@ __all__ = ["Dataset", "replay"]
 
 @dataclass(frozen=True)
 class Dataset:
-    """One raw (not normalised) feature row and one label row per impression, in time order."""
+    """One raw (not normalised) feature row and one label row per impression (then per sampled
+    negative, if any: ``negative`` marks those rows), in time order."""
 
     rows: npt.NDArray[np.float32]
     labels: npt.NDArray[np.float32]
@@ -48,18 +59,58 @@ class Dataset:
     events: int = 0
     duplicates: int = 0
     unattributed: int = 0
+    negative: npt.NDArray[np.bool_] | None = None  # None: no sampled negatives
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
 
 
 class _User:
-    __slots__ = ("completes", "events", "id", "impressions", "last_ts", "session_length", "skips")
+    __slots__ = (
+        "completes",
+        "events",
+        "id",
+        "impressions",
+        "last_ts",
+        "session_length",
+        "shown",
+        "skips",
+    )
 
     def __init__(self, number: int) -> None:
         self.id = number  # the user's id in the profiles
         self.events = self.session_length = self.impressions = self.completes = self.skips = 0
         self.last_ts = -np.inf
+        self.shown: set[int] = set()  # catalogue rows of the items shown so far
+
+
+class _Negatives:
+    """Draws catalogue rows a user has not been shown (see the module doc)."""
+
+    def __init__(self, k: int, sampling: str, items: int, seed: int) -> None:
+        if k < 0:
+            raise ValueError(f"negatives must be >= 0, got {k}")
+        if sampling not in ("uniform", "popularity"):
+            raise ValueError(
+                f"negative_sampling must be 'uniform' or 'popularity', got {sampling!r}"
+            )
+        self.k, self.popular, self.items = k, sampling == "popularity", items
+        self.rng = np.random.default_rng(seed)
+
+    def draw(self, shown: set[int], impressions: npt.NDArray[np.int64]) -> list[int]:
+        """Up to k distinct rows not in ``shown`` (fewer only when fewer are left)."""
+        weights = impressions + 1.0 if self.popular else np.ones(self.items)
+        if 2 * len(shown) < self.items:  # most rows are free: draw and drop the shown ones
+            rows = self.rng.choice(self.items, size=2 * self.k, p=weights / weights.sum())
+            out = [row for row in dict.fromkeys(rows.tolist()) if row not in shown][: self.k]
+            if len(out) == self.k:
+                return out
+        free = np.setdiff1d(np.arange(self.items), np.fromiter(shown, np.int64, len(shown)))
+        if not len(free):
+            return []  # the user has been shown the whole catalogue
+        w = weights[free]
+        rows = self.rng.choice(free, size=min(self.k, len(free)), replace=False, p=w / w.sum())
+        return [int(row) for row in rows.tolist()]
 
 
 class _PendingEvents:
@@ -104,8 +155,12 @@ def replay(
     spec: FeatureSpec | None = None,
     rule: UpdateRule | None = None,
     window_s: float = 3600.0,
+    negatives: int = 0,
+    negative_sampling: Literal["uniform", "popularity"] = "uniform",
+    seed: int = 0,
 ) -> Dataset:
-    """Rows and labels for every impression of the log, each as of its serve time."""
+    """Rows and labels for every impression of the log, each as of its serve time; with
+    ``negatives``, that many sampled negatives per impression too (see the module doc)."""
     catalog = log.catalog
     spec = spec if spec is not None else FeatureSpec(dims=catalog.dims)
     rule = rule if rule is not None else UpdateRule()
@@ -129,6 +184,11 @@ def replay(
     )
     profiles.set_items(catalog.item.astype(np.uint64), vectors)
     pending = _PendingEvents(profiles)
+    sampler = _Negatives(negatives, negative_sampling, len(catalog.item), seed)
+    # per negative: (its impression's number, catalogue row, counters [1 + outcomes] then)
+    negative_of: list[int] = []
+    negative_rows: list[int] = []
+    negative_stats: list[npt.NDArray[np.int64]] = []
 
     users: dict[str, _User] = {}
     item_impressions = np.zeros(len(catalog.item), dtype=np.int64)
@@ -175,6 +235,14 @@ def replay(
             item_at[number, 0] = item_impressions[row]
             item_at[number, 1:] = item_counts[:, row]
             item_rows[number] = row
+            if sampler.k:
+                user.shown.add(row)
+                drawn = sampler.draw(user.shown, item_impressions)
+                negative_of += [number] * len(drawn)
+                negative_rows += drawn
+                negative_stats.append(
+                    np.concatenate([item_impressions[None, drawn], item_counts[:, drawn]]).T
+                )
             item_impressions[row] += 1
             user.impressions += 1
             user.session_length += 1
@@ -195,6 +263,26 @@ def replay(
 
     ts = np.array([imp.ts for imp in joined.impressions], dtype=np.float64)
     positions = np.array([imp.position for imp in joined.impressions], dtype=np.int64)
+    labels = joined.labels
+    negative = None
+    if sampler.k:
+        # Each negative right after its impression: rows stay in time order.
+        source = np.concatenate([np.arange(n), np.asarray(negative_of, dtype=np.int64)])
+        order = np.argsort(source, kind="stable")
+        source = source[order]
+        negative = order >= n
+        item_rows = np.concatenate([item_rows, np.asarray(negative_rows, dtype=np.int64)])[order]
+        item_at = np.concatenate(
+            [item_at, *negative_stats, np.zeros((0, item_at.shape[1]), np.int64)]
+        )[order]
+        long_at, session_at, user_at = long_at[source], session_at[source], user_at[source]
+        ts, positions = ts[source], positions[source]
+        no_event = np.zeros(len(HEADS), dtype=np.float32)
+        no_event[HEADS.index("skip")] = 1.0  # watched 0 ms: a fast skip (labels.join)
+        labels = np.where(negative[:, None], no_event, labels[source]).astype(np.float32)
+    else:
+        source = np.arange(n)
+    impressions = joined.impressions
     stats = ItemStats(
         impressions=item_at[:, 0],
         **{name: item_at[:, 1 + k] for k, name in enumerate(OUTCOMES)},
@@ -219,13 +307,14 @@ def replay(
     )
     return Dataset(
         rows=rows,
-        labels=joined.labels,
+        labels=labels,
         ts=ts,
         item=catalog.item[item_rows],
-        user=[imp.user for imp in joined.impressions],
-        request_id=[imp.request_id for imp in joined.impressions],
+        user=[impressions[i].user for i in source.tolist()],
+        request_id=[impressions[i].request_id for i in source.tolist()],
         spec=spec,
         events=events,
         duplicates=joined.duplicates,
         unattributed=joined.unattributed,
+        negative=negative,
     )

@@ -298,3 +298,49 @@ def test_missing_files_and_bad_arguments_are_clear_errors(tmp_path: Path) -> Non
     bad.write_text("[feed]\nsession_wieght = 0.3\n")
     with pytest.raises(ReplayError, match="session_wieght"):
         replay(rows, cat, config=bad)
+
+
+def test_frozen_popularity_stops_counting_at_the_split() -> None:
+    cat = catalogue(n=5)
+    rows = [
+        EventRow("a", "u1", "v3", "like", ts=1),
+        EventRow("b", "u2", "v1", "like", ts=95),  # after the split: all three scored
+        EventRow("c", "u3", "v1", "like", ts=96),
+        EventRow("d", "u4", "v1", "like", ts=100),
+    ]
+    result = replay(rows, cat, split=0.9, k=1)
+    assert result.policies["popularity"].hits == 2  # c and d: v1 ties v3 (catalogue order), leads
+    assert result.policies["popularity_frozen"].hits == 0  # as of the split, v3 leads for good
+    assert set(result.to_dict()) >= {"popularity", "popularity_frozen"}
+
+
+def test_popularity_weight_ranks_a_new_users_page_by_completed_views(tmp_path: Path) -> None:
+    cat = catalogue(n=40)
+    rows = [
+        EventRow(f"e{u}", f"u{u}", "v7", "watch", 20_000, 20_000, ts=1_000 * u) for u in range(6)
+    ]
+    rows.append(EventRow("s", "new", "v7", "watch", 20_000, 20_000, ts=100_000))  # scored
+    config = tmp_path / "recserve.toml"
+    config.write_text("[feed]\npopularity_weight = 1.0\n")
+    result = replay(rows, cat, split=0.9, config=config, similarity=True)
+    assert result.policies["realtime"].ndcg == 1.0  # the most completed item first
+    assert result.settings["feed"]["popularity_weight"] == 1.0
+
+
+def impression_log(cat: Catalogue) -> list[EventRow]:
+    """The log of ``log`` with an impression before each watch (what a client posts)."""
+    rows: list[EventRow] = []
+    for e in log(cat, users=16, per_user=25):
+        rows.append(EventRow(e.event_id + "i", e.user_id, e.item_id, "impression", ts=e.ts))
+        rows.append(e)
+    return rows
+
+
+def test_train_serves_a_ranker_trained_before_the_split_to_both_engines() -> None:
+    pytest.importorskip("torch")
+    cat = catalogue()
+    result = replay(impression_log(cat), cat, split=0.6, train=True, negatives=2)
+    assert result.model_version == "trained-before-split"
+    assert result.policies["realtime"].evaluated > 0
+    with pytest.raises(ReplayError, match="too few to train"):
+        replay(log(cat), cat, split=0.6, train=True)  # no impressions to train on

@@ -128,3 +128,55 @@ def test_spec_dims_must_match_the_catalogue(tmp_path: Path, write_log: WriteLog)
     log = read_log(write_log(tmp_path, [Impression(0.0, "r1", "u", 1, 0)]))
     with pytest.raises(ValueError, match="dims 64 but the log's catalogue has 4"):
         replay(log, spec=FeatureSpec(dims=64))
+
+
+def test_sampled_negatives_are_unshown_items_labelled_as_a_fast_skip(synthetic_log: Path) -> None:
+    log = read_log(synthetic_log)
+    plain = replay(log)
+    data = replay(log, negatives=3, seed=5)
+    assert data.negative is not None
+    assert plain.negative is None
+    negative = data.negative
+    assert int(negative.sum()) == 3 * len(plain)
+    assert len(data) == 4 * len(plain)
+    # The impression rows are those without negatives: negatives count in no counter.
+    np.testing.assert_array_equal(data.rows[~negative], plain.rows)
+    np.testing.assert_array_equal(data.labels[~negative], plain.labels)
+    assert np.all(np.diff(data.ts) >= 0)  # still in time order
+    skip = list(data.heads).index("skip")
+    expected = np.zeros(len(data.heads), np.float32)
+    expected[skip] = 1.0
+    np.testing.assert_array_equal(
+        data.labels[negative], np.broadcast_to(expected, (3 * len(plain), len(expected)))
+    )
+    # A negative is never an item the user had been shown by then (its own impression included).
+    shown: dict[str, set[int]] = {}
+    for user, item, is_negative in zip(
+        data.user, data.item.tolist(), negative.tolist(), strict=True
+    ):
+        if is_negative:
+            assert item not in shown.get(user, set())
+        else:
+            shown.setdefault(user, set()).add(item)
+    again = replay(log, negatives=3, seed=5)
+    np.testing.assert_array_equal(again.rows, data.rows)  # seeded
+    popular = replay(log, negatives=3, negative_sampling="popularity", seed=5)
+    assert popular.negative is not None
+    assert int(popular.negative.sum()) == 3 * len(plain)
+
+
+def test_negatives_need_a_count_and_a_known_sampling(synthetic_log: Path) -> None:
+    log = read_log(synthetic_log)
+    with pytest.raises(ValueError, match="negatives must be >= 0"):
+        replay(log, negatives=-1)
+    with pytest.raises(ValueError, match="negative_sampling"):
+        replay(log, negatives=1, negative_sampling="often")  # type: ignore[arg-type]
+
+
+def test_a_user_shown_the_whole_catalogue_gets_no_negative(
+    tmp_path: Path, write_log: WriteLog
+) -> None:
+    records: list[Record] = [Impression(float(i), f"r{i}", "u", i, 0) for i in range(1, 5)]
+    data = replay(read_log(write_log(tmp_path, records)), negatives=2)
+    assert data.negative is not None
+    assert data.negative.tolist() == [False, True, True, False, True, True, False, True, False]
