@@ -633,7 +633,11 @@ class Engine:
         )
         return stamp, result, assignment.label
 
-    def feed(self, user_id: str, n: int | None = None) -> dict[str, Any]:
+    def feed(
+        self, user_id: str, n: int | None = None, timings: dict[str, float] | None = None
+    ) -> dict[str, Any]:
+        """The user's next page. ``timings``, when given, receives the seconds each stage took
+        (retrieve, filter, rank, total) if the page was assembled for this request."""
         if self.ready and not self.draining and self.store is None:  # no items yet: empty
             return self._page(user_id, [], self.ranker.version, self.experiments.assign(user_id))
         _, state, builder = self._require()
@@ -655,6 +659,8 @@ class Engine:
             )
             for stage, seconds in result.timings.items():
                 self.metrics.stage_seconds.labels(stage).observe(seconds)
+            if timings is not None:
+                timings.update(result.timings)
         # A takedown that returned before this point removed the item: never serve it.
         items = [s for s in result.items if state.catalog.by_key(s.key) is not None]
         now = self.clock.now_ms() / 1000.0

@@ -5,7 +5,7 @@ refuses the other refuses too.
 
     backend = start_backend("http", Path("engine.toml"), Path("/tmp/engine-data"))
     backend.upsert_items({"items": [...], "amplify": False})
-    page = backend.feed("u1", n=1)
+    page, stage_s = backend.feed("u1", n=1)   # the page; seconds per feed stage
     backend.close()
 """
 
@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from recserve.sim.stages import parse_server_timing
+
 __all__ = ["Backend", "HttpBackend", "InProcessBackend", "start_backend"]
 
 Driver = Literal["http", "inprocess"]
@@ -26,9 +28,8 @@ Driver = Literal["http", "inprocess"]
 class Backend(Protocol):
     def upsert_items(self, body: dict[str, Any]) -> None: ...
     def post_events(self, body: dict[str, Any]) -> None: ...
-    def feed(self, user_id: str, n: int) -> dict[str, Any]: ...
+    def feed(self, user_id: str, n: int) -> tuple[dict[str, Any], dict[str, float]]: ...
     def item(self, item_id: str) -> dict[str, Any]: ...
-    def metrics(self) -> str: ...
     def close(self) -> None: ...
 
 
@@ -51,14 +52,12 @@ class InProcessBackend:
 
         self.engine.post_events(EventsIn.model_validate(body).rows())
 
-    def feed(self, user_id: str, n: int) -> dict[str, Any]:
-        return self.engine.feed(user_id, n)
+    def feed(self, user_id: str, n: int) -> tuple[dict[str, Any], dict[str, float]]:
+        timings: dict[str, float] = {}
+        return self.engine.feed(user_id, n, timings), timings
 
     def item(self, item_id: str) -> dict[str, Any]:
         return self.engine.item(item_id)
-
-    def metrics(self) -> str:
-        return self.engine.metrics.render().decode()
 
     def close(self) -> None:
         self.engine.close(snapshot=False)
@@ -128,16 +127,13 @@ class HttpBackend:
     def post_events(self, body: dict[str, Any]) -> None:
         self._ok(self.client.post("/v1/events", json=body))
 
-    def feed(self, user_id: str, n: int) -> dict[str, Any]:
-        return self._ok(self.client.get(f"/v1/feed/{user_id}", params={"n": n}))  # type: ignore[no-any-return]
+    def feed(self, user_id: str, n: int) -> tuple[dict[str, Any], dict[str, float]]:
+        response = self.client.get(f"/v1/feed/{user_id}", params={"n": n})
+        page = self._ok(response)
+        return page, parse_server_timing(response.headers.get("Server-Timing", ""))
 
     def item(self, item_id: str) -> dict[str, Any]:
         return self._ok(self.client.get(f"/v1/items/{item_id}"))  # type: ignore[no-any-return]
-
-    def metrics(self) -> str:
-        response = self.client.get("/metrics")
-        response.raise_for_status()
-        return response.text
 
     def close(self) -> None:
         self.client.close()

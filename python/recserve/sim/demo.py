@@ -26,7 +26,6 @@ from recserve.sim.backends import Driver, start_backend
 from recserve.sim.catalog import SimCatalog, find_kuairand
 from recserve.sim.policies import EnginePolicy, OraclePolicy, PopularityPolicy, RandomPolicy
 from recserve.sim.session import SessionResult, run_sessions
-from recserve.sim.stages import stage_latency
 from recserve.sim.users import make_users
 
 __all__ = ["ENGINE_TOML", "DemoConfig", "run_demo"]
@@ -253,7 +252,7 @@ def run_demo(config: DemoConfig, out: Path, *, stream: TextIO = sys.stderr) -> d
                 progress=_Progress(stream, "swiping"),
                 after_round=after_round,
             )
-            stages = stage_latency(live.backend.metrics())
+            stages = {stage: _percentiles(v) for stage, v in live.stage_s.items()}
         finally:
             for engine in engines:
                 engine.close()

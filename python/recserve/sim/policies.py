@@ -60,6 +60,7 @@ class EnginePolicy:
         self.by_source: dict[str, list[float]] = defaultdict(list)
         self._source: dict[str, str] = {}  # user -> the source of the item just served
         self.latency_s: dict[str, list[float]] = {"feed": [], "events": []}
+        self.stage_s: dict[str, list[float]] = defaultdict(list)  # server-side, per feed stage
 
     def add_items(self, indices: npt.NDArray[np.int64], now_ms: int, *, new: bool) -> None:
         for start in range(0, len(indices), 1_000):
@@ -89,8 +90,10 @@ class EnginePolicy:
 
     def next(self, user: SimUser, now_ms: int) -> int:
         started = time.perf_counter()
-        page = self.backend.feed(user.user_id, 1)
+        page, stages = self.backend.feed(user.user_id, 1)
         self.latency_s["feed"].append(time.perf_counter() - started)
+        for stage, seconds in stages.items():
+            self.stage_s[stage].append(seconds)
         served = page["items"][0]
         self._source[user.user_id] = served["source"]
         item = int(served["item_id"][1:])

@@ -44,6 +44,15 @@ def test_an_event_changes_the_very_next_feed(client: httpx.Client) -> None:
     assert client.get("/v1/users/ryw").json()["events_applied"] == 1
 
 
+def test_a_feed_response_says_what_each_stage_took_in_server_timing(
+    client: httpx.Client,
+) -> None:
+    response = client.get("/v1/feed/timed", params={"n": 5})
+    entries = dict(e.split(";dur=") for e in response.headers["Server-Timing"].split(", "))
+    assert set(entries) == {"retrieve", "filter", "rank", "total"}
+    assert all(float(ms) >= 0 for ms in entries.values())
+
+
 def test_no_item_repeats_over_200_swipes(client: httpx.Client) -> None:
     seen: set[str] = set()
     swipes = 0

@@ -9,7 +9,7 @@ import pytest
 
 from recserve.cli import main
 from recserve.sim.demo import POLICIES, DemoConfig, run_demo
-from recserve.sim.stages import stage_latency
+from recserve.sim.stages import parse_server_timing
 
 SMALL = dict(users=24, swipes=8, history=4, items=800, new_every=48, new_items=4, seed=5,
              kuairand=None)
@@ -44,18 +44,15 @@ def test_http_and_in_process_drivers_give_the_same_numbers_for_the_same_seed(
     for name in ("recserve", "frozen"):
         assert local["policies"][name]["completion_all"] > 2 * chance
     assert http["latency"]["client"]["recserve"]["feed"]["count"] == 24 * 8
+    # every request's own stage timings, over HTTP from its Server-Timing header
+    assert http["latency"]["server_stages"]["total"]["count"] == 24 * 8
 
 
-def test_stage_latency_reads_the_histogram_of_a_scrape() -> None:
-    text = "\n".join([
-        'recserve_feed_stage_seconds_bucket{le="0.001",stage="rank"} 2.0',
-        'recserve_feed_stage_seconds_bucket{le="0.002",stage="rank"} 4.0',
-        'recserve_feed_stage_seconds_bucket{le="+Inf",stage="rank"} 4.0',
-        'recserve_feed_stage_seconds_count{stage="rank"} 4.0',
-        'recserve_feed_stage_seconds_sum{stage="rank"} 0.005',
-    ])
-    rank = stage_latency(text)["rank"]
-    assert rank["count"] == 4
-    assert rank["mean_ms"] == pytest.approx(1.25)
-    assert rank["p50_ms"] == pytest.approx(1.0)
-    assert rank["p99_ms"] == pytest.approx(1.98)
+def test_server_timing_is_read_per_stage_in_seconds() -> None:
+    header = "retrieve;dur=0.412, filter;desc=\"drops\";dur=0.1, rank;dur=1.5, cache"
+    assert parse_server_timing(header) == pytest.approx(
+        {"retrieve": 0.000412, "filter": 0.0001, "rank": 0.0015}
+    )
+    assert parse_server_timing("") == {}
+    with pytest.raises(ValueError, match="rank;dur=fast"):
+        parse_server_timing("rank;dur=fast")
