@@ -22,7 +22,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["MOVIELENS_CONFIG", "add_arguments", "run"]
+
+#: The settings for --movielens without --config (the choice is explained in the file).
+MOVIELENS_CONFIG = Path(__file__).with_name("movielens.toml")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--items", type=Path, metavar="FILE", help="with --log: items, JSON lines (/v1/items)"
     )
     parser.add_argument(
-        "--config", type=Path, default=None, help="the engine's TOML settings to evaluate"
+        "--config",
+        type=Path,
+        default=None,
+        help="the engine's TOML settings to evaluate (--movielens: evaluate/movielens.toml)",
     )
     parser.add_argument(
         "--split", type=float, default=0.8, help="frozen from, and scored from, this share of time"
@@ -100,10 +106,13 @@ def run(args: argparse.Namespace) -> int:
             catalogue = read_items(args.items)
             events = read_events(args.log, catalogue)
             source = str(args.log)
+        config = args.config
+        if config is None and args.movielens is not None:
+            config = MOVIELENS_CONFIG
         result = replay(
             events,
             catalogue,
-            config=args.config,
+            config=config,
             split=args.split,
             k=args.k,
             whole_run=args.whole_run,

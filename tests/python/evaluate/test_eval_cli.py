@@ -75,3 +75,11 @@ def test_bad_input_exits_2_with_a_message(
     assert err.startswith("error: ")
     assert run(["--movielens", str(tmp_path / "nothing-here")]) == 2
     assert "MovieLens-100K input missing" in capsys.readouterr().err
+
+
+def test_movielens_without_a_config_uses_the_packaged_settings() -> None:
+    from recserve.service.settings import load_settings
+
+    settings = load_settings(cli.MOVIELENS_CONFIG)
+    assert settings.feed.popularity_weight == pytest.approx(0.3)
+    assert settings.feed.model_fields_set == {"popularity_weight"}  # nothing else changed
