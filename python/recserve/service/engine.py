@@ -442,9 +442,7 @@ class Engine:
                     self._open(int(vectors.shape[1]))
         store, state, _ = self._require()
         keys, vectors = state.catalog.check(items, embeddings)
-        for item in items:
-            if item.created_at:
-                self.clock.observe(item.created_at)
+        self.clock.observe(max((item.created_at for item in items), default=0))
         ts_ms = self.clock.now_ms()
         header: dict[str, Any] = {"ts_ms": ts_ms, "items": [item.to_row() for item in items]}
         if not amplify:  # absent in older records: they all amplified
@@ -496,10 +494,6 @@ class Engine:
         for a bad one (nothing of the batch applied)."""
         store, state, _ = self._require()
         n = len(rows)
-        for row in rows:
-            if row.ts is not None:
-                self.clock.observe(row.ts)
-        now = self.clock.now_ms()
         types = np.empty(n, dtype=np.uint8)
         watch = np.zeros(n, dtype=np.uint32)
         duration = np.zeros(n, dtype=np.uint32)
@@ -522,6 +516,9 @@ class Engine:
         if self.stream is not None:  # scale-out: the owner of the user's shard applies them
             self.stream.put(list(rows), duration)  # NotReady (503) if the stream refuses them
             return {"accepted": n, "applied": 0, "duplicates": 0}
+        # Time moves only for a batch that is applied (a refused one changes nothing).
+        self.clock.observe(max((r.ts for r in rows if r.ts is not None), default=0))
+        now = self.clock.now_ms()
         events = Events.of(
             users=keys_of(r.user_id for r in rows),
             items=keys_of(r.item_id for r in rows),

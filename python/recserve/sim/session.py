@@ -95,11 +95,10 @@ def run_sessions(
     """``progress(done, total)`` after each swipe of the population; ``after_round(s)`` once
     every user has made swipe s (0-based)."""
     rng = np.random.default_rng(seed)
-    start_ms = START_MS
     for policy in policies:
-        policy.add_items(np.arange(len(catalog)), start_ms - 2 * DAY_MS, new=False)
+        policy.add_items(np.arange(len(catalog)), START_MS - 2 * DAY_MS, new=False)
     for u, user in enumerate(users):
-        ts = start_ms - DAY_MS + u * 1000
+        ts = START_MS - DAY_MS + u * 1000
         probe = copy.deepcopy(user)  # the history must not move the session's random stream
         for item in _history_items(user, catalog, history, rng):
             reaction = probe.react(catalog, item)
@@ -112,7 +111,7 @@ def run_sessions(
     done, total = 0, swipes * len(users)
     for s in range(swipes):
         for u in range(len(users)):
-            now = start_ms + s * SWIPE_MS + u * SWIPE_MS // len(users)
+            now = START_MS + s * SWIPE_MS + u * SWIPE_MS // len(users)
             if new_items and done % new_every == 0:
                 arrived = catalog.add_new(new_items, step=done)
                 for policy in policies:
