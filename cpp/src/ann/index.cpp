@@ -85,9 +85,12 @@ class IndexImpl final : public Index {
             plan[i] = {graph_.take_slot(), draw_level()};
             ids_.insert_or_assign(ids[i], plan[i].slot);
         }
-        run_parallel(n, threads, [&](std::size_t i, SearchScratch& s) {
+        std::vector<std::uint32_t> unlinked = run_parallel(n, threads, [&](std::size_t i, SearchScratch& s) {
             insert_one(plan[i].slot, ids[i], plan[i].level, vectors + i * dims, s);
         });
+        // A prune may have dropped some node's last in-link: relink those and any new node.
+        for (const Planned& p : plan) unlinked.push_back(p.slot);
+        graph_.ensure_in_links(unlinked, *scratch_.take());
         // The old version of an updated id disappears only once the new one is searchable.
         for (std::uint32_t slot : replaced) graph_.set_state(slot, SlotState::kDeleted);
         live_.store(ids_.size(), std::memory_order_relaxed);
@@ -204,19 +207,29 @@ class IndexImpl final : public Index {
         else graph_.storage().store(slot, v);
     }
 
+    // Runs fn(i, scratch) for i in [0, n) on `threads`; returns the nodes the inserts' prunes
+    // dropped from a level-0 list (SearchScratch::unlinked of every thread).
     template <class Fn>
-    void run_parallel(std::size_t n, std::size_t threads, const Fn& fn) {
+    std::vector<std::uint32_t> run_parallel(std::size_t n, std::size_t threads, const Fn& fn) {
         if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
         threads = std::min(threads, std::max<std::size_t>(1, n / 64));  // small batches: one thread
         std::atomic<std::size_t> next{0};
+        std::vector<std::uint32_t> unlinked;
+        std::mutex unlinked_mu;
         auto worker = [&] {
             auto lease = scratch_.take();
-            for (std::size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) fn(i, *lease);
+            SearchScratch& s = *lease;
+            s.unlinked.clear();
+            for (std::size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) fn(i, s);
+            std::lock_guard<std::mutex> lock(unlinked_mu);
+            unlinked.insert(unlinked.end(), s.unlinked.begin(), s.unlinked.end());
+            s.unlinked.clear();
         };
         std::vector<std::thread> pool;
         for (std::size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
         worker();
         for (auto& t : pool) t.join();
+        return unlinked;
     }
 
     bool eligible(std::uint32_t slot, const SearchScratch& s) const {

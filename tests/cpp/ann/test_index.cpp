@@ -360,9 +360,9 @@ TEST(Index, UpdatingEveryIdKeepsSizeAndFindsNewVectors) {
     const Hits self = search(*index, second, 1);
     std::size_t self_found = 0;
     for (std::size_t i = 0; i < kItems; ++i) self_found += self.ids[i] == ids[i];
-    // Not all: two insert threads can leave a few items unreachable (see
-    // ParallelInsertLeavesEveryItemReachable).
-    EXPECT_GE(self_found, kItems * 95 / 100);
+    // Every item is reachable (ParallelInsertLeavesEveryItemReachable), but a beam of default
+    // width is approximate: allow a miss or two.
+    EXPECT_GE(self_found, kItems * 99 / 100);
 }
 
 // ---- remove ----------------------------------------------------------------------------------

@@ -12,6 +12,10 @@
 // reader that finds a slot through a link sees its payload. A removed node stays linked (a
 // tombstone) until repair() unlinks it; its slot is reused only after GracePeriod says no
 // reader can still hold it.
+//
+// Reachability: pruning a full list can drop a node's last in-link, leaving it invisible to
+// every search (parallel inserts make that likelier). After each insert batch and each repair,
+// ensure_in_links() relinks every node that may have lost its last level-0 in-link.
 #pragma once
 
 #include <algorithm>
@@ -22,6 +26,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <numeric>
 #include <vector>
 
 #include "recserve/ann/chunked_array.hpp"
@@ -267,6 +272,35 @@ class HnswGraph {
         }
     }
 
+    // ---- in-links (writer, single thread) -----------------------------------------------
+
+    // Gives each listed live node an in-link at level 0. A node nobody links to is invisible to
+    // every search, and HNSW's pruning can leave one: a neighbour's list, pruned for a newer
+    // node, drops it. Parallel inserts make this likelier, as each prunes without seeing the
+    // others' links. `nodes` are those that may have lost their last in-link (a batch's new
+    // nodes, the ones a prune dropped); it is consumed. Returns how many were relinked.
+    std::size_t ensure_in_links(std::vector<std::uint32_t>& nodes, SearchScratch& scratch) {
+        std::sort(nodes.begin(), nodes.end());
+        nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
+        std::size_t relinked = 0;
+        // A forced link displaces a node, which is checked in turn; the bound stops a cycle.
+        std::size_t forced_left = nodes.size() + 16;
+        while (!nodes.empty()) {
+            const std::uint32_t x = nodes.back();
+            nodes.pop_back();
+            if (state(x) != SlotState::kLive || has_in_link(x, kNoSlot)) continue;
+            std::uint32_t displaced = kNoSlot;
+            if (!link_to(x, scratch, displaced)) continue;
+            ++relinked;
+            if (displaced != kNoSlot && forced_left > 0) {
+                --forced_left;
+                nodes.push_back(displaced);
+            }
+        }
+        nodes.clear();
+        return relinked;
+    }
+
     // ---- repair (writer, single thread) -------------------------------------------------
 
     // Unlinks every kDeleted node: each live node that pointed at one is reconnected through
@@ -278,7 +312,13 @@ class HnswGraph {
         for (std::uint32_t x = 0; x < n_slots; ++x)
             if (state(x) == SlotState::kDeleted) dead.push_back(x);
         if (dead.empty()) return 0;
+        // Live nodes a dead one links to lose that in-link when it goes.
+        scratch.unlinked.clear();
         std::vector<std::uint32_t> mine(M0_ + 1);
+        for (std::uint32_t x : dead) {
+            const std::size_t n = read_links(x, 0, mine.data());
+            scratch.unlinked.insert(scratch.unlinked.end(), mine.begin(), mine.begin() + static_cast<std::ptrdiff_t>(n));
+        }
         std::vector<std::uint32_t> theirs(M0_ + 1);
         std::vector<std::uint32_t> merged;
         for (std::uint32_t p = 0; p < n_slots; ++p) {
@@ -307,6 +347,7 @@ class HnswGraph {
                 std::sort(scratch.pool.begin(), scratch.pool.end(), [](auto& a, auto& b) { return a.dist < b.dist; });
                 select_neighbors(scratch.pool, max_links(l), scratch.selected);
                 if (scratch.selected.empty()) relink_by_search(p, l, scratch);
+                else if (l == 0) note_unlinked(scratch.pool, scratch.selected, scratch.unlinked);
                 NodeLockGuard guard(meta(p).lock);
                 write_selected(p, l, scratch.selected);
             }
@@ -318,6 +359,7 @@ class HnswGraph {
                 if (state(x) == SlotState::kLive && meta(x).level > best.level) best = {x, meta(x).level};
             set_entry(best);
         }
+        ensure_in_links(scratch.unlinked, scratch);
         grace_.wait_for_readers();  // nobody can still be standing on a dead node
         for (std::uint32_t x : dead) {
             NodeMeta& m = meta(x);
@@ -419,6 +461,67 @@ class HnswGraph {
         std::sort(scratch.prune_pool.begin(), scratch.prune_pool.end(), [](auto& a, auto& b) { return a.dist < b.dist; });
         select_neighbors(scratch.prune_pool, cap, scratch.pruned);
         write_selected(n, level, scratch.pruned);
+        if (level == 0) note_unlinked(scratch.prune_pool, scratch.pruned, scratch.unlinked);
+    }
+
+    // Appends to `out` the pool's nodes that the selection left out.
+    static void note_unlinked(const std::vector<Candidate>& pool, const std::vector<Candidate>& kept,
+                              std::vector<std::uint32_t>& out) {
+        for (const Candidate& c : pool)
+            if (std::none_of(kept.begin(), kept.end(), [&](const Candidate& k) { return k.slot == c.slot; }))
+                out.push_back(c.slot);
+    }
+
+    // Whether a node other than `besides` links to x at level 0. Only x's own neighbours are
+    // asked (links are mostly mutual), so a false "no" is possible and costs one spare link.
+    bool has_in_link(std::uint32_t x, std::uint32_t besides) const {
+        std::uint32_t mine[2 * kMaxM], theirs[2 * kMaxM];
+        const std::size_t n = read_links(x, 0, mine);
+        for (std::size_t i = 0; i < n; ++i) {
+            if (mine[i] == besides || state(mine[i]) == SlotState::kFree) continue;
+            const std::size_t m = read_links(mine[i], 0, theirs);
+            if (std::find(theirs, theirs + m, x) != theirs + m) return true;
+        }
+        return false;
+    }
+
+    // Links x from its nearest live neighbour that can take it: one with room, else one whose
+    // farthest link that can go points at a node with another in-link. When none can, the
+    // nearest neighbour's farthest link goes, and `displaced` names the node it pointed at, to
+    // be checked in turn. False when x has no live neighbour to link from.
+    bool link_to(std::uint32_t x, SearchScratch& scratch, std::uint32_t& displaced) {
+        std::uint32_t near[2 * kMaxM], list[2 * kMaxM];
+        const std::size_t n_near = read_links(x, 0, near);
+        scratch.pool.clear();
+        for (std::size_t i = 0; i < n_near; ++i)
+            if (state(near[i]) == SlotState::kLive) scratch.pool.push_back({storage_.distance(x, near[i]), near[i]});
+        std::sort(scratch.pool.begin(), scratch.pool.end(), [](auto& a, auto& b) { return a.dist < b.dist; });
+        for (const bool force : {false, true}) {
+            for (const Candidate& c : scratch.pool) {
+                const std::uint32_t n = c.slot;
+                NodeLockGuard guard(meta(n).lock);
+                std::uint32_t* l = links(n, 0);
+                const std::size_t count = read_links(n, 0, list);
+                if (count < M0_) {
+                    std::atomic_ref<std::uint32_t>(l[1 + count]).store(x, std::memory_order_release);
+                    std::atomic_ref<std::uint32_t>(l[0]).store(static_cast<std::uint32_t>(count + 1), std::memory_order_release);
+                    return true;
+                }
+                std::size_t order[2 * kMaxM];  // positions in n's list, farthest target first
+                std::iota(order, order + count, std::size_t{0});
+                float dist[2 * kMaxM];
+                for (std::size_t i = 0; i < count; ++i) dist[i] = storage_.distance(n, list[i]);
+                std::sort(order, order + count, [&](std::size_t a, std::size_t b) { return dist[a] > dist[b]; });
+                for (std::size_t k = 0; k < count; ++k) {
+                    const std::uint32_t z = list[order[k]];
+                    if (!force && !has_in_link(z, n)) continue;
+                    std::atomic_ref<std::uint32_t>(l[1 + order[k]]).store(x, std::memory_order_release);
+                    if (force) displaced = z;
+                    return true;
+                }
+            }
+        }
+        return false;
     }
 
   public:

@@ -68,6 +68,7 @@ struct SearchScratch {
     std::vector<Candidate> selected;
     std::vector<Candidate> prune_pool;  // a neighbour's list being pruned
     std::vector<Candidate> pruned;
+    std::vector<std::uint32_t> unlinked;  // nodes a prune dropped from a level-0 list
     std::vector<std::vector<Candidate>> per_level;  // an insert's chosen neighbours per level
     std::vector<std::uint32_t> links;  // one copied link list
     std::vector<float> query;         // prepared query (storage-specific bytes)
