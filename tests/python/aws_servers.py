@@ -79,7 +79,12 @@ class _OneRequestAtATime:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         with self.lock:
-            return list(self.app(environ, start_response))
+            body = self.app(environ, start_response)
+            try:
+                return list(body)
+            finally:
+                if hasattr(body, "close"):  # WSGI: the caller closes what the app returned
+                    body.close()
 
 
 def _kinesalite_modules() -> Path | None:

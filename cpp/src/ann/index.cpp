@@ -223,7 +223,6 @@ class IndexImpl final : public Index {
             for (std::size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) fn(i, s);
             std::lock_guard<std::mutex> lock(unlinked_mu);
             unlinked.insert(unlinked.end(), s.unlinked.begin(), s.unlinked.end());
-            s.unlinked.clear();
         };
         std::vector<std::thread> pool;
         for (std::size_t t = 1; t < threads; ++t) pool.emplace_back(worker);

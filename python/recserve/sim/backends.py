@@ -11,13 +11,11 @@ refuses the other refuses too.
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from recserve.service.child import free_port, start_serve, wait_ready
 from recserve.sim.stages import parse_server_timing
 
 __all__ = ["Backend", "HttpBackend", "InProcessBackend", "start_backend"]
@@ -63,55 +61,21 @@ class InProcessBackend:
         self.engine.close(snapshot=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class HttpBackend:
     """A ``recserve serve`` child process on a free port of 127.0.0.1, stopped by close()."""
 
     def __init__(self, config: Path, data_dir: Path, timeout_s: float = 60.0) -> None:
         import httpx
 
-        self.port = _free_port()
+        self.port = free_port()
         self.log = data_dir.parent / f"{data_dir.name}.log"
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "recserve",
-                    "serve",
-                    "--config",
-                    str(config),
-                    "--data-dir",
-                    str(data_dir),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--log-level",
-                    "warning",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.process = start_serve(config, data_dir, self.port, self.log)
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30.0)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"recserve serve exited: {self.log.read_text()[-2000:]}")
-            try:
-                if self.client.get("/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.close()
-                raise RuntimeError(f"recserve serve was not ready in {timeout_s:.0f} s")
-            time.sleep(0.1)
+        try:
+            wait_ready(self.process, self.port, self.log, timeout_s)
+        except RuntimeError:
+            self.close()
+            raise
 
     def _ok(self, response: Any) -> Any:
         if response.status_code >= 300:
