@@ -150,12 +150,12 @@ class Worker:
 
     def _balance(self) -> None:
         with self._lock:  # readers drop their shards from other threads
-            held = list(self._held.items())
-        for shard_id, lease in held:
+            held = list(self._held.values())
+        for lease in held:
             try:
                 self.leases.renew(lease)
             except LeaseLost:
-                self._drop(shard_id)
+                self._drop(lease)
         self.leases.add_shards(self._shards())
         leases = self.leases.all()
         now = time.monotonic()
@@ -235,16 +235,20 @@ class Worker:
             log.info("stealing the lease of %s from %s", victim.shard_id, owner)
             self._take(victim, leases)
 
-    def _drop(self, shard_id: str) -> None:
-        """The lease is gone (lost, or the shard is read to its end): stop its reader."""
+    def _drop(self, lease: Lease) -> None:
+        """This taking of the lease is over (lost, or the shard is read to its end): stop its
+        reader. A no-op once dropped, or when the shard has been taken again since: the reader
+        of an earlier taking, ending late, must not stop the current one."""
         with self._lock:
-            lease = self._held.pop(shard_id, None)
-            reader = self._readers.pop(shard_id, None)
+            if self._held.get(lease.shard_id) is not lease:
+                return
+            del self._held[lease.shard_id]
+            reader = self._readers.pop(lease.shard_id, None)
         if reader is not None:
             reader.stop.set()
-        if lease is not None and not lease.finished and not self._stop.is_set():
+        if not lease.finished and not self._stop.is_set():
             self.stats.leases_lost += 1
-            log.warning("lost the lease of %s", shard_id)
+            log.warning("lost the lease of %s", lease.shard_id)
 
 
 class _ShardReader(threading.Thread):
@@ -264,7 +268,7 @@ class _ShardReader(threading.Thread):
             log.exception("reading %s failed; the lease is given up", self.lease.shard_id)
             self.worker.leases.release(self.lease)
         finally:
-            self.worker._drop(self.lease.shard_id)
+            self.worker._drop(self.lease)
 
     def _iterator(self, after: str) -> str:
         kwargs: dict[str, Any] = {

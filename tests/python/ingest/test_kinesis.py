@@ -163,6 +163,53 @@ def test_a_paused_worker_that_lost_its_lease_can_neither_checkpoint_nor_renew(
     assert (stored.owner, stored.checkpoint, stored.ordinal) == ("other", "100", 1)
 
 
+class HoldsTheFirstBatch(Collector):
+    """Blocks the first call until ``release`` is set (a reader stuck in its handler while its
+    lease is lost); every later call applies at once. ``held_by`` is the blocked thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocked, self.release = threading.Event(), threading.Event()
+        self.held_by: threading.Thread | None = None
+
+    def __call__(self, shard: str, records: list[dict[str, Any]], first_seq: int) -> Consumed:
+        if self.held_by is None:
+            self.held_by = threading.current_thread()
+            self.blocked.set()
+            self.release.wait(timeout=30)
+        return super().__call__(shard, records, first_seq)
+
+
+def test_a_reader_ending_late_does_not_drop_its_shards_next_taking(moto_endpoint: str) -> None:
+    kinesis = client("kinesis", moto_endpoint)
+    stream, prefix = new_stream(kinesis, 1), new_prefix()
+    handler = HoldsTheFirstBatch()
+    a = worker(moto_endpoint, kinesis, stream, prefix, "a", handler)
+    other = LeaseTable(client("dynamodb", moto_endpoint), f"{prefix}leases", "other")
+    a.start()
+    try:
+        first = produce(kinesis, stream, users=5, per_user=2)
+        assert handler.blocked.wait(timeout=30)
+        (shard,) = a.held
+        stolen = other.take(other.all()[shard], seq_base=ROOT_SEQ_BASE)
+        wait_for(lambda: a.held == [])  # its renewal failed: the lease is lost
+        other.release(stolen)
+        wait_for(lambda: a.generation(shard) == 2)  # taken again, read by a new reader
+        wait_for(lambda: handler.data() == set(first))
+        handler.release.set()  # the first reader wakes, fails to checkpoint, and ends
+        assert handler.held_by is not None
+        handler.held_by.join(timeout=30)
+        assert not handler.held_by.is_alive()
+        assert a.held == [shard]
+        assert a.generation(shard) == 2
+        assert a.stats.leases_lost == 1
+        more = produce(kinesis, stream, users=5, per_user=2, tag="b")
+        wait_for(lambda: set(more) <= handler.data())  # the second reader still reads
+    finally:
+        handler.release.set()
+        a.stop()
+
+
 def test_throttling_expired_iterators_and_partial_puts_lose_nothing(
     moto_endpoint: str,
 ) -> None:
