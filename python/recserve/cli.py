@@ -85,6 +85,7 @@ def train_model(args: argparse.Namespace) -> None:
     hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
     result = train(
         args.log,
+        negatives=args.negatives,
         epochs=args.epochs,
         seed=args.seed,
         hidden=hidden,
@@ -98,8 +99,9 @@ def train_model(args: argparse.Namespace) -> None:
         print(f"warning: {line}", file=sys.stderr)
     rows = training["rows"]
     layers = " → ".join(str(n) for n in training["layers"])
+    sampled = f" ({args.negatives} sampled negatives per impression)" if args.negatives else ""
     print(
-        f"trained {layers} on {rows['train']:,} impressions; held out the last "
+        f"trained {layers} on {rows['train']:,} rows{sampled}; held out the last "
         f"{rows['heldout']:,} by time; int8 calibrated on {rows['calibration']:,} rows"
     )
     metrics = result.metrics
@@ -193,6 +195,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_parser.add_argument(
         "--out", type=Path, required=True, help="where to write the model (e.g. models/ranker.rsm)"
     )
+    train_parser.add_argument(
+        "--negatives",
+        type=int,
+        default=0,
+        help="sampled negatives per impression: items the user had not been shown (default 0)",
+    )
     train_parser.add_argument("--epochs", type=int, default=5)
     train_parser.add_argument("--seed", type=int, default=0)
     train_parser.add_argument(
@@ -233,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         try:
             train_model(args)
-        except ImportError as exc:
+        except (ImportError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     return 0

@@ -153,14 +153,23 @@ class TrainOptions(TypedDict, total=False):
 
 
 def train(
-    log_dir: str | os.PathLike[str], *, window_s: float = 3600.0, **options: Unpack[TrainOptions]
+    log_dir: str | os.PathLike[str],
+    *,
+    window_s: float = 3600.0,
+    negatives: int = 0,
+    **options: Unpack[TrainOptions],
 ) -> TrainResult:
-    """Train on the log in ``log_dir``; with ``out``, write the int8 model there. ``options``
-    are ``train_dataset``'s (epochs, seed, hidden, batch_size, learning_rate, weight_decay,
+    """Train on the log in ``log_dir``; with ``out``, write the int8 model there. ``negatives``:
+    sampled negatives per impression (``recserve.train.replay``). ``options`` are
+    ``train_dataset``'s (epochs, seed, hidden, batch_size, learning_rate, weight_decay,
     heldout_fraction, calibration_rows, out, progress)."""
     log = read_log(log_dir)
-    dataset = replay(log, window_s=window_s)
-    info: dict[str, Any] = {"log": str(log_dir), "skipped_lines": list(log.report.skipped)}
+    dataset = replay(log, window_s=window_s, negatives=negatives, seed=options.get("seed", 0))
+    info: dict[str, Any] = {
+        "log": str(log_dir),
+        "skipped_lines": list(log.report.skipped),
+        "negatives": negatives,
+    }
     return train_dataset(dataset, extra_metadata=info, **options)
 
 

@@ -141,14 +141,40 @@ def test_cli_writes_a_log_then_trains_and_prints_auc_per_head(
         "1",
         "--hidden",
         "32,16",
+        "--negatives",
+        "2",
         "--no-progress",
     ]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "208 → 32 → 16 → 8" in out
+    assert "(2 sampled negatives per impression)" in out
     for head in HEADS:
         assert f"\n{head} " in out
     assert "AUC fp32" in out
     assert "AUC int8" in out
     assert "logloss fp32" in out
     assert isinstance(mlp.Model.load(model), mlp.QuantizedModel)
+
+
+def test_sampled_negatives_add_rows_per_impression_and_are_recorded(
+    synthetic_log: Path,
+) -> None:
+    plain = train(synthetic_log, epochs=1, seed=1, progress=False)
+    sampled = train(synthetic_log, negatives=2, epochs=1, seed=1, progress=False)
+    plain_rows = plain.metadata["training"]["rows"]
+    sampled_rows = sampled.metadata["training"]["rows"]
+    total = sampled_rows["train"] + sampled_rows["heldout"]
+    assert total == 3 * (plain_rows["train"] + plain_rows["heldout"])
+    assert plain.metadata["training"]["negatives"] == 0
+    assert sampled.metadata["training"]["negatives"] == 2
+
+
+def test_cli_refuses_negative_negatives_with_a_clear_error(
+    synthetic_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "m.rsm"
+    argv = ["train", "--log", str(synthetic_log), "--out", str(model), "--negatives", "-1"]
+    assert cli.main(argv) == 2
+    assert "negatives must be >= 0, got -1" in capsys.readouterr().err
+    assert not model.exists()
