@@ -96,10 +96,11 @@ class _Negatives:
             )
         self.k, self.popular, self.items = k, sampling == "popularity", items
         self.rng = np.random.default_rng(seed)
+        self.uniform = np.ones(items)  # the weights of uniform sampling, made once
 
     def draw(self, shown: set[int], impressions: npt.NDArray[np.int64]) -> list[int]:
         """Up to k distinct rows not in ``shown`` (fewer only when fewer are left)."""
-        weights = impressions + 1.0 if self.popular else np.ones(self.items)
+        weights = impressions + 1.0 if self.popular else self.uniform
         if 2 * len(shown) < self.items:  # most rows are free: draw and drop the shown ones
             rows = self.rng.choice(self.items, size=2 * self.k, p=weights / weights.sum())
             out = [row for row in dict.fromkeys(rows.tolist()) if row not in shown][: self.k]

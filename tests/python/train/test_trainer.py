@@ -158,9 +158,9 @@ def test_cli_writes_a_log_then_trains_and_prints_auc_per_head(
 
 
 def test_sampled_negatives_add_rows_per_impression_and_are_recorded(
-    synthetic_log: Path,
+    synthetic_log: Path, trained: TrainResult
 ) -> None:
-    plain = train(synthetic_log, epochs=1, seed=1, progress=False)
+    plain = trained  # the same log, without negatives
     sampled = train(synthetic_log, negatives=2, epochs=1, seed=1, progress=False)
     plain_rows = plain.metadata["training"]["rows"]
     sampled_rows = sampled.metadata["training"]["rows"]
