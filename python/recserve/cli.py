@@ -126,6 +126,7 @@ def train_model(args: argparse.Namespace) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     try:
+        from recserve.service.auth import unprotected_listen
         from recserve.service.server import serve
         from recserve.service.settings import load_settings
     except ImportError as exc:
@@ -141,7 +142,12 @@ def _serve(args: argparse.Namespace) -> int:
         )
         if value is not None
     }
-    serve(load_settings(args.config, **overrides), log_level=args.log_level)
+    settings = load_settings(args.config, **overrides)
+    problem = unprotected_listen(settings)  # before anything binds or touches data_dir
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    serve(settings, log_level=args.log_level)
     return 0
 
 

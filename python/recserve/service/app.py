@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recserve import __version__
+from recserve.service.auth import Auth, Keys
 from recserve.service.engine import Conflict, Engine, NotFound, NotReady
 from recserve.service.metrics import Metrics
 from recserve.service.routes import events, feed, health, items, models, users
@@ -186,4 +187,5 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         return _error(409, str(error))
 
     app.add_middleware(Guard, settings=settings, metrics=engine.metrics)
+    app.add_middleware(Auth, keys=Keys.from_settings(settings.auth))  # outermost: before the body
     return app

@@ -15,6 +15,7 @@ from types import FrameType
 import uvicorn
 
 from recserve.service.app import create_app
+from recserve.service.auth import unprotected_listen
 from recserve.service.engine import Engine
 from recserve.service.settings import Settings
 
@@ -40,6 +41,11 @@ class _Server(uvicorn.Server):
 
 
 def serve(settings: Settings, *, log_level: str = "info") -> None:
+    """Runs until SIGTERM. ValueError, before anything starts, when the settings would listen
+    beyond loopback without API keys (``recserve.service.auth.unprotected_listen``)."""
+    problem = unprotected_listen(settings)
+    if problem is not None:
+        raise ValueError(problem)
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

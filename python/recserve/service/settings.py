@@ -20,9 +20,11 @@ from pydantic_settings import (
 
 from recserve.amplify import AmplifyConfig
 from recserve.profiles import UpdateRule
+from recserve.service.auth import key_digest
 
 __all__ = [
     "Arm",
+    "AuthSettings",
     "CloudFrontSettings",
     "Experiment",
     "FeedSettings",
@@ -115,6 +117,42 @@ class CloudFrontSettings(BaseModel):
     signed_url_ttl_s: float = Field(default=3600.0, gt=0, description="a signed URL's lifetime")
 
 
+class AuthSettings(BaseModel):
+    """API keys (recserve.service.auth): a key in both lists is an error, not a silent admin."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    admin_keys: tuple[str, ...] = Field(
+        default=(), max_length=1000, repr=False, description="keys that may do everything"
+    )
+    client_keys: tuple[str, ...] = Field(
+        default=(), max_length=1000, repr=False, description="keys for feeds and events only"
+    )
+    allow_unauthenticated: bool = Field(
+        default=False, description="with no keys, listen on a non-loopback address anyway"
+    )
+
+    @field_validator("admin_keys", "client_keys")
+    @classmethod
+    def _well_formed(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        for i, key in enumerate(keys):
+            try:
+                key_digest(key)
+            except ValueError as error:  # the message never quotes the key
+                raise ValueError(f"key [{i}]: {error}") from None
+        return keys
+
+    @model_validator(mode="after")
+    def _one_scope_per_key(self) -> AuthSettings:
+        both = {key_digest(k) for k in self.admin_keys} & {key_digest(k) for k in self.client_keys}
+        if both:
+            raise ValueError(
+                f"{len(both)} key(s) are in both admin_keys and client_keys: give each key one "
+                "scope (an admin key may already use the client routes)"
+            )
+        return self
+
+
 class Arm(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -145,7 +183,11 @@ class Experiment(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="RECSERVE_", env_nested_delimiter="__", extra="forbid", frozen=True
+        env_prefix="RECSERVE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,  # errors name the setting, never echo it (API keys)
     )
 
     host: str = "127.0.0.1"
@@ -179,6 +221,7 @@ class Settings(BaseSettings):
     )
     media_url_template: str = "/media/{media_key}"
     cloudfront: CloudFrontSettings = CloudFrontSettings()
+    auth: AuthSettings = AuthSettings()
     snapshot_interval_s: float = Field(default=300.0, gt=0)
     shutdown_timeout_s: float = Field(default=15.0, gt=0)
     impression_log: bool = True

@@ -62,15 +62,22 @@ class InProcessBackend:
 
 
 class HttpBackend:
-    """A ``recserve serve`` child process on a free port of 127.0.0.1, stopped by close()."""
+    """A ``recserve serve`` child process on a free port of 127.0.0.1, stopped by close().
+    ``api_key``: sent as a Bearer token when the configuration sets ``[auth]`` keys (an admin
+    key, since the driver posts items)."""
 
-    def __init__(self, config: Path, data_dir: Path, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, config: Path, data_dir: Path, timeout_s: float = 60.0, api_key: str | None = None
+    ) -> None:
         import httpx
 
         self.port = free_port()
         self.log = data_dir.parent / f"{data_dir.name}.log"
         self.process = start_serve(config, data_dir, self.port, self.log)
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30.0)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key is not None else None
+        self.client = httpx.Client(
+            base_url=f"http://127.0.0.1:{self.port}", timeout=30.0, headers=headers
+        )
         try:
             wait_ready(self.process, self.port, self.log, timeout_s)
         except RuntimeError:

@@ -51,8 +51,10 @@ class Server:
         self.process = None
         return code
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30.0)
+    def client(self, api_key: str | None = None) -> httpx.Client:
+        """An httpx client; with ``api_key``, every request carries it as a Bearer token."""
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key is not None else None
+        return httpx.Client(base_url=self.url, timeout=30.0, headers=headers)
 
 
 def item_batch(
