@@ -263,6 +263,7 @@ class Engine:
             key_pair_id=cloudfront.key_pair_id,
             private_key_file=cloudfront.private_key_file,
             ttl_s=cloudfront.signed_url_ttl_s,
+            allowed_prefixes=cloudfront.allowed_prefixes,
         )
         self.rule = UpdateRule.from_dict(settings.update_rule)
         self.clock = make_clock(settings.clock)

@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from recserve.amplify import AmplifyConfig
+from recserve.media import check_prefixes
 from recserve.profiles import UpdateRule
 from recserve.service.auth import key_digest
 
@@ -115,6 +116,17 @@ class CloudFrontSettings(BaseModel):
     key_pair_id: str | None = Field(default=None, description="sign URLs with this key pair")
     private_key_file: Path | None = Field(default=None, description="its RSA private key (PEM)")
     signed_url_ttl_s: float = Field(default=3600.0, gt=0, description="a signed URL's lifetime")
+    allowed_prefixes: tuple[str, ...] = Field(
+        default=(),
+        max_length=1000,
+        description="media keys that may be served start with one of these; required with "
+        "signing (key_pair_id), which refuses to start without them",
+    )
+
+    @model_validator(mode="after")
+    def _prefixes(self) -> CloudFrontSettings:
+        check_prefixes(self.allowed_prefixes, signing=self.key_pair_id is not None)
+        return self
 
 
 class AuthSettings(BaseModel):

@@ -4,6 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from recserve.media import MediaUrls
 from recserve.service.schemas import ItemsIn
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
@@ -11,9 +12,27 @@ router = APIRouter(prefix="/v1/items", tags=["items"])
 
 @router.post("")
 def upsert_items(body: ItemsIn, request: Request) -> dict[str, int]:
-    items, vectors = body.rows()
     engine = request.app.state.engine
+    check_media_keys(body, engine.media)  # before anything of the batch is stored
+    items, vectors = body.rows()
     return {"upserted": engine.upsert_items(items, vectors, amplify=body.amplify)}
+
+
+def check_media_keys(body: ItemsIn, media: MediaUrls) -> None:
+    """ValueError (422) naming ``items[i].media_key`` when media keys are restricted (signed
+    URLs, or ``cloudfront.allowed_prefixes``) and one may not be served. An item without a
+    media key is served under its id, so then the id is checked."""
+    if not media.restricted:
+        return
+    for i, item in enumerate(body.items):
+        try:
+            media.check_key(item.media_key if item.media_key is not None else item.id)
+        except ValueError as error:
+            if item.media_key is None:
+                raise ValueError(
+                    f"items[{i}].media_key: missing, and the item's id, used in its place, {error}"
+                ) from None
+            raise ValueError(f"items[{i}].media_key: {error}") from None
 
 
 @router.get("/{item_id}")
