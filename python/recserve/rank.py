@@ -14,6 +14,7 @@ match the service's dims is refused at activation, never half-loaded. Without an
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,9 @@ from recserve.features import FeatureSpec
 __all__ = ["BUILTIN_VERSION", "ModelRegistry", "Ranker", "SimilarityRanker"]
 
 BUILTIN_VERSION = "builtin"
+# A version names a file: <models_dir>/<version>.rsm. Anything else is no model (404), never a
+# path the file system has to make sense of (a 300-character name was an OSError, a 500).
+VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
 F32 = npt.NDArray[np.float32]
 
 
@@ -90,7 +94,9 @@ def _load(path: Path, version: str, dims: int) -> Ranker:
 
 
 class ModelRegistry:
-    """The models a service may serve: ``<models_dir>/<version>.rsm`` and the built-in one."""
+    """The models a service may serve: ``<models_dir>/<version>.rsm`` and the built-in one.
+    A version is 1 to 64 of ``A-Za-z0-9._-``, not starting with a dot; files named otherwise
+    are not models."""
 
     def __init__(self, models_dir: str | os.PathLike[str], dims: int) -> None:
         self.models_dir = Path(models_dir)
@@ -104,7 +110,7 @@ class ModelRegistry:
     def path_of(self, version: str) -> Path:
         if version == BUILTIN_VERSION:
             return self._builtin_path()
-        if not version or "/" in version or version.startswith("."):
+        if not VERSION.fullmatch(version) or version.startswith("."):
             raise KeyError(version)
         path = self.models_dir / f"{version}.rsm"
         if not path.is_file():
@@ -113,7 +119,11 @@ class ModelRegistry:
 
     def versions(self) -> list[str]:
         found = (
-            sorted(p.stem for p in self.models_dir.glob("*.rsm"))
+            sorted(
+                p.stem
+                for p in self.models_dir.glob("*.rsm")
+                if VERSION.fullmatch(p.stem) and not p.stem.startswith(".")
+            )
             if self.models_dir.is_dir()
             else []
         )

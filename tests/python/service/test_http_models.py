@@ -138,3 +138,35 @@ def test_a_missing_model_named_in_configuration_is_reported_not_ready(make_serve
     assert "not-there" in response.json()["detail"]
     assert httpx.get(f"{server.url}/v1/feed/u1").status_code == 503
     server.stop()
+
+
+BAD_VERSIONS = [
+    "a" * 300,  # an OSError (file name too long) and a 500 before versions were checked
+    "a" * 65,
+    ".hidden",
+    "..",
+    "v 1",
+    "v:1",
+    "v*",
+    "v\u00fc",
+    "v%2F..%2Fv2",
+]
+
+
+def test_a_malformed_model_version_is_404_not_500(make_server) -> None:
+    server = make_server(f"dims = {DIMS}\n")
+    models = server.data_dir / "models"
+    models.mkdir(parents=True)
+    write_other_model(models / "v2.rsm", seed=1)
+    (models / "v 2.rsm").write_bytes((models / "v2.rsm").read_bytes())  # not a version's name
+    server.start()
+    with server.client() as client:
+        # "a" * 64: well-formed, no such file; "v 2": a file, but not a version's name
+        for version in [*BAD_VERSIONS, "a" * 64, "v 2"]:
+            response = client.post(f"/v1/models/{version}/activate")
+            assert response.status_code == 404, (version[:70], response.text[:200])
+        assert [m["version"] for m in client.get("/v1/models").json()["models"]] == [
+            "builtin", "v2"
+        ]
+        assert client.post("/v1/models/v2/activate").json() == {"active": "v2"}
+    server.stop()
