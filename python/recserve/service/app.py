@@ -7,8 +7,9 @@ requests in flight first) the engine writes a final snapshot.
 
 Errors: malformed JSON 400; a body over ``max_body_bytes`` 413 (checked on the header and on the
 bytes as they arrive); schema and value errors 422 naming the field (the offending input is not
-echoed back); unknown item, user or model 404; more than ``max_inflight`` requests at once 503
-with Retry-After.
+echoed back); unknown item, user or model 404; a body not whole within ``body_timeout_s`` 408;
+more than ``max_inflight`` requests or ``max_inflight_bytes`` body bytes at once 503 with
+Retry-After (``Guard``).
 """
 
 from __future__ import annotations
@@ -62,59 +63,129 @@ async def _send_json(
 
 
 class Guard:
-    """ASGI middleware: refuses bodies over the limit (413) and requests over the in-flight
-    limit (503 + Retry-After), before any routing or parsing."""
+    """ASGI middleware in front of the API (health and metrics pass untouched). Before any
+    routing or parsing it refuses
+
+    - a body over ``max_body_bytes``: 413 (on the declared length, and as a chunked body
+      arrives);
+    - a request beyond ``max_inflight`` requests, or whose body would take the bytes in flight
+      over ``max_inflight_bytes``: 503 + Retry-After. A declared length counts from the start,
+      before a byte is read; a chunked body as it arrives. A request without a body needs only
+      a slot, so feeds are still served while large bodies fill the byte budget;
+    - a body not whole ``body_timeout_s`` after the headers: 408.
+
+    A refusal once the body has begun to arrive says ``connection: close`` and gives the
+    request's slot and bytes back at once; in every other case they come back when the app
+    returns or raises, so neither a slow, vanished or failing client nor a failing route can
+    keep them."""
 
     def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics) -> None:
         self.app = app
         self.limit = settings.max_body_bytes
         self.max_inflight = settings.max_inflight
+        self.max_bytes = settings.max_inflight_bytes
+        self.body_timeout = settings.body_timeout_s
         self.retry_after = str(settings.retry_after_s).encode()
         self.metrics = metrics
         self.inflight = 0
+        self.inflight_bytes = 0
+
+    def _count(self, requests: int, nbytes: int) -> None:
+        self.inflight += requests
+        self.inflight_bytes += nbytes
+        self.metrics.inflight_requests.set(self.inflight)
+        self.metrics.inflight_bytes.set(self.inflight_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in _UNGUARDED:
             await self.app(scope, receive, send)
             return
+        declared: int | None = None
+        chunked = False
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await _send_json(send, 413, {"detail": f"body over {self.limit} bytes"}, [])
-                return
-        if self.inflight >= self.max_inflight:
-            self.metrics.rejected.inc()
-            await _send_json(
-                send,
-                503,
-                {"detail": "overloaded; retry later"},
-                [(b"retry-after", self.retry_after)],
-            )
+            if name == b"content-length" and value.isdigit():
+                declared = int(value)
+            elif name == b"transfer-encoding":
+                chunked = True
+        # Refused before reading, the connection stays open: uvicorn discards the body as it
+        # comes, so a client that sends it anyway reads the answer rather than a reset.
+        if declared is not None and declared > self.limit:
+            await _send_json(send, 413, {"detail": f"body over {self.limit} bytes"}, [])
             return
+        counted = declared or 0
+        if self.inflight >= self.max_inflight or self.inflight_bytes + counted > self.max_bytes:
+            self.metrics.rejected.inc()
+            detail = (
+                "too many requests in flight; retry later"
+                if self.inflight >= self.max_inflight
+                else f"too many body bytes in flight (at most {self.max_bytes}); retry later"
+            )
+            await _send_json(send, 503, {"detail": detail}, [(b"retry-after", self.retry_after)])
+            return
+        deadline = anyio.current_time() + self.body_timeout
         received = 0
-        refused = False
+        body_done = not (chunked or declared)
+        refused = released = started = False
 
-        async def counted_receive() -> Message:
-            nonlocal received, refused
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._count(-1, -counted)
+
+        async def refuse(status: int, detail: str, headers: list[tuple[bytes, bytes]]) -> Message:
+            nonlocal refused
+            refused = True
+            release()  # the slot is free before the answer is even written
+            if not started:  # part of the body is still to come, perhaps never: close
+                closing = [*headers, (b"connection", b"close")]
+                await _send_json(send, status, {"detail": detail}, closing)
+            return {"type": "http.disconnect"}
+
+        async def guarded_receive() -> Message:
+            nonlocal received, counted, body_done
             if refused:
                 return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:  # a chunked body with no length said up front
-                    refused = True
-                    await _send_json(send, 413, {"detail": f"body over {self.limit} bytes"}, [])
-                    return {"type": "http.disconnect"}
+            if body_done or started:  # no body, or the app answered without it: no deadline
+                return await receive()
+            with anyio.move_on_after(deadline - anyio.current_time()) as waiting:
+                message = await receive()
+            if waiting.cancelled_caught:
+                self.metrics.body_timeouts.inc()
+                detail = f"the body did not arrive within {self.body_timeout:g} s"
+                return await refuse(408, detail, [])
+            if message["type"] != "http.request":
+                return message  # a disconnect: the app ends and the slot comes back
+            received += len(message.get("body", b""))
+            body_done = not message.get("more_body", False)
+            if received > self.limit:  # a chunked body with no length said up front
+                return await refuse(413, f"body over {self.limit} bytes", [])
+            if received > counted:  # beyond what was declared (chunked): count it now
+                if self.inflight_bytes + received - counted > self.max_bytes:
+                    self.metrics.rejected.inc()
+                    detail = f"too many body bytes in flight (at most {self.max_bytes})"
+                    return await refuse(503, detail, [(b"retry-after", self.retry_after)])
+                self._count(0, received - counted)
+                counted = received
             return message
 
         async def guarded_send(message: Message) -> None:
-            if not refused:  # after a 413, the app's own answer has nowhere to go
-                await send(message)
+            nonlocal started
+            if refused:  # after a refusal, the app's own answer has nowhere to go
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
 
-        self.inflight += 1
+        self._count(1, counted)
         try:
-            await self.app(scope, counted_receive, guarded_send)
+            await self.app(scope, guarded_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise
+            # The app failed on the body it was refused; the client has its answer already.
+            log.debug("after a refusal the app raised", exc_info=True)
         finally:
-            self.inflight -= 1
+            release()
 
 
 def _validation_detail(error: RequestValidationError) -> tuple[int, Any]:

@@ -132,6 +132,17 @@ class Metrics:
         self.rejected = Counter(
             "recserve_requests_rejected", "Requests refused under overload", registry=r
         )
+        self.inflight_requests = Gauge(
+            "recserve_inflight_requests", "API requests admitted and not yet finished", registry=r
+        )
+        self.inflight_bytes = Gauge(
+            "recserve_inflight_bytes",
+            "Body bytes those requests declared or sent (the in-flight byte budget's use)",
+            registry=r,
+        )
+        self.body_timeouts = Counter(
+            "recserve_body_timeouts", "Requests answered 408: body not whole in time", registry=r
+        )
         self.evictions = Gauge(
             "recserve_profile_evictions", "User and item rows evicted by capacity", registry=r
         )

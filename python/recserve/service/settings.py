@@ -216,6 +216,16 @@ class Settings(BaseSettings):
     max_inflight: int = Field(
         default=256, ge=1, description="requests at once before 503 Retry-After"
     )
+    # Bytes, not requests, are what fill memory: a parsed JSON body takes 4-6 times its size.
+    max_inflight_bytes: int = Field(
+        default=32 << 20,
+        ge=1024,
+        description="body bytes of the requests in flight (a declared length counts up front) "
+        "before 503 Retry-After; at least max_body_bytes",
+    )
+    body_timeout_s: float = Field(
+        default=10.0, gt=0, description="a body not whole this long after its headers: 408"
+    )
     retry_after_s: int = Field(default=1, ge=1)
     # Feed assembly holds the GIL for nearly all its time, so on the event loop it serves more
     # requests per second than in worker threads, which add a thread hop and GIL hand-offs.
@@ -258,6 +268,15 @@ class Settings(BaseSettings):
         if self.state_store == "dynamodb" and self.events_source != "kinesis":
             # Replicas agree on event sequence numbers only when the stream assigns them.
             raise ValueError("state_store = dynamodb needs events_source = kinesis")
+        return self
+
+    @model_validator(mode="after")
+    def _byte_budget(self) -> Settings:
+        if self.max_inflight_bytes < self.max_body_bytes:  # else a body of the limit never fits
+            raise ValueError(
+                f"max_inflight_bytes ({self.max_inflight_bytes}) must be at least "
+                f"max_body_bytes ({self.max_body_bytes})"
+            )
         return self
 
     @field_validator("amplification")
