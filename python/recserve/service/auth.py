@@ -108,13 +108,14 @@ class Keys:
 
 
 def _bearer(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
-    """The token of the one ``Authorization: Bearer`` header; None if absent or ambiguous."""
+    """The token of the one ``Authorization: Bearer`` header; None if absent or ambiguous.
+    Its length is bounded by the server's header limit; any length is hashed the same way."""
     values = [value for name, value in headers if name == b"authorization"]
     if len(values) != 1:
         return None
     scheme, _, token = values[0].strip().partition(b" ")
     token = token.strip()
-    if scheme.lower() != b"bearer" or not token or len(token) > 4 * MAX_KEY_CHARS:
+    if scheme.lower() != b"bearer" or not token:
         return None
     return token
 

@@ -151,6 +151,9 @@ def test_health_is_open_and_the_scheme_is_case_insensitive(url: str) -> None:
         headers=[("Authorization", f"Bearer {CLIENT}"), ("Authorization", f"Bearer {ADMIN}")],
     )
     assert two.status_code == 401  # ambiguous: neither is taken
+    long = httpx.get(url + "/v1/feed/u1", headers={"Authorization": "Bearer " + "k" * 8000})
+    assert long.status_code == 401
+    assert 'error="invalid_token"' in long.headers["www-authenticate"]  # unknown, not missing
 
 
 def test_every_route_of_the_app_is_admin_unless_listed_as_open_or_client(tmp_path: Path) -> None:
