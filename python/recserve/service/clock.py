@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Literal, Protocol
 
-__all__ = ["Clock", "EventClock", "WallClock", "make_clock"]
+__all__ = ["Clock", "EventClock", "WallClock", "latest_ms", "make_clock"]
 
 
 class Clock(Protocol):
@@ -51,3 +51,11 @@ class EventClock:
 
 def make_clock(kind: Literal["wall", "events"]) -> Clock:
     return EventClock() if kind == "events" else WallClock()
+
+
+def latest_ms(skew_s: float) -> int:
+    """The newest timestamp the service takes now: the wall clock plus ``skew_s``, on either
+    clock. On the events' clock this keeps one ts from the far future from becoming "now" for
+    good, while a simulation or replay may still jump ahead through its own past (the demo's
+    timeline skips days), which a bound relative to the newest ts seen would refuse."""
+    return time.time_ns() // 1_000_000 + round(skew_s * 1000)

@@ -46,7 +46,7 @@ from recserve.profiles import (
 )
 from recserve.rank import BUILTIN_VERSION, ModelRegistry, Ranker, SimilarityRanker
 from recserve.retrieve import Trending
-from recserve.service.clock import make_clock
+from recserve.service.clock import latest_ms, make_clock
 from recserve.service.experiments import Assignment, Experiments
 from recserve.service.metrics import Metrics
 from recserve.service.settings import Settings
@@ -498,8 +498,14 @@ class Engine:
         types = np.empty(n, dtype=np.uint8)
         watch = np.zeros(n, dtype=np.uint32)
         duration = np.zeros(n, dtype=np.uint32)
+        latest = latest_ms(self.settings.max_clock_skew_s)
         for i, row in enumerate(rows):
             types[i] = _TYPE_CODES[row.type]
+            if row.ts is not None and row.ts > latest:  # it would be "now" on the events' clock
+                raise ValueError(
+                    f"events[{i}].ts: more than {self.settings.max_clock_skew_s:g} s ahead of "
+                    f"the server's clock ({latest} ms with the skew allowed)"
+                )
             if row.watch_ms is not None:
                 watch[i] = row.watch_ms
             if row.duration_ms is not None:

@@ -226,6 +226,18 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(
         default=10.0, gt=0, description="a body not whole this long after its headers: 408"
     )
+    max_interests: int = Field(
+        default=256, ge=0, le=10_000, description="interests a user may set; over it 422"
+    )
+    max_blocked_creators: int = Field(
+        default=256, ge=0, le=10_000, description="creators a user may block; over it 422"
+    )
+    max_clock_skew_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="an event's ts or an item's created_at further ahead of the wall clock is "
+        "422, on either clock",
+    )
     retry_after_s: int = Field(default=1, ge=1)
     # Feed assembly holds the GIL for nearly all its time, so on the event loop it serves more
     # requests per second than in worker threads, which add a thread hop and GIL hand-offs.

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from recserve.catalog import Item
 from recserve.service.clock import EventClock, WallClock
@@ -86,3 +87,19 @@ def test_the_same_inputs_give_the_same_feeds_however_fast_they_arrive(tmp_path: 
                 time.sleep(pause_s)
             pages.append(served)
     assert pages[0] == pages[1]
+
+
+def test_on_the_events_clock_a_ts_beyond_the_wall_clock_is_refused_not_adopted(
+    tmp_path: Path,
+) -> None:
+    with engine(tmp_path, clock="events") as e:
+        load(e)
+        swipe(e, "u1", "v3", T0 + 3 * 86_400_000, 0)  # a simulation may skip days ahead
+        assert e.clock.now_ms() == T0 + 3 * 86_400_000
+        wall = time.time_ns() // 1_000_000
+        with pytest.raises(ValueError, match=r"^events\[0\]\.ts: more than 300 s ahead"):
+            swipe(e, "u1", "v4", wall + 86_400_000, 1)  # a day beyond the wall clock
+        assert e.clock.now_ms() == T0 + 3 * 86_400_000  # not adopted
+        assert e.user("u1")["events_applied"] == 1
+        swipe(e, "u1", "v4", wall + 60_000, 2)  # within max_clock_skew_s of the wall clock
+        assert e.clock.now_ms() == wall + 60_000

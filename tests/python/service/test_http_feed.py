@@ -13,6 +13,7 @@ from http_server import DIMS, Server, client, item_batch, serving, watch
 
 CONFIG = f"""
 dims = {DIMS}
+max_blocked_creators = 400  # a user blocks all but 10 of the 400 creators below
 [feed]
 max_per_creator = 2
 explore_slots = 2
@@ -195,6 +196,6 @@ def test_blocking_creators_holds_on_the_next_feed_with_a_page_computed_ahead(
         time.sleep(0.01)
     allowed = {f"c{i}" for i in range(10)}
     blocked = [f"c{i}" for i in range(400) if f"c{i}" not in allowed]
-    client.put(f"/v1/users/{user}", json={"blocked_creators": blocked})
+    assert client.put(f"/v1/users/{user}", json={"blocked_creators": blocked}).status_code == 200
     for item in feed_ids(client, user, n=10):
         assert client.get(f"/v1/items/{item}").json()["creator_id"] in allowed

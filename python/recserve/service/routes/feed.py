@@ -6,12 +6,14 @@ from typing import Any
 import anyio
 from fastapi import APIRouter, Query, Request, Response
 
+from recserve.service.schemas import PathId, QueryId
+
 router = APIRouter(prefix="/v1/feed", tags=["feed"])
 
 
 @router.get("/{user_id}")
 async def get_feed(
-    user_id: str,
+    user_id: PathId,
     request: Request,
     n: int | None = Query(None, ge=1),
     session_id: str | None = Query(None, max_length=256),
@@ -38,5 +40,5 @@ def server_timing(timings: dict[str, float]) -> str:
 
 
 @router.get("/{user_id}/explain")
-def explain(user_id: str, item_id: str, request: Request) -> dict[str, Any]:
+def explain(user_id: PathId, item_id: QueryId, request: Request) -> dict[str, Any]:
     return request.app.state.engine.explain(user_id, item_id)  # type: ignore[no-any-return]

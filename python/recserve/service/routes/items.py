@@ -5,7 +5,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from recserve.media import MediaUrls
-from recserve.service.schemas import ItemsIn
+from recserve.service.clock import latest_ms
+from recserve.service.schemas import ItemsIn, PathId
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
 
@@ -14,6 +15,8 @@ router = APIRouter(prefix="/v1/items", tags=["items"])
 def upsert_items(body: ItemsIn, request: Request) -> dict[str, int]:
     engine = request.app.state.engine
     check_media_keys(body, engine.media)  # before anything of the batch is stored
+    skew = engine.settings.max_clock_skew_s
+    body.check_created_at(latest_ms(skew), skew)
     items, vectors = body.rows()
     return {"upserted": engine.upsert_items(items, vectors, amplify=body.amplify)}
 
@@ -36,11 +39,11 @@ def check_media_keys(body: ItemsIn, media: MediaUrls) -> None:
 
 
 @router.get("/{item_id}")
-def get_item(item_id: str, request: Request) -> dict[str, Any]:
+def get_item(item_id: PathId, request: Request) -> dict[str, Any]:
     return request.app.state.engine.item(item_id)  # type: ignore[no-any-return]
 
 
 @router.delete("/{item_id}", status_code=204)
-def take_down(item_id: str, request: Request) -> Response:
+def take_down(item_id: PathId, request: Request) -> Response:
     request.app.state.engine.take_down(item_id)
     return Response(status_code=204)

@@ -4,18 +4,19 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from recserve.service.schemas import UserIn
+from recserve.service.schemas import PathId, UserIn
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 
 
 @router.put("/{user_id}")
-def put_user(user_id: str, body: UserIn, request: Request) -> dict[str, Any]:
+def put_user(user_id: PathId, body: UserIn, request: Request) -> dict[str, Any]:
     engine = request.app.state.engine
+    body.check_caps(engine.settings.max_interests, engine.settings.max_blocked_creators)
     engine.set_user(user_id, body.interests, body.blocked_creators)
     return engine.user(user_id)  # type: ignore[no-any-return]
 
 
 @router.get("/{user_id}")
-def get_user(user_id: str, request: Request) -> dict[str, Any]:
+def get_user(user_id: PathId, request: Request) -> dict[str, Any]:
     return request.app.state.engine.user(user_id)  # type: ignore[no-any-return]
