@@ -20,6 +20,7 @@ namespace {
 
 using profiles::Profiles;
 using profiles::ProfilesOptions;
+using profiles::UserImage;
 
 template <class T>
 const T* column(const pyb::array& a, const char* what, pyb::ssize_t n) {
@@ -34,8 +35,10 @@ const T* column(const pyb::array& a, const char* what, pyb::ssize_t n) {
 
 ProfilesOptions options_from(std::size_t dims, std::size_t user_capacity, std::size_t item_capacity,
                              std::size_t shards, std::uint32_t seen_recent, std::uint32_t seen_filter_bits,
-                             std::uint32_t seen_filter_items, std::uint32_t event_key_window, const pyb::dict& rule) {
+                             std::uint32_t seen_filter_items, std::uint32_t event_key_window, const pyb::dict& rule,
+                             bool user_lru) {
     ProfilesOptions o;
+    o.user_lru = user_lru;
     o.dims = dims;
     o.user_capacity = user_capacity;
     o.item_capacity = item_capacity;
@@ -222,6 +225,28 @@ class PyProfiles {
         return out;
     }
 
+    // Evicts users down to `keep`: (keys, [(vectors, state) bytes]) of those evicted.
+    pyb::tuple evict_users(std::size_t keep) {
+        std::vector<UserImage> images;
+        {
+            pyb::gil_scoped_release release;
+            p_->evict_users(keep, &images);
+        }
+        pyb::array_t<std::uint64_t> keys(static_cast<pyb::ssize_t>(images.size()));
+        pyb::list out;
+        for (std::size_t i = 0; i < images.size(); ++i) {
+            keys.mutable_data()[i] = images[i].user;
+            out.append(pyb::make_tuple(pyb::bytes(images[i].vectors.data(), images[i].vectors.size()),
+                                       pyb::bytes(images[i].state.data(), images[i].state.size())));
+        }
+        return pyb::make_tuple(keys, out);
+    }
+
+    bool erase_user(std::uint64_t user) {
+        pyb::gil_scoped_release release;
+        return p_->erase_user(user);
+    }
+
     std::size_t import_users(const pyb::array& users, const std::vector<std::string>& vectors,
                              const std::vector<std::string>& states) {
         require_uint64_vector(users, "users");
@@ -318,7 +343,7 @@ void register_profiles(pyb::module_& m) {
     pyb::class_<ProfilesOptions>(m, "Options");
     m.def("options", &options_from, pyb::arg("dims"), pyb::arg("user_capacity"), pyb::arg("item_capacity"),
           pyb::arg("shards"), pyb::arg("seen_recent"), pyb::arg("seen_filter_bits"), pyb::arg("seen_filter_items"),
-          pyb::arg("event_key_window"), pyb::arg("rule"));
+          pyb::arg("event_key_window"), pyb::arg("rule"), pyb::arg("user_lru") = true);
     pyb::class_<PyProfiles>(m, "Profiles", "User and item state with the event update rules.")
         .def(pyb::init(&PyProfiles::create), pyb::arg("options"))
         .def_static("load", &PyProfiles::load, pyb::arg("path"), pyb::arg("options"))
@@ -335,6 +360,8 @@ void register_profiles(pyb::module_& m) {
         .def("export_users", &PyProfiles::export_users, pyb::arg("users"))
         .def("import_users", &PyProfiles::import_users, pyb::arg("users"), pyb::arg("vectors"),
              pyb::arg("states"))
+        .def("evict_users", &PyProfiles::evict_users, pyb::arg("keep"))
+        .def("erase_user", &PyProfiles::erase_user, pyb::arg("user"))
         .def("seen", &PyProfiles::seen, pyb::arg("user"), pyb::arg("items"))
         .def("recent_items", &PyProfiles::recent_items, pyb::arg("user"))
         .def("items", &PyProfiles::items, pyb::arg("ids"))

@@ -11,6 +11,13 @@ __all__ = ["as_id_rows", "as_ids", "as_vectors"]
 
 
 def as_ids(ids: Any, what: str = "ids") -> npt.NDArray[np.uint64]:
+    if isinstance(ids, list | tuple) and all(type(i) is int for i in ids):
+        # numpy would make a list of keys above 2^63 beside small ones float64 (and lossy).
+        if any(i < 0 for i in ids):
+            raise ValueError(f"{what} must be non-negative, got {min(ids)}")
+        if any(i >= 1 << 64 for i in ids):
+            raise ValueError(f"{what} must be below 2^64, got {max(ids)}")
+        return np.array(ids, dtype=np.uint64)
     array = np.asarray(ids)
     if array.ndim == 0:
         array = array.reshape(1)

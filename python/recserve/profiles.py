@@ -143,6 +143,9 @@ class ProfilesConfig:
     seen: SeenOptions = SeenOptions()
     event_key_window: int = 256  # recent event keys remembered per user (redelivery check)
     rule: UpdateRule = UpdateRule()
+    # True: a new user in a full shard evicts that shard's LRU user (their state must live
+    # elsewhere too). False: users leave only through evict_users(), which returns them.
+    user_lru: bool = True
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProfilesConfig:
@@ -166,6 +169,7 @@ class ProfilesConfig:
             self.seen.filter_items,
             self.event_key_window,
             self.rule._for_core(),
+            self.user_lru,
         )
 
 
@@ -363,6 +367,17 @@ class Profiles:
         newer events were applied here never replaces them). Returns how many were replaced.
         A damaged or mismatched image raises ValueError and nothing changes."""
         return int(self._core.import_users(as_ids(users, "users"), list(vectors), list(states)))
+
+    def evict_users(
+        self, keep: int
+    ) -> tuple[npt.NDArray[np.uint64], list[tuple[bytes, bytes]]]:
+        """Removes users until at most ``keep`` remain (the least recently updated of each
+        fullest shard first) and returns their keys and ``export_users`` images."""
+        return self._core.evict_users(int(keep))
+
+    def erase_user(self, user: int) -> bool:
+        """Forgets one user (vectors, counters, seen-set, event keys); whether any existed."""
+        return bool(self._core.erase_user(int(user)))
 
     def seen(self, user: int, items: Any) -> npt.NDArray[np.bool_]:
         """Whether the user has met each item (exact for recent items; older ones through a

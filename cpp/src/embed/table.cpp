@@ -557,6 +557,27 @@ std::size_t Table::remove(const std::uint64_t* keys, std::size_t n) {
     return removed;
 }
 
+std::size_t Table::evict(std::size_t keep, VisitFn fn, void* context) {
+    std::size_t dropped = 0;
+    const std::uint64_t now = now_ns();
+    while (size() > keep) {
+        Shard* fullest = shards_.front().get();
+        for (const auto& shard : shards_) {
+            if (shard->live.load(std::memory_order_relaxed) > fullest->live.load(std::memory_order_relaxed))
+                fullest = shard.get();
+        }
+        std::lock_guard<std::mutex> lock(fullest->writer);
+        const std::uint32_t r = fullest->lru_head;
+        if (r == kNoRow) break;  // emptied meanwhile by another writer
+        if (fn != nullptr)
+            fn(context, fullest->header(r).key.load(std::memory_order_relaxed), fullest->data(r), fullest->words_of(r));
+        fullest->drop(r, now);
+        fullest->evictions.fetch_add(1, std::memory_order_relaxed);
+        ++dropped;
+    }
+    return dropped;
+}
+
 std::size_t Table::expire() {
     if (options_.ttl_seconds <= 0) return 0;
     std::size_t dropped = 0;

@@ -157,11 +157,17 @@ Result<std::unique_ptr<Profiles>> Profiles::create(const ProfilesOptions& o) {
     if (o.dims == 0 || o.dims > 32768) return Status::invalid_argument("dims must be in 1..32768");
     if (o.event_key_window == 0) return Status::invalid_argument("event_key_window must be >= 1");
     std::unique_ptr<Profiles> p(new Profiles(o));
+    if (o.user_capacity < o.shards || o.item_capacity < o.shards)
+        return Status::invalid_argument("user_capacity and item_capacity must be at least the number of shards");
+    // A table that must never drop a row on its own gives every shard room for the whole
+    // capacity (rows are allocated as shards fill, so the room costs nothing until used); the
+    // total is then bounded by its owner: set_items refuses, evict_users makes room.
+    const std::size_t user_rows = o.user_lru ? o.user_capacity : o.user_capacity * o.shards;
     Result<std::unique_ptr<embed::Table>> users =
-        embed::Table::create({2 * o.dims, o.user_capacity, o.shards, 0.0, 0, kUserTableWords});
+        embed::Table::create({2 * o.dims, user_rows, o.shards, 0.0, 0, kUserTableWords});
     if (!users.is_ok()) return Status::invalid_argument("user table: " + users.status().message());
     Result<std::unique_ptr<embed::Table>> items =
-        embed::Table::create({o.dims, o.item_capacity, o.shards, 0.0, 0, kItemWords});
+        embed::Table::create({o.dims, o.item_capacity * o.shards, o.shards, 0.0, 0, kItemWords});
     if (!items.is_ok()) return Status::invalid_argument("item table: " + items.status().message());
     p->users_ = std::move(users).value();
     p->items_ = std::move(items).value();
@@ -180,6 +186,16 @@ Status Profiles::set_items(const std::uint64_t* ids, const float* vectors, std::
         }
     }
     std::lock_guard<std::mutex> lock(writer_);
+    std::vector<std::uint64_t> fresh;  // keys without a row, counted once each
+    for (std::size_t i = 0; i < n; ++i) {
+        if (!items_->peek(ids[i], nullptr, nullptr)) fresh.push_back(ids[i]);
+    }
+    std::sort(fresh.begin(), fresh.end());
+    const std::size_t added = static_cast<std::size_t>(std::unique(fresh.begin(), fresh.end()) - fresh.begin());
+    if (items_->size() + added > options_.item_capacity)
+        return Status::invalid_argument("item_capacity is " + std::to_string(options_.item_capacity) + ": " +
+                                        std::to_string(items_->size()) + " items are stored and the batch adds " +
+                                        std::to_string(added) + " (raise item_capacity)");
     for (std::size_t i = 0; i < n; ++i) {
         ItemVector v{vectors + i * dims, dims};
         items_->update(ids[i], set_item_vector, &v);
@@ -229,8 +245,8 @@ Result<ApplyResult> Profiles::apply(const EventBatch& b) {
         }
         const auto type = static_cast<EventType>(b.types[i]);
         // Item rows change only under writer_, which this thread holds: no sequence lock needed.
-        const bool has_vector =
-            items_->peek(b.items[i], item_vector.data(), item_words.data()) && (item_words[kItemFlags] & 1);
+        const bool has_row = items_->peek(b.items[i], item_vector.data(), item_words.data());
+        const bool has_vector = has_row && (item_words[kItemFlags] & 1);
         UserEdit edit{&rule,
                       &options_,
                       logs_.get(),
@@ -250,8 +266,10 @@ Result<ApplyResult> Profiles::apply(const EventBatch& b) {
             continue;
         }
         if (!has_vector) ++r.unknown_items;
-        ItemEdit item_edit{&rule, type, b.watch_ms[i], b.duration_ms[i]};
-        items_->update_words(b.items[i], edit_item, &item_edit);
+        if (has_row) {
+            ItemEdit item_edit{&rule, type, b.watch_ms[i], b.duration_ms[i]};
+            items_->update_words(b.items[i], edit_item, &item_edit);
+        }
         ++r.applied;
     }
     applied_.fetch_add(r.applied, std::memory_order_relaxed);

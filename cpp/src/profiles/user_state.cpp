@@ -38,6 +38,44 @@ bool write_row(void* context, const embed::RowView& row) {
     return true;
 }
 
+// The state image of a row's words and a log.
+std::vector<char> state_image(const ProfilesOptions& options, const std::uint64_t* words, const UserLog& log) {
+    ByteWriter w;
+    w.reserve(sizeof(std::uint32_t) * 4 + kUserWords * sizeof(std::uint64_t) +
+              options.event_key_window * sizeof(std::uint64_t) + options.seen.recent * sizeof(std::uint64_t) +
+              options.seen.filter_bits / 4 + 64);
+    w.put(kStateVersion);
+    w.put(static_cast<std::uint32_t>(options.dims));
+    w.bytes(words, kUserWords * sizeof(std::uint64_t));
+    log.seen.serialize(w);
+    w.put(static_cast<std::uint32_t>(log.keys.size()));
+    w.put(log.keys_head);
+    w.bytes(log.keys.data(), log.keys.size() * sizeof(std::uint64_t));
+    return std::move(w.buffer());
+}
+
+// What evict_users() does with each row before the table drops it.
+struct Evicting {
+    const ProfilesOptions* options;
+    Profiles::UserLogs* logs;
+    std::vector<UserImage>* out;
+};
+
+void evict_row(void* context, std::uint64_t user, const float* vector, const std::uint64_t* words) {
+    auto& e = *static_cast<Evicting*>(context);
+    Profiles::UserLogs::Shard& shard = e.logs->of(user);
+    std::unique_lock<std::shared_mutex> log_lock(shard.lock);
+    const auto it = shard.logs.find(user);
+    if (e.out != nullptr) {
+        const std::size_t bytes = 2 * e.options->dims * sizeof(float);
+        UserImage& image = e.out->emplace_back();
+        image.user = user;
+        image.vectors.assign(reinterpret_cast<const char*>(vector), reinterpret_cast<const char*>(vector) + bytes);
+        image.state = state_image(*e.options, words, it == shard.logs.end() ? UserLog{} : it->second);
+    }
+    if (it != shard.logs.end()) shard.logs.erase(it);
+}
+
 }  // namespace
 
 bool Profiles::export_user(std::uint64_t user, std::vector<char>* vectors, std::vector<char>* state) const {
@@ -50,23 +88,25 @@ bool Profiles::export_user(std::uint64_t user, std::vector<char>* vectors, std::
     if (!found) return false;
     vectors->resize(floats * sizeof(float));
     if (floats != 0) std::memcpy(vectors->data(), row.data(), floats * sizeof(float));
-    ByteWriter w;
-    w.reserve(sizeof(std::uint32_t) * 4 + sizeof(words) + options_.event_key_window * sizeof(std::uint64_t) +
-              options_.seen.recent * sizeof(std::uint64_t) + options_.seen.filter_bits / 4 + 64);
-    w.put(kStateVersion);
-    w.put(static_cast<std::uint32_t>(options_.dims));
-    w.bytes(words, kUserWords * sizeof(std::uint64_t));
     const UserLogs::Shard& shard = logs_->of(user);
     std::shared_lock<std::shared_mutex> log_lock(shard.lock);
     const auto it = shard.logs.find(user);
-    const UserLog empty;
-    const UserLog& log = it == shard.logs.end() ? empty : it->second;
-    log.seen.serialize(w);
-    w.put(static_cast<std::uint32_t>(log.keys.size()));
-    w.put(log.keys_head);
-    w.bytes(log.keys.data(), log.keys.size() * sizeof(std::uint64_t));
-    *state = std::move(w.buffer());
+    *state = state_image(options_, words, it == shard.logs.end() ? UserLog{} : it->second);
     return true;
+}
+
+std::size_t Profiles::evict_users(std::size_t keep, std::vector<UserImage>* out) {
+    std::lock_guard<std::mutex> lock(writer_);
+    Evicting evicting{&options_, logs_.get(), out};
+    return users_->evict(keep, evict_row, &evicting);
+}
+
+bool Profiles::erase_user(std::uint64_t user) {
+    std::lock_guard<std::mutex> lock(writer_);
+    const bool had_row = users_->remove(&user, 1) == 1;
+    UserLogs::Shard& shard = logs_->of(user);
+    std::unique_lock<std::shared_mutex> log_lock(shard.lock);
+    return shard.logs.erase(user) == 1 || had_row;
 }
 
 Status Profiles::import_users(const std::uint64_t* users, const std::vector<char>* vectors,

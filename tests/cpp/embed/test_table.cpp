@@ -122,6 +122,26 @@ TEST(Table, AFullShardEvictsItsLeastRecentlyUpdatedRow) {
     EXPECT_EQ(t->size(), 4u);
 }
 
+TEST(Table, EvictTakesTheFullestShardsLeastRecentRowsAndShowsEachFirst) {
+    auto t = make(2, 64, 4);
+    const std::vector<float> v = {1, 2};
+    for (std::uint64_t k = 1; k <= 40; ++k) ASSERT_TRUE(t->set(&k, v.data(), 1).is_ok());
+    std::vector<std::uint64_t> seen;
+    auto visit = [](void* context, std::uint64_t key, const float* vector, const std::uint64_t*) {
+        EXPECT_EQ(vector[1], 2.0f);
+        static_cast<std::vector<std::uint64_t>*>(context)->push_back(key);
+    };
+    EXPECT_EQ(t->evict(25, visit, &seen), 15u);
+    EXPECT_EQ(t->size(), 25u);
+    EXPECT_EQ(seen.size(), 15u);
+    std::vector<float> out;
+    for (std::uint64_t k : seen) EXPECT_FALSE(get_one(*t, k, &out)) << k;
+    EXPECT_EQ(t->stats().evictions, 15u);
+    EXPECT_EQ(t->evict(100, visit, &seen), 0u);  // already within
+    EXPECT_EQ(t->evict(0, nullptr, nullptr), 25u);
+    EXPECT_EQ(t->size(), 0u);
+}
+
 TEST(Table, GrowsItsIndexThroughManyKeys) {
     auto t = make(2, 200000, 2);
     std::vector<std::uint64_t> keys(100000);

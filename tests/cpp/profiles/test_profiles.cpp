@@ -203,7 +203,7 @@ TEST(Profiles, ABadEventRejectsTheWholeBatchAndChangesNothing) {
     EXPECT_FALSE(p->set_items(&id, nan.data(), 1).is_ok());
 }
 
-TEST(Profiles, EventsOnItemsWithoutVectorsCountButMoveNoVector) {
+TEST(Profiles, EventsOnUnknownItemsMoveTheUserButMakeNoItemRow) {
     auto p = make();
     Events e;
     e.add(1, 99, EventType::kLike, 1);
@@ -211,8 +211,94 @@ TEST(Profiles, EventsOnItemsWithoutVectorsCountButMoveNoVector) {
     ASSERT_TRUE(r.is_ok());
     EXPECT_EQ(r.value().unknown_items, 1u);
     EXPECT_EQ(user(*p, 1).long_term, std::vector<float>(kDims, 0.0f));
-    EXPECT_EQ(item_words(*p, 99)[kLikes], 1u);
-    EXPECT_EQ(item_words(*p, 99)[kItemFlags] & 1, 0u);
+    EXPECT_EQ(user(*p, 1).words[kEventsApplied], 1u);
+    bool seen = false;
+    p->seen(1, std::vector<std::uint64_t>{99}.data(), 1, &seen);
+    EXPECT_TRUE(seen);
+    EXPECT_EQ(p->stats().items, 0u);  // no row: events cannot crowd out the catalogue
+}
+
+TEST(Profiles, ItemsPastTheCapacityAreRefusedWholeAndNothingIsEvicted) {
+    ProfilesOptions o;
+    o.dims = kDims;
+    o.user_capacity = 64;
+    o.item_capacity = 16;  // one shard alone could take all 16: nothing is evicted early
+    o.shards = 4;
+    auto p = std::move(Profiles::create(o)).value();
+    std::vector<std::uint64_t> ids(16);
+    for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = i + 1;
+    const std::vector<float> v(ids.size() * kDims, 1.0f);
+    ASSERT_TRUE(p->set_items(ids.data(), v.data(), ids.size()).is_ok());
+    ASSERT_TRUE(p->set_items(ids.data(), v.data(), ids.size()).is_ok());  // updates: no room needed
+    const std::uint64_t more[2] = {100, 3};
+    const Status full = p->set_items(more, v.data(), 2);
+    EXPECT_EQ(full.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(full.message().find("item_capacity"), std::string::npos) << full.message();
+    EXPECT_EQ(p->stats().items, 16u);
+    EXPECT_EQ(p->stats().item_table.evictions, 0u);
+    Events e;
+    for (std::uint64_t i = 0; i < 100; ++i) e.add(1, 1000 + i, EventType::kImpression, i + 1);
+    ASSERT_TRUE(p->apply(e.batch()).is_ok());
+    EXPECT_EQ(p->stats().items, 16u);
+    float got[kDims];
+    bool found = false;
+    p->items(&ids[0], 1, got, nullptr, &found);
+    EXPECT_TRUE(found);
+}
+
+TEST(Profiles, EvictUsersHandsOverExactImagesThatImportBack) {
+    ProfilesOptions o;
+    o.user_lru = false;
+    auto p = make(o);
+    Events e;
+    for (std::uint64_t u = 1; u <= 40; ++u) {
+        e.add(u, 500 + u, EventType::kImpression, 2 * u, 1000, 0, 10000, 7000 + u);
+        e.add(u, 600 + u, EventType::kSkip, 2 * u + 1, 2000, 100, 10000, 8000 + u);
+    }
+    ASSERT_TRUE(p->apply(e.batch(true)).is_ok());
+    std::vector<std::vector<char>> vectors(40), states(40);
+    for (std::uint64_t u = 1; u <= 40; ++u) ASSERT_TRUE(p->export_user(u, &vectors[u - 1], &states[u - 1]));
+    std::vector<UserImage> out;
+    EXPECT_EQ(p->evict_users(10, &out), 30u);
+    EXPECT_EQ(p->stats().users, 10u);
+    EXPECT_EQ(p->stats().user_table.evictions, 30u);
+    ASSERT_EQ(out.size(), 30u);
+    for (const UserImage& image : out) {
+        EXPECT_FALSE(user(*p, image.user).found);
+        EXPECT_EQ(p->recent_items(image.user), std::vector<std::uint64_t>{});  // the log went too
+        EXPECT_EQ(image.vectors, vectors[image.user - 1]);
+        EXPECT_EQ(image.state, states[image.user - 1]);
+        ASSERT_TRUE(p->import_users(&image.user, &image.vectors, &image.state, 1).is_ok());
+    }
+    Events again;  // redeliveries are still recognised after the round trip
+    again.add(out[0].user, 1, EventType::kLike, 1000, 3000, 0, 10000, 7000 + out[0].user);
+    EXPECT_EQ(p->apply(again.batch(true)).value().duplicate_keys, 1u);
+}
+
+TEST(Profiles, WithoutUserLruTheTableNeverDropsAUserByItself) {
+    ProfilesOptions o;
+    o.user_lru = false;
+    auto p = make(o);  // user_capacity 1024 over 4 shards
+    Events e;
+    for (std::uint64_t u = 1; u <= 3000; ++u) e.add(u, 1, EventType::kImpression, u);
+    ASSERT_TRUE(p->apply(e.batch()).is_ok());
+    EXPECT_EQ(p->stats().users, 3000u);  // the owner's evict_users() bounds it
+    EXPECT_EQ(p->stats().user_table.evictions, 0u);
+}
+
+TEST(Profiles, EraseUserForgetsRowSeenSetAndEventKeys) {
+    auto p = make();
+    Events e;
+    e.add(1, 10, EventType::kLike, 1, 1000, 0, 10000, 77).add(2, 10, EventType::kLike, 2);
+    ASSERT_TRUE(p->apply(e.batch(true)).is_ok());
+    EXPECT_TRUE(p->erase_user(1));
+    EXPECT_FALSE(p->erase_user(1));
+    EXPECT_FALSE(user(*p, 1).found);
+    EXPECT_TRUE(user(*p, 2).found);
+    EXPECT_EQ(p->recent_items(1), std::vector<std::uint64_t>{});
+    Events again;  // the same event key is a new event for a new user
+    again.add(1, 10, EventType::kLike, 3, 1000, 0, 10000, 77);
+    EXPECT_EQ(p->apply(again.batch(true)).value().applied, 1u);
 }
 
 TEST(Profiles, SeenSetHoldsEveryItemTheUserMet) {

@@ -122,6 +122,12 @@ class Table {
     // Removes the keys that have rows; returns how many did.
     std::size_t remove(const std::uint64_t* keys, std::size_t n);
 
+    // Drops rows until at most `keep` remain, calling fn on each before it goes: the least
+    // recently updated row of the shard that holds the most rows, so shards stay level and
+    // each gives up its own LRU rows (rows carry no clock without a TTL, so this is LRU per
+    // shard, close to LRU over the table). Counted as evictions; returns how many.
+    std::size_t evict(std::size_t keep, VisitFn fn, void* context);
+
     // Drops expired rows now (they already read as missing); returns how many.
     std::size_t expire();
 

@@ -73,6 +73,17 @@ struct ProfilesOptions {
     SeenOptions seen;
     std::uint32_t event_key_window = 256;  // recent event keys remembered per user
     UpdateRule rule;
+    // true: a new user in a full shard of the user table evicts that shard's LRU user (their
+    // state must live elsewhere too: DynamoDB). false: the table never drops a user on its
+    // own; the owner keeps at most user_capacity users by evict_users(), which hands over each
+    // user's image before it goes (the embedded store writes them to disk).
+    bool user_lru = true;
+};
+
+// One user's whole state as export_user() writes it.
+struct UserImage {
+    std::uint64_t user = 0;
+    std::vector<char> vectors, state;
 };
 
 struct ApplyResult {
@@ -94,8 +105,9 @@ class Profiles {
     ~Profiles();
     const ProfilesOptions& options() const { return options_; }
 
-    // Upserts item vectors (their counters are kept). NaN, infinity or kInvalidKey: an error
-    // and nothing written.
+    // Upserts item vectors (their counters are kept). NaN, infinity, kInvalidKey, or more
+    // items than item_capacity in all: an error and nothing written. Items are never evicted:
+    // the catalogue is bounded by refusing, not by forgetting.
     Status set_items(const std::uint64_t* ids, const float* vectors, std::size_t n);
     // Drops items with their counters; returns how many had rows.
     std::size_t remove_items(const std::uint64_t* ids, std::size_t n);
@@ -104,7 +116,15 @@ class Profiles {
     // first; a log checks before it appends, so no bad batch is ever made durable.
     static Status check(const EventBatch& batch);
     // Checks the whole batch first (an error names the event and field; nothing applied).
+    // An event on an item without a row moves its user (seen-set, counters) and is counted in
+    // unknown_items, but creates no item row: events cannot crowd out the catalogue.
     Result<ApplyResult> apply(const EventBatch& batch);
+
+    // Removes users until at most `keep` remain (LRU per shard, see embed::Table::evict), each
+    // with its seen-set and event key window, appending their images to *out (may be null).
+    std::size_t evict_users(std::size_t keep, std::vector<UserImage>* out);
+    // Forgets one user: row, seen-set and event key window. Returns whether there was any.
+    bool erase_user(std::uint64_t user);
 
     // Long-term and session vectors (n x dims each, either may be null), the session decayed
     // to now_ms; zeros and found = false for users without state.
