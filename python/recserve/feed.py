@@ -92,6 +92,11 @@ class UserPrefs:
     def known(self, user: int) -> bool:
         return user in self._interests or user in self._blocked
 
+    def forget(self, user: int) -> None:
+        self.version += 1
+        self._interests.pop(user, None)
+        self._blocked.pop(user, None)
+
     def state(self) -> dict[str, Any]:
         users = set(self._interests) | set(self._blocked)
         return {str(u): [list(self.interests(u)), sorted(self.blocked(u))] for u in sorted(users)}
@@ -119,6 +124,10 @@ class ServedMemory:
             if entry is None:
                 return np.zeros(0, dtype=np.uint64)
             return np.fromiter(entry[0], dtype=np.uint64, count=len(entry[0]))
+
+    def forget(self, user: int) -> None:
+        with self._lock:
+            self._memory.pop(user, None)
 
     def version(self, user: int) -> int:
         """Pages served to the user so far (within memory): a page computed at an older

@@ -99,6 +99,11 @@ class Metrics:
         self.events_duplicate = Counter(
             "recserve_events_duplicate", "Redelivered events recognised and skipped", registry=r
         )
+        self.events_unknown_items = Counter(
+            "recserve_events_unknown_items",
+            "Applied events on items not in the catalogue (the user moved, no item row made)",
+            registry=r,
+        )
         self.precompute = Counter(
             "recserve_precompute_requests",
             "Feed requests by whether a precomputed page served them",

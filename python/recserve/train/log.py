@@ -58,6 +58,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recserve import profiles
+from recserve._files import write_atomic
 
 __all__ = [
     "EVENT_TYPES",
@@ -73,6 +74,7 @@ __all__ = [
     "iter_records",
     "read_catalog",
     "read_log",
+    "erase_users",
     "write_catalog",
 ]
 
@@ -321,6 +323,26 @@ class LogWriter:
         }
         self._file.write(json.dumps(header) + "\n")
         self._in_segment = 0
+
+
+def erase_users(directory: str | os.PathLike[str], users: set[str]) -> int:
+    """Rewrites every segment of the log without the records of ``users`` (the right to
+    erasure; each file replaced whole). Returns how many records went. Close the directory's
+    writer first: its open segment is rewritten too, and a writer never appends to a file it
+    did not start."""
+    removed = 0
+    path = Path(directory)
+    if not users or not path.is_dir():
+        return 0
+    for _, segment in _segments(path):
+        data = segment.read_bytes()
+        lines = data.split(b"\n")
+        torn = lines.pop()  # b"" unless a crash cut the last append short: it goes too
+        kept = [line for line in lines if json.loads(line).get("user") not in users]
+        if torn or len(kept) < len(lines):
+            write_atomic(segment, b"".join(line + b"\n" for line in kept))
+            removed += len(lines) - len(kept)
+    return removed
 
 
 def _to_json(record: Record) -> dict[str, Any]:
