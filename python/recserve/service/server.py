@@ -1,14 +1,23 @@
 """``recserve serve``: the app under uvicorn, with SIGTERM handled as a drain.
 
-On SIGTERM or SIGINT: ``/readyz`` turns 503 at once (load balancers stop sending), uvicorn
-stops accepting and lets the requests in flight finish (at most ``shutdown_timeout_s``), then
-the engine writes its final snapshot and the process exits 0.
+On SIGTERM:
+
+1. ``/readyz`` turns 503 at once, and for ``shutdown_grace_s`` (5) nothing else changes: the
+   listener still accepts and every request is served, so a load balancer that polls
+   ``/readyz`` takes the instance out of rotation before any connection is refused;
+2. then uvicorn closes the listener and lets the requests in flight finish (at most
+   ``shutdown_timeout_s``; idle keep-alive connections are closed);
+3. the engine writes its final snapshot, and the process exits 0.
+
+A second SIGTERM, or SIGINT (Ctrl-C at a terminal), ends the grace at once and drains.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import time
 from collections.abc import Iterator
 from types import FrameType
 
@@ -23,13 +32,24 @@ __all__ = ["serve"]
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, engine: Engine) -> None:
+    def __init__(self, config: uvicorn.Config, engine: Engine, grace_s: float) -> None:
         super().__init__(config)
         self.engine = engine
+        self.grace_s = grace_s
+        self.drain_at: float | None = None  # when the grace after SIGTERM ends
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self.engine.shutting_down = True
+        self.engine.shutting_down = True  # /readyz: 503 from now on
+        if sig == signal.SIGTERM and self.drain_at is None and self.grace_s > 0:
+            self.drain_at = time.monotonic() + self.grace_s  # serve on until then (on_tick)
+            return
         super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        # uvicorn's main loop calls this every 0.1 s; should_exit starts its shutdown.
+        if self.drain_at is not None and time.monotonic() >= self.drain_at:
+            self.should_exit = True
+        return await super().on_tick(counter)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -59,4 +79,4 @@ def serve(settings: Settings, *, log_level: str = "info") -> None:
         timeout_graceful_shutdown=int(max(1, settings.shutdown_timeout_s)),
         access_log=False,
     )
-    _Server(config, engine).run()
+    _Server(config, engine, settings.shutdown_grace_s).run()

@@ -238,6 +238,12 @@ class Settings(BaseSettings):
         description="an event's ts or an item's created_at further ahead of the wall clock is "
         "422, on either clock",
     )
+    shutdown_grace_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="after SIGTERM, /readyz says 503 this long while the listener still accepts "
+        "and requests are served (load balancers drain); then the drain (shutdown_timeout_s)",
+    )
     retry_after_s: int = Field(default=1, ge=1)
     # Feed assembly holds the GIL for nearly all its time, so on the event loop it serves more
     # requests per second than in worker threads, which add a thread hop and GIL hand-offs.

@@ -3,6 +3,8 @@ nothing."""
 
 from __future__ import annotations
 
+import json
+import math
 import socket
 import time
 from collections.abc import Iterator
@@ -123,11 +125,12 @@ def test_a_watch_without_watch_ms_names_index_and_field(client: httpx.Client) ->
 
 def test_nan_and_wrong_dims_in_embeddings_are_422_and_change_nothing(client: httpx.Client) -> None:
     item = item_batch(1, seed=4, prefix="broken")[0]
+    # The right length, so NaN alone is what is wrong (json.dumps writes NaN as JSON never has).
+    embedding = [math.nan, *item["embedding"][1:]]
+    assert len(embedding) == DIMS
     nan = client.post(
         "/v1/items",
-        content=(
-            '{"items": [' + str(item).replace("'", '"').replace("[", "[NaN, ", 1) + "]}"
-        ).encode(),
+        content=json.dumps({"items": [{**item, "embedding": embedding}]}).encode(),
         headers={"content-type": "application/json"},
     )
     assert nan.status_code == 422

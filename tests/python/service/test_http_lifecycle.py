@@ -1,14 +1,16 @@
 """Shutdown and crashes under load: every event acknowledged with 202 is there after a
-restart, after SIGTERM (which exits 0 once drained) and after kill -9 alike."""
+restart, after SIGTERM (which exits 0 once drained, its final snapshot written) and after
+kill -9 alike; through the grace after SIGTERM /readyz says 503 while requests are served."""
 
 from __future__ import annotations
 
 import signal
 import threading
 import time
+from pathlib import Path
 
 import httpx
-from http_server import DIMS, Server, item_batch, make_server
+from http_server import DIMS, Server, item_batch, make_server, watch
 
 BATCH = 50
 
@@ -58,7 +60,12 @@ def _applied(server: Server, users: list[str]) -> dict[str, int]:
         return {u: client.get(f"/v1/users/{u}").json()["events_applied"] for u in users}
 
 
-def _run(server: Server, sig: int) -> tuple[int, dict[str, int], dict[str, int]]:
+def _snapshots(server: Server) -> set[Path]:
+    return set((server.data_dir / "state" / "snapshots").glob("profiles-*.snap"))
+
+
+def _run(server: Server, sig: int) -> tuple[int, set[Path], dict[str, int], dict[str, int]]:
+    """(exit code, snapshots the stop wrote, events acknowledged, events there after restart)"""
     server.start()
     with server.client() as client:
         client.post("/v1/items", json={"items": item_batch(BATCH, seed=51)})
@@ -68,7 +75,9 @@ def _run(server: Server, sig: int) -> tuple[int, dict[str, int], dict[str, int]]
     deadline = time.monotonic() + 30
     while sum(acked.values()) < 40 * BATCH and time.monotonic() < deadline:
         time.sleep(0.05)
+    before = _snapshots(server)
     code = server.stop(sig)
+    written = _snapshots(server) - before  # before the restart, which may write its own
     stop.set()
     for thread in threads:
         thread.join()
@@ -76,14 +85,15 @@ def _run(server: Server, sig: int) -> tuple[int, dict[str, int], dict[str, int]]
     server.start()
     applied = _applied(server, sorted(acked))
     server.stop()
-    return code, acked, applied
+    return code, written, acked, applied
 
 
 def test_sigterm_drains_snapshots_and_exits_zero_losing_nothing(make_server) -> None:
     server = make_server(f"dims = {DIMS}\nshutdown_timeout_s = 10\n")
-    code, acked, applied = _run(server, signal.SIGTERM)
+    server.env["RECSERVE_SHUTDOWN_GRACE_S"] = "1"  # the load goes on through the grace
+    code, written, acked, applied = _run(server, signal.SIGTERM)
     assert code == 0
-    assert list((server.data_dir / "state" / "snapshots").glob("profiles-*.snap"))
+    assert written  # the SIGTERM under load wrote the final snapshot
     for user, count in acked.items():
         # Acknowledged events are all there; a batch the drain finished but whose answer never
         # arrived may be there too.
@@ -92,7 +102,43 @@ def test_sigterm_drains_snapshots_and_exits_zero_losing_nothing(make_server) -> 
 
 def test_kill_9_loses_nothing_acknowledged(make_server) -> None:
     server = make_server(f"dims = {DIMS}\n")
-    code, acked, applied = _run(server, signal.SIGKILL)
+    code, written, acked, applied = _run(server, signal.SIGKILL)
     assert code == -signal.SIGKILL
+    assert not written
     for user, count in acked.items():
         assert count <= applied[user] <= count + 3 * BATCH, user
+
+
+def test_after_sigterm_readyz_is_503_through_the_grace_while_requests_are_served(
+    make_server,
+) -> None:
+    server = make_server(f"dims = {DIMS}\n")
+    server.env["RECSERVE_SHUTDOWN_GRACE_S"] = "4"
+    server.start()
+    assert server.process is not None
+    with server.client() as client:
+        items = {"items": item_batch(BATCH, seed=52)}
+        assert client.post("/v1/items", json=items).status_code == 200
+    before = _snapshots(server)
+    server.process.send_signal(signal.SIGTERM)
+    # Through the grace: /readyz says 503, and a new connection is accepted and served.
+    with server.client() as client:
+        deadline = time.monotonic() + 10
+        while (ready := client.get("/readyz")).status_code != 503:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert ready.json()["status"] == "shutting down"
+        assert ready.headers["retry-after"] == "1"
+    with server.client() as client:  # a fresh connection: the listener still accepts
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/v1/feed/grace-user").status_code == 200
+        events = [watch(f"grace-{i}", "grace-user", f"v{i}") for i in range(3)]
+        assert client.post("/v1/events", json={"events": events}).status_code == 202
+        assert server.process.poll() is None
+    # Then the listener closes, the drain ends with a final snapshot, and the exit is clean.
+    assert server.process.wait(timeout=30) == 0
+    server.process = None
+    assert _snapshots(server) - before
+    server.start()
+    assert _applied(server, ["grace-user"]) == {"grace-user": 3}
+    server.stop()
