@@ -272,6 +272,7 @@ struct Table::Shard {
             return static_cast<std::uint32_t>(next_row++);
         }
         const std::uint32_t victim = lru_head;
+        if (on_evict != nullptr) on_evict(evict_context, header(victim).key.load(std::memory_order_relaxed));
         drop(victim, now);
         evictions.fetch_add(1, std::memory_order_relaxed);
         free_rows.pop_back();
@@ -329,6 +330,8 @@ struct Table::Shard {
     const std::size_t capacity;
     std::uint32_t admit_after = 0;
     std::uint64_t ttl_ns = 0;
+    void (*on_evict)(void*, std::uint64_t) = nullptr;
+    void* evict_context = nullptr;
     std::vector<std::atomic<char*>> chunks;
     std::atomic<Index*> index{nullptr};
     std::atomic<std::size_t> live{0};
@@ -368,6 +371,8 @@ Result<std::unique_ptr<Table>> Table::create(const TableOptions& o) {
     for (std::size_t s = 0; s < o.shards; ++s) {
         auto shard = std::make_unique<Shard>(o.dims, o.words, per_shard);
         shard->admit_after = o.admit_after;
+        shard->on_evict = o.on_evict;
+        shard->evict_context = o.evict_context;
         shard->ttl_ns = static_cast<std::uint64_t>(o.ttl_seconds * 1e9);
         if (o.admit_after > 1) shard->sketch.assign(kSketchDepth * kSketchWidth, 0);
         t->shards_.push_back(std::move(shard));
@@ -587,6 +592,8 @@ std::size_t Table::expire() {
         // The LRU list is in update order: expired rows are at its head.
         while (shard->lru_head != kNoRow) {
             if (shard->unexpired(shard->lru_head, now)) break;
+            if (shard->on_evict != nullptr)
+                shard->on_evict(shard->evict_context, shard->header(shard->lru_head).key.load(std::memory_order_relaxed));
             shard->drop(shard->lru_head, now);
             shard->evictions.fetch_add(1, std::memory_order_relaxed);
             ++dropped;

@@ -146,6 +146,12 @@ bool set_item_vector(void* context, const embed::RowView& row) {
     return true;
 }
 
+void forget_log(void* context, std::uint64_t user) {
+    Profiles::UserLogs::Shard& shard = static_cast<Profiles::UserLogs*>(context)->of(user);
+    std::unique_lock<std::shared_mutex> lock(shard.lock);
+    shard.logs.erase(user);
+}
+
 }  // namespace
 
 Profiles::Profiles(const ProfilesOptions& options) : options_(options), logs_(std::make_unique<UserLogs>()) {}
@@ -163,8 +169,10 @@ Result<std::unique_ptr<Profiles>> Profiles::create(const ProfilesOptions& o) {
     // capacity (rows are allocated as shards fill, so the room costs nothing until used); the
     // total is then bounded by its owner: set_items refuses, evict_users makes room.
     const std::size_t user_rows = o.user_lru ? o.user_capacity : o.user_capacity * o.shards;
-    Result<std::unique_ptr<embed::Table>> users =
-        embed::Table::create({2 * o.dims, user_rows, o.shards, 0.0, 0, kUserTableWords});
+    embed::TableOptions user_table{2 * o.dims, user_rows, o.shards, 0.0, 0, kUserTableWords};
+    user_table.on_evict = forget_log;  // a user the table drops takes their seen-set along
+    user_table.evict_context = p->logs_.get();
+    Result<std::unique_ptr<embed::Table>> users = embed::Table::create(user_table);
     if (!users.is_ok()) return Status::invalid_argument("user table: " + users.status().message());
     Result<std::unique_ptr<embed::Table>> items =
         embed::Table::create({o.dims, o.item_capacity * o.shards, o.shards, 0.0, 0, kItemWords});

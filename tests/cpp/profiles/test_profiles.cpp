@@ -286,6 +286,25 @@ TEST(Profiles, WithoutUserLruTheTableNeverDropsAUserByItself) {
     EXPECT_EQ(p->stats().user_table.evictions, 0u);
 }
 
+TEST(Profiles, AUserTheLruTableDropsTakesTheirSeenSetAlong) {
+    ProfilesOptions o;
+    o.dims = kDims;
+    o.user_capacity = o.item_capacity = 16;
+    o.shards = 1;
+    auto p = std::move(Profiles::create(o)).value();
+    Events e;
+    for (std::uint64_t u = 1; u <= 40; ++u) e.add(u, 100 + u, EventType::kImpression, u);
+    ASSERT_TRUE(p->apply(e.batch()).is_ok());
+    EXPECT_EQ(p->stats().users, 16u);
+    EXPECT_EQ(p->recent_items(1), std::vector<std::uint64_t>{});  // dropped with its row
+    EXPECT_EQ(p->recent_items(40), std::vector<std::uint64_t>{140});
+    auto q = std::move(Profiles::create(o)).value();  // only the 16 users that stayed
+    Events last;
+    for (std::uint64_t u = 25; u <= 40; ++u) last.add(u, 100 + u, EventType::kImpression, u);
+    ASSERT_TRUE(q->apply(last.batch()).is_ok());
+    EXPECT_EQ(p->snapshot(1).size(), q->snapshot(1).size());  // no log of a dropped user left
+}
+
 TEST(Profiles, EraseUserForgetsRowSeenSetAndEventKeys) {
     auto p = make();
     Events e;

@@ -48,6 +48,10 @@ struct TableOptions {
     double ttl_seconds = 0.0;        // 0: rows never expire
     std::uint32_t admit_after = 0;   // 0 or 1: every key is admitted at once
     std::size_t words = 0;           // uint64 values per row beside the floats
+    // Called under the shard's writer lock with each row the table drops by itself (LRU or
+    // TTL) before it goes, so an owner can drop what it keeps beside the row.
+    void (*on_evict)(void* context, std::uint64_t key) = nullptr;
+    void* evict_context = nullptr;
 };
 
 // One row as update() hands it to its function: a private copy, published only if the
