@@ -367,6 +367,9 @@ Status IndexImpl<Storage>::deserialize(const IndexFileHeader& h, const std::vect
     if (body.size() / per_slot < slots) return corrupt("header claims " + std::to_string(slots) + " slots, body is too short");
     if (!graph_.reserve(slots) || (exact_ && !exact_->slots().reserve(slots)))
         return Status::unavailable("out of memory loading " + std::to_string(slots) + " slots");
+    // Count the slots before init_node allocates their upper link lists: the destructor frees
+    // the lists of counted slots, so a file refused below leaks nothing.
+    graph_.restore(slots, {kNoSlot, -1}, {});
     ByteReader r(body.data(), body.size());
     std::vector<std::uint64_t> labels(slots);
     std::vector<std::uint8_t> levels(slots);
@@ -376,8 +379,14 @@ Status IndexImpl<Storage>::deserialize(const IndexFileHeader& h, const std::vect
         return corrupt("truncated slot table");
     for (std::uint32_t s = 0; s < slots; ++s) {
         if (levels[s] > kMaxLevel) return corrupt("slot " + std::to_string(s) + " has level " + std::to_string(levels[s]));
-        if (states[s] > static_cast<std::uint8_t>(SlotState::kFree)) return corrupt("slot " + std::to_string(s) + " has a bad state");
-        graph_.init_node(s, labels[s], states[s] == static_cast<std::uint8_t>(SlotState::kFree) ? 0 : levels[s]);
+        // A saved slot is live, deleted or free: kUnused exists only inside an add(), and
+        // repair() would never unlink such a node, leaving links to the slots it frees.
+        if (states[s] == static_cast<std::uint8_t>(SlotState::kUnused) || states[s] > static_cast<std::uint8_t>(SlotState::kFree))
+            return corrupt("slot " + std::to_string(s) + " has a bad state");
+        // repair() leaves a freed slot at level 0 with no links, and save() writes it so.
+        if (states[s] == static_cast<std::uint8_t>(SlotState::kFree) && levels[s] != 0)
+            return corrupt("free slot " + std::to_string(s) + " has level " + std::to_string(levels[s]));
+        graph_.init_node(s, labels[s], levels[s]);
     }
     const auto check_list = [&](std::uint32_t s, int l) -> Status {
         std::uint32_t* list = graph_.links(s, l);
@@ -388,7 +397,11 @@ Status IndexImpl<Storage>::deserialize(const IndexFileHeader& h, const std::vect
                 return corrupt("slot " + std::to_string(s) + " links to a bad slot");
         return Status::ok();
     };
-    for (std::uint32_t s = 0; s < slots; ++s) RECSERVE_RETURN_IF_ERROR(check_list(s, 0));
+    for (std::uint32_t s = 0; s < slots; ++s) {
+        RECSERVE_RETURN_IF_ERROR(check_list(s, 0));
+        if (states[s] == static_cast<std::uint8_t>(SlotState::kFree) && graph_.links(s, 0)[0] != 0)
+            return corrupt("free slot " + std::to_string(s) + " has links");
+    }
     for (std::uint32_t s = 0; s < slots; ++s)
         for (int l = 1; l <= graph_.meta(s).level; ++l) RECSERVE_RETURN_IF_ERROR(check_list(s, l));
     for (std::uint32_t s = 0; s < slots; ++s)
@@ -405,12 +418,18 @@ Status IndexImpl<Storage>::deserialize(const IndexFileHeader& h, const std::vect
     std::uint64_t tombstones = 0;
     if (!r.bytes(free_list.data(), free_count * sizeof(std::uint32_t)) || !r.get(tombstones) || !r.at_end())
         return corrupt("bad free list or trailing bytes");
+    // The free list names free slots, each once, and every one of them (one left off would
+    // never be reused).
     std::vector<bool> listed(slots, false);
     for (std::uint32_t s : free_list) {
         if (s >= slots || states[s] != static_cast<std::uint8_t>(SlotState::kFree) || listed[s]) return corrupt("bad free list");
         listed[s] = true;
     }
-    if (entry_slot != kNoSlot && (entry_slot >= slots || entry_level != levels[entry_slot]))
+    if (static_cast<std::size_t>(std::count(states.begin(), states.end(), static_cast<std::uint8_t>(SlotState::kFree))) != free_count)
+        return corrupt("bad free list");
+    // A search starts at the entry point: a free slot there is no node of the graph.
+    if (entry_slot != kNoSlot && (entry_slot >= slots || states[entry_slot] == static_cast<std::uint8_t>(SlotState::kFree) ||
+                                  entry_level != levels[entry_slot]))
         return corrupt("bad entry point");
     for (std::uint32_t s = 0; s < slots; ++s) {
         graph_.set_state(s, static_cast<SlotState>(states[s]));

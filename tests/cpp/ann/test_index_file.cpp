@@ -3,6 +3,7 @@
 // damaged file (truncated, padded, a byte flipped, a field rewritten behind valid checksums) is
 // kCorrupt, never a crash.
 #include <gtest/gtest.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -584,6 +585,80 @@ TEST_F(DamagedIndexFile, BadBodyFieldsBehindValidChecksumsAreCorrupt) {
                          [this](auto& b) { poke<std::uint32_t>(b, tail_at() + 12, std::uint32_t(slots_ + 7)); });
     expect_corrupt_after("one byte more in the body", [](auto& b) { b.push_back('\0'); });
 }
+
+// Regression (found by cpp/fuzz/fuzz_index_file): the entry point was checked against the
+// slot's level byte only. A free slot gets no upper link lists whatever that byte says, so a
+// file naming one as the entry at level >= 1 loaded, and the first search read links through a
+// null pointer. Now a free slot must be at level 0, and the entry point must not be free.
+TEST_F(DamagedIndexFile, EntryPointOnAFreeSlotIsCorrupt) {
+    ASSERT_GE(free_, 1u);
+    for (const std::uint8_t level : {1, 0}) {
+        expect_corrupt_after("entry point on a free slot", [this, level](auto& b) {
+            std::uint32_t free_slot;
+            std::memcpy(&free_slot, b.data() + tail_at() + 12, 4);  // the free list's first slot: unlinked
+            poke<std::uint8_t>(b, levels_at() + free_slot, level);
+            poke<std::uint32_t>(b, tail_at(), free_slot);
+            poke<std::int32_t>(b, tail_at() + 4, level);
+        });
+    }
+}
+
+// Regression (found by cpp/fuzz/fuzz_index_file): slots in states save() never writes loaded,
+// and compact() (which unlinks dead nodes from live ones only) then left links from them to the
+// slots it freed: the index saved a file it refused to load. A saved slot is live, deleted or
+// free; a free slot is at level 0, has no links, and is on the free list.
+TEST_F(DamagedIndexFile, SlotsInStatesSaveNeverWritesAreCorrupt) {
+    const auto entry_slot = [this](const std::vector<char>& b) {
+        std::uint32_t slot;
+        std::memcpy(&slot, b.data() + tail_at(), 4);
+        return slot;
+    };
+    const auto first_free = [this](const std::vector<char>& b) {
+        std::uint32_t slot;
+        std::memcpy(&slot, b.data() + tail_at() + 12, 4);
+        return slot;
+    };
+    expect_corrupt_after("a live slot in state unused (0)",
+                         [&](auto& b) { poke<std::uint8_t>(b, states_at() + entry_slot(b), 0); });
+    expect_corrupt_after("a free slot at level 1", [&](auto& b) { poke<std::uint8_t>(b, levels_at() + first_free(b), 1); });
+    expect_corrupt_after("a free slot with a link", [&](auto& b) {
+        const std::size_t list = links0_at() + first_free(b) * 4 * (1 + 2 * kM);
+        poke<std::uint32_t>(b, list, 1);
+        poke<std::uint32_t>(b, list + 4, entry_slot(b));
+    });
+    expect_corrupt_after("a free slot left off the free list", [this](auto& b) {
+        poke<std::uint32_t>(b, tail_at() + 8, std::uint32_t(free_ - 1));
+        const auto last = b.begin() + static_cast<std::ptrdiff_t>(tail_at() + 12 + 4 * (free_ - 1));
+        b.erase(last, last + 4);
+    });
+}
+
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+// Regression (found by cpp/fuzz/fuzz_index_file under LeakSanitizer): a file refused after its
+// slot table (here: a link past the last slot) leaked the upper link lists of every slot read
+// so far, because the graph's destructor frees only the slots it counts and they were counted
+// at the very end. Measured with glibc's heap statistics: the sanitizers replace malloc.
+TEST_F(DamagedIndexFile, AFileRefusedAfterItsSlotTableLeaksNothing) {
+    const std::size_t list0 = 4 * (1 + 2 * kM);
+    std::vector<char> bad = good_;
+    poke<std::uint32_t>(bad, links0_at() + (slots_ - 1) * list0, 1);
+    poke<std::uint32_t>(bad, links0_at() + (slots_ - 1) * list0 + 4, std::uint32_t(slots_));
+    reseal(bad);
+    const fs::path p = path("refused.rsvann");
+    write_bytes(p, bad.data(), bad.size());
+    const auto load_refused = [&] {
+        auto r = Index::load(p.string());
+        ASSERT_FALSE(r.is_ok());
+        EXPECT_EQ(r.status().code(), StatusCode::kCorrupt) << r.status().message();
+    };
+    load_refused();  // warm up whatever the first load allocates once
+    const std::size_t before = mallinfo2().uordblks;
+    for (int i = 0; i < 200; ++i) load_refused();
+    const std::size_t after = mallinfo2().uordblks;
+    // Leaked, the lists of this file's upper-level nodes were hundreds of bytes per load.
+    EXPECT_LT(after, before + 4096) << "bytes in use grew from " << before << " to " << after;
+}
+#endif
 
 }  // namespace
 }  // namespace recserve::ann
