@@ -40,6 +40,7 @@ class ByteReader {
     bool get(T& v) { return bytes(&v, sizeof(T)); }
     bool bytes(void* out, std::size_t n) {
         if (static_cast<std::size_t>(end_ - p_) < n) return false;
+        if (n == 0) return true;  // out may be an empty vector's null data(): memcpy(nullptr, ..., 0) is UB
         std::memcpy(out, p_, n);
         p_ += n;
         return true;
