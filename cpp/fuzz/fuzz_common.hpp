@@ -1,0 +1,105 @@
+// Helpers shared by the libFuzzer harnesses of cpp/fuzz (not part of the core library).
+//
+//   with_valid_checksums  a copy of a file image whose header and body CRC-32C fields are
+//                         recomputed, so the fuzzer's mutations reach the parser behind them
+//   TempFile              the loaders take a path: each harness writes its input to one file
+//                         (in /dev/shm where there is one) and loads it from there
+//   Chunks                [u32 length][bytes] framing, for harnesses that take several byte
+//                         strings (user images, record batches); make_corpus.cpp writes it
+//   FUZZ_CHECK            an invariant the decoder's caller relies on: abort (a finding) if false
+#pragma once
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "recserve/base/crc32c.hpp"
+
+#define FUZZ_CHECK(cond)                                                                       \
+    do {                                                                                       \
+        if (!(cond)) {                                                                         \
+            std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
+            std::abort();                                                                      \
+        }                                                                                      \
+    } while (0)
+
+namespace recserve::fuzz {
+
+// Every recserve file format has a 64-byte header whose last 4 bytes are the CRC-32C of the
+// 60 before them, and a body CRC-32C at body_crc_at covering the bytes after the header.
+inline constexpr std::size_t kHeaderBytes = 64;
+inline constexpr std::size_t kHeaderCrcAt = 60;
+
+inline std::vector<char> with_valid_checksums(const std::uint8_t* data, std::size_t size, std::size_t body_crc_at) {
+    std::vector<char> out(data, data + size);
+    if (size < kHeaderBytes) return out;
+    const std::uint32_t body_crc = crc32c(out.data() + kHeaderBytes, size - kHeaderBytes);
+    std::memcpy(out.data() + body_crc_at, &body_crc, sizeof(body_crc));
+    const std::uint32_t header_crc = crc32c(out.data(), kHeaderCrcAt);
+    std::memcpy(out.data() + kHeaderCrcAt, &header_crc, sizeof(header_crc));
+    return out;
+}
+
+class TempFile {
+  public:
+    explicit TempFile(const char* name) {
+        const char* dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : (std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp");
+        path_ = std::string(dir) + "/recserve-fuzz-" + std::to_string(getpid()) + "-" + name;
+    }
+    ~TempFile() {
+        std::remove(path_.c_str());
+        std::remove((path_ + ".tmp").c_str());
+    }
+    TempFile(const TempFile&) = delete;
+    TempFile& operator=(const TempFile&) = delete;
+
+    const std::string& path() const { return path_; }
+    void write(const void* data, std::size_t size) const {
+        std::FILE* f = std::fopen(path_.c_str(), "wb");
+        FUZZ_CHECK(f != nullptr);
+        FUZZ_CHECK(size == 0 || std::fwrite(data, 1, size, f) == size);
+        FUZZ_CHECK(std::fclose(f) == 0);
+    }
+    std::vector<char> read() const {
+        std::vector<char> out;
+        std::FILE* f = std::fopen(path_.c_str(), "rb");
+        FUZZ_CHECK(f != nullptr);
+        char buf[1 << 14];
+        for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) out.insert(out.end(), buf, buf + n);
+        std::fclose(f);
+        return out;
+    }
+
+  private:
+    std::string path_;
+};
+
+// [u32 little-endian length][that many bytes], repeated; a length past the end takes the rest.
+class Chunks {
+  public:
+    Chunks(const std::uint8_t* data, std::size_t size) : p_(data), end_(data + size) {}
+    bool next(std::string_view& out) {
+        if (end_ - p_ < 4) return false;
+        std::uint32_t n;
+        std::memcpy(&n, p_, sizeof n);
+        p_ += 4;
+        const std::size_t take = std::min<std::size_t>(n, static_cast<std::size_t>(end_ - p_));
+        out = std::string_view(reinterpret_cast<const char*>(p_), take);
+        p_ += take;
+        return true;
+    }
+
+  private:
+    const std::uint8_t* p_;
+    const std::uint8_t* end_;
+};
+
+}  // namespace recserve::fuzz

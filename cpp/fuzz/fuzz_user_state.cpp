@@ -1,0 +1,95 @@
+// Fuzzes the user byte images that stores keep outside the process (profiles/user_state.cpp,
+// Profiles::import_users). The input is chunks (fuzz_common.hpp), three per user: the user's
+// key (8 bytes, little-endian; shorter is zero-padded), its vectors image, its state image; at
+// most 4 users. An import that succeeds must round-trip: a user named once exports the very
+// images it was given, then takes events and reads.
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "fuzz_common.hpp"
+#include "recserve/profiles/profiles.hpp"
+
+namespace {
+
+using recserve::profiles::Profiles;
+using recserve::profiles::ProfilesOptions;
+
+constexpr std::size_t kMaxUsers = 4;
+
+ProfilesOptions options() {
+    ProfilesOptions o;
+    o.dims = 4;
+    o.user_capacity = o.item_capacity = 64;
+    o.shards = 4;
+    o.seen = {8, 64, 4};
+    o.event_key_window = 8;
+    return o;
+}
+
+void exercise(Profiles& p, std::uint64_t user) {
+    std::uint64_t words[recserve::profiles::kUserWords];
+    bool found = false;
+    p.user_words(&user, 1, words, &found);
+    FUZZ_CHECK(found);
+    const std::uint64_t first_seq = words[recserve::profiles::kHighWaterSeq] + 1;
+    if (first_seq == 0) return;  // the high-water mark is 2^64-1: no event can follow
+    constexpr std::size_t kEvents = 20;
+    std::vector<std::uint64_t> users(kEvents, user), items(kEvents), seq(kEvents), keys(kEvents);
+    std::vector<std::uint8_t> types(kEvents);
+    std::vector<std::uint32_t> watch(kEvents, 2000), duration(kEvents, 10000);
+    std::vector<std::int64_t> ts(kEvents);
+    for (std::size_t i = 0; i < kEvents; ++i) {
+        items[i] = 200 + i;
+        seq[i] = first_seq + i < first_seq ? first_seq : first_seq + i;
+        keys[i] = 0xCAFE0 + i;
+        types[i] = static_cast<std::uint8_t>(i % recserve::profiles::kEventTypes);
+        ts[i] = static_cast<std::int64_t>(5000 * i);
+    }
+    recserve::profiles::EventBatch batch{kEvents,      users.data(), items.data(), types.data(), watch.data(),
+                                         duration.data(), ts.data(), seq.data(),   keys.data()};
+    FUZZ_CHECK(p.apply(batch).is_ok());
+    bool seen[kEvents];
+    p.seen(user, items.data(), kEvents, seen);
+    (void)p.recent_items(user);
+    float long_term[4], session[4];
+    p.user_vectors(&user, 1, 200000, long_term, session, &found);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    recserve::fuzz::Chunks chunks(data, size);
+    std::vector<std::uint64_t> users;
+    std::vector<std::vector<char>> vectors, states;
+    std::string_view key, vec, state;
+    while (users.size() < kMaxUsers && chunks.next(key) && chunks.next(vec) && chunks.next(state)) {
+        std::uint64_t k = 0;
+        std::memcpy(&k, key.data(), std::min(key.size(), sizeof k));
+        users.push_back(k);
+        vectors.emplace_back(vec.begin(), vec.end());
+        states.emplace_back(state.begin(), state.end());
+    }
+    auto created = Profiles::create(options());
+    FUZZ_CHECK(created.is_ok());
+    Profiles& p = *created.value();
+    std::size_t imported = 0;
+    if (!p.import_users(users.data(), vectors.data(), states.data(), users.size(), &imported).is_ok()) {
+        FUZZ_CHECK(p.stats().users == 0);  // a refused batch changes nothing
+        return 0;
+    }
+    for (std::size_t i = 0; i < users.size(); ++i) {
+        std::size_t named = 0;
+        for (std::uint64_t u : users) named += u == users[i];
+        if (named != 1) continue;
+        std::vector<char> v, s;
+        FUZZ_CHECK(p.export_user(users[i], &v, &s));
+        FUZZ_CHECK(v == vectors[i]);
+        FUZZ_CHECK(s == states[i]);
+    }
+    for (std::uint64_t u : users) exercise(p, u);
+    return 0;
+}
