@@ -34,6 +34,10 @@ def test_precedence_is_overrides_then_environment_then_file(
         'media_url_template = "https://cdn/x"\n',
         '[[experiments]]\nname = "e"\narms = [{name = "a"}, {name = "a"}]\n',
         "[feed]\ndefault_n = 50\nmax_n = 10\n",
+        "max_body_bytes = 65536\nmax_inflight_bytes = 65535\n",  # a full body could never fit
+        "body_timeout_s = 0\n",
+        "max_blocked_creators = 10001\n",
+        "shutdown_grace_s = -1\n",
     ],
 )
 def test_bad_settings_are_refused_at_load(tmp_path: Path, text: str) -> None:
