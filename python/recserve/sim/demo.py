@@ -39,6 +39,7 @@ impression_log = false
 snapshot_interval_s = 3600
 clock = "events"  # simulated time: the same feeds in process and over HTTP
 index_threads = 1  # the same ANN graph on every run
+shutdown_grace_s = 0  # no load balancer to drain: stop at once
 
 [feed]
 precompute = false  # one item per request: no page to compute ahead
