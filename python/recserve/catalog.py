@@ -12,8 +12,9 @@ the catalogue; re-posting it later adds it again, as a returning item (not a new
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,9 +22,14 @@ import numpy.typing as npt
 
 from recserve import ann
 from recserve._arrays import as_vectors
+from recserve._columns import read_columns, string_columns, strings, write_columns
+from recserve._core import CorruptFileError
 from recserve.ids import key_of
 
-__all__ = ["Catalog", "Item"]
+__all__ = ["Catalog", "CatalogImage", "Item"]
+
+FILE_MAGIC = b"RSCATLG1"  # the snapshot file of CatalogImage.write
+FILE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,26 @@ class Item:
     def from_row(cls, row: Sequence[Any]) -> Item:
         id_, creator, duration, tags, created, media = row
         return cls(id_, creator, duration, tuple(tags), created, media)
+
+    @classmethod
+    def _stored(
+        cls,
+        id_: str,
+        creator_id: str,
+        duration_ms: int,
+        tags: tuple[str, ...],
+        created_at: int,
+        media_key: str | None,
+        key: int,
+    ) -> Item:
+        """An item read back from a checksummed catalogue file: checked when it was posted,
+        its key as stored (no hashing), so a million come back in well under a second."""
+        item = object.__new__(cls)
+        object.__setattr__(item, "__dict__", {
+            "id": id_, "creator_id": creator_id, "duration_ms": duration_ms, "tags": tags,
+            "created_at": created_at, "media_key": media_key, "key": key,
+        })  # fmt: skip
+        return item
 
 
 class Catalog:
@@ -258,6 +284,139 @@ class Catalog:
             self.upsert(items, vectors_of(keys))
         self._allocate_rows([int(k) for k in state["known"]])  # taken down: known, not live
 
+    # ---- snapshot files: columns instead of JSON, and the index as saved -------------------
+    def image(self) -> CatalogImage:
+        """The metadata now, to write later (``CatalogImage.write``): three C-level list copies
+        (items are immutable), so take it with applies paused. The index is not in it: see
+        ``restore_columns``."""
+        return CatalogImage(
+            list(self._row_of), list(self._items.values()), list(self._creator_code)
+        )
+
+    @staticmethod
+    def read(path: Path) -> dict[str, npt.NDArray[Any]]:
+        """The verified columns of a file ``CatalogImage.write`` wrote (CorruptFileError if it
+        is damaged), for ``restore_columns``."""
+        return read_columns(path, FILE_MAGIC, FILE_VERSION)
+
+    def index_mismatch(self, index: ann.Index) -> str | None:
+        """Why a saved index cannot serve this catalogue (other dims or parameters), or None."""
+        ours, theirs = self.index, index
+        for name in ("dims", "metric", "dtype", "M", "ef_construction", "rerank"):
+            if getattr(ours, name) != getattr(theirs, name):
+                mine, saved = getattr(ours, name), getattr(theirs, name)
+                return f"its {name} is {saved!r}, the catalogue's {mine!r}"
+        return None
+
+    def restore_columns(
+        self,
+        columns: Mapping[str, npt.NDArray[Any]],
+        vectors_of: Callable[[npt.NDArray[np.uint64]], Any],
+        index: ann.Index | None = None,
+    ) -> None:
+        """Loads an empty catalogue from ``CatalogImage.columns`` output. ``index``: the index
+        saved with it (``index_mismatch`` None), used as it is: it may hold changes made after
+        the image (it is saved later, without pausing applies), which the log's records after
+        the image put right when they are replayed (an add replaces, a removal of an absent id
+        is a no-op). None: the index is built from ``vectors_of(keys)``, the slow path.
+        CorruptFileError if the columns are inconsistent."""
+        if self._row_of or self._items:
+            raise RuntimeError("restore_columns loads an empty catalogue")
+        try:
+            row_keys, keys = columns["row_keys"], columns["key"]
+            creator_of, durations = columns["creator"], columns["duration_ms"]
+            created, media_present = columns["created_at"], columns["media.present"]
+            tagset_of, tagset_offsets = columns["tagset"], columns["tagset.offsets"]
+            tagset_tags = columns["tagset.tags"]
+        except KeyError as missing:
+            raise CorruptFileError(f"the catalogue columns lack {missing}") from None
+        ids = strings(columns, "id")
+        creators = strings(columns, "creators")
+        media = strings(columns, "media")
+        tags = strings(columns, "tags")
+        n, n_rows = len(keys), len(row_keys)
+        if (
+            {len(ids), len(creator_of), len(durations), len(created), len(media),
+             len(media_present), len(tagset_of)} != {n}
+            or _out_of(creator_of, len(creators)) or _out_of(tagset_of, len(tagset_offsets) - 1)
+            or _out_of(tagset_tags, len(tags))
+            or not (len(tagset_offsets) and tagset_offsets[0] == 0
+                    and tagset_offsets[-1] == len(tagset_tags)
+                    and not (np.diff(tagset_offsets.astype(np.int64)) < 0).any())
+        ):  # fmt: skip
+            raise CorruptFileError("the catalogue columns are inconsistent")
+        order = np.argsort(row_keys, kind="stable")
+        sorted_keys = row_keys[order]
+        if n_rows > 1 and not (sorted_keys[1:] != sorted_keys[:-1]).all():
+            raise CorruptFileError("the catalogue columns hold a row key twice")
+        at = np.minimum(np.searchsorted(sorted_keys, keys), max(n_rows - 1, 0))
+        if n and (not n_rows or not (sorted_keys[at] == keys).all()):
+            raise CorruptFileError("the catalogue columns hold an item without a row")
+        item_rows = order[at]
+        # Distinct tag sets once (shared tuples), then one item per row of the columns.
+        set_bounds = tagset_offsets.tolist()
+        tag_codes = tagset_tags.tolist()
+        tagsets = [
+            tuple(tags[t] for t in tag_codes[a:b])
+            for a, b in zip(set_bounds[:-1], set_bounds[1:], strict=True)
+        ]
+        media_keys = [m if p else None for m, p in zip(media, media_present.tolist(), strict=True)]
+        key_list = keys.tolist()
+        items = list(map(
+            Item._stored, ids, [creators[c] for c in creator_of.tolist()], durations.tolist(),
+            [tagsets[t] for t in tagset_of.tolist()], created.tolist(), media_keys, key_list,
+        ))  # fmt: skip
+        self._items = dict(zip(key_list, items, strict=True))
+        if len(self._items) != n:
+            raise CorruptFileError("the catalogue columns hold an item twice")
+        self._row_of = dict(zip(row_keys.tolist(), range(n_rows), strict=True))
+        size = max(n_rows, 1024)
+        self._live = np.zeros(size, dtype=bool)
+        self._created_s = np.zeros(size, dtype=np.float64)
+        self._creator = np.zeros(size, dtype=np.int64)
+        self._live[item_rows] = True
+        self._created_s[item_rows] = created / 1000.0
+        self._creator[item_rows] = creator_of
+        self._creator_code = {creator: code for code, creator in enumerate(creators)}
+        self._sorted = (sorted_keys.copy(), order.astype(np.int64))
+        self._recent_rows = {}
+        self._by_tag = self._tag_sets(keys, tagset_of, tagset_offsets, tagset_tags, tags)
+        self._keys = None
+        if index is None:
+            live = np.asarray(keys, dtype=np.uint64)
+            if n:
+                self.index.add(live, vectors_of(live), threads=self.index_threads)
+        else:
+            self.index = index
+
+    @staticmethod
+    def _tag_sets(
+        keys: npt.NDArray[Any],
+        tagset_of: npt.NDArray[Any],
+        tagset_offsets: npt.NDArray[Any],
+        tagset_tags: npt.NDArray[Any],
+        tags: list[str],
+    ) -> dict[str, set[int]]:
+        """tag -> keys carrying it, from each item's tag set, in numpy (no loop per item)."""
+        offsets = tagset_offsets.astype(np.int64)
+        sizes = np.diff(offsets)[tagset_of]
+        total = int(sizes.sum())
+        if not total:
+            return {}
+        # Position of each (item, tag) pair in tagset_tags: its set's start plus its rank.
+        starts = np.repeat(offsets[:-1][tagset_of] - (np.cumsum(sizes) - sizes), sizes)
+        flat = tagset_tags[starts + np.arange(total)]
+        owners = np.repeat(np.asarray(keys, dtype=np.uint64), sizes)
+        by = np.argsort(flat, kind="stable")
+        flat, owners = flat[by], owners[by]
+        cuts = np.flatnonzero(np.diff(flat)) + 1
+        return {
+            tags[int(chunk_tags[0])]: set(chunk_keys.tolist())
+            for chunk_tags, chunk_keys in zip(
+                np.split(flat, cuts), np.split(owners, cuts), strict=True
+            )
+        }
+
     def get(self, item_id: str) -> Item | None:
         return self._items.get(key_of(item_id))
 
@@ -280,3 +439,54 @@ class Catalog:
 
     def __contains__(self, item_id: object) -> bool:
         return isinstance(item_id, str) and key_of(item_id) in self._items
+
+
+class CatalogImage:
+    """The catalogue's metadata at one moment (``Catalog.image``), as columns or a file:
+    every row's key (taken-down items keep theirs), the live items, the creator codes."""
+
+    def __init__(self, row_keys: list[int], items: list[Item], creators: list[str]) -> None:
+        self.row_keys = row_keys
+        self.items = items
+        self.creators = creators
+
+    def write(self, path: Path) -> None:
+        """Writes the file whole (temporary file, fsync, rename)."""
+        write_columns(path, FILE_MAGIC, FILE_VERSION, self.columns())
+
+    def columns(self) -> dict[str, npt.NDArray[Any]]:
+        """Tag sets and creators are stored once each, items refer to them by number."""
+        items, n = self.items, len(self.items)
+        creator_code = {creator: code for code, creator in enumerate(self.creators)}
+        tagset_code: dict[tuple[str, ...], int] = {}
+        columns: dict[str, npt.NDArray[Any]] = {
+            "row_keys": np.array(self.row_keys, dtype=np.uint64),
+            "key": np.fromiter((item.key for item in items), np.uint64, n),
+            "creator": np.fromiter((creator_code[item.creator_id] for item in items), np.uint32, n),
+            "duration_ms": np.fromiter((item.duration_ms for item in items), np.int64, n),
+            "created_at": np.fromiter((item.created_at for item in items), np.int64, n),
+            "media.present": np.fromiter(
+                (item.media_key is not None for item in items), np.uint8, n
+            ),
+            "tagset": np.fromiter(
+                (tagset_code.setdefault(item.tags, len(tagset_code)) for item in items),
+                np.uint32,
+                n,
+            ),
+        }
+        tag_code: dict[str, int] = {}
+        columns["tagset.tags"] = np.array(
+            [tag_code.setdefault(tag, len(tag_code)) for tagset in tagset_code for tag in tagset],
+            dtype=np.uint32,
+        )
+        lengths = np.fromiter(map(len, tagset_code), np.uint64, len(tagset_code))
+        columns["tagset.offsets"] = np.concatenate(([0], np.cumsum(lengths))).astype(np.uint64)
+        columns.update(string_columns("id", [item.id for item in items]))
+        columns.update(string_columns("media", [item.media_key or "" for item in items]))
+        columns.update(string_columns("creators", self.creators))
+        columns.update(string_columns("tags", list(tag_code)))
+        return columns
+
+
+def _out_of(codes: npt.NDArray[Any], size: int) -> bool:
+    return bool(len(codes) and int(codes.max()) >= size)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from recserve._core import CorruptFileError
 from recserve.amplify import Amplifier, AmplifyConfig, Tier
 from recserve.profiles import Events, Profiles, ProfilesConfig
 
@@ -146,3 +148,57 @@ def test_an_established_item_is_graduated_at_once_and_never_open() -> None:
     assert amplifier.counts()["graduated"] == 1
     restored = Amplifier.from_dict(amplifier.to_dict())
     assert restored.state(1)["state"] == "graduated"
+
+
+def _judged() -> Amplifier:
+    a = Amplifier(CONFIG)
+    for item in range(10):
+        a.enter(item, now_ms=item // 4, counters={"impressions": item % 3})  # shared histories
+    a.enter(20, now_ms=3, established=True)
+    a.observe([1], stats(100, completions=70, likes=10), now_ms=5)
+    a.observe([2], stats(100, completions=5, fast_skips=80), now_ms=9)
+    a.observe([3], stats(100, completions=70, likes=10), now_ms=6)
+    a.observe([3], stats(1100, completions=770, likes=110), now_ms=7)
+    a.remove(4)
+    return a
+
+
+def test_state_survives_a_columns_round_trip(tmp_path: Path) -> None:
+    a = _judged()
+    a.image().write(tmp_path / "amplifier.bin")
+    b = Amplifier.from_columns(Amplifier.read(tmp_path / "amplifier.bin"), CONFIG)
+    assert b.to_dict() == a.to_dict()
+    assert sorted(b.open_items().tolist()) == sorted(a.open_items().tolist())
+    assert b.counts() == a.counts()
+    later = stats(1100, completions=770, likes=110)
+    assert b.observe([1], later, now_ms=8) == a.observe([1], later, now_ms=8)
+    assert b.to_dict() == a.to_dict()
+
+
+def test_an_image_is_the_state_when_it_was_taken(tmp_path: Path) -> None:
+    a = _judged()
+    image, before = a.image(), a.to_dict()
+    a.observe([1], stats(1100, completions=770, likes=110), now_ms=8)  # after the image
+    a.enter(30, now_ms=9)
+    image.write(tmp_path / "amplifier.bin")
+    assert (
+        Amplifier.from_columns(Amplifier.read(tmp_path / "amplifier.bin"), CONFIG).to_dict()
+        == before
+    )
+
+
+def test_columns_refuse_a_tier_the_configuration_no_longer_has(tmp_path: Path) -> None:
+    _judged().image().write(tmp_path / "amplifier.bin")
+    one_tier = AmplifyConfig(tiers=(Tier(budget=100),))
+    with pytest.raises(ValueError, match="tier 1 of 1"):
+        Amplifier.from_columns(Amplifier.read(tmp_path / "amplifier.bin"), one_tier)
+
+
+def test_a_damaged_amplification_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "amplifier.bin"
+    _judged().image().write(path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError):
+        Amplifier.read(path)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from recserve import ann
+from recserve._core import CorruptFileError
 from recserve.catalog import Catalog, Item
 from recserve.ids import key_of
 
@@ -137,3 +141,104 @@ def test_state_restores_metadata_and_remembers_taken_down_items() -> None:
     assert restored.get("v1") == c.get("v1")
     assert "v2" not in restored
     assert len(restored.upsert([Item("v2", "c", 1000)], vecs[2:])) == 0  # returning, not new
+
+
+def _grown_catalog() -> tuple[Catalog, dict[int, np.ndarray]]:
+    """Tags, media keys and creators of every kind, takedowns, a re-post and a new vector."""
+    c = Catalog(DIMS)
+    posted = [
+        Item(f"v{i}", f"c{i % 7}", 1000 + i, tuple(f"t{j}" for j in range(i % 3)), 10 * i,
+             None if i % 2 else f"media/é{i}")
+        for i in range(300)
+    ]  # fmt: skip
+    vecs = vectors(300, 4)
+    c.upsert(posted[:200], vecs[:200])
+    c.upsert(posted[200:], vecs[200:])
+    c.take_down("v5")
+    c.take_down("v6")
+    c.upsert([Item("v6", "c-new", 5, ("x", "x"))], vectors(1, 5))  # taken down, then back
+    by_key = {item.key: vecs[i] for i, item in enumerate(posted)}
+    by_key[key_of("v6")] = vectors(1, 5)[0]
+    return c, by_key
+
+
+def _same_catalogue(a: Catalog, b: Catalog) -> None:
+    assert list(a._items.items()) == list(b._items.items())  # the same items in the same order
+    keys = np.array([key_of(f"v{i}") for i in range(305)], dtype=np.uint64)
+    assert a.rows(keys).tolist() == b.rows(keys).tolist()
+    live_a, *rest_a = a.columns(a.rows(keys))
+    live_b, *rest_b = b.columns(b.rows(keys))
+    assert live_a.tolist() == live_b.tolist()
+    for x, y in zip(rest_a, rest_b, strict=True):
+        assert np.where(live_a, x, 0).tolist() == np.where(live_b, y, 0).tolist()
+    for tags in (["t1"], ["t2", "x"], ["none"]):
+        assert sorted(a.tagged(tags).tolist()) == sorted(b.tagged(tags).tolist())
+    assert (
+        a.creator_codes(["c3", "c-new", "c?"]).tolist()
+        == b.creator_codes(["c3", "c-new", "c?"]).tolist()
+    )
+
+
+def test_columns_bring_back_the_same_catalogue_and_the_saved_index_answers_the_same(
+    tmp_path: Path,
+) -> None:
+    c, by_key = _grown_catalog()
+    c.image().write(tmp_path / "catalog.bin")
+    c.index.save(tmp_path / "index.rsi")
+    restored = Catalog(DIMS)
+    index = ann.Index.load(tmp_path / "index.rsi")
+    assert restored.index_mismatch(index) is None
+    restored.restore_columns(Catalog.read(tmp_path / "catalog.bin"), None, index)
+    _same_catalogue(c, restored)
+    for query in vectors(10, 6):
+        found, again = c.search(query, k=10), restored.search(query, k=10)
+        assert found[0].tolist() == again[0].tolist()
+        assert found[1].tolist() == again[1].tolist()
+    assert len(restored.upsert([Item("v5", "c", 1000)], vectors(1, 7))) == 0  # known, not new
+
+
+def test_columns_without_an_index_build_it_from_the_vectors(tmp_path: Path) -> None:
+    c, by_key = _grown_catalog()
+    c.image().write(tmp_path / "catalog.bin")
+    restored = Catalog(DIMS)
+    restored.restore_columns(
+        Catalog.read(tmp_path / "catalog.bin"),
+        lambda keys: np.stack([by_key[k] for k in keys.tolist()]),
+    )
+    _same_catalogue(c, restored)
+    for key in c.keys().tolist():
+        assert restored.search(by_key[key], k=1)[0].tolist() == [key]
+    assert key_of("v5") not in restored.search(by_key[key_of("v5")], k=10)[0].tolist()
+
+
+def test_an_image_is_the_catalogue_when_it_was_taken(tmp_path: Path) -> None:
+    c, _ = _grown_catalog()
+    image = c.image()
+    c.upsert([Item("late", "c", 1000)], vectors(1, 8))
+    c.take_down("v7")
+    image.write(tmp_path / "catalog.bin")
+    restored = Catalog(DIMS)
+    restored.restore_columns(Catalog.read(tmp_path / "catalog.bin"), None, c.index)
+    assert restored.get("late") is None
+    assert restored.get("v7") == Item("v7", "c0", 1007, ("t0",), 70, None)
+
+
+def test_another_index_shape_does_not_fit() -> None:
+    assert Catalog(DIMS).index_mismatch(ann.Index(DIMS + 1)) is not None
+    assert Catalog(DIMS).index_mismatch(ann.Index(DIMS, dtype="float32")) is not None
+    assert "M" in (Catalog(DIMS, M=12).index_mismatch(ann.Index(DIMS, M=16)) or "")
+
+
+@pytest.mark.parametrize("where", [0, 20, 40, 200, -1])
+def test_a_damaged_catalogue_file_is_refused(tmp_path: Path, where: int) -> None:
+    c, _ = _grown_catalog()
+    path = tmp_path / "catalog.bin"
+    c.image().write(path)
+    data = bytearray(path.read_bytes())
+    data[where] ^= 0x04
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError):
+        Catalog.read(path)
+    path.write_bytes(bytes(data[:-1]))
+    with pytest.raises(CorruptFileError):
+        Catalog.read(path)

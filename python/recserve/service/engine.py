@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,11 +46,12 @@ from recserve.profiles import (
 )
 from recserve.rank import BUILTIN_VERSION, ModelRegistry, Ranker, SimilarityRanker
 from recserve.retrieve import Trending
+from recserve.service import snapshot_files
 from recserve.service.clock import latest_ms, make_clock
 from recserve.service.experiments import Assignment, Experiments
 from recserve.service.metrics import Metrics
 from recserve.service.settings import Settings
-from recserve.store.embedded import EXTENSION_KINDS, EmbeddedStore
+from recserve.store.embedded import EXTENSION_KINDS, EmbeddedStore, LoadedFiles
 from recserve.train.log import Event, Impression, LogWriter, Record
 
 if TYPE_CHECKING:
@@ -103,18 +104,43 @@ class _State:
         self.transitions: list[str] = []
 
     def state(self) -> Any:
-        return {
-            "catalog": self.catalog.state(),
-            "amplifier": self.amplifier.to_dict(),
-            "users": self.users.state(),
-        }
+        # The catalogue, amplification and index travel in files of their own: image().
+        return {"users": self.users.state()}
+
+    def image(self) -> snapshot_files.StateImage:
+        return snapshot_files.StateImage(
+            self.catalog.image(), self.amplifier.image(), self.catalog.index
+        )
+
+    def load(self, state: Any, files: Mapping[str, Path]) -> LoadedFiles:
+        return snapshot_files.load(state, files, self.catalog)
 
     def restore(self, state: Any, profiles: Profiles) -> None:
         if state is None:
             return
-        self.catalog.restore(state["catalog"], lambda keys: profiles.items(keys).vectors)
+
+        def vectors_of(keys: Any) -> Any:
+            return profiles.items(keys).vectors
+
+        if isinstance(state, snapshot_files.LoadedState):
+            loaded = state.take()
+            with snapshot_files.gc_paused():  # millions of objects, none of them garbage
+                self.catalog.restore_columns(loaded.catalog, vectors_of, loaded.index)
+                self.amplifier = Amplifier.from_columns(loaded.amplifier, self.amplifier.config)
+            self.users.restore(loaded.users)
+            return
+        self.catalog.restore(state["catalog"], vectors_of)  # a snapshot from before the files
         self.amplifier = Amplifier.from_dict(state["amplifier"], self.amplifier.config)
         self.users.restore(state["users"])
+
+    def check_index(self, store: EmbeddedStore) -> None:
+        """After recovery: the index holds the live catalogue, or is rebuilt (reported)."""
+        problem = snapshot_files.check_index(
+            self.catalog, lambda keys: store.profiles.items(keys).vectors
+        )
+        if problem is not None:  # logged with the others by the caller
+            store.recovery.problems.append(problem)
+            store.recovery.files["index"] = "rebuilt"
 
     def apply_record(self, kind: int, body: bytes, profiles: Profiles) -> None:
         (length,) = _JSON_LENGTH.unpack_from(body)
@@ -338,6 +364,7 @@ class Engine:
         amplify = AmplifyConfig.from_dict(s.amplification)
         state = _State(dims, amplify, self.trending, s.index_threads)
         store = EmbeddedStore(self.data_dir / "state", config, extension=state)
+        state.check_index(store)
         state.live = True
         for problem in store.recovery.problems:
             log.error("recovery: %s", problem)

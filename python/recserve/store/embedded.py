@@ -3,11 +3,16 @@
     data_dir/wal/wal-<lsn>.log            the write-ahead log (recserve.ingest.wal)
     data_dir/snapshots/profiles-<lsn>.snap   full state including every record up to lsn
     data_dir/snapshots/state-<lsn>.json      the extension's state at lsn (with CRC-32C)
+    data_dir/snapshots/<role>-<lsn>.<ext>    a FileExtension's own files (e.g. the ANN index)
 
 An *extension* (the feed service's catalogue, amplification and onboarding state) shares the
 log and the snapshots: ``log(kind, body, apply)`` makes its records durable and applies them in
 lsn order with the store's own; at open its ``restore`` gets the state stored with the snapshot
-and its ``apply_record`` every later record of its kinds (>= ``EXTENSION_KINDS``).
+and its ``apply_record`` every later record of its kinds (>= ``EXTENSION_KINDS``). A
+``FileExtension`` also keeps files of its own with each snapshot (an ``image()`` taken with
+applies paused, written after they resume, before the state file that names them); opening
+hands them to its ``load``, which may rebuild what a damaged file held (``recovery.files``
+says what was loaded and what rebuilt, ``recovery.problems`` why) or refuse the snapshot.
 
 ``apply(events)`` checks the batch, appends it to the WAL (durable before it returns: group
 commit with concurrent callers) and applies it, in lsn order, before returning: the caller's
@@ -27,10 +32,10 @@ import logging
 import os
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -41,7 +46,15 @@ from recserve._files import fsync_directory, write_atomic
 from recserve.ingest.wal import Record, WriteAheadLog
 from recserve.profiles import ApplyResult, Events, Profiles, ProfilesConfig
 
-__all__ = ["EXTENSION_KINDS", "EmbeddedStore", "Extension", "Recovery"]
+__all__ = [
+    "EXTENSION_KINDS",
+    "EmbeddedStore",
+    "Extension",
+    "ExtensionImage",
+    "FileExtension",
+    "LoadedFiles",
+    "Recovery",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -120,6 +133,41 @@ class Extension(Protocol):
         ...
 
 
+class ExtensionImage(Protocol):
+    """What an extension keeps in files of its own at one lsn: taken with applies paused,
+    written after they resume."""
+
+    def write(self, directory: Path, lsn: int) -> dict[str, str]:
+        """Writes the files into directory, each whole (temporary file, fsync, rename), named
+        ``<role>-<lsn:020d>.<ext>``; returns role -> file name."""
+        ...
+
+
+class LoadedFiles(NamedTuple):
+    """What ``FileExtension.load`` found: the state for ``restore``, how each file came back
+    (role -> "loaded" or "rebuilt") and why any was not loaded."""
+
+    state: Any
+    how: dict[str, str]
+    problems: list[str]
+
+
+@runtime_checkable
+class FileExtension(Extension, Protocol):
+    """An extension whose bulk state travels in files of its own beside each snapshot (the
+    catalogue, the ANN index), so that opening loads it instead of rebuilding it."""
+
+    def image(self) -> ExtensionImage:
+        """Called with applies paused, after ``state()``: must be quick (copies, not I/O)."""
+        ...
+
+    def load(self, state: Any, files: Mapping[str, Path]) -> LoadedFiles:
+        """Reads and checks the files written with the snapshot whose ``state()`` was
+        ``state`` (role -> path; none for a snapshot written without them). Raises
+        CorruptFileError if one it cannot do without is damaged: the snapshot is not used."""
+        ...
+
+
 def _write_state(path: Path, state: Any) -> None:
     body = json.dumps(state, separators=(",", ":")).encode()
     write_atomic(path, _STATE_HEADER.pack(_STATE_MAGIC, _core.crc32c(body), len(body)) + body)
@@ -145,6 +193,7 @@ class Recovery:
     records_replayed: int = 0
     wal_torn_bytes_cut: int = 0
     problems: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # extension file role -> loaded/rebuilt
 
 
 class EmbeddedStore:
@@ -219,12 +268,47 @@ class EmbeddedStore:
                 problem = f"snapshot {path.name} has no extension state and was not used"
                 self.recovery.problems.append(problem)
                 continue
+            extension_state = state.get("extension")
+            if isinstance(self.extension, FileExtension) and extension_state is not None:
+                try:
+                    loaded = self.extension.load(extension_state, self._files_of(state))
+                except (CorruptFileError, OSError) as error:
+                    problem = f"a file of snapshot {path.name} is damaged; it was not used: {error}"
+                    log.error(problem)
+                    self.recovery.problems.append(problem)
+                    continue
+                extension_state = loaded.state
+                self.recovery.files = dict(loaded.how)
+                for problem in loaded.problems:
+                    log.error(problem)
+                self.recovery.problems.extend(loaded.problems)
             self.max_event_seq = int(state.get("max_event_seq", 0))
-            self._extension_state = state.get("extension")
+            self._extension_state = extension_state
             self.recovery.snapshot, self.recovery.snapshot_lsn = path, lsn
             return profiles
         self._extension_state = None
         return Profiles(self.config)
+
+    def _files_of(self, state: Mapping[str, Any]) -> dict[str, Path]:
+        """The extension's files a snapshot's state names (role -> path)."""
+        names = state.get("files", {})
+        if not isinstance(names, dict) or not all(
+            isinstance(name, str) and Path(name).name == name for name in names.values()
+        ):
+            raise CorruptFileError(f"the state names bad snapshot files: {names!r}")
+        return {role: self._snapshots_dir / name for role, name in names.items()}
+
+    def _remove_snapshots_except(self, kept: set[int]) -> None:
+        """Removes every snapshot file (profiles, state, the extension's) of an lsn not in
+        ``kept``, and every temporary file (a write cut short: none runs now); each profiles
+        file first, so what remains of a snapshot half removed is never used."""
+        doomed: list[tuple[bool, Path]] = []
+        for path in self._snapshots_dir.iterdir():
+            stem, _, lsn_text = path.name.split(".", 1)[0].rpartition("-")
+            if stem and lsn_text.isdigit() and (int(lsn_text) not in kept or path.suffix == ".tmp"):
+                doomed.append((path.suffix != ".snap", path))
+        for _, path in sorted(doomed):
+            path.unlink(missing_ok=True)
 
     def _state_path(self, lsn: int) -> Path:
         return self._snapshots_dir / f"state-{lsn:020d}.json"
@@ -345,15 +429,16 @@ class EmbeddedStore:
             state: dict[str, Any] = {"max_event_seq": self.max_event_seq}
             if self.extension is not None:
                 state["extension"] = self.extension.state()
+            files = self.extension.image() if isinstance(self.extension, FileExtension) else None
             self.wal.rotate()
         path = self._snapshots_dir / f"profiles-{lsn:020d}.snap"
-        _write_state(self._state_path(lsn), state)  # first: a snapshot is used only with it
+        if files is not None:  # then the state naming them: a snapshot is used only with it
+            state["files"] = files.write(self._snapshots_dir, lsn)
+        _write_state(self._state_path(lsn), state)  # before the profiles, the snapshot's last
         image.write(str(path))
         fsync_directory(self._snapshots_dir)
         kept = self._snapshot_paths()
-        for old_lsn, old in kept[KEEP_SNAPSHOTS:]:
-            old.unlink()
-            self._state_path(old_lsn).unlink(missing_ok=True)
+        self._remove_snapshots_except({old_lsn for old_lsn, _ in kept[:KEEP_SNAPSHOTS]})
         # The WAL reaches back to the oldest kept snapshot, which can stand in for a damaged one.
         self.wal.drop_through(kept[:KEEP_SNAPSHOTS][-1][0])
         return path

@@ -6,19 +6,23 @@ import importlib.util
 import os
 import random
 import signal
+import struct
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
 
 import recserve
+from recserve._columns import read_columns, write_columns
 from recserve.profiles import ITEM_STATS, Events, Profiles
-from recserve.store.embedded import EmbeddedStore
+from recserve.store.embedded import EmbeddedStore, LoadedFiles
 
 
 def _child_module() -> ModuleType:
@@ -263,3 +267,132 @@ def test_concurrent_appliers_share_the_log_and_recover_to_the_same_state(tmp_pat
     assert same(live, state(serial))
     with open_store(tmp_path) as store:
         assert same(state(store.profiles), live)
+
+
+# ---- an extension with files of its own (the feed service's catalogue and index, in small) ---
+class Numbers:
+    """A FileExtension in miniature: numbers logged as records of kind 16, kept with each
+    snapshot in a file of their own (numbers-<lsn>.bin) that the state file names."""
+
+    def __init__(self) -> None:
+        self.values: list[int] = []
+
+    def add(self, store: EmbeddedStore, value: int) -> None:
+        store.log(16, struct.pack("<q", value), lambda: self.values.append(value))
+
+    def state(self) -> Any:
+        return {"count": len(self.values)}
+
+    def image(self) -> _NumbersImage:
+        return _NumbersImage(list(self.values))
+
+    def load(self, state: Any, files: Mapping[str, Path]) -> LoadedFiles:
+        if "numbers" not in files:
+            raise recserve.CorruptFileError("no numbers file")
+        values = read_columns(files["numbers"], b"RSTESTNU", 1)["values"].tolist()
+        return LoadedFiles(values, {"numbers": "loaded"}, [])
+
+    def restore(self, state: Any, profiles: Profiles) -> None:
+        self.values = list(state or [])
+
+    def apply_record(self, kind: int, body: bytes, profiles: Profiles) -> None:
+        self.values.append(struct.unpack("<q", body)[0])
+
+    def applied_events(self, events: Events, profiles: Profiles) -> None:
+        pass
+
+    def erase_user(self, user: int) -> None:
+        pass
+
+
+class _NumbersImage:
+    def __init__(self, values: list[int]) -> None:
+        self.values = values
+
+    def write(self, directory: Path, lsn: int) -> dict[str, str]:
+        name = f"numbers-{lsn:020d}.bin"
+        values = np.array(self.values, dtype=np.int64)
+        write_columns(directory / name, b"RSTESTNU", 1, {"values": values})
+        return {"numbers": name}
+
+
+def open_numbers(path: Path) -> tuple[EmbeddedStore, Numbers]:
+    numbers = Numbers()
+    return EmbeddedStore(path, child.CONFIG, segment_bytes=64 << 10, extension=numbers), numbers
+
+
+def _lsns(directory: Path, prefix: str) -> list[int]:
+    return sorted(int(p.name.split(".")[0].split("-")[1]) for p in directory.glob(prefix + "-*"))
+
+
+def test_an_extensions_files_go_with_their_snapshot_and_are_removed_with_it(
+    tmp_path: Path,
+) -> None:
+    store, numbers = open_numbers(tmp_path)
+    with store:
+        for value in range(12):
+            numbers.add(store, value)
+            if value % 4 == 3:
+                store.snapshot()
+        numbers.add(store, 12)
+    snapshots = tmp_path / "snapshots"
+    assert _lsns(snapshots, "numbers") == _lsns(snapshots, "profiles") == [8, 12]
+    store, numbers = open_numbers(tmp_path)
+    with store:
+        assert store.recovery.files == {"numbers": "loaded"}
+        assert store.recovery.problems == []
+        assert store.recovery.records_replayed == 1
+        assert numbers.values == list(range(13))
+
+
+@pytest.mark.parametrize("damage", ["flip a byte", "truncate", "delete"])
+def test_a_damaged_extension_file_makes_its_snapshot_unused_and_the_older_one_serves(
+    tmp_path: Path, damage: str
+) -> None:
+    store, numbers = open_numbers(tmp_path)
+    with store:
+        for value in range(10):
+            numbers.add(store, value)
+            if value % 4 == 3:
+                store.snapshot()
+    newest = tmp_path / "snapshots" / f"numbers-{8:020d}.bin"
+    if damage == "flip a byte":
+        data = bytearray(newest.read_bytes())
+        data[-3] ^= 0x20
+        newest.write_bytes(bytes(data))
+    elif damage == "truncate":
+        newest.write_bytes(newest.read_bytes()[:-5])
+    else:
+        newest.unlink()
+    store, numbers = open_numbers(tmp_path)
+    with store:
+        assert store.recovery.snapshot_lsn == 4
+        assert newest.name in store.recovery.problems[0]
+        assert numbers.values == list(range(10))  # the older snapshot and the log after it
+
+
+def test_files_of_a_snapshot_cut_short_are_ignored_then_removed(tmp_path: Path) -> None:
+    store, numbers = open_numbers(tmp_path)
+    with store:
+        for value in range(6):
+            numbers.add(store, value)
+        store.snapshot()
+    # What a SIGKILL during the next snapshot leaves: its own files, some whole (renamed) and
+    # some half written (temporary), and no profiles file, written last.
+    snapshots = tmp_path / "snapshots"
+    whole = (snapshots / f"numbers-{6:020d}.bin").read_bytes()
+    (snapshots / f"numbers-{9:020d}.bin").write_bytes(whole)
+    (snapshots / f"state-{9:020d}.json.tmp").write_bytes(b"RSSTATE1\0\0")
+    (snapshots / f"profiles-{9:020d}.snap.tmp").write_bytes(b"half")
+    (snapshots / f"profiles-{6:020d}.snap.tmp").write_bytes(b"half")  # the same lsn once more
+    store, numbers = open_numbers(tmp_path)
+    with store:
+        assert (store.recovery.snapshot_lsn, store.recovery.problems) == (6, [])
+        assert numbers.values == list(range(6))
+        numbers.add(store, 6)
+        store.snapshot()
+    assert sorted(p.name for p in snapshots.iterdir()) == [
+        f"{kind}-{lsn:020d}.{ext}"
+        for kind, ext in (("numbers", "bin"), ("profiles", "snap"), ("state", "json"))
+        for lsn in (6, 7)
+    ]
