@@ -32,12 +32,17 @@ void exercise(Index& index) {
     FUZZ_CHECK(index.search(query.data(), 1, 4, params, ids, dist).is_ok());
     (void)index.stats();
 
+    // Slots come in chunks of 16,384 (ann/chunked_array.hpp): the first add to an empty index
+    // of 65,536 dims allocates 4 GiB, as it would after Index::create. A load has allocated the
+    // chunk already when the file has slots; an empty index takes an add only at small dims.
     const std::uint64_t fresh = 0x5EED5EED5EEDull;
-    FUZZ_CHECK(index.add(&fresh, query.data(), 1, 1).is_ok());
-    FUZZ_CHECK(index.contains(fresh));
-    FUZZ_CHECK(index.search(query.data(), 1, 4, params, ids, dist).is_ok());
     std::vector<std::uint64_t> missing;
-    FUZZ_CHECK(index.remove(&fresh, 1, &missing) == 1);
+    if (index.stats().slots > 0 || dims <= 1024) {
+        FUZZ_CHECK(index.add(&fresh, query.data(), 1, 1).is_ok());
+        FUZZ_CHECK(index.contains(fresh));
+        FUZZ_CHECK(index.search(query.data(), 1, 4, params, ids, dist).is_ok());
+        FUZZ_CHECK(index.remove(&fresh, 1, &missing) == 1);
+    }
     if (ids[0] != recserve::ann::kMissingId && ids[0] != fresh) (void)index.remove(&ids[0], 1, &missing);
     (void)index.compact();
     FUZZ_CHECK(index.search(query.data(), 1, 4, params, ids, dist).is_ok());
