@@ -48,11 +48,12 @@ from recserve.rank import BUILTIN_VERSION, ModelRegistry, Ranker, SimilarityRank
 from recserve.retrieve import Trending
 from recserve.service import snapshot_files
 from recserve.service.clock import latest_ms, make_clock
+from recserve.service.erasure import PendingErasures
 from recserve.service.experiments import Assignment, Experiments
 from recserve.service.metrics import Metrics
 from recserve.service.settings import Settings
 from recserve.store.embedded import EXTENSION_KINDS, EmbeddedStore, LoadedFiles
-from recserve.train.log import Event, Impression, LogWriter, Record
+from recserve.train.log import Event, Impression, LogWriter, Record, erase_users
 
 if TYPE_CHECKING:
     from recserve.service.stream import StreamIngest
@@ -76,6 +77,25 @@ class NotFound(KeyError):
 
 class Conflict(RuntimeError):
     """The request cannot apply to the current state (HTTP 409)."""
+
+
+class CapacityExceeded(Conflict):
+    """A configured capacity would be exceeded; nothing was stored (HTTP 409)."""
+
+
+MAX_DIMS = 4096  # the widest embedding the first items may fix
+
+
+def _checked_dims(items: Sequence[Item], embeddings: Any) -> int:
+    """The dims of a first batch of items, once the whole batch is valid (ValueError if not)."""
+    vectors = np.asarray(embeddings, dtype=np.float32)
+    if vectors.ndim != 2 or not 1 <= vectors.shape[1] <= MAX_DIMS:
+        raise ValueError(
+            f"embeddings: the first items fix the dims, which must be 1 to {MAX_DIMS} "
+            f"values; got shape {vectors.shape}"
+        )
+    Catalog(vectors.shape[1], index_threads=1).check(items, vectors)  # raises naming the item
+    return int(vectors.shape[1])
 
 
 @dataclass(frozen=True)
@@ -153,7 +173,7 @@ class _State:
             self.upsert(items, vectors, header["ts_ms"], profiles, header.get("amplify", True))
         elif kind == TAKE_DOWN:
             for key in header["keys"]:
-                self.take_down(int(key))
+                self.take_down(int(key), profiles)
         elif kind == USER_PREFS:
             self.users.set(int(header["user"]), header["interests"], header["blocked"])
         else:
@@ -172,12 +192,16 @@ class _State:
                     key, ts_ms, {k: int(v[i]) for k, v in counters.items()}, established=not amplify
                 )
 
-    def take_down(self, key: int) -> None:
+    def take_down(self, key: int, profiles: Profiles) -> None:
         item = self.catalog.by_key(key)
         if item is not None:
             self.catalog.take_down(item.id)
         self.amplifier.remove(key)
         self.trending.remove(key)
+        profiles.remove_items([key])  # its row no longer counts against item_capacity
+
+    def erase_user(self, user: int) -> None:
+        self.users.forget(user)
 
     def applied_events(self, events: Events, profiles: Profiles) -> None:
         # Only items in an open tier are judged: read the counters of those alone.
@@ -235,6 +259,13 @@ class _Precomputer:
         """(pages waiting to be served, users waiting for a page or being computed)."""
         with self._cond:
             return len(self._pages), len(self._queue) + self._busy
+
+    def forget(self, user_id: str) -> None:
+        with self._cond:
+            self._pages.pop(key_of(user_id), None)
+            if user_id in self._queued:
+                self._queued.discard(user_id)
+                self._queue.remove(user_id)
 
     def drop_containing(self, key: int) -> None:
         with self._cond:
@@ -305,6 +336,7 @@ class Engine:
         self.ranker: Ranker | SimilarityRanker = SimilarityRanker()
         self._model_epoch = 0
         self._open_lock = threading.Lock()
+        self._items_lock = threading.Lock()
         self._log_lock = threading.Lock()
         self._impressions: LogWriter | None = None
         # Records wait here and are written by the flush thread: requests only append.
@@ -313,6 +345,8 @@ class Engine:
         self._precompute: _Precomputer | None = None
         self.stream: StreamIngest | None = None  # events from Kinesis (scale-out mode)
         self._stop = threading.Event()
+        self._erasures: PendingErasures | None = None
+        self._erasure_due = threading.Event()
         self._background: list[threading.Thread] = []
 
     # ---- lifecycle --------------------------------------------------------------------------
@@ -333,6 +367,10 @@ class Engine:
             if self.settings.impression_log:
                 self._impressions = LogWriter(self.data_dir / "impressions")
             self._spawn(self._flush_loop, "recserve-flush")
+            self._erasures = PendingErasures(self.data_dir / "erasures.json")
+            if self._erasures.pending():  # a restart before the last ones were complete
+                self._erasure_due.set()
+            self._spawn(self._erasure_loop, "recserve-erasure")
             self.ready = True
         except Exception as error:
             self.failure = f"{type(error).__name__}: {error}"
@@ -360,6 +398,9 @@ class Engine:
             user_capacity=s.user_capacity,
             item_capacity=s.item_capacity,
             rule=self.rule,
+            # Embedded: users past the capacity wait on disk (store.disk_users). DynamoDB: they
+            # are there already, and the least recent simply leave memory.
+            user_lru=s.state_store == "dynamodb",
         )
         amplify = AmplifyConfig.from_dict(s.amplification)
         state = _State(dims, amplify, self.trending, s.index_threads)
@@ -464,22 +505,32 @@ class Engine:
         if not self.ready or self.draining:
             raise NotReady("recovering" if not self.ready else "shutting down")
         if self.store is None:
-            vectors = np.asarray(embeddings, dtype=np.float32)
             with self._open_lock:
-                if self.store is None and vectors.ndim == 2 and vectors.shape[1] > 0:
-                    self._open(int(vectors.shape[1]))
+                if self.store is None:
+                    # The first batch fixes the dims for good: it must be valid as a whole first.
+                    self._open(_checked_dims(items, embeddings))
         store, state, _ = self._require()
         keys, vectors = state.catalog.check(items, embeddings)
-        self.clock.observe(max((item.created_at for item in items), default=0))
-        ts_ms = self.clock.now_ms()
-        header: dict[str, Any] = {"ts_ms": ts_ms, "items": [item.to_row() for item in items]}
-        if not amplify:  # absent in older records: they all amplified
-            header["amplify"] = False
-        store.log(
-            ITEMS,
-            _record(header, vectors.tobytes()),
-            lambda: state.upsert(list(items), vectors, ts_ms, store.profiles, amplify),
-        )
+        with self._items_lock:  # the capacity check and the write, with no upsert in between
+            stored = store.profiles.items(keys).found
+            added = int((~stored).sum())
+            rows = int(store.profiles.stats()["items"])
+            if rows + added > self.settings.item_capacity:
+                raise CapacityExceeded(
+                    f"item_capacity is {self.settings.item_capacity}: {rows} items are stored "
+                    f"and this batch adds {added}; nothing was stored (raise item_capacity, or "
+                    "take items down)"
+                )
+            self.clock.observe(max((item.created_at for item in items), default=0))
+            ts_ms = self.clock.now_ms()
+            header: dict[str, Any] = {"ts_ms": ts_ms, "items": [item.to_row() for item in items]}
+            if not amplify:  # absent in older records: they all amplified
+                header["amplify"] = False
+            store.log(
+                ITEMS,
+                _record(header, vectors.tobytes()),
+                lambda: state.upsert(list(items), vectors, ts_ms, store.profiles, amplify),
+            )
         return len(keys)
 
     def item(self, item_id: str) -> dict[str, Any]:
@@ -508,7 +559,9 @@ class Engine:
         key = key_of(item_id)
         if state.catalog.by_key(key) is None and state.amplifier.state(key) is None:
             raise NotFound(f"no item {item_id!r}")
-        store.log(TAKE_DOWN, _record({"keys": [str(key)]}), lambda: state.take_down(key))
+        store.log(
+            TAKE_DOWN, _record({"keys": [str(key)]}), lambda: state.take_down(key, store.profiles)
+        )
         if self._precompute is not None:
             self._precompute.drop_containing(key)
         self.metrics.takedown_seconds.observe(time.perf_counter() - started)
@@ -549,7 +602,8 @@ class Engine:
                 raise ValueError(f"events[{i}].watch_ms: required for a watch")
         if self.stream is not None:  # scale-out: the owner of the user's shard applies them
             self.stream.put(list(rows), duration)  # NotReady (503) if the stream refuses them
-            return {"accepted": n, "applied": 0, "duplicates": 0}
+            unknown = sum(state.catalog.get(r.item_id) is None for r in rows)
+            return {"accepted": n, "applied": 0, "duplicates": 0, "unknown_items": unknown}
         # Time moves only for a batch that is applied (a refused one changes nothing).
         self.clock.observe(max((r.ts for r in rows if r.ts is not None), default=0))
         now = self.clock.now_ms()
@@ -573,6 +627,7 @@ class Engine:
             "accepted": n,
             "applied": result.applied,
             "duplicates": result.duplicate_keys + result.stale,
+            "unknown_items": result.unknown_items,
         }
 
     def after_apply(self, result: ApplyResult, events: Events, now_ms: int) -> None:
@@ -581,6 +636,7 @@ class Engine:
         assert self.state is not None
         self.metrics.events_applied.inc(result.applied)
         self.metrics.events_duplicate.inc(result.duplicate_keys + result.stale)
+        self.metrics.events_unknown_items.inc(result.unknown_items)
         for transition in self._drain_transitions(self.state):
             self.metrics.amplification.labels(transition).inc()
         self.trending.add(events.items, events.types, now_ms / 1000.0)
@@ -653,6 +709,8 @@ class Engine:
         if self.builder is None or self.draining:
             return None
         user_key = key_of(user_id)
+        if self.store is not None:
+            self.store.ensure_users([user_key])  # evicted since their events: back first
         stamp = self._stamp(user_key)
         assignment = self.experiments.assign(user_id)
         result = self.builder.build(
@@ -671,11 +729,12 @@ class Engine:
         (retrieve, filter, rank, total) if the page was assembled for this request."""
         if self.ready and not self.draining and self.store is None:  # no items yet: empty
             return self._page(user_id, [], self.ranker.version, self.experiments.assign(user_id))
-        _, state, builder = self._require()
+        store, state, builder = self._require()
         n = self.settings.feed.default_n if n is None else n
         user_key = key_of(user_id)
         if self.stream is not None:  # only a miss waits for DynamoDB
             self.stream.load_missing([user_key])
+        store.ensure_users([user_key])  # a user evicted to disk comes back first
         assignment = self.experiments.assign(user_id)
         result: FeedResult | None = None
         if self._precompute is not None and n == self.settings.feed.default_n:
@@ -740,7 +799,8 @@ class Engine:
         return "" if item is None else self._url(item)
 
     def explain(self, user_id: str, item_id: str) -> dict[str, Any]:
-        _, state, builder = self._require()
+        store, state, builder = self._require()
+        store.ensure_users([key_of(user_id)])
         key = key_of(item_id)
         if state.catalog.by_key(key) is None and state.amplifier.state(key) is None:
             raise NotFound(f"no item {item_id!r}")
@@ -779,6 +839,7 @@ class Engine:
         key = key_of(user_id)
         if self.stream is not None:
             self.stream.load_missing([key])
+        store.ensure_users([key])
         words = store.profiles.user_state([key])
         if not words["found"][0] and not state.users.known(key):
             raise NotFound(f"no user {user_id!r}")
@@ -807,6 +868,57 @@ class Engine:
                 if (item := state.catalog.by_key(k)) is not None
             ],
         }
+
+    def erase_user(self, user_id: str) -> None:
+        """Forgets the user at once: profile, seen-set, preferences, pages, and their rows of
+        the impression log not yet written. Their bytes leave the data directory (snapshots,
+        WAL, user file, impression log) within ``erasure_delay_s`` (``_complete_erasures``)."""
+        store, _, _ = self._require()
+        if self.stream is not None:
+            # Replicas keep their own copies and write them back to DynamoDB: an erasure must
+            # travel on the stream to reach them all, which is not built yet.
+            raise Conflict("erasing a user is not available in scale-out mode yet")
+        assert self._erasures is not None
+        key = key_of(user_id)
+        self._erasures.add(user_id)
+        store.erase_user(key)
+        self.served.forget(key)
+        if self._precompute is not None:
+            self._precompute.forget(user_id)
+        with self._log_lock:
+            self._log_pending = [r for r in self._log_pending if r.user != user_id]
+        self._erasure_due.set()
+
+    def _erasure_loop(self) -> None:
+        while not self._stop.is_set():
+            if not self._erasure_due.wait(timeout=1.0):
+                continue
+            # Erasures that arrive together are compacted together.
+            if self._stop.wait(min(self.settings.erasure_delay_s / 4, 5.0)):
+                return
+            self._erasure_due.clear()
+            try:
+                self._complete_erasures()
+            except Exception:
+                log.exception("completing erasures failed; retrying")
+                self._erasure_due.set()
+
+    def _complete_erasures(self) -> None:
+        """Rewrites or drops every file that may hold the bytes of users erased so far."""
+        assert self._erasures is not None
+        users = self._erasures.pending()
+        if not users:
+            return
+        if self.store is not None:
+            self.store.compact()
+        with self._log_lock:
+            if self._impressions is not None:
+                self._impressions.extend(self._log_pending)
+                self._log_pending = []
+                self._impressions.close()  # the next record starts a new segment
+            erase_users(self.data_dir / "impressions", set(users))
+        self._erasures.done(users)
+        log.info("erasure of %d user(s) complete on disk", len(users))
 
     # ---- models -----------------------------------------------------------------------------
     def models(self) -> dict[str, Any]:

@@ -263,6 +263,11 @@ class Settings(BaseSettings):
     cloudfront: CloudFrontSettings = CloudFrontSettings()
     auth: AuthSettings = AuthSettings()
     snapshot_interval_s: float = Field(default=300.0, gt=0)
+    erasure_delay_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="an erased user's bytes are gone from the data directory within this",
+    )
     shutdown_timeout_s: float = Field(default=15.0, gt=0)
     impression_log: bool = True
     feed: FeedSettings = FeedSettings()

@@ -4,6 +4,7 @@
     data_dir/snapshots/profiles-<lsn>.snap   full state including every record up to lsn
     data_dir/snapshots/state-<lsn>.json      the extension's state at lsn (with CRC-32C)
     data_dir/snapshots/<role>-<lsn>.<ext>    a FileExtension's own files (e.g. the ANN index)
+    data_dir/users.sqlite                 users evicted from memory (recserve.store.disk_users)
 
 An *extension* (the feed service's catalogue, amplification and onboarding state) shares the
 log and the snapshots: ``log(kind, body, apply)`` makes its records durable and applies them in
@@ -18,6 +19,16 @@ says what was loaded and what rebuilt, ``recovery.problems`` why) or refuse the 
 commit with concurrent callers) and applies it, in lsn order, before returning: the caller's
 next read sees it. ``snapshot()`` writes the state (temporary file, fsync, rename), keeps the
 newest two snapshots, and drops the WAL segments the older of the two no longer needs.
+
+Bounded memory (``config.user_lru = False``): at most ``config.user_capacity`` users stay in
+memory. Past it, the least recently updated go to ``users.sqlite`` (their images, as DynamoDB
+keeps them) before they leave, and come back exactly when an event or a read names them
+(``ensure_users``); both happen in lsn order with the applies, so replay meets every user in the
+state it had. The WAL keeps their events until a snapshot has synced the user file.
+
+``erase_user(key)`` forgets a user everywhere this store keeps them; ``compact()`` then writes
+a snapshot that becomes the only one and drops every WAL segment before it, so no file of the
+store holds the erased user's bytes any more.
 
 Opening = the newest snapshot that loads + replay of the WAL after it. A damaged snapshot is
 reported in ``recovery.problems`` and the previous one is used (the WAL is kept back to it); a
@@ -45,6 +56,7 @@ from recserve._core import CorruptFileError
 from recserve._files import fsync_directory, write_atomic
 from recserve.ingest.wal import Record, WriteAheadLog
 from recserve.profiles import ApplyResult, Events, Profiles, ProfilesConfig
+from recserve.store.disk_users import DiskUsers
 
 __all__ = [
     "EXTENSION_KINDS",
@@ -59,7 +71,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-EVENTS, SET_ITEMS, REMOVE_ITEMS = 1, 2, 3
+EVENTS, SET_ITEMS, REMOVE_ITEMS, ERASE_USER, MARK = 1, 2, 3, 4, 5  # MARK: a no-op
 EXTENSION_KINDS = 16  # record kinds from here on belong to the extension
 _STATE_MAGIC = b"RSSTATE1"
 _STATE_HEADER = struct.Struct("<8sIQ")  # magic, CRC-32C of the body, body length
@@ -130,6 +142,10 @@ class Extension(Protocol):
 
     def applied_events(self, events: Events, profiles: Profiles) -> None:
         """Called after each batch of events is applied, live and in replay, in lsn order."""
+        ...
+
+    def erase_user(self, user: int) -> None:
+        """Forgets what the extension keeps of a user (live and in replay, in lsn order)."""
         ...
 
 
@@ -213,6 +229,8 @@ class EmbeddedStore:
         self._snapshots_dir.mkdir(parents=True, exist_ok=True)
         self.recovery = Recovery()
         self.profiles = self._load_snapshot()
+        self.disk_users = None if config.user_lru else DiskUsers(self.data_dir / "users.sqlite")
+        self._evict(self.recovery.snapshot_lsn)  # a snapshot of a run with more user_capacity
         self.wal = WriteAheadLog(self.data_dir / "wal", segment_bytes=segment_bytes)
         self.recovery.wal_torn_bytes_cut = self.wal.torn_bytes_cut
         if self.wal.last_lsn < self.recovery.snapshot_lsn:
@@ -317,17 +335,18 @@ class EmbeddedStore:
         if record.kind >= EXTENSION_KINDS and self.extension is not None:
             self.extension.apply_record(record.kind, record.body, self.profiles)
         elif record.kind == EVENTS:
-            events = _decode_events(record.body)
-            self.profiles.apply(events)
-            self._saw_seqs(events)
-            if self.extension is not None:
-                self.extension.applied_events(events, self.profiles)
+            self._apply_events(_decode_events(record.body), record.lsn)
         elif record.kind == SET_ITEMS:
             ids, vectors = _decode_items(record.body, self.config.dims)
             self.profiles.set_items(ids, vectors)
         elif record.kind == REMOVE_ITEMS:
             ids, _ = _decode_items(record.body, None)
             self.profiles.remove_items(ids)
+        elif record.kind == ERASE_USER:
+            (user,) = struct.unpack("<Q", record.body)
+            self._erase(user)
+        elif record.kind == MARK:
+            pass
         else:
             raise CorruptFileError(f"WAL record {record.lsn} has unknown kind {record.kind}")
 
@@ -377,14 +396,66 @@ class EmbeddedStore:
                 )
             return _encode_events(events)
 
-        def apply() -> ApplyResult:
-            self._saw_seqs(events)
-            result = self.profiles.apply(events)
-            if self.extension is not None:
-                self.extension.applied_events(events, self.profiles)
-            return result
+        # In its turn, the record being applied is the one after the last applied.
+        return self._log_and_apply(
+            EVENTS, body, lambda: self._apply_events(events, self._applied_lsn + 1)
+        )
 
-        return self._log_and_apply(EVENTS, body, apply)
+    def _apply_events(self, events: Events, lsn: int) -> ApplyResult:
+        """Applies the batch logged at lsn: its users in memory first, as they were before it,
+        then the events, then users past the capacity out to disk."""
+        self._make_resident(events.users, lsn - 1)
+        self._saw_seqs(events)
+        result = self.profiles.apply(events)
+        if self.extension is not None:
+            self.extension.applied_events(events, self.profiles)
+        self._evict(lsn)
+        return result
+
+    # ---- users beyond the memory bound -------------------------------------------------------
+    def _make_resident(self, users: np.ndarray, lsn: int) -> None:
+        if self.disk_users is None or not len(users):
+            return
+        distinct = np.unique(users)
+        missing = distinct[~self.profiles.user_state(distinct)["found"]]
+        if not len(missing):
+            return
+        stored = self.disk_users.get(missing.tolist(), lsn)
+        if stored:
+            keys = list(stored)
+            self.profiles.import_users(
+                keys, [stored[k][0] for k in keys], [stored[k][1] for k in keys]
+            )
+
+    def _evict(self, lsn: int) -> None:
+        if self.disk_users is None:
+            return
+        keys, images = self.profiles.evict_users(self.config.user_capacity)
+        self.disk_users.put(keys.tolist(), images, lsn)
+
+    def ensure_users(self, users: Any) -> None:
+        """Brings users stored on disk back into memory (for a read: a feed, a profile)."""
+        if self.disk_users is None:
+            return
+        keys = as_ids(users)
+        if self.profiles.user_state(keys)["found"].all():
+            return
+        with self._turn:  # not while an apply or an eviction runs: the image is current
+            self._make_resident(keys, self._applied_lsn)
+            self._evict(self._applied_lsn)
+
+    def erase_user(self, user: int) -> None:
+        """Forgets a user: memory, the user file, and the extension's part. Logged, so replay
+        forgets them too; their bytes stay in older snapshots and WAL segments until
+        ``compact()``."""
+        self._log_and_apply(ERASE_USER, struct.pack("<Q", int(user)), lambda: self._erase(user))
+
+    def _erase(self, user: int) -> None:
+        self.profiles.erase_user(user)
+        if self.disk_users is not None:
+            self.disk_users.delete(user)
+        if self.extension is not None:
+            self.extension.erase_user(user)
 
     def log(self, kind: int, body: bytes, apply: Callable[[], T]) -> T:
         """An extension's record: durable, then ``apply()`` in lsn order. ``apply`` must not
@@ -422,7 +493,21 @@ class EmbeddedStore:
         with self._snapshot_lock:
             return self._snapshot()
 
-    def _snapshot(self) -> Path:
+    def compact(self) -> Path:
+        """A snapshot that is the only one kept, with no WAL segment before it and the user
+        file's own log emptied: what an erasure waits for. Gives up the fallback to an older
+        snapshot until the next one is written."""
+        with self._snapshot_lock:
+            path = self._snapshot(keep=1)
+            # A record after the snapshot starts a new segment, so the one that held the
+            # erasures (ended by the snapshot's rotation) can be dropped whole.
+            self._log_and_apply(MARK, b"", lambda: None)
+            self.wal.drop_through(int(path.stem.split("-", 1)[1]))
+            if self.disk_users is not None:
+                self.disk_users.sync(truncate=True)
+            return path
+
+    def _snapshot(self, keep: int = KEEP_SNAPSHOTS) -> Path:
         with self._turn:  # no apply in between: the image is exactly the records up to lsn
             lsn = self._applied_lsn
             image = self.profiles.snapshot(lsn)
@@ -438,9 +523,13 @@ class EmbeddedStore:
         image.write(str(path))
         fsync_directory(self._snapshots_dir)
         kept = self._snapshot_paths()
-        self._remove_snapshots_except({old_lsn for old_lsn, _ in kept[:KEEP_SNAPSHOTS]})
+        self._remove_snapshots_except({old_lsn for old_lsn, _ in kept[:keep]})
         # The WAL reaches back to the oldest kept snapshot, which can stand in for a damaged one.
-        self.wal.drop_through(kept[:KEEP_SNAPSHOTS][-1][0])
+        oldest = kept[:keep][-1][0]
+        if self.disk_users is not None:  # users evicted up to lsn: durable before their events go
+            self.disk_users.prune(oldest)
+            self.disk_users.sync()
+        self.wal.drop_through(oldest)
         return path
 
     @property
@@ -449,6 +538,8 @@ class EmbeddedStore:
 
     def close(self) -> None:
         self.wal.close()
+        if self.disk_users is not None:
+            self.disk_users.close()
 
     def __enter__(self) -> EmbeddedStore:
         return self

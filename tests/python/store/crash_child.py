@@ -2,11 +2,12 @@
 prints "ack N" once batch N is acknowledged (durable and applied), "snapshot" / "snapshot done"
 around each snapshot. Also the batches and the serial oracle the test compares against.
 
-    python crash_child.py DATA_DIR FIRST_BATCH LAST_BATCH SNAPSHOT_EVERY
+    python crash_child.py DATA_DIR FIRST_BATCH LAST_BATCH SNAPSHOT_EVERY [--bounded]
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from typing import Any
@@ -25,6 +26,10 @@ CONFIG = ProfilesConfig.from_dict(
     }
 )
 USERS, ITEMS, EVENTS_PER_BATCH = 300, 400, 400
+# With a bound: 64 users in memory of the 300, the others in the store's user file.
+BOUNDED = ProfilesConfig.from_dict(
+    {**dataclasses.asdict(CONFIG), "user_capacity": 64, "user_lru": False}
+)
 
 
 def item_vectors() -> tuple[np.ndarray, np.ndarray]:
@@ -71,8 +76,8 @@ class _SlowImage:
         self.image.write(path)
 
 
-def main(data_dir: str, first: int, last: int, snapshot_every: int) -> None:
-    store = EmbeddedStore(data_dir, CONFIG, segment_bytes=64 << 10)
+def main(data_dir: str, first: int, last: int, snapshot_every: int, bounded: bool) -> None:
+    store = EmbeddedStore(data_dir, BOUNDED if bounded else CONFIG, segment_bytes=64 << 10)
     take_image = store.profiles.snapshot
     store.profiles.snapshot = lambda lsn: _SlowImage(take_image(lsn))
     store.set_items(*item_vectors())  # an upsert of the same vectors: harmless when repeated
@@ -89,4 +94,4 @@ def main(data_dir: str, first: int, last: int, snapshot_every: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), "--bounded" in sys.argv)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import random
@@ -51,6 +52,22 @@ def state(p: Profiles) -> dict[str, np.ndarray]:
     out["item_vectors"] = item.vectors
     out["seen"] = np.stack([p.seen(u, items) for u in range(0, child.USERS, 7)])
     out["recent"] = np.concatenate([p.recent_items(u) for u in range(0, child.USERS, 7)])
+    return out
+
+
+def exact_state(source: Profiles | EmbeddedStore) -> dict[str, np.ndarray]:
+    """Every user's whole image (brought back from disk first where the store keeps some
+    there) and every item's counters: equal only if nothing was lost, doubled or altered."""
+    profiles = source.profiles if isinstance(source, EmbeddedStore) else source
+    images = []
+    for user in range(child.USERS + 5):
+        if isinstance(source, EmbeddedStore):
+            source.ensure_users([user])
+        image = profiles.export_users([user])[0]
+        images.append(b"-" if image is None else image[0] + image[1])
+    item = profiles.items(np.arange(child.ITEMS + 5))
+    out = {f"item_{name}": item.stats[name] for name in ITEM_STATS}
+    out["users"] = np.array(images, dtype=object)
     return out
 
 
@@ -142,14 +159,19 @@ def test_a_log_that_ends_before_the_snapshot_is_an_error(tmp_path: Path) -> None
 
 
 def _run_child(
-    data_dir: Path, first: int, last: int, kill: tuple[str, int, float] | None
+    data_dir: Path,
+    first: int,
+    last: int,
+    kill: tuple[str, int, float] | None,
+    bounded: bool = False,
 ) -> tuple[int, bool]:
     """Runs the child from batch `first`; kills it with SIGKILL at `kill` = (line to wait for,
     how many of them, delay in seconds) if given. Returns the last acknowledged batch (-1: none)
     and whether the kill landed inside a snapshot."""
     last_ack, seen, in_snapshot = first - 1, 0, False
     with subprocess.Popen(
-        [sys.executable, str(CHILD), str(data_dir), str(first), str(last), "5"],
+        [sys.executable, str(CHILD), str(data_dir), str(first), str(last), "5"]
+        + (["--bounded"] if bounded else []),
         stdout=subprocess.PIPE,
         text=True,
     ) as proc:
@@ -267,6 +289,109 @@ def test_concurrent_appliers_share_the_log_and_recover_to_the_same_state(tmp_pat
     assert same(live, state(serial))
     with open_store(tmp_path) as store:
         assert same(state(store.profiles), live)
+
+
+def open_bounded(path: Path) -> EmbeddedStore:
+    return EmbeddedStore(path, child.BOUNDED, segment_bytes=64 << 10)
+
+
+def oracle_exact(batches: int) -> dict[str, np.ndarray]:
+    return exact_state(child.oracle(batches))
+
+
+def test_users_past_the_capacity_wait_on_disk_and_come_back_exactly(tmp_path: Path) -> None:
+    with open_bounded(tmp_path) as store:
+        store.set_items(*child.item_vectors())
+        for number in range(12):
+            store.apply(child.batch(number))
+            assert store.profiles.stats()["users"] <= child.BOUNDED.user_capacity
+        assert store.disk_users is not None
+        assert store.disk_users.count() >= child.USERS - child.BOUNDED.user_capacity
+        assert same(exact_state(store), oracle_exact(12))
+
+
+def test_users_on_disk_survive_snapshots_and_a_restart_with_every_event_once(
+    tmp_path: Path,
+) -> None:
+    with open_bounded(tmp_path) as store:
+        store.set_items(*child.item_vectors())
+        for number in range(10):
+            store.apply(child.batch(number))
+            if number % 4 == 3:
+                store.snapshot()
+    with open_bounded(tmp_path) as store:
+        assert store.profiles.stats()["users"] <= child.BOUNDED.user_capacity
+        recovered = exact_state(store)
+        applied = sum(
+            int(store.profiles.user_state([u])["events_applied"][0])
+            for u in range(child.USERS)
+            if store.ensure_users([u]) is None
+        )
+    assert same(recovered, oracle_exact(10))
+    assert applied == 10 * child.EVENTS_PER_BATCH
+
+
+def test_every_acknowledged_batch_survives_sigkills_with_users_on_disk(tmp_path: Path) -> None:
+    rng = random.Random(20261207)
+    acked = -1
+    for round_number in range(8):
+        if round_number % 3 == 2:
+            kill = ("snapshot", rng.randint(1, 2), rng.uniform(0.0, 0.002))
+        else:
+            kill = ("ack", rng.randint(1, 12), rng.uniform(0.0, 0.003))
+        last_ack, _ = _run_child(tmp_path, acked + 1, 400, kill, bounded=True)
+        acked = max(acked, last_ack)
+        with open_bounded(tmp_path) as store:
+            assert store.recovery.problems == []
+            recovered = exact_state(store)
+        assert same(recovered, oracle_exact(acked + 1)) or same(
+            recovered, oracle_exact(acked + 2)
+        ), round_number
+
+
+def _files_holding(directory: Path, needles: list[bytes]) -> list[str]:
+    return sorted(
+        str(path.relative_to(directory))
+        for path in directory.rglob("*")
+        if path.is_file() and any(needle in path.read_bytes() for needle in needles)
+    )
+
+
+def _with_user(events: Events, user: int, every: int) -> Events:
+    """The batch with every ``every``-th event made the user's."""
+    users = events.users.copy()
+    users[::every] = user
+    return dataclasses.replace(events, users=users)
+
+
+def test_an_erased_user_leaves_memory_at_once_and_every_file_after_compaction(
+    tmp_path: Path,
+) -> None:
+    erased = 0x9E3779B97F4A7C15  # a key as ids hash to: its bytes occur nowhere by chance
+    with open_bounded(tmp_path) as store:
+        store.set_items(*child.item_vectors())
+        for number in range(10):  # the user goes to disk and back meanwhile
+            store.apply(_with_user(child.batch(number), erased, 40))
+            if number % 3 == 2:
+                store.snapshot()
+        assert store.disk_users is not None
+        store.ensure_users([erased])
+        image = store.profiles.export_users([erased])[0]
+        assert image is not None
+        # The key as the WAL and snapshots hold it, as SQLite holds it, and the vectors.
+        needles = [struct.pack("<Q", erased), struct.pack(">Q", erased), image[0]]
+        assert _files_holding(tmp_path, needles[:1])
+        store.erase_user(erased)
+        assert not store.profiles.user_state([erased])["found"][0]
+        store.ensure_users([erased])
+        assert not store.profiles.user_state([erased])["found"][0]  # not back from disk
+        store.compact()
+        assert _files_holding(tmp_path, needles) == []
+        others = exact_state(store)
+    with open_bounded(tmp_path) as store:  # and a restart does not bring them back
+        store.ensure_users([erased])
+        assert not store.profiles.user_state([erased])["found"][0]
+        assert same(exact_state(store), others)
 
 
 # ---- an extension with files of its own (the feed service's catalogue and index, in small) ---
