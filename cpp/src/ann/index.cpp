@@ -143,18 +143,23 @@ class IndexImpl final : public Index {
     }
 
     Status save(const std::string& path) const override {
-        std::lock_guard<std::mutex> lock(write_mu_);
         IndexFileHeader h{};
+        std::vector<char> body;
+        {
+            // Writers wait only for the copy into memory, not for the file's write and fsync.
+            std::lock_guard<std::mutex> lock(write_mu_);
+            h.slots = graph_.slot_count();
+            body = serialize();
+        }
         h.dims = static_cast<std::uint32_t>(options_.dims);
         h.metric = static_cast<std::uint8_t>(options_.metric);
         h.dtype = static_cast<std::uint8_t>(options_.dtype);
         h.rerank = options_.rerank ? 1 : 0;
         h.M = static_cast<std::uint32_t>(options_.M);
         h.ef_construction = static_cast<std::uint32_t>(options_.ef_construction);
-        h.slots = graph_.slot_count();
         h.seed = options_.seed;
         std::memcpy(h.compact_threshold, &options_.compact_threshold, sizeof(double));
-        return write_index_file(path, h, serialize());
+        return write_index_file(path, h, body);
     }
 
     // Fills a fresh index from a verified body; kCorrupt on anything inconsistent.
