@@ -14,7 +14,6 @@ Retry-After (``Guard``).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -28,6 +27,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recserve import __version__
+from recserve.service.asgi_json import send_json
 from recserve.service.auth import Auth, Keys
 from recserve.service.engine import Conflict, Engine, NotFound, NotReady
 from recserve.service.metrics import Metrics
@@ -42,24 +42,6 @@ _UNGUARDED = ("/healthz", "/readyz", "/metrics")
 
 def _error(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
-
-
-async def _send_json(
-    send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]
-) -> None:
-    data = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(data)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": data})
 
 
 class Guard:
@@ -110,7 +92,7 @@ class Guard:
         # Refused before reading, the connection stays open: uvicorn discards the body as it
         # comes, so a client that sends it anyway reads the answer rather than a reset.
         if declared is not None and declared > self.limit:
-            await _send_json(send, 413, {"detail": f"body over {self.limit} bytes"}, [])
+            await send_json(send, 413, {"detail": f"body over {self.limit} bytes"}, [])
             return
         counted = declared or 0
         if self.inflight >= self.max_inflight or self.inflight_bytes + counted > self.max_bytes:
@@ -120,7 +102,7 @@ class Guard:
                 if self.inflight >= self.max_inflight
                 else f"too many body bytes in flight (at most {self.max_bytes}); retry later"
             )
-            await _send_json(send, 503, {"detail": detail}, [(b"retry-after", self.retry_after)])
+            await send_json(send, 503, {"detail": detail}, [(b"retry-after", self.retry_after)])
             return
         deadline = anyio.current_time() + self.body_timeout
         received = 0
@@ -139,7 +121,7 @@ class Guard:
             release()  # the slot is free before the answer is even written
             if not started:  # part of the body is still to come, perhaps never: close
                 closing = [*headers, (b"connection", b"close")]
-                await _send_json(send, status, {"detail": detail}, closing)
+                await send_json(send, status, {"detail": detail}, closing)
             return {"type": "http.disconnect"}
 
         async def guarded_receive() -> Message:

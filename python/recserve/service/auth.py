@@ -19,12 +19,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import json
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from recserve.service.asgi_json import send_json
 
 if TYPE_CHECKING:
     from recserve.service.settings import AuthSettings, Settings
@@ -160,19 +161,7 @@ class Auth:
 
 
 async def _refuse(send: Send, status: int, detail: str, challenge: bytes) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", challenge),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, status, {"detail": detail}, [(b"www-authenticate", challenge)])
 
 
 def is_loopback(host: str) -> bool:
