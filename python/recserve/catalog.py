@@ -290,7 +290,7 @@ class Catalog:
         (items are immutable), so take it with applies paused. The index is not in it: see
         ``restore_columns``."""
         return CatalogImage(
-            list(self._row_of), list(self._items.values()), list(self._creator_code)
+            dict(self._row_of), list(self._items.values()), list(self._creator_code)
         )
 
     @staticmethod
@@ -330,6 +330,14 @@ class Catalog:
             tagset_tags = columns["tagset.tags"]
         except KeyError as missing:
             raise CorruptFileError(f"the catalogue columns lack {missing}") from None
+        # Each item's row; files of the first days lack the column: their rows are looked up.
+        item_rows = columns.get("row")
+        if item_rows is None and len(row_keys):
+            by_key = np.argsort(row_keys)
+            at = np.searchsorted(row_keys, keys, sorter=by_key)
+            item_rows = by_key[np.minimum(at, len(row_keys) - 1)]
+        elif item_rows is None:
+            item_rows = np.zeros(len(keys), dtype=np.int64)  # no row for any item: refused below
         ids = strings(columns, "id")
         creators = strings(columns, "creators")
         media = strings(columns, "media")
@@ -337,7 +345,8 @@ class Catalog:
         n, n_rows = len(keys), len(row_keys)
         if (
             {len(ids), len(creator_of), len(durations), len(created), len(media),
-             len(media_present), len(tagset_of)} != {n}
+             len(media_present), len(tagset_of), len(item_rows)} != {n}
+            or _out_of(item_rows, n_rows)
             or _out_of(creator_of, len(creators)) or _out_of(tagset_of, len(tagset_offsets) - 1)
             or _out_of(tagset_tags, len(tags))
             or not (len(tagset_offsets) and tagset_offsets[0] == 0
@@ -349,10 +358,8 @@ class Catalog:
         sorted_keys = row_keys[order]
         if n_rows > 1 and not (sorted_keys[1:] != sorted_keys[:-1]).all():
             raise CorruptFileError("the catalogue columns hold a row key twice")
-        at = np.minimum(np.searchsorted(sorted_keys, keys), max(n_rows - 1, 0))
-        if n and (not n_rows or not (sorted_keys[at] == keys).all()):
-            raise CorruptFileError("the catalogue columns hold an item without a row")
-        item_rows = order[at]
+        if n and not (row_keys[item_rows] == keys).all():
+            raise CorruptFileError("the catalogue columns give an item another key's row")
         # Distinct tag sets once (shared tuples), then one item per row of the columns.
         set_bounds = tagset_offsets.tolist()
         tag_codes = tagset_tags.tolist()
@@ -377,7 +384,7 @@ class Catalog:
         self._live[item_rows] = True
         self._created_s[item_rows] = created / 1000.0
         self._creator[item_rows] = creator_of
-        self._creator_code = {creator: code for code, creator in enumerate(creators)}
+        self._creator_code = dict(zip(creators, range(len(creators)), strict=True))
         self._sorted = (sorted_keys.copy(), order.astype(np.int64))
         self._recent_rows = {}
         self._by_tag = self._tag_sets(keys, tagset_of, tagset_offsets, tagset_tags, tags)
@@ -445,8 +452,8 @@ class CatalogImage:
     """The catalogue's metadata at one moment (``Catalog.image``), as columns or a file:
     every row's key (taken-down items keep theirs), the live items, the creator codes."""
 
-    def __init__(self, row_keys: list[int], items: list[Item], creators: list[str]) -> None:
-        self.row_keys = row_keys
+    def __init__(self, row_of: dict[int, int], items: list[Item], creators: list[str]) -> None:
+        self.row_of = row_of
         self.items = items
         self.creators = creators
 
@@ -460,8 +467,9 @@ class CatalogImage:
         creator_code = {creator: code for code, creator in enumerate(self.creators)}
         tagset_code: dict[tuple[str, ...], int] = {}
         columns: dict[str, npt.NDArray[Any]] = {
-            "row_keys": np.array(self.row_keys, dtype=np.uint64),
+            "row_keys": np.fromiter(self.row_of, np.uint64, len(self.row_of)),  # in row order
             "key": np.fromiter((item.key for item in items), np.uint64, n),
+            "row": np.fromiter((self.row_of[item.key] for item in items), np.uint32, n),
             "creator": np.fromiter((creator_code[item.creator_id] for item in items), np.uint32, n),
             "duration_ms": np.fromiter((item.duration_ms for item in items), np.int64, n),
             "created_at": np.fromiter((item.created_at for item in items), np.int64, n),

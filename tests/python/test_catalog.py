@@ -242,3 +242,12 @@ def test_a_damaged_catalogue_file_is_refused(tmp_path: Path, where: int) -> None
     path.write_bytes(bytes(data[:-1]))
     with pytest.raises(CorruptFileError):
         Catalog.read(path)
+
+
+def test_a_file_without_item_rows_still_loads(tmp_path: Path) -> None:
+    c, _ = _grown_catalog()
+    columns = c.image().columns()
+    del columns["row"]  # as the first files were written: rows are looked up by key
+    restored = Catalog(DIMS)
+    restored.restore_columns(columns, None, c.index)
+    _same_catalogue(c, restored)
