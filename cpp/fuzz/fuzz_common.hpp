@@ -6,6 +6,8 @@
 //                         (in /dev/shm where there is one) and loads it from there
 //   Chunks                [u32 length][bytes] framing, for harnesses that take several byte
 //                         strings (user images, record batches); make_corpus.cpp writes it
+//   fuzz_file             the body of a file loader's harness: load the input as it is, then
+//                         again with valid checksums
 //   FUZZ_CHECK            an invariant the decoder's caller relies on: abort (a finding) if false
 #pragma once
 
@@ -101,5 +103,20 @@ class Chunks {
     const std::uint8_t* p_;
     const std::uint8_t* end_;
 };
+
+// Writes the input to `file` and calls load(path, bytes); then, if recomputing the checksums
+// at body_crc_at changes it, once more with them valid.
+template <class Load>
+int fuzz_file(const TempFile& file, const std::uint8_t* data, std::size_t size, std::size_t body_crc_at, Load load) {
+    file.write(data, size);
+    const std::vector<char> raw(data, data + size);
+    load(file.path(), raw);
+    const std::vector<char> fixed = with_valid_checksums(data, size, body_crc_at);
+    if (fixed != raw) {
+        file.write(fixed.data(), fixed.size());
+        load(file.path(), fixed);
+    }
+    return 0;
+}
 
 }  // namespace recserve::fuzz

@@ -72,13 +72,5 @@ void load(const std::string& path, const std::vector<char>& bytes) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     static const recserve::fuzz::TempFile file("index");
-    file.write(data, size);
-    const std::vector<char> raw(data, data + size);
-    load(file.path(), raw);
-    const std::vector<char> fixed = recserve::fuzz::with_valid_checksums(data, size, offsetof(IndexFileHeader, body_crc));
-    if (fixed != raw) {
-        file.write(fixed.data(), fixed.size());
-        load(file.path(), fixed);
-    }
-    return 0;
+    return recserve::fuzz::fuzz_file(file, data, size, offsetof(IndexFileHeader, body_crc), load);
 }

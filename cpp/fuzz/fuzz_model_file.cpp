@@ -41,13 +41,5 @@ void load(const std::string& path, const std::vector<char>& bytes) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     static const recserve::fuzz::TempFile file("model");
-    file.write(data, size);
-    const std::vector<char> raw(data, data + size);
-    load(file.path(), raw);
-    const std::vector<char> fixed = recserve::fuzz::with_valid_checksums(data, size, kBodyCrcAt);
-    if (fixed != raw) {
-        file.write(fixed.data(), fixed.size());
-        load(file.path(), fixed);
-    }
-    return 0;
+    return recserve::fuzz::fuzz_file(file, data, size, kBodyCrcAt, load);
 }
