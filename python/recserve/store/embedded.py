@@ -524,8 +524,9 @@ class EmbeddedStore:
         fsync_directory(self._snapshots_dir)
         kept = self._snapshot_paths()
         self._remove_snapshots_except({old_lsn for old_lsn, _ in kept[:keep]})
-        # The WAL reaches back to the oldest kept snapshot, which can stand in for a damaged one.
-        oldest = kept[:keep][-1][0]
+        # The WAL reaches back to the oldest kept snapshot, which can stand in for a damaged one;
+        # while there are fewer, to the start (only a compaction means to keep one alone).
+        oldest = kept[:keep][-1][0] if len(kept) >= keep else 0
         if self.disk_users is not None:  # users evicted up to lsn: durable before their events go
             self.disk_users.prune(oldest)
             self.disk_users.sync()

@@ -138,6 +138,17 @@ def test_a_damaged_snapshot_falls_back_to_the_previous_one_and_says_so(tmp_path:
         assert same(state(store.profiles), state(child.oracle(9)))
 
 
+def test_a_damaged_first_snapshot_falls_back_to_the_whole_log(tmp_path: Path) -> None:
+    with open_store(tmp_path) as store:
+        ingest(store, 6, snapshot_every=4)  # one snapshot, then more batches
+    (first,) = (tmp_path / "snapshots").glob("*.snap")
+    first.write_bytes(first.read_bytes()[:-1])
+    with open_store(tmp_path) as store:
+        assert store.recovery.snapshot is None
+        assert "damaged" in store.recovery.problems[0]
+        assert same(state(store.profiles), state(child.oracle(6)))
+
+
 def test_no_usable_snapshot_and_a_trimmed_log_is_an_error_not_an_empty_store(
     tmp_path: Path,
 ) -> None:
