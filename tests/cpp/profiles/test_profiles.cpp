@@ -475,6 +475,64 @@ TEST(ProfilesConcurrency, ReadersSeeWholeRowsWhileEventsApply) {
     EXPECT_GT(p->stats().applied, 0u);
 }
 
+TEST(ProfilesConcurrency, ReadersSeeWholeRowsWhileUsersAreEvictedAndImported) {
+    const char* env = std::getenv("RECSERVE_STRESS_SECONDS");
+    const double seconds = env ? std::atof(env) : 1.0;
+    ProfilesOptions o;
+    o.user_lru = false;
+    auto p = make(o);
+    for (std::uint64_t i = 0; i < 64; ++i) set_item(*p, i, std::vector<float>(kDims, float(i)));
+    std::atomic<bool> stop{false};
+    std::atomic<std::uint64_t> torn{0}, reads{0};
+    std::thread writer([&] {  // applies, keeps 8 of 32 users, brings the evicted back
+        std::mt19937_64 rng(2);
+        std::uint64_t seq = 0;
+        std::vector<UserImage> out;
+        while (!stop.load(std::memory_order_relaxed)) {
+            Events e;
+            for (int i = 0; i < 16; ++i) {
+                ++seq;
+                e.add(rng() % 32, rng() % 64, EventType::kWatch, seq, std::int64_t(seq), 9000, 10000);
+            }
+            ASSERT_TRUE(p->apply(e.batch()).is_ok());
+            out.clear();
+            p->evict_users(8, &out);
+            for (const UserImage& image : out) {
+                if (rng() % 2 == 0) {
+                    ASSERT_TRUE(p->import_users(&image.user, &image.vectors, &image.state, 1).is_ok());
+                }
+            }
+        }
+    });
+    std::vector<std::thread> readers;
+    for (int r = 0; r < 2; ++r) {
+        readers.emplace_back([&, r] {
+            std::mt19937_64 rng(200 + r);
+            std::vector<std::uint64_t> users(8), items(16);
+            std::vector<float> lt(8 * kDims), ss(8 * kDims);
+            bool found[16], seen[16];
+            while (!stop.load(std::memory_order_relaxed)) {
+                for (auto& u : users) u = rng() % 32;
+                for (auto& i : items) i = rng() % 64;
+                p->user_vectors(users.data(), users.size(), 0, lt.data(), ss.data(), found);
+                for (std::size_t k = 0; k < lt.size(); ++k) {
+                    if (lt[k] != lt[k - k % kDims] || ss[k] != ss[k - k % kDims]) torn.fetch_add(1);
+                }
+                p->seen(users[0], items.data(), items.size(), seen);
+                (void)p->recent_items(users[1]);
+                reads.fetch_add(1, std::memory_order_relaxed);
+            }
+        });
+    }
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+    stop.store(true);
+    writer.join();
+    for (auto& t : readers) t.join();
+    EXPECT_EQ(torn.load(), 0u);
+    EXPECT_GT(reads.load(), 0u);
+    EXPECT_LE(p->stats().users, 8u + 16u);
+}
+
 TEST(Profiles, AnExportedUserContinuesElsewhereAsIfNeverMoved) {
     auto here = make(), there = make();
     for (auto* p : {here.get(), there.get()}) set_item(*p, 5, {1, 0, 0, 0});
