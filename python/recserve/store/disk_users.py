@@ -86,6 +86,18 @@ class DiskUsers:
                     found[_unsigned(key)] = (bytes(vectors), bytes(state))  # the newest last
         return found
 
+    def holds_any(self, keys: Iterable[int]) -> bool:
+        """Whether any of the keys has an image (a cheap check before a read asks for it)."""
+        wanted = [_signed(int(k)) for k in keys]
+        with self._lock:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT 1 FROM users WHERE key IN ({marks}) LIMIT 1"
+                if self._db.execute(query, chunk).fetchone() is not None:
+                    return True
+        return False
+
     def prune(self, lsn: int) -> None:
         """Drops each user's images older than their newest one as of ``lsn``."""
         with self._lock:

@@ -438,7 +438,10 @@ class EmbeddedStore:
         if self.disk_users is None:
             return
         keys = as_ids(users)
-        if self.profiles.user_state(keys)["found"].all():
+        missing = keys[~self.profiles.user_state(keys)["found"]]
+        # A user on no disk either (new) needs no wait for the apply turn: reads of unknown
+        # users are common (cold starts) and must not queue behind applies.
+        if not len(missing) or not self.disk_users.holds_any(missing.tolist()):
             return
         with self._turn:  # not while an apply or an eviction runs: the image is current
             self._make_resident(keys, self._applied_lsn)

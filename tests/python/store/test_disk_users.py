@@ -20,6 +20,9 @@ def test_the_newest_image_at_or_before_an_lsn_is_read(tmp_path: Path) -> None:
     assert users.get([1], lsn=8) == {1: (b"v1", b"s1")}
     assert users.get([1], lsn=100) == {1: (b"v1'", b"s1'")}
     assert users.count() == 2
+    assert users.holds_any([3, BIG])
+    assert users.holds_any(list(range(2, 1200)) + [1])  # past one query's parameters
+    assert not users.holds_any([3, 4])
 
 
 def test_prune_keeps_what_a_replay_from_the_lsn_on_can_ask_for(tmp_path: Path) -> None:
