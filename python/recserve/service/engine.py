@@ -893,8 +893,9 @@ class Engine:
         while not self._stop.is_set():
             if not self._erasure_due.wait(timeout=1.0):
                 continue
-            # Erasures that arrive together are compacted together.
-            if self._stop.wait(min(self.settings.erasure_delay_s / 4, 5.0)):
+            # Erasures within half the delay are compacted together (a compaction is a whole
+            # snapshot); the other half is the compaction's own time.
+            if self._stop.wait(self.settings.erasure_delay_s / 2):
                 return
             self._erasure_due.clear()
             try:
