@@ -8,6 +8,7 @@
 //                         strings (user images, record batches); make_corpus.cpp writes it
 //   fuzz_file             the body of a file loader's harness: load the input as it is, then
 //                         again with valid checksums
+//   apply_more_events     events for a loaded user after their high-water mark, then every read
 //   FUZZ_CHECK            an invariant the decoder's caller relies on: abort (a finding) if false
 #pragma once
 
@@ -19,11 +20,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "recserve/base/crc32c.hpp"
+#include "recserve/profiles/profiles.hpp"
 
 #define FUZZ_CHECK(cond)                                                                       \
     do {                                                                                       \
@@ -103,6 +106,39 @@ class Chunks {
     const std::uint8_t* p_;
     const std::uint8_t* end_;
 };
+
+// Applies n events of `user` after their high-water mark (item_of(i) for event i, event keys
+// from key_base, ts i * ts_step), then reads the user back as a feed does: seen-set, recent
+// items, vectors. Nothing when the mark is 2^64-1, after which no event can follow.
+template <class ItemOf>
+void apply_more_events(recserve::profiles::Profiles& p, std::uint64_t user, std::size_t n, std::uint64_t key_base,
+                       std::int64_t ts_step, std::uint32_t watch_ms, ItemOf item_of) {
+    namespace pr = recserve::profiles;
+    std::uint64_t words[pr::kUserWords];
+    bool found = false;
+    p.user_words(&user, 1, words, &found);
+    const std::uint64_t first_seq = (found ? words[pr::kHighWaterSeq] : 0) + 1;
+    if (first_seq == 0) return;
+    std::vector<std::uint64_t> users(n, user), items(n), seq(n), keys(n);
+    std::vector<std::uint8_t> types(n);
+    std::vector<std::uint32_t> watch(n, watch_ms), duration(n, 10000);
+    std::vector<std::int64_t> ts(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        items[i] = item_of(i);
+        seq[i] = first_seq + i < first_seq ? first_seq : first_seq + i;  // never wraps past 2^64-1
+        keys[i] = key_base + i;
+        types[i] = static_cast<std::uint8_t>(i % pr::kEventTypes);
+        ts[i] = static_cast<std::int64_t>(i) * ts_step;
+    }
+    const pr::EventBatch batch{n,           users.data(), items.data(), types.data(), watch.data(),
+                               duration.data(), ts.data(),  seq.data(),   keys.data()};
+    FUZZ_CHECK(p.apply(batch).is_ok());
+    const std::unique_ptr<bool[]> seen(new bool[n]);
+    p.seen(user, items.data(), n, seen.get());
+    (void)p.recent_items(user);
+    std::vector<float> long_term(p.options().dims), session(p.options().dims);
+    p.user_vectors(&user, 1, ts_step * static_cast<std::int64_t>(n) * 2, long_term.data(), session.data(), &found);
+}
 
 // Writes the input to `file` and calls load(path, bytes); then, if recomputing the checksums
 // at body_crc_at changes it, once more with them valid.

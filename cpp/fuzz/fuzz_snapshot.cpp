@@ -63,34 +63,11 @@ void exercise(Profiles& p, const std::vector<char>& bytes) {
     std::uint64_t user = 1;
     if (bytes.size() >= kFirstUserKeyAt + 8) std::memcpy(&user, bytes.data() + kFirstUserKeyAt, sizeof user);
     if (user == recserve::embed::kInvalidKey) user = 1;
-    std::uint64_t words[recserve::profiles::kUserWords];
-    bool found = false;
-    p.user_words(&user, 1, words, &found);
-    const std::uint64_t first_seq = (found ? words[recserve::profiles::kHighWaterSeq] : 0) + 1;
-    if (first_seq == 0) return;  // the high-water mark is 2^64-1: no event can follow
-    constexpr std::size_t kEvents = 24;
-    std::vector<std::uint64_t> users(kEvents, user), items(kEvents), seq(kEvents), keys(kEvents);
-    std::vector<std::uint8_t> types(kEvents);
-    std::vector<std::uint32_t> watch(kEvents, 1000), duration(kEvents, 10000);
-    std::vector<std::int64_t> ts(kEvents);
-    for (std::size_t i = 0; i < kEvents; ++i) {
-        items[i] = i % 5 == 0 ? 3 : 100 + i;
-        seq[i] = first_seq + i < first_seq ? first_seq : first_seq + i;  // never wraps past 2^64-1
-        keys[i] = 0xABC0 + i;
-        types[i] = static_cast<std::uint8_t>(i % recserve::profiles::kEventTypes);
-        ts[i] = static_cast<std::int64_t>(1000 * i);
-    }
     const float item_vector[64] = {1.0f};
     const std::uint64_t item = 3;
     FUZZ_CHECK(p.set_items(&item, item_vector, 1).is_ok() || p.stats().items >= p.options().item_capacity);
-    recserve::profiles::EventBatch batch{kEvents,      users.data(), items.data(), types.data(), watch.data(),
-                                         duration.data(), ts.data(), seq.data(),   keys.data()};
-    FUZZ_CHECK(p.apply(batch).is_ok());
-    bool seen[kEvents];
-    p.seen(user, items.data(), kEvents, seen);
-    (void)p.recent_items(user);
-    std::vector<float> long_term(p.options().dims), session(p.options().dims);
-    p.user_vectors(&user, 1, 50000, long_term.data(), session.data(), &found);
+    recserve::fuzz::apply_more_events(p, user, 24, 0xABC0, 1000, 1000,
+                                      [](std::size_t i) { return i % 5 == 0 ? 3 : 100 + i; });
     (void)p.stats();
 }
 

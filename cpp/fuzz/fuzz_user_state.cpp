@@ -35,28 +35,7 @@ void exercise(Profiles& p, std::uint64_t user) {
     bool found = false;
     p.user_words(&user, 1, words, &found);
     FUZZ_CHECK(found);
-    const std::uint64_t first_seq = words[recserve::profiles::kHighWaterSeq] + 1;
-    if (first_seq == 0) return;  // the high-water mark is 2^64-1: no event can follow
-    constexpr std::size_t kEvents = 20;
-    std::vector<std::uint64_t> users(kEvents, user), items(kEvents), seq(kEvents), keys(kEvents);
-    std::vector<std::uint8_t> types(kEvents);
-    std::vector<std::uint32_t> watch(kEvents, 2000), duration(kEvents, 10000);
-    std::vector<std::int64_t> ts(kEvents);
-    for (std::size_t i = 0; i < kEvents; ++i) {
-        items[i] = 200 + i;
-        seq[i] = first_seq + i < first_seq ? first_seq : first_seq + i;
-        keys[i] = 0xCAFE0 + i;
-        types[i] = static_cast<std::uint8_t>(i % recserve::profiles::kEventTypes);
-        ts[i] = static_cast<std::int64_t>(5000 * i);
-    }
-    recserve::profiles::EventBatch batch{kEvents,      users.data(), items.data(), types.data(), watch.data(),
-                                         duration.data(), ts.data(), seq.data(),   keys.data()};
-    FUZZ_CHECK(p.apply(batch).is_ok());
-    bool seen[kEvents];
-    p.seen(user, items.data(), kEvents, seen);
-    (void)p.recent_items(user);
-    float long_term[4], session[4];
-    p.user_vectors(&user, 1, 200000, long_term, session, &found);
+    recserve::fuzz::apply_more_events(p, user, 20, 0xCAFE0, 5000, 2000, [](std::size_t i) { return 200 + i; });
 }
 
 }  // namespace

@@ -424,6 +424,36 @@ TEST(ProfilesSnapshot, EveryTruncationAndSampledBitFlipsAreReportedAsCorrupt) {
     EXPECT_EQ(Profiles::load(path, other, &lsn).status().code(), StatusCode::kInvalidArgument);
 }
 
+// Two threads reading what a feed reads (vectors of users 0..31, seen-sets, recent items, item
+// counters of items 0..63) until `stop`; a user vector that is not constant counts in `torn`
+// (every item vector is constant, so every whole user vector is too).
+std::vector<std::thread> start_readers(const Profiles& p, const std::atomic<bool>& stop,
+                                       std::atomic<std::uint64_t>& torn, std::atomic<std::uint64_t>& reads) {
+    std::vector<std::thread> readers;
+    for (int r = 0; r < 2; ++r) {
+        readers.emplace_back([&p, &stop, &torn, &reads, r] {
+            std::mt19937_64 rng(100 + r);
+            std::vector<std::uint64_t> users(8), items(16);
+            std::vector<float> lt(8 * kDims), ss(8 * kDims);
+            bool found[16], seen[16];
+            while (!stop.load(std::memory_order_relaxed)) {
+                for (auto& u : users) u = rng() % 32;
+                for (auto& i : items) i = rng() % 64;
+                p.user_vectors(users.data(), users.size(), 0, lt.data(), ss.data(), found);
+                for (std::size_t k = 0; k < lt.size(); ++k) {
+                    if (lt[k] != lt[k - k % kDims] || ss[k] != ss[k - k % kDims]) torn.fetch_add(1);
+                }
+                p.seen(users[0], items.data(), items.size(), seen);
+                (void)p.recent_items(users[1]);
+                std::vector<std::uint64_t> words(16 * kItemWords);
+                p.items(items.data(), items.size(), nullptr, words.data(), found);
+                reads.fetch_add(1, std::memory_order_relaxed);
+            }
+        });
+    }
+    return readers;
+}
+
 TEST(ProfilesConcurrency, ReadersSeeWholeRowsWhileEventsApply) {
     const char* env = std::getenv("RECSERVE_STRESS_SECONDS");
     const double seconds = env ? std::atof(env) : 1.0;
@@ -445,27 +475,7 @@ TEST(ProfilesConcurrency, ReadersSeeWholeRowsWhileEventsApply) {
             ASSERT_TRUE(p->apply(e.batch()).is_ok());
         }
     });
-    std::vector<std::thread> readers;
-    for (int r = 0; r < 2; ++r) {
-        readers.emplace_back([&, r] {
-            std::mt19937_64 rng(100 + r);
-            std::vector<std::uint64_t> users(8), items(16);
-            std::vector<float> lt(8 * kDims), ss(8 * kDims);
-            bool found[16], seen[16];
-            while (!stop.load(std::memory_order_relaxed)) {
-                for (auto& u : users) u = rng() % 32;
-                for (auto& i : items) i = rng() % 64;
-                p->user_vectors(users.data(), users.size(), 0, lt.data(), ss.data(), found);
-                for (std::size_t k = 0; k < lt.size(); ++k) {
-                    if (lt[k] != lt[k - k % kDims] || ss[k] != ss[k - k % kDims]) torn.fetch_add(1);
-                }
-                p->seen(users[0], items.data(), items.size(), seen);
-                std::vector<std::uint64_t> words(16 * kItemWords);
-                p->items(items.data(), items.size(), nullptr, words.data(), found);
-                reads.fetch_add(1, std::memory_order_relaxed);
-            }
-        });
-    }
+    std::vector<std::thread> readers = start_readers(*p, stop, torn, reads);
     std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
     stop.store(true);
     writer.join();
@@ -504,26 +514,7 @@ TEST(ProfilesConcurrency, ReadersSeeWholeRowsWhileUsersAreEvictedAndImported) {
             }
         }
     });
-    std::vector<std::thread> readers;
-    for (int r = 0; r < 2; ++r) {
-        readers.emplace_back([&, r] {
-            std::mt19937_64 rng(200 + r);
-            std::vector<std::uint64_t> users(8), items(16);
-            std::vector<float> lt(8 * kDims), ss(8 * kDims);
-            bool found[16], seen[16];
-            while (!stop.load(std::memory_order_relaxed)) {
-                for (auto& u : users) u = rng() % 32;
-                for (auto& i : items) i = rng() % 64;
-                p->user_vectors(users.data(), users.size(), 0, lt.data(), ss.data(), found);
-                for (std::size_t k = 0; k < lt.size(); ++k) {
-                    if (lt[k] != lt[k - k % kDims] || ss[k] != ss[k - k % kDims]) torn.fetch_add(1);
-                }
-                p->seen(users[0], items.data(), items.size(), seen);
-                (void)p->recent_items(users[1]);
-                reads.fetch_add(1, std::memory_order_relaxed);
-            }
-        });
-    }
+    std::vector<std::thread> readers = start_readers(*p, stop, torn, reads);
     std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
     stop.store(true);
     writer.join();
