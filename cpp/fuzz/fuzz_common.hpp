@@ -8,6 +8,8 @@
 //                         strings (user images, record batches); make_corpus.cpp writes it
 //   fuzz_file             the body of a file loader's harness: load the input as it is, then
 //                         again with valid checksums
+//   small_profiles        options small enough for fast runs (the user-state harness's as they
+//                         are; the snapshot harness's start from them)
 //   apply_more_events     events for a loaded user after their high-water mark, then every read
 //   FUZZ_CHECK            an invariant the decoder's caller relies on: abort (a finding) if false
 #pragma once
@@ -106,6 +108,16 @@ class Chunks {
     const std::uint8_t* p_;
     const std::uint8_t* end_;
 };
+
+inline recserve::profiles::ProfilesOptions small_profiles() {
+    recserve::profiles::ProfilesOptions o;
+    o.dims = 4;
+    o.user_capacity = o.item_capacity = 64;
+    o.shards = 4;
+    o.seen = {8, 64, 4};
+    o.event_key_window = 8;
+    return o;
+}
 
 // Applies n events of `user` after their high-water mark (item_of(i) for event i, event keys
 // from key_base, ts i * ts_step), then reads the user back as a feed does: seen-set, recent

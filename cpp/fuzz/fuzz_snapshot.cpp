@@ -30,12 +30,7 @@ std::uint32_t u32_at(const std::vector<char>& b, std::size_t at) {
 }
 
 ProfilesOptions options_for(const std::vector<char>& bytes) {
-    ProfilesOptions o;
-    o.dims = 4;
-    o.user_capacity = o.item_capacity = 64;
-    o.shards = 4;
-    o.seen = {8, 64, 4};
-    o.event_key_window = 8;
+    ProfilesOptions o = recserve::fuzz::small_profiles();
     if (bytes.size() < recserve::fuzz::kHeaderBytes) return o;
     const std::uint32_t dims = u32_at(bytes, kDimsAt), recent = u32_at(bytes, kSeenRecentAt),
                         bits = u32_at(bytes, kFilterBitsAt), items = u32_at(bytes, kFilterItemsAt),

@@ -16,19 +16,8 @@
 namespace {
 
 using recserve::profiles::Profiles;
-using recserve::profiles::ProfilesOptions;
 
 constexpr std::size_t kMaxUsers = 4;
-
-ProfilesOptions options() {
-    ProfilesOptions o;
-    o.dims = 4;
-    o.user_capacity = o.item_capacity = 64;
-    o.shards = 4;
-    o.seen = {8, 64, 4};
-    o.event_key_window = 8;
-    return o;
-}
 
 void exercise(Profiles& p, std::uint64_t user) {
     std::uint64_t words[recserve::profiles::kUserWords];
@@ -52,7 +41,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         vectors.emplace_back(vec.begin(), vec.end());
         states.emplace_back(state.begin(), state.end());
     }
-    auto created = Profiles::create(options());
+    auto created = Profiles::create(recserve::fuzz::small_profiles());
     FUZZ_CHECK(created.is_ok());
     Profiles& p = *created.value();
     std::size_t imported = 0;

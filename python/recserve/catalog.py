@@ -26,7 +26,7 @@ from recserve._columns import read_columns, string_columns, strings, write_colum
 from recserve._core import CorruptFileError
 from recserve.ids import key_of
 
-__all__ = ["Catalog", "CatalogImage", "Item"]
+__all__ = ["Catalog", "CatalogImage", "Item", "check_batch"]
 
 FILE_MAGIC = b"RSCATLG1"  # the snapshot file of CatalogImage.write
 FILE_VERSION = 1
@@ -84,6 +84,33 @@ class Item:
         return item
 
 
+def check_batch(
+    items: Sequence[Item], embeddings: Any, dims: int, metric: str = "cosine"
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
+    """The keys and float32 vectors of a batch for a catalogue of ``dims`` and ``metric``, or
+    ValueError naming the first bad item (no catalogue needed: what fixes the dims asks too)."""
+    vectors = as_vectors(embeddings, "embeddings")
+    if vectors.ndim != 2 or vectors.shape != (len(items), dims):
+        raise ValueError(
+            f"embeddings must have shape ({len(items)}, {dims}), got {vectors.shape}"
+        )
+    bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+    if bad.size:
+        raise ValueError(
+            f"embedding of item {items[int(bad[0])].id!r} contains NaN or infinity"
+        )
+    keys = np.array([item.key for item in items], dtype=np.uint64)
+    if len(set(keys.tolist())) != len(keys):
+        raise ValueError("an item id appears twice in one batch")
+    if metric == "cosine":
+        zero = np.flatnonzero(~vectors.any(axis=1))
+        if zero.size:
+            raise ValueError(
+                f"embedding of item {items[int(zero[0])].id!r} is all zeros (no direction)"
+            )
+    return keys, vectors
+
+
 class Catalog:
     def __init__(
         self,
@@ -125,26 +152,7 @@ class Catalog:
         self, items: Sequence[Item], embeddings: Any
     ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
         """The keys and float32 vectors of a batch, or ValueError naming the first bad item."""
-        vectors = as_vectors(embeddings, "embeddings")
-        if vectors.ndim != 2 or vectors.shape != (len(items), self.dims):
-            raise ValueError(
-                f"embeddings must have shape ({len(items)}, {self.dims}), got {vectors.shape}"
-            )
-        bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
-        if bad.size:
-            raise ValueError(
-                f"embedding of item {items[int(bad[0])].id!r} contains NaN or infinity"
-            )
-        keys = np.array([item.key for item in items], dtype=np.uint64)
-        if len(set(keys.tolist())) != len(keys):
-            raise ValueError("an item id appears twice in one batch")
-        if self.index.metric == "cosine":
-            zero = np.flatnonzero(~vectors.any(axis=1))
-            if zero.size:
-                raise ValueError(
-                    f"embedding of item {items[int(zero[0])].id!r} is all zeros (no direction)"
-                )
-        return keys, vectors
+        return check_batch(items, embeddings, self.dims, self.index.metric)
 
     def upsert(self, items: Sequence[Item], embeddings: Any) -> npt.NDArray[np.uint64]:
         """Adds or updates items and their embeddings (float32[len(items), dims]); checked

@@ -32,7 +32,7 @@ import numpy as np
 
 from recserve._files import write_atomic
 from recserve.amplify import Amplifier, AmplifyConfig
-from recserve.catalog import Catalog, Item
+from recserve.catalog import Catalog, Item, check_batch
 from recserve.feed import FeedBuilder, FeedResult, Served, ServedMemory, UserPrefs
 from recserve.ids import key_of, keys_of
 from recserve.media import MediaUrls
@@ -94,7 +94,7 @@ def _checked_dims(items: Sequence[Item], embeddings: Any) -> int:
             f"embeddings: the first items fix the dims, which must be 1 to {MAX_DIMS} "
             f"values; got shape {vectors.shape}"
         )
-    Catalog(vectors.shape[1], index_threads=1).check(items, vectors)  # raises naming the item
+    check_batch(items, vectors, int(vectors.shape[1]))  # raises naming the item
     return int(vectors.shape[1])
 
 

@@ -424,11 +424,19 @@ TEST(ProfilesSnapshot, EveryTruncationAndSampledBitFlipsAreReportedAsCorrupt) {
     EXPECT_EQ(Profiles::load(path, other, &lsn).status().code(), StatusCode::kInvalidArgument);
 }
 
-// Two threads reading what a feed reads (vectors of users 0..31, seen-sets, recent items, item
-// counters of items 0..63) until `stop`; a user vector that is not constant counts in `torn`
-// (every item vector is constant, so every whole user vector is too).
-std::vector<std::thread> start_readers(const Profiles& p, const std::atomic<bool>& stop,
-                                       std::atomic<std::uint64_t>& torn, std::atomic<std::uint64_t>& reads) {
+// Runs write() over and over on one thread while two threads read what a feed reads (vectors
+// of users 0..31, seen-sets, recent items, counters of items 0..63), for RECSERVE_STRESS_SECONDS
+// (1 s). Returns how many user vectors the readers saw torn: every item vector is constant, so
+// every whole user vector is too.
+template <class Write>
+std::uint64_t torn_reads_while(const Profiles& p, Write write) {
+    const char* env = std::getenv("RECSERVE_STRESS_SECONDS");
+    const double seconds = env ? std::atof(env) : 1.0;
+    std::atomic<bool> stop{false};
+    std::atomic<std::uint64_t> torn{0}, reads{0};
+    std::thread writer([&] {
+        while (!stop.load(std::memory_order_relaxed)) write();
+    });
     std::vector<std::thread> readers;
     for (int r = 0; r < 2; ++r) {
         readers.emplace_back([&p, &stop, &torn, &reads, r] {
@@ -451,76 +459,56 @@ std::vector<std::thread> start_readers(const Profiles& p, const std::atomic<bool
             }
         });
     }
-    return readers;
-}
-
-TEST(ProfilesConcurrency, ReadersSeeWholeRowsWhileEventsApply) {
-    const char* env = std::getenv("RECSERVE_STRESS_SECONDS");
-    const double seconds = env ? std::atof(env) : 1.0;
-    auto p = make();
-    // Every item vector is constant, so every user vector (a convex mix of them) is too.
-    for (std::uint64_t i = 0; i < 64; ++i) set_item(*p, i, std::vector<float>(kDims, float(i)));
-    std::atomic<bool> stop{false};
-    std::atomic<std::uint64_t> torn{0}, reads{0};
-    std::thread writer([&] {
-        std::mt19937_64 rng(1);
-        std::uint64_t seq = 0;
-        while (!stop.load(std::memory_order_relaxed)) {
-            Events e;
-            for (int i = 0; i < 64; ++i) {
-                ++seq;
-                e.add(rng() % 32, rng() % 64, static_cast<EventType>(rng() % kEventTypes), seq, std::int64_t(seq),
-                      9000, 10000);
-            }
-            ASSERT_TRUE(p->apply(e.batch()).is_ok());
-        }
-    });
-    std::vector<std::thread> readers = start_readers(*p, stop, torn, reads);
     std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
     stop.store(true);
     writer.join();
     for (auto& t : readers) t.join();
-    EXPECT_EQ(torn.load(), 0u);
     EXPECT_GT(reads.load(), 0u);
+    return torn.load();
+}
+
+TEST(ProfilesConcurrency, ReadersSeeWholeRowsWhileEventsApply) {
+    auto p = make();
+    for (std::uint64_t i = 0; i < 64; ++i) set_item(*p, i, std::vector<float>(kDims, float(i)));
+    std::mt19937_64 rng(1);
+    std::uint64_t seq = 0;
+    const std::uint64_t torn = torn_reads_while(*p, [&] {
+        Events e;
+        for (int i = 0; i < 64; ++i) {
+            ++seq;
+            e.add(rng() % 32, rng() % 64, static_cast<EventType>(rng() % kEventTypes), seq, std::int64_t(seq), 9000,
+                  10000);
+        }
+        ASSERT_TRUE(p->apply(e.batch()).is_ok());
+    });
+    EXPECT_EQ(torn, 0u);
     EXPECT_GT(p->stats().applied, 0u);
 }
 
 TEST(ProfilesConcurrency, ReadersSeeWholeRowsWhileUsersAreEvictedAndImported) {
-    const char* env = std::getenv("RECSERVE_STRESS_SECONDS");
-    const double seconds = env ? std::atof(env) : 1.0;
     ProfilesOptions o;
     o.user_lru = false;
     auto p = make(o);
     for (std::uint64_t i = 0; i < 64; ++i) set_item(*p, i, std::vector<float>(kDims, float(i)));
-    std::atomic<bool> stop{false};
-    std::atomic<std::uint64_t> torn{0}, reads{0};
-    std::thread writer([&] {  // applies, keeps 8 of 32 users, brings the evicted back
-        std::mt19937_64 rng(2);
-        std::uint64_t seq = 0;
-        std::vector<UserImage> out;
-        while (!stop.load(std::memory_order_relaxed)) {
-            Events e;
-            for (int i = 0; i < 16; ++i) {
-                ++seq;
-                e.add(rng() % 32, rng() % 64, EventType::kWatch, seq, std::int64_t(seq), 9000, 10000);
-            }
-            ASSERT_TRUE(p->apply(e.batch()).is_ok());
-            out.clear();
-            p->evict_users(8, &out);
-            for (const UserImage& image : out) {
-                if (rng() % 2 == 0) {
-                    ASSERT_TRUE(p->import_users(&image.user, &image.vectors, &image.state, 1).is_ok());
-                }
+    std::mt19937_64 rng(2);
+    std::uint64_t seq = 0;
+    std::vector<UserImage> out;
+    const std::uint64_t torn = torn_reads_while(*p, [&] {  // keeps 8 of 32 users, brings half back
+        Events e;
+        for (int i = 0; i < 16; ++i) {
+            ++seq;
+            e.add(rng() % 32, rng() % 64, EventType::kWatch, seq, std::int64_t(seq), 9000, 10000);
+        }
+        ASSERT_TRUE(p->apply(e.batch()).is_ok());
+        out.clear();
+        p->evict_users(8, &out);
+        for (const UserImage& image : out) {
+            if (rng() % 2 == 0) {
+                ASSERT_TRUE(p->import_users(&image.user, &image.vectors, &image.state, 1).is_ok());
             }
         }
     });
-    std::vector<std::thread> readers = start_readers(*p, stop, torn, reads);
-    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-    stop.store(true);
-    writer.join();
-    for (auto& t : readers) t.join();
-    EXPECT_EQ(torn.load(), 0u);
-    EXPECT_GT(reads.load(), 0u);
+    EXPECT_EQ(torn, 0u);
     EXPECT_LE(p->stats().users, 8u + 16u);
 }
 

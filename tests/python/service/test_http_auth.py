@@ -326,9 +326,7 @@ def test_serve_refuses_a_public_address_without_keys_before_binding(
 ) -> None:
     data_dir = tmp_path / "data"
     argv = ["serve", "--host", host, "--port", "8000", "--data-dir", str(data_dir)]
-    started = time.monotonic()
     assert cli.main(argv) == 2
-    assert time.monotonic() - started < 10
     err = capsys.readouterr().err
     for words in ("[auth]", "RECSERVE_AUTH__ADMIN_KEYS", "RECSERVE_AUTH__CLIENT_KEYS",
                   "allow_unauthenticated"):

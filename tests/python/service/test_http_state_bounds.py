@@ -122,7 +122,10 @@ def test_an_erased_user_is_gone_from_the_api_at_once_and_from_disk_within_the_de
             for u in range(30):  # others push the erased user out to the user file and back
                 events = [watch(f"o{round_number}-{u}", f"other-{u}", "v1")]
                 assert client.post("/v1/events", json={"events": events}).status_code == 202
-        time.sleep(1.5)  # the impression log's flush
+        deadline = time.monotonic() + 15  # until the flush thread has written the log too
+        while not _files_holding(server.data_dir / "impressions", needles[:1]):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
         assert _files_holding(server.data_dir, needles)  # before: the WAL, the log, ...
         assert client.delete(f"/v1/users/{erased}").status_code == 204
         assert client.get(f"/v1/users/{erased}").status_code == 404
