@@ -22,7 +22,8 @@ def test_curve_explains_completion_by_match():
     q = ItemQuality()
     q.refit(_stats(views, completions, np.zeros(4), views * mean_match))
     a, b = q.complete_line
-    assert abs(a - 0.2) < 1e-9 and abs(b - 0.5) < 1e-9
+    assert abs(a - 0.2) < 1e-9
+    assert abs(b - 0.5) < 1e-9
     lift, _ = q.posterior(_stats(views, completions, np.zeros(4), views * mean_match))
     assert np.allclose(lift, 0.0, atol=1e-9)  # no item beats what its audience predicted
 
@@ -39,7 +40,8 @@ def test_an_item_that_beats_its_audience_lifts_and_few_views_shrink():
 def test_optimism_favours_few_views():
     q = ItemQuality(optimism=1.0)
     _, bonus = q.posterior(_stats([0, 3, 99], [0, 0, 0], [0, 0, 0], [0, 0, 0]))
-    assert bonus[0] == 1.0 and bonus[0] > bonus[1] > bonus[2] > 0
+    assert bonus[0] == 1.0
+    assert bonus[0] > bonus[1] > bonus[2] > 0
 
 
 def test_refit_without_views_keeps_the_curve():

@@ -70,7 +70,8 @@ def test_thompson_draws_follow_hits_and_misses():
     fresh = np.array(
         [regions.draws(np.zeros(0, np.int64), np.zeros(0, np.int64), rng) for _ in range(200)]
     )
-    assert abs(fresh.mean() - 0.5) < 0.05 and fresh.std() > 0.2
+    assert abs(fresh.mean() - 0.5) < 0.05
+    assert fresh.std() > 0.2
 
 
 def test_without_regions_nothing_is_assigned_or_drawn():
