@@ -5,6 +5,10 @@
                    simulated users swipe through a real recserve server (started on
                    127.0.0.1) and four baselines; prints how much each swipe improves the feed
                    and writes plots and summary.json (needs ``pip install 'recserve[demo]'``).
+``recserve demo --grid [--out DIR] [--seed S] [--users N] [--swipes N]``
+                   the same across ten simulated worlds (topics, embedding noise, mood drift,
+                   page size, users without history), engines in process, with an item-to-item
+                   peer; one table, and summary.json.
 ``recserve eval --movielens DIR [--json]`` or ``recserve eval --log FILE --items FILE``
                    replay a log in time order; HR@10 and NDCG@10 of real-time recserve, the
                    same frozen after 80 % of the time, and popularity.
@@ -43,12 +47,38 @@ def run_demo(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"error: {exc}; install 'recserve[demo]'", file=sys.stderr)
         return 2
+    if args.grid:
+        return _run_grid(args)
     out = args.out if args.out is not None else Path(time.strftime("recserve-demo-%Y%m%d-%H%M%S"))
-    config = DemoConfig(users=args.users, swipes=args.swipes, seed=args.seed, driver=args.driver)
+    config = DemoConfig(
+        users=300 if args.users is None else args.users,
+        swipes=args.swipes,
+        seed=args.seed,
+        driver="http" if args.driver is None else args.driver,
+    )
     print(f"recserve {__version__} · kernels: {simd.active_variant()} · writing to {out}/")
     summary = run_demo(config, out)
     print_summary(summary)
     print(f"\nplots and summary.json in {out}/")
+    return 0
+
+
+def _run_grid(args: argparse.Namespace) -> int:
+    from recserve.sim.grid import GridConfig, print_grid, run_grid
+
+    if args.driver == "http":
+        print("error: --grid runs its engines in process; drop --driver", file=sys.stderr)
+        return 2
+    out = args.out if args.out is not None else Path(time.strftime("recserve-grid-%Y%m%d-%H%M%S"))
+    defaults = GridConfig()
+    config = GridConfig(
+        users=defaults.users if args.users is None else args.users,
+        swipes=args.swipes,
+        seed=args.seed,
+    )
+    print(f"recserve {__version__} · kernels: {simd.active_variant()} · writing to {out}/")
+    print_grid(run_grid(config, out))
+    print(f"summary.json in {out}/")
     return 0
 
 
@@ -167,10 +197,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo_parser.add_argument(
         "--driver",
         choices=["http", "inprocess"],
-        default="http",
+        default=None,
         help="reach the engines over HTTP (default) or call them in process (same numbers)",
     )
-    demo_parser.add_argument("--users", type=int, default=300)
+    demo_parser.add_argument(
+        "--grid", action="store_true", help="run ten simulated worlds in process, one table"
+    )
+    demo_parser.add_argument(
+        "--users", type=int, default=None, help="users (per world with --grid; default 300)"
+    )
     demo_parser.add_argument("--swipes", type=int, default=20)
     demo_parser.add_argument("--seed", type=int, default=0)
 

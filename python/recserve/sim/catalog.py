@@ -5,7 +5,7 @@ Each item has a hidden position in a latent space of topics (``latent``, unit ro
 random projection plus noise, as a content model would give, and the item's creator,
 duration and tags. With the KuaiRand-Pure video table (``../shared/data``), durations, authors
 and tags are real and an item's topic is its first tag; without it a synthetic catalogue of
-the same shape is drawn. Everything follows from the seed.
+the same shape is drawn (``topics`` topics, 40 by default). Everything follows from the seed.
 """
 
 from __future__ import annotations
@@ -90,17 +90,20 @@ class SimCatalog:
         noise: float = 0.35,
         seed: int = 0,
         kuairand: Path | None = None,
+        topics: int = 40,
     ) -> None:
+        """``topics``: how many hidden topics a synthetic catalogue draws (with ``kuairand``
+        the topics are the videos' first tags, and this is ignored)."""
         self.rng = np.random.default_rng(seed)
         self.dims, self.latent_dims, self.noise = dims, latent_dims, noise
         meta = (
             _kuairand_meta(kuairand, n, self.rng)
             if kuairand is not None
-            else _synthetic_meta(n, 40, self.rng)
+            else _synthetic_meta(n, topics, self.rng)
         )
         self.source = "KuaiRand-Pure videos" if kuairand is not None else "synthetic"
-        topics = sorted({tags[0] for tags in meta.tags})
-        self._topic_centres = {t: _unit(self.rng.standard_normal(latent_dims)) for t in topics}
+        names = sorted({tags[0] for tags in meta.tags})
+        self._topic_centres = {t: _unit(self.rng.standard_normal(latent_dims)) for t in names}
         self.projection = self.rng.standard_normal((latent_dims, dims)) / np.sqrt(latent_dims)
         self.creators = list(meta.creators)
         self.durations_ms = meta.durations_ms

@@ -2,8 +2,10 @@
 engine with profile updates frozen for the session (what a daily batch system gives), and the
 baselines: popularity, random, and the oracle that knows every user's hidden taste.
 
-Every policy answers ``next(user)`` (the item to show) and hears ``observe(...)`` (what the
-user did); ``history`` is what happened before the session, which every policy may use.
+Every policy answers ``page(user, now, n)`` (the n items to show, in order) and hears
+``observe(...)`` (what the user did with each, as it happens); ``history`` is what happened
+before the session, which every policy may use. The user swipes through a page before the next
+is asked for, so a page of 10 cannot adapt inside itself.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from recserve.sim.backends import Backend
 from recserve.sim.catalog import SimCatalog
 from recserve.sim.users import Reaction, SimUser
 
-__all__ = ["EnginePolicy", "OraclePolicy", "Policy", "PopularityPolicy", "RandomPolicy"]
+__all__ = [
+    "EnginePolicy",
+    "ItemToItemPolicy",
+    "OraclePolicy",
+    "Policy",
+    "PopularityPolicy",
+    "RandomPolicy",
+]
 
 
 class Policy(Protocol):
@@ -27,7 +36,7 @@ class Policy(Protocol):
 
     def add_items(self, indices: npt.NDArray[np.int64], now_ms: int, *, new: bool) -> None: ...
     def history(self, user: SimUser, item: int, reaction: Reaction, ts_ms: int) -> None: ...
-    def next(self, user: SimUser, now_ms: int) -> int: ...
+    def page(self, user: SimUser, now_ms: int, n: int) -> list[int]: ...
     def observe(self, user: SimUser, item: int, reaction: Reaction, ts_ms: int) -> None: ...
 
 
@@ -39,6 +48,12 @@ class _Seen:
         mask = np.ones(live, dtype=bool)
         mask[list(self.seen[user.user_id])] = False
         return np.flatnonzero(mask)
+
+
+def _top(candidates: npt.NDArray[np.int64], score: npt.NDArray[Any], n: int) -> list[int]:
+    """The n candidates of highest score, best first; ties go to the lower index (as argmax)."""
+    order = np.argsort(-score, kind="stable")[:n]
+    return [int(i) for i in candidates[order]]
 
 
 class EnginePolicy:
@@ -58,7 +73,7 @@ class EnginePolicy:
         self.served_new: dict[int, int] = defaultdict(int)  # new item -> impressions
         # per source that filled a slot (ann, explore, trending, cold_start): completions
         self.by_source: dict[str, list[float]] = defaultdict(list)
-        self._source: dict[str, str] = {}  # user -> the source of the item just served
+        self._source: dict[tuple[str, int], str] = {}  # (user, item) served -> its source
         self.latency_s: dict[str, list[float]] = {"feed": [], "events": []}
         self.stage_s: dict[str, list[float]] = defaultdict(list)  # server-side, per feed stage
 
@@ -88,21 +103,23 @@ class EnginePolicy:
     def history(self, user: SimUser, item: int, reaction: Reaction, ts_ms: int) -> None:
         self._post(user, item, reaction, ts_ms)
 
-    def next(self, user: SimUser, now_ms: int) -> int:
+    def page(self, user: SimUser, now_ms: int, n: int) -> list[int]:
         started = time.perf_counter()
-        page, stages = self.backend.feed(user.user_id, 1)
+        page, stages = self.backend.feed(user.user_id, n)
         self.latency_s["feed"].append(time.perf_counter() - started)
         for stage, seconds in stages.items():
             self.stage_s[stage].append(seconds)
-        served = page["items"][0]
-        self._source[user.user_id] = served["source"]
-        item = int(served["item_id"][1:])
-        if self.catalog.created_step[item] >= 0:
-            self.served_new[item] += 1
-        return item
+        items = []
+        for served in page["items"]:
+            item = int(served["item_id"][1:])
+            self._source[(user.user_id, item)] = served["source"]
+            if self.catalog.created_step[item] >= 0:
+                self.served_new[item] += 1
+            items.append(item)
+        return items
 
     def observe(self, user: SimUser, item: int, reaction: Reaction, ts_ms: int) -> None:
-        self.by_source[self._source[user.user_id]].append(reaction.completion)
+        self.by_source[self._source.pop((user.user_id, item))].append(reaction.completion)
         if not self.frozen:
             self._post(user, item, reaction, ts_ms)
 
@@ -135,9 +152,9 @@ class PopularityPolicy(_Seen):
     def history(self, user: SimUser, item: int, reaction: Reaction, ts_ms: int) -> None:
         self.observe(user, item, reaction, ts_ms)
 
-    def next(self, user: SimUser, now_ms: int) -> int:
+    def page(self, user: SimUser, now_ms: int, n: int) -> list[int]:
         unseen = self.unseen(user, len(self.completions))
-        return int(unseen[np.argmax(self.completions[unseen])])
+        return _top(unseen, self.completions[unseen], n)
 
     def observe(self, user: SimUser, item: int, reaction: Reaction, ts_ms: int) -> None:
         self.seen[user.user_id].add(item)
@@ -158,8 +175,13 @@ class RandomPolicy(_Seen):
     def history(self, user: SimUser, item: int, reaction: Reaction, ts_ms: int) -> None:
         self.seen[user.user_id].add(item)
 
-    def next(self, user: SimUser, now_ms: int) -> int:
-        return int(self.rng.choice(self.unseen(user, len(self.catalog))))
+    def page(self, user: SimUser, now_ms: int, n: int) -> list[int]:
+        unseen = self.unseen(user, len(self.catalog))
+        items: list[int] = []
+        for _ in range(min(n, len(unseen))):  # one draw per slot: a page of 1 as it always was
+            items.append(int(self.rng.choice(unseen)))
+            unseen = unseen[unseen != items[-1]]
+        return items
 
     def observe(self, user: SimUser, item: int, reaction: Reaction, ts_ms: int) -> None:
         self.seen[user.user_id].add(item)
@@ -173,6 +195,95 @@ class OraclePolicy(RandomPolicy):
     def __init__(self, catalog: SimCatalog) -> None:
         super().__init__(catalog, seed=0)
 
-    def next(self, user: SimUser, now_ms: int) -> int:
+    def page(self, user: SimUser, now_ms: int, n: int) -> list[int]:
+        """The n best right now: the mood drifts while the user swipes through them."""
         unseen = self.unseen(user, len(self.catalog))
-        return int(unseen[np.argmax(user.expected_completion(self.catalog, unseen))])
+        return _top(unseen, user.expected_completion(self.catalog, unseen), n)
+
+
+class _CoOccurrence:
+    """Stand-in with the API and the numbers of ``recserve.evaluate.peers.CoOccurrence`` until
+    that lands: C[i, j] counts the users who engaged with both i and j (one engagement per user
+    and item); ``scores(user)`` sums, over the user's newest ``window`` engaged items (all:
+    None), ``decay ** age`` (0 for the newest) times cosine(i, j) = C[i, j] / sqrt(n_i n_j),
+    n_i the users who engaged with i."""
+
+    def __init__(self, n_items: int, *, decay: float = 0.8, window: int | None = None) -> None:
+        self.n_items, self.decay, self.window = n_items, decay, window
+        self.pairs: dict[int, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+        self.engagers = np.zeros(n_items)
+        self.history: dict[str, list[int]] = defaultdict(list)
+
+    def engaged(self, user: str, item_row: int) -> None:
+        history = self.history[user]
+        if item_row in history:
+            return
+        for earlier in history:
+            self.pairs[earlier][item_row] += 1.0
+            self.pairs[item_row][earlier] += 1.0
+        self.engagers[item_row] += 1.0
+        history.append(item_row)
+
+    def scores(self, user: str) -> npt.NDArray[np.float32]:
+        out = np.zeros(self.n_items)
+        recent = self.history[user][::-1][: self.window]
+        for age, item in enumerate(recent):
+            row = self.pairs.get(item)
+            if not row:
+                continue
+            others = np.fromiter(row, dtype=np.int64, count=len(row))
+            together = np.fromiter(row.values(), dtype=np.float64, count=len(row))
+            cosine = together / np.sqrt(self.engagers[item] * self.engagers[others])
+            np.add.at(out, others, self.decay**age * cosine)
+        return out.astype(np.float32)
+
+
+def engaged(reaction: Reaction) -> bool:
+    """What the item-to-item policy learns from: a completion (watched > 90 %) or a like."""
+    return reaction.completion >= 1.0 or any(kind == "like" for kind, _ in reaction.events)
+
+
+class ItemToItemPolicy(_Seen):
+    """Item-to-item co-occurrence, updated online: items co-completed with what this user
+    completed, the most recent weighing most (``decay`` per step back). Everyone's history
+    and every swipe feed the index as they happen. Unseen items without a co-occurrence score
+    (and every item for a user with no engagement yet) come in popularity order, as
+    ``PopularityPolicy`` ranks them."""
+
+    name = "item2item"
+
+    def __init__(self, catalog: SimCatalog, *, decay: float = 0.8, window: int | None = None):
+        super().__init__()
+        self.catalog = catalog
+        self.decay, self.window = decay, window
+        self.completions = np.zeros(len(catalog))
+        self.log: list[tuple[str, int]] = []  # (user, item) engagements, in order
+        self.index = _CoOccurrence(len(catalog), decay=decay, window=window)
+
+    def add_items(self, indices: npt.NDArray[np.int64], now_ms: int, *, new: bool) -> None:
+        self.completions = np.concatenate([self.completions, np.zeros(len(indices))])
+        if len(self.completions) > self.index.n_items:  # a bigger index, the same contents
+            self.index = _CoOccurrence(
+                max(2 * self.index.n_items, len(self.completions)),
+                decay=self.decay,
+                window=self.window,
+            )
+            for user_id, item in self.log:
+                self.index.engaged(user_id, item)
+
+    def history(self, user: SimUser, item: int, reaction: Reaction, ts_ms: int) -> None:
+        self.observe(user, item, reaction, ts_ms)
+
+    def page(self, user: SimUser, now_ms: int, n: int) -> list[int]:
+        live = len(self.completions)
+        unseen = self.unseen(user, live)
+        related = self.index.scores(user.user_id)[:live][unseen]
+        order = np.lexsort((-self.completions[unseen], -related))[:n]  # last key first
+        return [int(i) for i in unseen[order]]
+
+    def observe(self, user: SimUser, item: int, reaction: Reaction, ts_ms: int) -> None:
+        self.seen[user.user_id].add(item)
+        self.completions[item] += reaction.completion
+        if engaged(reaction):
+            self.log.append((user.user_id, item))
+            self.index.engaged(user.user_id, item)

@@ -1,11 +1,13 @@
 """Runs simulated users through several policies on the same catalogue and scores them.
 
 Each user has a history before the session (``history`` swipes on items near their long-term
-taste, a day earlier), which every policy hears. Then, per policy, a copy of the user (same
-taste, mood and random stream) swipes ``swipes`` times: the policy picks an item, the user
-reacts, the policy observes. Users take turns swipe by swipe, so popularity and amplification
-see the whole population as it goes, and from the first swipe on, every ``new_every`` swipes
-of the population, ``new_items`` new items with hidden quality arrive.
+taste, a day earlier), which every policy hears; the ``cold`` users (by index) have none. Then,
+per policy, a copy of the user (same taste, mood and random stream) swipes ``swipes`` times:
+the policy serves a page of ``page_size`` items, the user swipes through it in order, and the
+policy observes each swipe as it happens; the next page is asked for once the page is used up.
+Users take turns swipe by swipe, so popularity and amplification see the whole population as it
+goes, and from the first swipe on, every ``new_every`` swipes of the population, ``new_items``
+new items with hidden quality arrive.
 
 Time is simulated: the session starts at ``START_MS``, a user swipes every ``SWIPE_MS``, and
 every timestamp sent says so. An engine on the events' clock (``clock = "events"``) therefore
@@ -17,7 +19,7 @@ it: it lags the session by at most ``new_every`` swipes of the population.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -89,15 +91,21 @@ def run_sessions(
     new_every: int = 200,
     new_items: int = 20,
     seed: int = 0,
+    page_size: int = 1,
+    cold: Collection[int] = (),
     progress: Callable[[int, int], None] | None = None,
     after_round: Callable[[int], None] | None = None,
 ) -> SessionResult:
     """``progress(done, total)`` after each swipe of the population; ``after_round(s)`` once
     every user has made swipe s (0-based)."""
+    if page_size < 1:
+        raise ValueError(f"page_size must be at least 1, got {page_size}")
     rng = np.random.default_rng(seed)
     for policy in policies:
         policy.add_items(np.arange(len(catalog)), START_MS - 2 * DAY_MS, new=False)
     for u, user in enumerate(users):
+        if u in cold:
+            continue
         ts = START_MS - DAY_MS + u * 1000
         probe = copy.deepcopy(user)  # the history must not move the session's random stream
         for item in _history_items(user, catalog, history, rng):
@@ -107,6 +115,7 @@ def run_sessions(
             ts += SWIPE_MS
     copies = {p.name: [copy.deepcopy(user) for user in users] for p in policies}
     completion = {p.name: np.zeros((len(users), swipes)) for p in policies}
+    pages: dict[str, list[list[int]]] = {p.name: [[] for _ in users] for p in policies}
     first_new = len(catalog)
     done, total = 0, swipes * len(users)
     for s in range(swipes):
@@ -118,7 +127,12 @@ def run_sessions(
                     policy.add_items(arrived, now, new=True)
             for policy in policies:
                 user = copies[policy.name][u]
-                item = policy.next(user, now)
+                queue = pages[policy.name][u]
+                if not queue:
+                    queue.extend(policy.page(user, now, page_size))
+                    if not queue:
+                        raise RuntimeError(f"{policy.name} served an empty page to {user.user_id}")
+                item = queue.pop(0)
                 reaction = user.react(catalog, item)
                 policy.observe(user, item, reaction, now)
                 completion[policy.name][u, s] = reaction.completion

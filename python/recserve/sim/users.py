@@ -103,10 +103,13 @@ class SimUser:
         return Reaction(events, completion)
 
 
-def make_users(n: int, catalog: SimCatalog, seed: int) -> list[SimUser]:
+def make_users(
+    n: int, catalog: SimCatalog, seed: int, *, drift: float = 0.08
+) -> list[SimUser]:
     """n users, each with a long-term taste spread over three of the catalogue's topics and a
-    mood for today near one of them (a session narrows to a part of what a user likes).
-    Seeded: the same n and seed give the same users."""
+    mood for today near one of them (a session narrows to a part of what a user likes), whose
+    mood moves by a step of norm ~``drift`` after every swipe. Seeded: the same n and seed give
+    the same users."""
     rng = np.random.default_rng(seed)
     topics = np.array(list(catalog._topic_centres.values()))
     users = []
@@ -117,5 +120,7 @@ def make_users(n: int, catalog: SimCatalog, seed: int) -> list[SimUser]:
         mood = _unit(
             picks[rng.integers(0, 3)] + 0.3 * spread * rng.standard_normal(catalog.latent_dims)
         )
-        users.append(SimUser(f"sim{u}", taste, mood, np.random.default_rng([seed, u])))
+        users.append(
+            SimUser(f"sim{u}", taste, mood, np.random.default_rng([seed, u]), drift=drift)
+        )
     return users
