@@ -57,9 +57,35 @@ struct UserEdit {
     std::uint64_t seq;
     EventType type;
     std::uint32_t watch_ms, duration_ms;
+    bool positive;                        // a co-engagement positive (the index is on)
+    std::vector<std::uint64_t>* partners;  // out: the recent positives a new positive pairs with
     bool stale = false;
     bool duplicate_key = false;
+    bool pair = false;                    // out: a new positive, to pair with *partners
+    std::int64_t match = 0;               // out: a watch's kMatchSum term
 };
+
+// round(2^20 cos(q, x)) with q = unit(long_term) + unit(session), zero parts skipped.
+std::int64_t match_term(const float* long_term, const float* session, const float* x, std::size_t dims) {
+    double ll = 0, ss = 0, xx = 0, lx = 0, sx = 0, ls = 0;
+    for (std::size_t d = 0; d < dims; ++d) {
+        ll += double{long_term[d]} * long_term[d];
+        ss += double{session[d]} * session[d];
+        xx += double{x[d]} * x[d];
+        lx += double{long_term[d]} * x[d];
+        sx += double{session[d]} * x[d];
+        ls += double{long_term[d]} * session[d];
+    }
+    if (!(xx > 0)) return 0;
+    double qx = 0, qq = 0;
+    const double nl = std::sqrt(ll), ns = std::sqrt(ss);
+    if (nl > 0) qx += lx / nl, qq += 1;
+    if (ns > 0) qx += sx / ns, qq += 1;
+    if (nl > 0 && ns > 0) qq += 2 * ls / (nl * ns);
+    if (!(qq > 1e-12)) return 0;  // no vectors yet, or two opposite ones
+    const double m = std::clamp(qx / std::sqrt(qq * xx), -1.0, 1.0);
+    return std::llround(std::ldexp(m, kMatchSumFractionBits));
+}
 
 bool edit_user(void* context, const embed::RowView& row) {
     auto& e = *static_cast<UserEdit*>(context);
@@ -93,6 +119,15 @@ bool edit_user(void* context, const embed::RowView& row) {
     } else {
         w[kSessionStartMs] = w[kSessionLastMs] = as_word(e.ts);
     }
+    if (e.item_vector != nullptr && e.type == EventType::kWatch)  // before this event moves the user
+        e.match = match_term(row.vector, session, e.item_vector, dims);
+    if (e.positive) {
+        const std::size_t history = e.options->co_engagement.history;
+        e.partners->clear();
+        for (std::size_t i = 0; i < log->positives.size() && i < history; ++i)
+            e.partners->push_back(log->positives[i].item);
+        e.pair = note_positive(log->positives, e.item, e.ts, e.weight, history);
+    }
     if (e.item_vector != nullptr && e.weight != 0.0f) {
         move_toward(row.vector, e.item_vector, dims, e.rule->lr_long, e.weight);
         move_toward(session, e.item_vector, dims, e.rule->lr_session, e.weight);
@@ -110,6 +145,8 @@ struct ItemEdit {
     const UpdateRule* rule;
     EventType type;
     std::uint32_t watch_ms, duration_ms;
+    bool has_vector;
+    std::int64_t match;
 };
 
 bool edit_item(void* context, const embed::RowView& row) {
@@ -121,6 +158,7 @@ bool edit_item(void* context, const embed::RowView& row) {
             ++c[kWatches];
             c[kWatchMs] += e.watch_ms;
             c[kCompletions] += is_completion(*e.rule, e.type, e.watch_ms, e.duration_ms);
+            if (e.has_vector) c[kMatchSum] += static_cast<std::uint64_t>(e.match);  // two's complement
             break;
         case EventType::kReplay: ++c[kReplays]; break;
         case EventType::kLike: ++c[kLikes]; break;
@@ -154,12 +192,16 @@ void forget_log(void* context, std::uint64_t user) {
 
 }  // namespace
 
-Profiles::Profiles(const ProfilesOptions& options) : options_(options), logs_(std::make_unique<UserLogs>()) {}
+Profiles::Profiles(const ProfilesOptions& options)
+    : options_(options),
+      logs_(std::make_unique<UserLogs>()),
+      co_(std::make_unique<CoEngagement>(options.co_engagement)) {}
 Profiles::~Profiles() = default;
 
 Result<std::unique_ptr<Profiles>> Profiles::create(const ProfilesOptions& o) {
     RECSERVE_RETURN_IF_ERROR(validate(o.rule));
     RECSERVE_RETURN_IF_ERROR(validate(o.seen));
+    RECSERVE_RETURN_IF_ERROR(validate(o.co_engagement));
     if (o.dims == 0 || o.dims > 32768) return Status::invalid_argument("dims must be in 1..32768");
     if (o.event_key_window == 0) return Status::invalid_argument("event_key_window must be >= 1");
     std::unique_ptr<Profiles> p(new Profiles(o));
@@ -213,6 +255,7 @@ Status Profiles::set_items(const std::uint64_t* ids, const float* vectors, std::
 
 std::size_t Profiles::remove_items(const std::uint64_t* ids, std::size_t n) {
     std::lock_guard<std::mutex> lock(writer_);
+    co_->remove(ids, n);
     return items_->remove(ids, n);
 }
 
@@ -222,6 +265,8 @@ Result<ApplyResult> Profiles::apply(const EventBatch& b) {
     const UpdateRule& rule = options_.rule;
     thread_local std::vector<float> item_vector;
     thread_local std::vector<std::uint64_t> item_words;
+    thread_local std::vector<std::uint64_t> partners;
+    const CoEngagementOptions& co = options_.co_engagement;
     item_vector.resize(dims);
     item_words.resize(kItemWords);
     ApplyResult r;
@@ -255,6 +300,7 @@ Result<ApplyResult> Profiles::apply(const EventBatch& b) {
         // Item rows change only under writer_, which this thread holds: no sequence lock needed.
         const bool has_row = items_->peek(b.items[i], item_vector.data(), item_words.data());
         const bool has_vector = has_row && (item_words[kItemFlags] & 1);
+        const float weight = engagement_weight(rule, type, b.watch_ms[i], b.duration_ms[i]);
         UserEdit edit{&rule,
                       &options_,
                       logs_.get(),
@@ -262,12 +308,14 @@ Result<ApplyResult> Profiles::apply(const EventBatch& b) {
                       b.items[i],
                       b.event_keys != nullptr ? b.event_keys[i] : 0,
                       has_vector ? item_vector.data() : nullptr,
-                      engagement_weight(rule, type, b.watch_ms[i], b.duration_ms[i]),
+                      weight,
                       b.ts_ms[i],
                       b.seq[i],
                       type,
                       b.watch_ms[i],
-                      b.duration_ms[i]};
+                      b.duration_ms[i],
+                      has_vector && co.neighbours > 0 && weight >= co.positive_weight,
+                      &partners};
         users_->update(b.users[i], edit_user, &edit);
         if (edit.stale || edit.duplicate_key) {
             ++(edit.stale ? r.stale : r.duplicate_keys);
@@ -275,8 +323,18 @@ Result<ApplyResult> Profiles::apply(const EventBatch& b) {
         }
         if (!has_vector) ++r.unknown_items;
         if (has_row) {
-            ItemEdit item_edit{&rule, type, b.watch_ms[i], b.duration_ms[i]};
+            ItemEdit item_edit{&rule, type, b.watch_ms[i], b.duration_ms[i], has_vector, edit.match};
             items_->update_words(b.items[i], edit_item, &item_edit);
+        }
+        if (edit.pair) {
+            // Only catalogue items get lists: a recent positive since removed (or one an imported
+            // image brought from elsewhere) pairs with nothing.
+            std::size_t kept = 0;
+            for (const std::uint64_t partner : partners) {
+                if (items_->peek(partner, nullptr, item_words.data()) && (item_words[kItemFlags] & 1))
+                    partners[kept++] = partner;
+            }
+            co_->add(b.items[i], partners.data(), kept, b.ts_ms[i]);
         }
         ++r.applied;
     }
@@ -327,6 +385,31 @@ std::vector<std::uint64_t> Profiles::recent_items(std::uint64_t user) const {
     return it == shard.logs.end() ? std::vector<std::uint64_t>{} : it->second.seen.recent();
 }
 
+std::vector<RecentPositive> Profiles::recent_positives(std::uint64_t user) const {
+    const UserLogs::Shard& shard = logs_->of(user);
+    std::shared_lock<std::shared_mutex> lock(shard.lock);
+    const auto it = shard.logs.find(user);
+    return it == shard.logs.end() ? std::vector<RecentPositive>{} : it->second.positives;
+}
+
+Result<std::size_t> Profiles::related(std::uint64_t user, std::int64_t now_ms, std::size_t k, float recency_decay,
+                                      float alpha, std::uint64_t* keys, float* scores) const {
+    if (k < 1 || k > kMaxRelated)
+        return Status::invalid_argument("k must be in 1.." + std::to_string(kMaxRelated) + ", got " + std::to_string(k));
+    if (!(recency_decay >= 0.0f && recency_decay <= 1.0f))
+        return Status::invalid_argument("recency_decay must be in [0, 1]");
+    if (!(alpha >= 0.0f && alpha <= 1.0f)) return Status::invalid_argument("alpha must be in [0, 1]");
+    thread_local std::vector<RecentPositive> recent;
+    recent.clear();
+    {
+        const UserLogs::Shard& shard = logs_->of(user);
+        std::shared_lock<std::shared_mutex> lock(shard.lock);
+        const auto it = shard.logs.find(user);
+        if (it != shard.logs.end()) recent.assign(it->second.positives.begin(), it->second.positives.end());
+    }
+    return co_->related(recent.data(), recent.size(), now_ms, k, recency_decay, alpha, keys, scores);
+}
+
 void Profiles::items(const std::uint64_t* ids, std::size_t n, float* vectors, std::uint64_t* words, bool* found) const {
     items_->read(ids, n, vectors, words, found);
 }
@@ -341,6 +424,7 @@ ProfilesStats Profiles::stats() const {
     s.item_table = items_->stats();
     s.users = s.user_table.rows;
     s.items = s.item_table.rows;
+    s.co_engagement = co_->stats();
     return s;
 }
 

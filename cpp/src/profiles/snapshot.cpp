@@ -3,7 +3,12 @@
 //   header (64 bytes): magic, version, dims, lsn, body size and CRC-32C, seen options, event
 //                      key window, header CRC-32C
 //   body: counters; users (key, 2 x dims floats, words); items (key, dims floats, words);
-//         user logs (key, seen-set, event key ring)
+//         user logs (key, seen-set, event key ring, recent positives);
+//         the co-engagement index (co_engagement.cpp's section)
+//
+// Version 2 (items without the match_sum word, logs without recent positives, no index) still
+// loads: match_sum 0, empty lists, an empty index.
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstring>
@@ -19,7 +24,8 @@ namespace recserve::profiles {
 namespace {
 
 constexpr char kMagic[8] = {'R', 'S', 'P', 'R', 'O', 'F', '\0', '\1'};
-constexpr std::uint32_t kVersion = 2;  // 2: users carry activity counts
+constexpr std::uint32_t kVersion = 3;  // 2: users carry activity counts; 3: co-engagement, match_sum
+constexpr std::uint32_t kOldestVersion = 2;
 
 struct SnapshotHeader {
     char magic[8];
@@ -78,20 +84,28 @@ bool restore_row(void* context, const embed::RowView& row) {
     return true;
 }
 
+// A row of the file has file_words words; where that is one fewer than the table's (an older
+// version), a zero word is inserted at insert_at (a counter added since).
 Status get_table(ByteReader& r, std::size_t body_bytes, embed::Table& t, std::size_t pointer_word,
-                 const Status& truncated, const std::string& where, const char* what) {
+                 const Status& truncated, const std::string& where, const char* what, std::size_t file_words,
+                 std::size_t insert_at) {
     std::uint64_t count = 0;
     if (!r.get(count)) return truncated;
     const std::size_t floats = t.options().dims, words = t.options().words;
-    const std::size_t row_bytes = sizeof(std::uint64_t) + floats * sizeof(float) + words * sizeof(std::uint64_t);
+    const std::size_t row_bytes = sizeof(std::uint64_t) + floats * sizeof(float) + file_words * sizeof(std::uint64_t);
     if (count > body_bytes / row_bytes) return truncated;  // before any work: the body cannot hold them
     std::vector<float> vector(floats);
     std::vector<std::uint64_t> word_values(words);
     for (std::uint64_t i = 0; i < count; ++i) {
         std::uint64_t key = 0;
         if (!r.get(key) || !r.bytes(vector.data(), floats * sizeof(float)) ||
-            !r.bytes(word_values.data(), words * sizeof(std::uint64_t)))
+            !r.bytes(word_values.data(), file_words * sizeof(std::uint64_t)))
             return truncated;
+        if (file_words < words) {
+            std::copy_backward(word_values.begin() + static_cast<std::ptrdiff_t>(insert_at),
+                               word_values.begin() + static_cast<std::ptrdiff_t>(file_words), word_values.end());
+            word_values[insert_at] = 0;
+        }
         if (key == embed::kInvalidKey) return Status::corrupt(where + " has a " + what + " row with the reserved key");
         for (float v : vector) {
             if (!std::isfinite(v)) return Status::corrupt(where + " has a non-finite " + what + " vector");
@@ -115,7 +129,8 @@ std::vector<char> Profiles::snapshot(std::uint64_t lsn) const {
         return sizeof(std::uint64_t) + t.options().dims * sizeof(float) + t.options().words * sizeof(std::uint64_t);
     };
     w.reserve(sizeof(SnapshotHeader) + 64 + users_->size() * row_bytes(*users_) + items_->size() * row_bytes(*items_) +
-              users_->size() * (64 + options_.seen.recent * sizeof(std::uint64_t)));
+              users_->size() * (64 + options_.seen.recent * sizeof(std::uint64_t)) +
+              co_->stats().items * 32 + co_->stats().edges * 12);
     w.bytes(std::string(sizeof(SnapshotHeader), '\0').data(), sizeof(SnapshotHeader));  // the header goes here
     w.put(applied_.load(std::memory_order_relaxed));
     w.put(stale_.load(std::memory_order_relaxed));
@@ -133,8 +148,10 @@ std::vector<char> Profiles::snapshot(std::uint64_t lsn) const {
             w.put(static_cast<std::uint32_t>(log.keys.size()));
             w.put(log.keys_head);
             w.bytes(log.keys.data(), log.keys.size() * sizeof(std::uint64_t));
+            put_positives(w, log.positives);
         }
     }
+    co_->serialize(w);
     std::vector<char>& file = w.buffer();
     SnapshotHeader h{};
     std::memcpy(h.magic, kMagic, sizeof(kMagic));
@@ -164,7 +181,8 @@ Result<std::unique_ptr<Profiles>> Profiles::load(const std::string& path, const 
     if (std::memcmp(h.magic, kMagic, sizeof(kMagic)) != 0) return Status::corrupt(where + " is not a snapshot");
     if (crc32c(&h, offsetof(SnapshotHeader, header_crc)) != h.header_crc)
         return Status::corrupt(where + " has a damaged header (checksum mismatch)");
-    if (h.version != kVersion) return Status::corrupt(where + " has unknown version " + std::to_string(h.version));
+    if (h.version < kOldestVersion || h.version > kVersion)
+        return Status::corrupt(where + " has unknown version " + std::to_string(h.version));
     if (h.body_bytes != bytes.size() - sizeof(h))
         return Status::corrupt(where + " is truncated or has extra bytes (body " + std::to_string(bytes.size() - sizeof(h)) +
                                " bytes, header says " + std::to_string(h.body_bytes) + ")");
@@ -189,8 +207,11 @@ Result<std::unique_ptr<Profiles>> Profiles::load(const std::string& path, const 
     p->stale_ = counters[1];
     p->duplicate_keys_ = counters[2];
     p->unknown_items_ = counters[3];
-    RECSERVE_RETURN_IF_ERROR(get_table(r, h.body_bytes, *p->users_, kUserLogWord, truncated, where, "user"));
-    RECSERVE_RETURN_IF_ERROR(get_table(r, h.body_bytes, *p->items_, kItemWords, truncated, where, "item"));
+    RECSERVE_RETURN_IF_ERROR(
+        get_table(r, h.body_bytes, *p->users_, kUserLogWord, truncated, where, "user", kUserTableWords, 0));
+    const std::size_t item_words = h.version >= 3 ? kItemWords : kItemWords - 1;  // 3 added match_sum
+    RECSERVE_RETURN_IF_ERROR(
+        get_table(r, h.body_bytes, *p->items_, kItemWords, truncated, where, "item", item_words, kMatchSum));
     std::uint64_t logs = 0;
     if (!r.get(logs) || logs > h.body_bytes / 8) return truncated;
     for (std::uint64_t i = 0; i < logs; ++i) {
@@ -203,8 +224,20 @@ Result<std::unique_ptr<Profiles>> Profiles::load(const std::string& path, const 
             return Status::corrupt(where + " has an inconsistent event key window");
         log.keys.resize(keys);
         if (!r.bytes(log.keys.data(), keys * sizeof(std::uint64_t))) return truncated;
+        if (h.version >= 3) {
+            if (const char* problem = get_positives(r, log.positives))
+                return Status::corrupt(where + " has a user log that " + problem);
+        }
     }
-    if (!r.at_end()) return Status::corrupt(where + " has bytes after its last user log");
+    if (h.version >= 3) {
+        const embed::Table& items = *p->items_;
+        const auto in_catalogue = [&items](std::uint64_t item) {
+            std::uint64_t words[kItemWords];
+            return items.peek(item, nullptr, words) && (words[kItemFlags] & 1);
+        };
+        RECSERVE_RETURN_IF_ERROR(p->co_->parse(r, h.body_bytes, in_catalogue, where));
+    }
+    if (!r.at_end()) return Status::corrupt(where + " has bytes after its last section");
     *lsn = h.lsn;
     return p;
 }

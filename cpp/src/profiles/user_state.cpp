@@ -2,6 +2,9 @@
 //
 //   vectors: 2 x dims float32 (long-term | session), the row's floats as they are
 //   state:   u32 version | u32 dims | kUserWords u64 words | seen-set | u32 keys | u32 head | keys
+//            | recent positives (version 2: u32 count | count x (u64 item, i64 ts_ms, f32 weight))
+//
+// Version 1 images (no recent positives) still import, with an empty list.
 //
 // The writer's log pointer word is not part of the image (an address means nothing elsewhere).
 #include <cmath>
@@ -17,7 +20,7 @@
 namespace recserve::profiles {
 namespace {
 
-constexpr std::uint32_t kStateVersion = 1;
+constexpr std::uint32_t kStateVersion = 2;  // 2: recent positives
 
 struct ParsedUser {
     std::uint64_t words[kUserWords];
@@ -43,7 +46,7 @@ std::vector<char> state_image(const ProfilesOptions& options, const std::uint64_
     ByteWriter w;
     w.reserve(sizeof(std::uint32_t) * 4 + kUserWords * sizeof(std::uint64_t) +
               options.event_key_window * sizeof(std::uint64_t) + options.seen.recent * sizeof(std::uint64_t) +
-              options.seen.filter_bits / 4 + 64);
+              options.seen.filter_bits / 4 + options.co_engagement.history * 20 + 64);
     w.put(kStateVersion);
     w.put(static_cast<std::uint32_t>(options.dims));
     w.bytes(words, kUserWords * sizeof(std::uint64_t));
@@ -51,6 +54,7 @@ std::vector<char> state_image(const ProfilesOptions& options, const std::uint64_
     w.put(static_cast<std::uint32_t>(log.keys.size()));
     w.put(log.keys_head);
     w.bytes(log.keys.data(), log.keys.size() * sizeof(std::uint64_t));
+    put_positives(w, log.positives);
     return std::move(w.buffer());
 }
 
@@ -127,7 +131,7 @@ Status Profiles::import_users(const std::uint64_t* users, const std::vector<char
         ByteReader r(states[i].data(), states[i].size());
         std::uint32_t version = 0, dims = 0, keys = 0;
         ParsedUser& p = parsed[i];
-        if (!r.get(version) || version != kStateVersion || !r.get(dims) || dims != options_.dims)
+        if (!r.get(version) || version < 1 || version > kStateVersion || !r.get(dims) || dims != options_.dims)
             return Status::invalid_argument(where + " has an unknown version or other dims");
         if (!r.bytes(p.words, sizeof(p.words)) || !p.log.seen.parse(r, options_.seen) || !r.get(keys) ||
             !r.get(p.log.keys_head))
@@ -135,8 +139,13 @@ Status Profiles::import_users(const std::uint64_t* users, const std::vector<char
         if (keys > options_.event_key_window || p.log.keys_head >= std::max<std::uint32_t>(keys, 1))
             return Status::invalid_argument(where + " has an inconsistent event key window");
         p.log.keys.resize(keys);
-        if (!r.bytes(p.log.keys.data(), keys * sizeof(std::uint64_t)) || !r.at_end())
-            return Status::invalid_argument(where + " is truncated or has extra bytes");
+        if (!r.bytes(p.log.keys.data(), keys * sizeof(std::uint64_t)))
+            return Status::invalid_argument(where + " is truncated");
+        if (version >= 2) {
+            if (const char* problem = get_positives(r, p.log.positives))
+                return Status::invalid_argument(where + " " + problem);
+        }
+        if (!r.at_end()) return Status::invalid_argument(where + " has extra bytes");
     }
     std::lock_guard<std::mutex> lock(writer_);
     std::size_t imported = 0;

@@ -2,14 +2,16 @@
 //
 //   users: embed::Table, row = [long-term (dims) | session (dims)], words = UserWord
 //   items: embed::Table, row = the item's vector (dims), words = ItemStat counters + flags
-//   per-user log (sharded maps, a reader-writer lock per shard): the seen-set and the window of
-//   recent event keys
+//   per-user log (sharded maps, a reader-writer lock per shard): the seen-set, the window of
+//   recent event keys, and the recent positives
+//   co-engagement index (co_engagement.hpp): item-to-item neighbours from users' positives
 //
 // apply() is the single writer (calls are serialised). For each event, in order: drop it if
 // its key is in the user's window or its sequence number is at or below the user's high-water
 // mark (counted, not an error); otherwise update the user's row (session decay, both vectors
 // moved by the rule, high-water mark, event count), the user's seen-set, and the item's
-// counters (one seqlocked write, so a reader sees all counters of one moment). The user's row
+// counters (one seqlocked write, so a reader sees all counters of one moment), and for a positive
+// (co_engagement.hpp) the user's recent positives and the co-engagement index. The user's row
 // holds a pointer to the user's log for the writer alone, which saves a map lookup per event. Readers of vectors
 // and counters never lock (the tables' sequence locks); readers of seen-sets take a shared lock
 // that a writer holds for one event at most.
@@ -25,6 +27,7 @@
 
 #include "recserve/base/status.hpp"
 #include "recserve/embed/table.hpp"
+#include "recserve/profiles/co_engagement.hpp"
 #include "recserve/profiles/event.hpp"
 #include "recserve/profiles/rule.hpp"
 #include "recserve/profiles/seen_set.hpp"
@@ -57,13 +60,18 @@ enum ItemStat : std::size_t {
     kSkips,
     kFastSkips,
     kNotInterested,
+    // Watches on an item with a vector: sum of round(2^20 cos(q, item)), the viewer's match
+    // before the event moved them, q = unit(long-term) + unit(session decayed to the event's ts)
+    // (zero parts skipped; 0 when q is zero). Fixed point, int64 bits (it can be negative).
+    kMatchSum,
     kItemCounters,
     kItemFlags = kItemCounters,  // bit 0: the item has a vector
     kItemWords,
 };
 inline constexpr const char* kItemStatNames[kItemCounters] = {
     "impressions", "watches", "watch_ms", "completions", "replays", "likes",
-    "shares", "comments", "follows", "skips", "fast_skips", "not_interested"};
+    "shares", "comments", "follows", "skips", "fast_skips", "not_interested", "match_sum"};
+inline constexpr int kMatchSumFractionBits = 20;
 
 struct ProfilesOptions {
     std::size_t dims = 0;
@@ -78,6 +86,7 @@ struct ProfilesOptions {
     // own; the owner keeps at most user_capacity users by evict_users(), which hands over each
     // user's image before it goes (the embedded store writes them to disk).
     bool user_lru = true;
+    CoEngagementOptions co_engagement;
 };
 
 // One user's whole state as export_user() writes it.
@@ -97,6 +106,7 @@ struct ProfilesStats {
     std::uint64_t applied = 0, stale = 0, duplicate_keys = 0, unknown_items = 0;
     std::size_t users = 0, items = 0;
     embed::TableStats user_table, item_table;
+    CoEngagementStats co_engagement;
 };
 
 class Profiles {
@@ -109,7 +119,7 @@ class Profiles {
     // items than item_capacity in all: an error and nothing written. Items are never evicted:
     // the catalogue is bounded by refusing, not by forgetting.
     Status set_items(const std::uint64_t* ids, const float* vectors, std::size_t n);
-    // Drops items with their counters; returns how many had rows.
+    // Drops items with their counters and co-engagement lists; returns how many had rows.
     std::size_t remove_items(const std::uint64_t* ids, std::size_t n);
 
     // kInvalidArgument naming the first bad event and field, else ok. apply() checks the same
@@ -123,7 +133,9 @@ class Profiles {
     // Removes users until at most `keep` remain (LRU per shard, see embed::Table::evict), each
     // with its seen-set and event key window, appending their images to *out (may be null).
     std::size_t evict_users(std::size_t keep, std::vector<UserImage>* out);
-    // Forgets one user: row, seen-set and event key window. Returns whether there was any.
+    // Forgets one user: row, seen-set, event key window and recent positives. Returns whether
+    // there was any. What their positives added to the co-engagement index stays: aggregate
+    // counts over users, not the user's data.
     bool erase_user(std::uint64_t user);
 
     // Long-term and session vectors (n x dims each, either may be null), the session decayed
@@ -135,6 +147,14 @@ class Profiles {
     // out[i]: whether user has seen items[i].
     void seen(std::uint64_t user, const std::uint64_t* items, std::size_t n, bool* out) const;
     std::vector<std::uint64_t> recent_items(std::uint64_t user) const;
+    // The user's recent positives, newest first (co_engagement.hpp); empty for none.
+    std::vector<RecentPositive> recent_positives(std::uint64_t user) const;
+    // The top k items related to the user's recent positives (co_engagement.hpp), keys[0..m)
+    // and scores[0..m) with m returned. k in 1..kMaxRelated, recency_decay and alpha in [0, 1]:
+    // else kInvalidArgument. Reader-safe while apply() runs.
+    Result<std::size_t> related(std::uint64_t user, std::int64_t now_ms, std::size_t k, float recency_decay,
+                                float alpha, std::uint64_t* keys, float* scores) const;
+    const CoEngagement& co_engagement() const { return *co_; }
     // Vectors (n x dims) and counters (n x kItemWords; either may be null); found = has a row.
     // A row's vector is set only if its kItemFlags word has bit 0 (events can count an item
     // before its vector arrives).
@@ -169,6 +189,7 @@ class Profiles {
     ProfilesOptions options_;
     std::unique_ptr<embed::Table> users_, items_;
     std::unique_ptr<UserLogs> logs_;
+    std::unique_ptr<CoEngagement> co_;
     mutable std::mutex writer_;  // apply, set_items, remove_items, snapshot
     std::atomic<std::uint64_t> applied_{0}, stale_{0}, duplicate_keys_{0}, unknown_items_{0};
 };
