@@ -36,9 +36,11 @@ const T* column(const pyb::array& a, const char* what, pyb::ssize_t n) {
 ProfilesOptions options_from(std::size_t dims, std::size_t user_capacity, std::size_t item_capacity,
                              std::size_t shards, std::uint32_t seen_recent, std::uint32_t seen_filter_bits,
                              std::uint32_t seen_filter_items, std::uint32_t event_key_window, const pyb::dict& rule,
-                             bool user_lru) {
+                             bool user_lru, std::uint32_t co_neighbours, std::uint32_t co_history,
+                             float co_positive_weight, double co_half_life_seconds) {
     ProfilesOptions o;
     o.user_lru = user_lru;
+    o.co_engagement = {co_neighbours, co_history, co_positive_weight, co_half_life_seconds};
     o.dims = dims;
     o.user_capacity = user_capacity;
     o.item_capacity = item_capacity;
@@ -289,6 +291,47 @@ class PyProfiles {
         return out;
     }
 
+    // (keys uint64, ts_ms int64, weights float32), newest first.
+    pyb::tuple recent_positives(std::uint64_t user) const {
+        std::vector<profiles::RecentPositive> r;
+        {
+            pyb::gil_scoped_release release;
+            r = p_->recent_positives(user);
+        }
+        const auto n = static_cast<pyb::ssize_t>(r.size());
+        pyb::array_t<std::uint64_t> keys(n);
+        pyb::array_t<std::int64_t> ts(n);
+        pyb::array_t<float> weights(n);
+        for (std::size_t i = 0; i < r.size(); ++i) {
+            keys.mutable_data()[i] = r[i].item;
+            ts.mutable_data()[i] = r[i].ts_ms;
+            weights.mutable_data()[i] = r[i].weight;
+        }
+        return pyb::make_tuple(keys, ts, weights);
+    }
+
+    // (keys uint64, scores float32) of at most k items, best first.
+    pyb::tuple related(std::uint64_t user, std::int64_t now_ms, std::int64_t k, float recency_decay,
+                       float alpha) const {
+        if (k < 1 || static_cast<std::uint64_t>(k) > profiles::kMaxRelated)
+            throw pyb::value_error("k must be in 1.." + std::to_string(profiles::kMaxRelated) + ", got " +
+                                   std::to_string(k));
+        std::vector<std::uint64_t> keys(static_cast<std::size_t>(k));
+        std::vector<float> scores(static_cast<std::size_t>(k));
+        Result<std::size_t> m = Status::not_found("");
+        {
+            pyb::gil_scoped_release release;
+            m = p_->related(user, now_ms, static_cast<std::size_t>(k), recency_decay, alpha, keys.data(), scores.data());
+        }
+        raise_if_error(m.is_ok() ? Status::ok() : m.status());
+        const auto n = static_cast<pyb::ssize_t>(m.value());
+        pyb::array_t<std::uint64_t> out_keys(n);
+        pyb::array_t<float> out_scores(n);
+        std::copy_n(keys.data(), m.value(), out_keys.mutable_data());
+        std::copy_n(scores.data(), m.value(), out_scores.mutable_data());
+        return pyb::make_tuple(out_keys, out_scores);
+    }
+
     pyb::tuple items(const pyb::array& ids) const {
         require_uint64_vector(ids, "ids");
         const pyb::ssize_t n = ids.shape(0);
@@ -318,6 +361,8 @@ class PyProfiles {
         d["user_evictions"] = s.user_table.evictions;
         d["item_evictions"] = s.item_table.evictions;
         d["memory_bytes"] = s.user_table.memory_bytes + s.item_table.memory_bytes;
+        d["co_engagement_items"] = s.co_engagement.items;
+        d["co_engagement_edges"] = s.co_engagement.edges;
         return d;
     }
 
@@ -343,7 +388,10 @@ void register_profiles(pyb::module_& m) {
     pyb::class_<ProfilesOptions>(m, "Options");
     m.def("options", &options_from, pyb::arg("dims"), pyb::arg("user_capacity"), pyb::arg("item_capacity"),
           pyb::arg("shards"), pyb::arg("seen_recent"), pyb::arg("seen_filter_bits"), pyb::arg("seen_filter_items"),
-          pyb::arg("event_key_window"), pyb::arg("rule"), pyb::arg("user_lru") = true);
+          pyb::arg("event_key_window"), pyb::arg("rule"), pyb::arg("user_lru") = true,
+          pyb::arg("co_neighbours") = 64, pyb::arg("co_history") = 32, pyb::arg("co_positive_weight") = 0.5f,
+          pyb::arg("co_half_life_seconds") = 0.0);
+    m.attr("max_related") = profiles::kMaxRelated;
     pyb::class_<PyProfiles>(m, "Profiles", "User and item state with the event update rules.")
         .def(pyb::init(&PyProfiles::create), pyb::arg("options"))
         .def_static("load", &PyProfiles::load, pyb::arg("path"), pyb::arg("options"))
@@ -364,6 +412,9 @@ void register_profiles(pyb::module_& m) {
         .def("erase_user", &PyProfiles::erase_user, pyb::arg("user"))
         .def("seen", &PyProfiles::seen, pyb::arg("user"), pyb::arg("items"))
         .def("recent_items", &PyProfiles::recent_items, pyb::arg("user"))
+        .def("recent_positives", &PyProfiles::recent_positives, pyb::arg("user"))
+        .def("related", &PyProfiles::related, pyb::arg("user"), pyb::arg("now_ms"), pyb::arg("k"),
+             pyb::arg("recency_decay"), pyb::arg("alpha"))
         .def("items", &PyProfiles::items, pyb::arg("ids"))
         .def("stats", &PyProfiles::stats)
         .def("snapshot", &PyProfiles::snapshot, pyb::arg("lsn"))

@@ -10,7 +10,9 @@ ApplyResult(applied=..., stale=0, duplicate_keys=0, unknown_items=0)
 One ``apply`` call runs a whole columnar batch in C++ with the GIL released. Per event: an
 engagement weight from the declared :class:`UpdateRule`, the user's long-term vector moved
 slowly and the session vector fast toward the item (away for negative signals), the item's
-counters, the user's seen-set. An event at or below the user's high-water mark of sequence
+counters, the user's seen-set, and for a positive (weight >= ``co_engagement.positive_weight``)
+the user's recent positives and the item-to-item co-engagement index that :meth:`Profiles.related`
+reads (docs/co-engagement.md). An event at or below the user's high-water mark of sequence
 numbers, or whose key is in the user's window of recent keys, changes nothing (counted).
 Readers never see a half-written vector; see ``cpp/include/recserve/profiles/profiles.hpp``.
 """
@@ -32,11 +34,15 @@ from recserve._arrays import as_id_rows, as_ids
 __all__ = [
     "EVENT_TYPES",
     "ITEM_STATS",
+    "MATCH_SUM_SCALE",
+    "MAX_RELATED",
     "ApplyResult",
+    "CoEngagementOptions",
     "Events",
     "ItemState",
     "Profiles",
     "ProfilesConfig",
+    "RecentPositives",
     "SeenOptions",
     "UpdateRule",
     "UserVectors",
@@ -44,6 +50,9 @@ __all__ = [
 
 EVENT_TYPES: tuple[str, ...] = tuple(_core.profiles.event_types)
 ITEM_STATS: tuple[str, ...] = tuple(_core.profiles.item_stats)
+#: ``match_sum`` is kept in fixed point: the stored integer over this is the sum of cosines.
+MATCH_SUM_SCALE = float(1 << 20)
+MAX_RELATED: int = int(_core.profiles.max_related)
 _TYPE_CODES = {name: code for code, name in enumerate(EVENT_TYPES)}
 
 DEFAULT_WEIGHTS: dict[str, float] = {
@@ -135,6 +144,20 @@ class SeenOptions:
 
 
 @dataclass(frozen=True)
+class CoEngagementOptions:
+    """The item-to-item co-engagement index (docs/co-engagement.md). A positive is an event of
+    engagement weight >= ``positive_weight`` on an item with a vector; each user keeps their last
+    ``history`` distinct positives, and each new one pairs with them. Each item keeps its
+    ``neighbours`` heaviest co-engaged items (0: no index and no recent positives); weights and
+    counts decay with ``half_life_seconds`` of event time (0: never)."""
+
+    neighbours: int = 64
+    history: int = 32
+    positive_weight: float = 0.5
+    half_life_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class ProfilesConfig:
     dims: int
     user_capacity: int = 1 << 20
@@ -146,6 +169,7 @@ class ProfilesConfig:
     # True: a new user in a full shard evicts that shard's LRU user (their state must live
     # elsewhere too). False: users leave only through evict_users(), which returns them.
     user_lru: bool = True
+    co_engagement: CoEngagementOptions = CoEngagementOptions()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProfilesConfig:
@@ -154,6 +178,9 @@ class ProfilesConfig:
         if "seen" in values:
             _reject_unknown(SeenOptions, values["seen"])
             values["seen"] = SeenOptions(**values["seen"])
+        if "co_engagement" in values:
+            _reject_unknown(CoEngagementOptions, values["co_engagement"])
+            values["co_engagement"] = CoEngagementOptions(**values["co_engagement"])
         if "rule" in values:
             values["rule"] = UpdateRule.from_dict(values["rule"])
         return cls(**values)
@@ -170,6 +197,10 @@ class ProfilesConfig:
             self.event_key_window,
             self.rule._for_core(),
             self.user_lru,
+            co_neighbours=self.co_engagement.neighbours,
+            co_history=self.co_engagement.history,
+            co_positive_weight=self.co_engagement.positive_weight,
+            co_half_life_seconds=self.co_engagement.half_life_seconds,
         )
 
 
@@ -293,8 +324,17 @@ class UserVectors(NamedTuple):
 class ItemState(NamedTuple):
     vectors: npt.NDArray[np.float32]  # zeros where has_vector is False
     has_vector: npt.NDArray[np.bool_]
-    stats: dict[str, npt.NDArray[np.uint64]]  # one array per name in ITEM_STATS
+    # One array per name in ITEM_STATS: uint64 counts, except match_sum, float64: the sum over
+    # watches of the viewer's cosine match to the item before the watch moved them (divide by
+    # "watches" for the mean match).
+    stats: dict[str, npt.NDArray[Any]]
     found: npt.NDArray[np.bool_]  # the item has a row (vector or counters)
+
+
+class RecentPositives(NamedTuple):
+    items: npt.NDArray[np.uint64]  # newest first
+    ts_ms: npt.NDArray[np.int64]  # of the latest positive on each
+    weights: npt.NDArray[np.float32]  # the largest engagement weight of those positives
 
 
 class Profiles:
@@ -388,9 +428,41 @@ class Profiles:
         """The user's recent items, newest first."""
         return self._core.recent_items(int(user))
 
+    def recent_positives(self, user: int) -> RecentPositives:
+        """The user's last distinct positives, newest first: (items, ts_ms, weights), a plain
+        tuple with names; empty arrays for a user without any."""
+        return RecentPositives(*self._core.recent_positives(int(user)))
+
+    def related(
+        self,
+        user: int,
+        now_ms: int,
+        k: int,
+        recency_decay: float = 0.8,
+        alpha: float = 0.5,
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
+        """Up to ``k`` items co-engaged with the user's recent positives, best first (ties by
+        key): ``score(j) = sum_r recency_decay**r * w(i_r, j) / (n(i_r)**(1 - alpha) *
+        n(j)**alpha)`` over the positives i_r, newest r = 0, leaving those positives out
+        (alpha 0.5: cosine). Empty for a user without positives. Scores do not depend on
+        ``now_ms`` (every count decays alike). Bad arguments raise ValueError."""
+        if isinstance(k, bool) or not isinstance(k, int | np.integer):
+            raise TypeError(f"k must be an integer, got {type(k).__name__}")
+        if not 1 <= int(k) <= MAX_RELATED:
+            raise ValueError(f"k must be in 1..{MAX_RELATED}, got {k}")
+        decay, a = float(recency_decay), float(alpha)
+        if not 0.0 <= decay <= 1.0:  # also refuses NaN
+            raise ValueError(f"recency_decay must be in [0, 1], got {recency_decay}")
+        if not 0.0 <= a <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        return self._core.related(int(user), int(now_ms), int(k), decay, a)
+
     def items(self, ids: Any) -> ItemState:
         vectors, words, found = self._core.items(as_ids(ids))
-        stats = {name: words[:, i] for i, name in enumerate(ITEM_STATS)}
+        stats: dict[str, npt.NDArray[Any]] = {
+            name: words[:, i] for i, name in enumerate(ITEM_STATS)
+        }
+        stats["match_sum"] = stats["match_sum"].view(np.int64) / MATCH_SUM_SCALE
         return ItemState(vectors, (words[:, len(ITEM_STATS)] & 1).astype(bool), stats, found)
 
     def stats(self) -> dict[str, int]:

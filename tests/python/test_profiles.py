@@ -224,7 +224,7 @@ def test_a_damaged_user_image_is_refused_and_imports_nothing() -> None:
         (vectors, state[:-3], "truncated"),
         (vectors, state + b"x", "extra bytes"),
         (np.full(2 * DIMS, np.nan, np.float32).tobytes(), state, "non-finite"),
-        (vectors, b"\x02" + state[1:], "version"),
+        (vectors, b"\x03" + state[1:], "version"),  # 1 and 2 are known
     ]
     for v, s, reason in bad:
         with pytest.raises(ValueError, match=reason):
@@ -263,3 +263,129 @@ def test_readers_never_see_torn_vectors_while_events_apply() -> None:
     stop.set()
     reader.join()
     assert torn == []
+
+
+def positives(p: Profiles, stream: list[tuple[int, int, str, int]]) -> None:
+    """Applies (user, item, type, ts) events with completed watches, one sequence per user."""
+    seq: dict[int, int] = {}
+    users, items, types, ts, seqs = [], [], [], [], []
+    for user, item, kind, t in stream:
+        seq[user] = seq.get(user, 0) + 1
+        users.append(user)
+        items.append(item)
+        types.append(kind)
+        ts.append(t)
+        seqs.append(seq[user])
+    n = len(users)
+    p.apply(
+        Events.of(
+            users=users,
+            items=items,
+            types=types,
+            watch_ms=[10_000] * n,
+            duration_ms=[10_000] * n,
+            ts_ms=ts,
+            seq=seqs,
+        )
+    )
+
+
+def test_related_items_come_from_co_engagement_with_the_users_own_left_out() -> None:
+    p = make()
+    positives(
+        p,
+        [
+            (1, 10, "watch", 1000),
+            (1, 11, "watch", 2000),  # 10-11
+            (2, 10, "watch", 1000),
+            (2, 12, "watch", 2000),  # 10-12
+            (3, 10, "like", 1000),
+            (4, 10, "watch", 1000),  # n(10) = 4
+            (4, 10, "like", 1500),  # the same item again: no double count
+        ],
+    )
+    keys, scores = p.related(4, now_ms=5000, k=10)
+    assert keys.dtype == np.uint64
+    assert scores.dtype == np.float32
+    assert keys.tolist() == [11, 12]  # equal scores: by key
+    np.testing.assert_allclose(scores, [0.5, 0.5])  # 1 / sqrt(4 * 1)
+    keys, scores = p.related(1, now_ms=5000, k=10, recency_decay=0.5, alpha=0.0)
+    assert keys.tolist() == [12]  # 10 and 11 are user 1's own
+    np.testing.assert_allclose(scores, [0.5 * 1 / 4])  # second newest; w / n(10)
+    assert p.related(99, now_ms=0, k=5)[0].size == 0
+    items, ts, weights = p.recent_positives(4)
+    assert items.tolist() == [10]
+    assert ts.dtype == np.int64
+    assert ts.tolist() == [1500]
+    assert weights.tolist() == [1.0]
+    assert p.recent_positives(99).items.size == 0
+    assert p.stats()["co_engagement_items"] == 3
+    assert p.stats()["co_engagement_edges"] == 4
+
+
+@pytest.mark.parametrize(
+    ("k", "decay", "alpha", "match"),
+    [
+        (0, 0.8, 0.5, "k must be in"),
+        (-3, 0.8, 0.5, "k must be in"),
+        (1 << 40, 0.8, 0.5, "k must be in"),
+        (5, float("nan"), 0.5, "recency_decay"),
+        (5, 1.5, 0.5, "recency_decay"),
+        (5, 0.8, -0.1, "alpha"),
+        (5, 0.8, 1.01, "alpha"),
+        (5, 0.8, float("nan"), "alpha"),
+    ],
+)
+def test_related_refuses_bad_arguments(k: int, decay: float, alpha: float, match: str) -> None:
+    p = make()
+    positives(p, [(1, 10, "watch", 0), (1, 11, "watch", 1)])
+    with pytest.raises(ValueError, match=match):
+        p.related(1, now_ms=0, k=k, recency_decay=decay, alpha=alpha)
+    with pytest.raises(TypeError):
+        p.related(1, now_ms=0, k=2.5)  # type: ignore[arg-type]
+
+
+def test_co_engagement_options_are_checked_and_zero_neighbours_turns_it_off() -> None:
+    with pytest.raises(ValueError, match="history"):
+        make(co_engagement={"history": 0})
+    with pytest.raises(ValueError, match="neighbours"):
+        make(co_engagement={"neighbours": 5000})
+    with pytest.raises(ValueError, match="positive_weight"):
+        make(co_engagement={"positive_weight": 0.0})
+    with pytest.raises(ValueError, match="unknown CoEngagementOptions setting"):
+        make(co_engagement={"size": 3})
+    off = make(co_engagement={"neighbours": 0})
+    positives(off, [(1, 10, "watch", 0), (1, 11, "watch", 1), (2, 10, "watch", 0)])
+    assert off.related(2, now_ms=0, k=5)[0].size == 0
+    assert off.recent_positives(1).items.size == 0
+
+
+def test_match_sum_is_the_viewers_cosine_before_the_watch_as_a_float() -> None:
+    p = Profiles(ProfilesConfig(dims=4))
+    p.set_items([1, 2], np.array([[1, 0, 0, 0], [0.6, 0.8, 0, 0]], dtype=np.float32))
+    positives(p, [(7, 1, "watch", 1000), (7, 2, "watch", 1000)])
+    match = p.items([1, 2]).stats["match_sum"]
+    assert match.dtype == np.float64
+    np.testing.assert_allclose(match, [0.0, 0.6], atol=1e-6)  # no vectors yet; then q = 2 e1
+    assert "match_sum" in ITEM_STATS
+
+
+def test_recent_positives_and_related_survive_snapshot_and_user_images(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    p = make(co_engagement={"neighbours": 8, "half_life_seconds": 600.0})
+    p.apply(events(3000, seed=9))
+    users = range(20)
+    before = [(p.related(u, 0, 20), p.recent_positives(u)) for u in users]
+    assert sum(len(r[0][0]) for r in before) > 0
+    p.snapshot(3).write(str(tmp_path / "p.snap"))
+    q, _ = Profiles.load(str(tmp_path / "p.snap"), p.config)
+    moved = make(co_engagement={"neighbours": 8, "half_life_seconds": 600.0})
+    images = p.export_users(list(users))
+    moved.import_users(list(users), [i[0] for i in images], [i[1] for i in images])  # type: ignore[index]
+    for u, (related, recent) in zip(users, before, strict=True):
+        for other in (q, moved):
+            mine = other.recent_positives(u)
+            for a, b in zip(recent, mine, strict=True):
+                np.testing.assert_array_equal(a, b)
+        again = q.related(u, 0, 20)
+        np.testing.assert_array_equal(related[0], again[0])
+        np.testing.assert_array_equal(related[1], again[1])

@@ -27,6 +27,7 @@ __all__ = [
     "Arm",
     "AuthSettings",
     "CloudFrontSettings",
+    "CoEngagementSettings",
     "Experiment",
     "FeedSettings",
     "KinesisSettings",
@@ -77,6 +78,39 @@ class FeedSettings(BaseModel):
         if self.default_n > self.max_n:
             raise ValueError(f"default_n {self.default_n} exceeds max_n {self.max_n}")
         return self
+
+
+class CoEngagementSettings(BaseModel):
+    """The item-to-item co-engagement index (docs/co-engagement.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    neighbours: int = Field(
+        default=64,
+        ge=0,
+        le=1024,
+        description="co-engaged items kept per item, the heaviest (0: no index, no recent "
+        "positives)",
+    )
+    history: int = Field(
+        default=32,
+        ge=1,
+        le=256,
+        description="recent distinct positives kept per user; a new positive pairs with each",
+    )
+    positive_weight: float = Field(
+        default=0.5,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="the smallest engagement weight that counts as a positive (default rule: a "
+        "completed watch 1.0, a like 0.5, a half watch about 0.29)",
+    )
+    half_life_s: float = Field(
+        default=0.0,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="half-life of co-engagement weights and counts in event time (0: never decay)",
+    )
 
 
 class KinesisSettings(BaseModel):
@@ -271,6 +305,7 @@ class Settings(BaseSettings):
     shutdown_timeout_s: float = Field(default=15.0, gt=0)
     impression_log: bool = True
     feed: FeedSettings = FeedSettings()
+    co_engagement: CoEngagementSettings = CoEngagementSettings()
     amplification: dict[str, Any] = Field(default_factory=dict)
     update_rule: dict[str, Any] = Field(default_factory=dict)
     experiments: tuple[Experiment, ...] = ()

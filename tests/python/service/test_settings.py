@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from recserve.service.settings import load_settings
+from recserve.profiles import CoEngagementOptions
+from recserve.service.engine import Engine
+from recserve.service.settings import CoEngagementSettings, Settings, load_settings
 
 
 def test_precedence_is_overrides_then_environment_then_file(
@@ -38,6 +40,12 @@ def test_precedence_is_overrides_then_environment_then_file(
         "body_timeout_s = 0\n",
         "max_blocked_creators = 10001\n",
         "shutdown_grace_s = -1\n",
+        "[co_engagement]\nneighbours = 1025\n",
+        "[co_engagement]\nhistory = 0\n",
+        "[co_engagement]\npositive_weight = 0\n",
+        "[co_engagement]\nhalf_life_s = -1\n",
+        "[co_engagement]\nhalf_life_s = nan\n",
+        "[co_engagement]\nsize = 3\n",
     ],
 )
 def test_bad_settings_are_refused_at_load(tmp_path: Path, text: str) -> None:
@@ -50,3 +58,21 @@ def test_bad_settings_are_refused_at_load(tmp_path: Path, text: str) -> None:
 def test_a_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_the_co_engagement_section_reaches_the_profiles(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        dims=8,
+        impression_log=False,
+        co_engagement=CoEngagementSettings(neighbours=16, history=8, half_life_s=3600),
+    )
+    engine = Engine(settings)
+    engine.start()
+    try:
+        assert engine.store is not None
+        assert engine.store.profiles.config.co_engagement == CoEngagementOptions(
+            neighbours=16, history=8, positive_weight=0.5, half_life_seconds=3600.0
+        )
+    finally:
+        engine.close()

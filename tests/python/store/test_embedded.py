@@ -532,3 +532,38 @@ def test_files_of_a_snapshot_cut_short_are_ignored_then_removed(tmp_path: Path) 
         for kind, ext in (("numbers", "bin"), ("profiles", "snap"), ("state", "json"))
         for lsn in (6, 7)
     ]
+
+
+def co_engagement(p: Profiles, users: range) -> list[tuple[list[int], list[float], list[int]]]:
+    """Each user's related items, their scores and recent positives, to compare exactly."""
+    out = []
+    for user in users:
+        keys, scores = p.related(user, now_ms=0, k=50)
+        out.append((keys.tolist(), scores.tolist(), p.recent_positives(user).items.tolist()))
+    return out
+
+
+def test_the_co_engagement_index_and_recent_positives_survive_a_restart(tmp_path: Path) -> None:
+    with open_store(tmp_path) as store:
+        ingest(store, 6, snapshot_every=4)  # a snapshot after batch 3, then the log
+    oracle = co_engagement(child.oracle(6), range(child.USERS))
+    assert sum(len(keys) for keys, _, _ in oracle) > 100
+    with open_store(tmp_path) as store:
+        assert store.recovery.snapshot_lsn == 5
+        assert co_engagement(store.profiles, range(child.USERS)) == oracle
+        assert store.profiles.stats()["co_engagement_edges"] > 0
+
+
+def test_recent_positives_wait_on_disk_with_their_user_and_come_back(tmp_path: Path) -> None:
+    oracle = co_engagement(child.oracle(8), range(child.USERS))
+    with open_bounded(tmp_path) as store:
+        store.set_items(*child.item_vectors())
+        for number in range(8):
+            store.apply(child.batch(number))
+        store.snapshot()
+        assert store.disk_users is not None
+        assert store.disk_users.count() > 0
+    with open_bounded(tmp_path) as store:
+        for user in range(child.USERS):
+            store.ensure_users([user])  # from the user file, if it waited there
+            assert co_engagement(store.profiles, range(user, user + 1)) == [oracle[user]], user
