@@ -6,7 +6,8 @@
 //   fuzz_make_corpus <dir>     writes <dir>/<harness>/<name>, replacing files of the same name
 //
 // Deterministic: the same build writes the same bytes, so the committed corpus can be checked
-// against a fresh run.
+// against a fresh run. Files named v<N>_... are images of an earlier format version, kept as
+// they were written (the encoders write only the newest), so the old-version readers stay fuzzed.
 #include <unistd.h>
 
 #include <cstdint>
@@ -173,12 +174,15 @@ profiles::ProfilesOptions small_options(std::size_t dims = 4, profiles::SeenOpti
     return o;
 }
 
+// Items 1..30 take events; the first `with_vectors` of them have vectors (positives on those
+// fill the recent positives and the co-engagement index).
 std::unique_ptr<profiles::Profiles> busy_profiles(const profiles::ProfilesOptions& o, std::size_t users,
-                                                  std::size_t events, std::uint32_t seed) {
+                                                  std::size_t events, std::uint32_t seed, std::size_t with_vectors = 3) {
     auto made = profiles::Profiles::create(o);
     if (!made.is_ok()) die(made.status().message());
     auto p = std::move(made).value();
-    std::vector<std::uint64_t> item_ids = {1, 2, 3};
+    std::vector<std::uint64_t> item_ids;
+    for (std::uint64_t i = 1; i <= with_vectors; ++i) item_ids.push_back(i);
     const std::vector<float> vectors = gaussian(item_ids.size() * o.dims, seed);
     check(p->set_items(item_ids.data(), vectors.data(), item_ids.size()), "set_items");
     std::mt19937_64 rng(seed);
@@ -215,6 +219,12 @@ void snapshots() {
     // Enough events per user to wrap the seen ring, fill both filter generations and the key window.
     snap("2users_300events_dims4.snap", *busy_profiles(small_options(), 2, 300, 2), 0);
     snap("2users_60events_dims2_recent4_bits128.snap", *busy_profiles(small_options(2, {4, 128, 8}, 4), 2, 60, 3), 0);
+    // Many positives on 12 items: a co-engagement index with full lists (4 neighbours each).
+    profiles::ProfilesOptions few = small_options();
+    few.co_engagement.neighbours = 4;
+    few.co_engagement.history = 6;
+    few.co_engagement.half_life_seconds = 30;
+    snap("4users_200events_coengagement_dims4.snap", *busy_profiles(few, 4, 200, 6, 12), 0);
     put("snapshot", "empty", "");
 }
 
@@ -241,6 +251,11 @@ void user_images() {
         all += one;
     }
     put("user_state", "3users.chunks", all);
+    // A user with a long list of recent positives (30 items have vectors).
+    auto positive = busy_profiles(small_options(), 1, 400, 7, 30);
+    std::vector<char> pv, ps;
+    if (!positive->export_user(10, &pv, &ps)) die("export_user found no user 10");
+    put("user_state", "user_recent_positives.chunks", user_chunks(10, pv, ps));
     // A user with one event: a short ring, no filter yet, one key.
     auto fresh = busy_profiles(small_options(), 1, 1, 5);
     std::vector<char> vectors, state;
