@@ -1,9 +1,19 @@
 """``recserve eval``: replay a log in time order and score real-time recserve, the same engine
-frozen at the split, and popularity, live and frozen at the split (HR@k, NDCG@k; see
+frozen at the split, popularity (live, and frozen at the split) and two peers, item-to-item
+co-occurrence (itemcf) and ALS with per-event fold-in (HR@k, NDCG@k; see
 ``recserve.evaluate.replay``).
 
     recserve eval --movielens ../shared/data/movielens-100k [--json]
+    recserve eval --movielens ../shared/data/movielens-latest-small [--json]
     recserve eval --log events.jsonl --items items.jsonl [--config recserve.toml] [--json]
+
+--movielens takes MovieLens-100K (a directory with u.data) or MovieLens-latest-small (one with
+ratings.csv and movies.csv), with the MiniLM vectors in ../movielens-minilm-384 beside it.
+
+The peers' settings are tuned on a validation period inside the data before the split (the
+same protocol on the events before the split, scored from --split of that period on: 64-80 %
+of the time by default), never on the scored period; the values chosen are printed (and in
+--json, under settings.peers). The peers need no extra: they are numpy.
 
 With ``--train`` (the default with ``--movielens``; needs ``recserve[train]``) both engines
 serve a ranker trained on the log before the split, with sampled negatives
@@ -24,6 +34,7 @@ from typing import Any
 
 __all__ = ["MOVIELENS_CONFIG", "add_arguments", "run"]
 
+_POLICIES = ("realtime", "frozen", "popularity", "popularity_frozen", "itemcf", "als")
 #: The settings for --movielens without --config (the choice is explained in the file).
 MOVIELENS_CONFIG = Path(__file__).with_name("movielens.toml")
 
@@ -34,7 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
-        "--movielens", type=Path, metavar="DIR", help="MovieLens-100K (the directory of u.data)"
+        "--movielens",
+        type=Path,
+        metavar="DIR",
+        help="MovieLens-100K (the directory of u.data) or latest-small (of ratings.csv)",
     )
     source.add_argument(
         "--log", type=Path, metavar="FILE", help="events, JSON lines in the /v1/events format"
@@ -74,7 +88,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--vectors", type=Path, default=None, help="movielens: item vectors (.npy, 1682 rows)"
+        "--vectors",
+        type=Path,
+        default=None,
+        help="movielens: item vectors (.npy, one row per film; default: the MiniLM ones)",
     )
     parser.add_argument("--dims", type=int, default=64, help="movielens: PCA dims (default 64)")
     parser.add_argument(
@@ -85,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from recserve.evaluate.movielens import movielens_log
+        from recserve.evaluate.movielens import movielens_format, movielens_log
         from recserve.evaluate.replay import ReplayError, read_events, read_items, replay
     except ImportError as error:
         print(f"error: {error}; install 'recserve[serve]'", file=sys.stderr)
@@ -99,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
                 max_ratings=args.max_ratings,
                 seed=args.seed,
             )
-            source = f"MovieLens-100K ({args.movielens})"
+            name = {"100k": "MovieLens-100K", "latest": "MovieLens-latest-small"}
+            source = f"{name[movielens_format(args.movielens)]} ({args.movielens})"
         else:
             if args.items is None:
                 raise ReplayError("--log needs --items (the catalogue the events refer to)")
@@ -121,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
             similarity=args.similarity,
             train=args.train if args.train is not None else args.movielens is not None,
             negatives=args.negatives,
+            peer_progress=None if args.json else _note,
         )
     except (ReplayError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -137,6 +156,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def _day(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M")
 
@@ -148,12 +171,10 @@ def _ratio(a: float, b: float) -> str:
 def _rows(block: dict[str, Any], k: int) -> list[str]:
     hr, ndcg = f"hr@{k}", f"ndcg@{k}"
     lines = [f"  {'policy':<18}{'HR@' + str(k):>10}{'NDCG@' + str(k):>10}{'hits':>8}"]
-    for name in ("realtime", "frozen", "popularity", "popularity_frozen"):
+    for name in _POLICIES:
         m = block[name]
         lines.append(f"  {name:<18}{m[hr]:>10.4f}{m[ndcg]:>10.4f}{m['hits']:>8,}")
-    rt, fz, pop, pf = (
-        block[name] for name in ("realtime", "frozen", "popularity", "popularity_frozen")
-    )
+    rt, fz, pop, pf, cf, als = (block[name] for name in _POLICIES)
     lines.append(
         f"  realtime / frozen:     HR {_ratio(rt[hr], fz[hr])}, NDCG {_ratio(rt[ndcg], fz[ndcg])}"
     )
@@ -164,6 +185,38 @@ def _rows(block: dict[str, Any], k: int) -> list[str]:
         f"  frozen / popularity_frozen: HR {_ratio(fz[hr], pf[hr])}, "
         f"NDCG {_ratio(fz[ndcg], pf[ndcg])}"
     )
+    lines.append(
+        f"  realtime / itemcf: HR {_ratio(rt[hr], cf[hr])}, NDCG {_ratio(rt[ndcg], cf[ndcg])}; "
+        f"realtime / als: HR {_ratio(rt[hr], als[hr])}, NDCG {_ratio(rt[ndcg], als[ndcg])}"
+    )
+    return lines
+
+
+def _peers(peers: dict[str, Any], k: int) -> list[str]:
+    """What the peers' tuning chose, and on what."""
+    period = peers.get("validation", {})
+    lines = []
+    if period.get("evaluated"):
+        tried = period.get("settings_tried", {})
+        lines.append(
+            f"peers tuned on {_day(period['from_ts'])} to {_day(period['to_ts'])} "
+            f"({period['evaluated']:,} engagements before the split; "
+            f"{tried.get('itemcf', '?')} itemcf and {tried.get('als', '?')} ALS settings "
+            f"tried, best HR@{k}):"
+        )
+    for name in ("itemcf", "als"):
+        chosen = dict(peers.get(name, {}))
+        scores = chosen.pop("validation", None)
+        note = chosen.pop("note", None)
+        values = ", ".join(f"{key}={value}" for key, value in chosen.items())
+        tail = (
+            f" (validation HR@{k} {scores[f'hr@{k}']:.4f}, NDCG@{k} {scores[f'ndcg@{k}']:.4f})"
+            if scores
+            else f" (defaults: {note})"
+            if note
+            else ""
+        )
+        lines.append(f"  {name:<8}{values}{tail}")
     return lines
 
 
@@ -191,5 +244,8 @@ def _table(out: dict[str, Any], split: float) -> str:
             "before the split):",
             *_rows(out["whole_run"], k),
         ]
+    peers = out.get("settings", {}).get("peers")
+    if peers:
+        lines += ["", *_peers(peers, k)]
     lines += ["", f"seen items on a page: {out['seen_dropped']}; ran in {out['seconds']:.1f} s"]
     return "\n".join(lines)

@@ -1,11 +1,12 @@
 """Chronological replay of an event log through the engine: HR@k and NDCG@k of what it would
-have recommended, for real-time recserve, the same engine frozen at a split time, and popularity
-(live, and frozen at the split).
+have recommended, for real-time recserve, the same engine frozen at a split time, popularity
+(live, and frozen at the split), and two peers that learn in real time too: item-to-item
+co-occurrence and ALS with per-event fold-in.
 
     catalogue = read_items("items.jsonl")
     events = read_events("events.jsonl", catalogue)
     result = replay(events, catalogue, config="recserve.toml")   # ReplayResult
-    result.policies["realtime"].hr, result.policies["frozen"].ndcg
+    result.policies["realtime"].hr, result.policies["frozen"].ndcg, result.policies["itemcf"].hr
 
 **Input.** Items: JSON lines in the body format of ``POST /v1/items`` (``id``, ``embedding``,
 ``creator_id``, ``duration_ms``, ``tags?``, ``created_at?`` ms, ``media_key?``); all are in the
@@ -47,6 +48,22 @@ the last event, 0.8: the last 20 % of time) are evaluated, where the policies di
   that ``frozen`` should be compared with. In a log where most users of the scored period are
   new (MovieLens-100K: 182 of 269), the frozen engine knows nothing of them and can at best
   serve them what was popular at the split; it can beat popularity only on returning users.
+- ``itemcf``: ``recserve.evaluate.peers.CoOccurrence``, item-to-item co-occurrence updated on
+  every engagement (after the split too), scored from the user's engaged history with
+  recency weights ``decay**age`` over the last ``window`` items.
+- ``als``: ``recserve.evaluate.peers.ALSFoldIn``, implicit ALS fitted at the split on the
+  engagements before it (item factors frozen from then on, a batch model), each user's vector
+  refitted in closed form on every engagement (fold-in; new users get one at their first).
+  Before the split it has no model: with ``whole_run`` its pages there are popularity's.
+
+  The peers learn from engagements only (what the popularity baselines count); their page is
+  the top ``k`` unseen items of their scores, equal scores in live-popularity order (then the
+  catalogue's), and for a user they know nothing of yet (no engagement) the live popularity
+  page, as a deployment would serve. Their settings are
+  chosen on a validation period inside the data before the split
+  (``recserve.evaluate.tuning``: the same replay of the peers alone, ``replay_peers``, on the
+  events before the split, scored from ``split`` of that period on), never on the scored
+  period; ``peers=`` fixes them instead. The chosen values are in ``settings["peers"]``.
 
 **The ranker.** With ``train`` both engines serve a ranker trained on the events before the
 split (``recserve.evaluate.trained``: impressions with sampled negatives, validation inside
@@ -96,6 +113,7 @@ import numpy.typing as npt
 from pydantic import ValidationError
 
 from recserve.catalog import Item
+from recserve.evaluate.peers import ALSFoldIn, CoOccurrence, top_unseen
 from recserve.ids import key_of
 from recserve.profiles import UpdateRule
 from recserve.rank import Ranker, SimilarityRanker
@@ -105,20 +123,27 @@ from recserve.service.settings import Settings, load_settings
 
 __all__ = [
     "ENGAGING_TYPES",
+    "PEERS",
     "POLICIES",
+    "PeerPolicies",
     "Catalogue",
     "Score",
     "ReplayError",
     "ReplayResult",
     "engaged",
+    "in_time_order",
     "read_events",
     "read_items",
     "replay",
+    "replay_peers",
     "replay_settings",
+    "split_time",
     "write_jsonl",
 ]
 
-POLICIES = ("realtime", "frozen", "popularity", "popularity_frozen")
+POLICIES = ("realtime", "frozen", "popularity", "popularity_frozen", "itemcf", "als")
+#: The peers among the policies (``recserve.evaluate.peers``), tuned before the split.
+PEERS = ("itemcf", "als")
 #: Event types that are an engagement whatever else happened (a completed watch is one too).
 ENGAGING_TYPES = frozenset({"like", "share", "comment", "follow", "replay"})
 _POST_BATCH = 10_000  # events per post_events call at most (the API's batch limit)
@@ -446,7 +471,171 @@ class _Popularity:
         return [self.ids[i] for i in top.tolist() if keys[i] > -np.inf]
 
 
+# ---- the peers ------------------------------------------------------------------------------
+class PeerPolicies:
+    """The peers' pages in a replay: item-to-item co-occurrence (``itemcf``) and ALS with
+    fold-in (``als``) of ``recserve.evaluate.peers``, any number of each (named), sharing the
+    live popularity ``popularity`` for users they know nothing of and for ties.
+
+    The replay calls, in time order: ``pages`` before a scored event, ``met`` at each user's
+    first event on an item (seen from then on), ``engaged`` at the event that makes a pair
+    engaged, and ``at_split`` once, at the first event at or after the split: the ALS models
+    are fitted there, on the engagements before it (so before the split their pages are
+    popularity's)."""
+
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        popularity: _Popularity,
+        itemcf: dict[str, CoOccurrence],
+        als: dict[str, ALSFoldIn],
+    ) -> None:
+        self.ids = [item.id for item in catalogue.items]
+        self.row = popularity.row
+        self.popularity = popularity
+        self.itemcf = itemcf
+        self.als = als
+        self.seen: dict[str, list[int]] = defaultdict(list)
+        self.before: list[tuple[str, int]] = []  # engagements before the split, for ALS
+        self.split_reached = False
+
+    @property
+    def names(self) -> list[str]:
+        return [*self.itemcf, *self.als]
+
+    def pages(self, user: str, k: int) -> dict[str, list[str]]:
+        seen = self.seen.get(user, [])
+        fallback: list[str] | None = None
+        out: dict[str, list[str]] = {}
+        models: list[tuple[str, CoOccurrence | ALSFoldIn]] = [*self.itemcf.items()]
+        models += self.als.items()
+        for name, model in models:
+            if model.has_history(user):
+                top = top_unseen(model.scores(user), seen, k, self.popularity.keys)
+                out[name] = [self.ids[i] for i in top]
+            else:  # nothing known of the user yet: what a deployment serves, popularity
+                if fallback is None:
+                    fallback = self.popularity.page({self.ids[i] for i in seen}, k)
+                out[name] = fallback
+        return out
+
+    def met(self, user: str, item_id: str) -> None:
+        self.seen[user].append(self.row[item_id])
+
+    def engaged(self, user: str, item_id: str) -> None:
+        row = self.row[item_id]
+        for cf in self.itemcf.values():
+            cf.engaged(user, row)
+        if not self.split_reached:
+            self.before.append((user, row))
+        else:
+            for model in self.als.values():
+                model.engaged(user, row)
+
+    def at_split(self) -> None:
+        if self.split_reached:
+            return
+        self.split_reached = True
+        users = [user for user, _ in self.before]
+        rows = [row for _, row in self.before]
+        for model in self.als.values():
+            model.fit(users, rows, [1.0] * len(rows))
+        self.before = []
+
+
+def replay_peers(
+    rows: Sequence[EventRow],
+    catalogue: Catalogue,
+    *,
+    itemcf: dict[str, CoOccurrence],
+    als: dict[str, ALSFoldIn],
+    split: float = 0.8,
+    k: int = 10,
+    rule: UpdateRule | None = None,
+) -> tuple[_Plan, dict[str, Score]]:
+    """The replay of the peers alone, without the engines (how their settings are tuned):
+    the same pairs scored, the same seen items excluded, popularity for unknown users, as in
+    ``replay``. ``rows`` in time order; returns the plan and each named peer's score."""
+    rule = rule if rule is not None else UpdateRule()
+    known = {item.id: item for item in catalogue.items}
+    plan = _plan(rows, known, rule, split)
+    popularity = _Popularity(catalogue)
+    peers = PeerPolicies(catalogue, popularity, itemcf, als)
+    scores = {name: Score(k) for name in peers.names}
+    targets = set(plan.after_split)
+    seen: set[tuple[str, str]] = set()
+    counted: set[tuple[str, str]] = set()
+    for i, row in enumerate(plan.rows):
+        if plan.ts[i] >= plan.split_ms:
+            peers.at_split()
+        if i in targets:
+            for name, page in peers.pages(row.user_id, k).items():
+                scores[name].add(page, row.item_id)
+        pair = (row.user_id, row.item_id)
+        if pair not in seen:
+            seen.add(pair)
+            peers.met(*pair)
+        if (
+            pair not in counted
+            and pair in plan.engaged_pairs
+            and engaged(row, known[row.item_id].duration_ms, rule)
+        ):
+            counted.add(pair)
+            popularity.engaged(row.item_id)
+            peers.engaged(*pair)
+    peers.at_split()
+    return plan, scores
+
+
 # ---- the replay -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Plan:
+    """A log in time order, its split, and which pairs are scored."""
+
+    rows: Sequence[EventRow]
+    ts: list[int]
+    first_ms: int
+    last_ms: int
+    split_ms: int
+    engaged_pairs: set[tuple[str, str]]  # (user, item) pairs with an engaging event
+    pairs_at: list[int]  # the row of each engaged pair's first event (met), ascending
+    after_split: list[int]  # those at or after the split: what is scored
+
+
+def in_time_order(events: Sequence[EventRow]) -> list[EventRow]:
+    """The events sorted by ``ts`` (ties keep their order), as the replay applies them."""
+    order = sorted(range(len(events)), key=lambda i: events[i].ts or 0)
+    return [events[i] for i in order]
+
+
+def split_time(rows: Sequence[EventRow], split: float) -> int:
+    """The split time (ms) of a log in time order: ``split`` of the way from its first event
+    to its last."""
+    first_ms, last_ms = int(rows[0].ts or 0), int(rows[-1].ts or 0)
+    return first_ms + math.ceil(split * (last_ms - first_ms))
+
+
+def _plan(
+    rows: Sequence[EventRow], known: dict[str, Item], rule: UpdateRule, split: float
+) -> _Plan:
+    """Which (user, item) pairs are engaged, where each is first met, which are scored."""
+    ts = [int(row.ts or 0) for row in rows]
+    first_at: dict[tuple[str, str], int] = {}
+    engaged_pairs: set[tuple[str, str]] = set()
+    for i, row in enumerate(rows):
+        pair = (row.user_id, row.item_id)
+        first_at.setdefault(pair, i)
+        if engaged(row, known[row.item_id].duration_ms, rule):
+            engaged_pairs.add(pair)
+    pairs_at = sorted(first_at[pair] for pair in engaged_pairs)
+    split_ms = split_time(rows, split) if rows else 0
+    after_split = [i for i in pairs_at if ts[i] >= split_ms]
+    return _Plan(
+        rows, ts, ts[0] if ts else 0, ts[-1] if ts else 0, split_ms, engaged_pairs, pairs_at,
+        after_split,
+    )  # fmt: skip
+
+
 def replay(
     events: Sequence[EventRow],
     catalogue: Catalogue,
@@ -461,11 +650,16 @@ def replay(
     train: bool = False,
     negatives: int = 4,
     progress: Callable[[int, int], None] | None = None,
+    peers: dict[str, Any] | None = None,
+    peer_progress: Callable[[str], None] | None = None,
 ) -> ReplayResult:
-    """Replays ``events`` in time order and scores the three policies (see the module doc).
+    """Replays ``events`` in time order and scores the policies (see the module doc).
     ``similarity``: rank by the query-item dot product (the engine's ranker when it has no
     model) instead of the configured model. ``progress(done, total)`` is called now and then
-    with the pairs scored so far."""
+    with the pairs scored so far. ``peers``: the peers' settings
+    (``{"itemcf": {...}, "als": {...}}``, keyword arguments of ``CoOccurrence`` and
+    ``ALSFoldIn``); None tunes them on the period before the split
+    (``recserve.evaluate.tuning``), ``peer_progress`` hearing what is being tuned."""
     started = time.perf_counter()
     if not 0.0 <= split < 1.0:
         raise ReplayError(f"split must be in [0, 1), got {split}")
@@ -482,11 +676,9 @@ def replay(
         except ReplayError as error:
             raise ReplayError(f"events[{i}] ({row.event_id!r}): {error}") from None
 
-    order = sorted(range(len(events)), key=lambda i: events[i].ts or 0)
-    rows = [events[i] for i in order]
+    rows = in_time_order(events)
     ts = [int(row.ts or 0) for row in rows]
-    first_ms, last_ms = ts[0], ts[-1]
-    split_ms = first_ms + math.ceil(split * (last_ms - first_ms))
+    split_ms = split_time(rows, split)
 
     with ExitStack() as stack:
         scratch = _scratch_dir()
@@ -505,17 +697,17 @@ def replay(
             )
             realtime_settings = replay_settings(config, directories[0], catalogue.dims, model=model)
 
-        # Which (user, item) pairs are engaged, where each is first met, which are scored.
-        first_at: dict[tuple[str, str], int] = {}
-        engaged_pairs: set[tuple[str, str]] = set()
-        for i, row in enumerate(rows):
-            pair = (row.user_id, row.item_id)
-            first_at.setdefault(pair, i)
-            if engaged(row, known[row.item_id].duration_ms, rule):
-                engaged_pairs.add(pair)
-        pairs_at = sorted(first_at[pair] for pair in engaged_pairs)
-        after_split = [i for i in pairs_at if ts[i] >= split_ms]
-        candidates = after_split if not whole_run else pairs_at
+        plan = _plan(rows, known, rule, split)
+        first_ms, last_ms = plan.first_ms, plan.last_ms
+        engaged_pairs, after_split = plan.engaged_pairs, plan.after_split
+        candidates = after_split if not whole_run else plan.pairs_at
+        if peers is None:  # tuned on the events before the split only
+            from recserve.evaluate.tuning import choose_peer_settings  # imports this module
+
+            peers = choose_peer_settings(
+                rows, catalogue, split=split, k=k, rule=rule, seed=seed, progress=peer_progress
+            )
+        peer_settings = {name: _setting_values(peers[name]) for name in PEERS}
         if sample is not None and sample < len(candidates):
             rng = np.random.default_rng(seed)
             candidates = sorted(rng.choice(candidates, size=sample, replace=False).tolist())
@@ -531,6 +723,13 @@ def replay(
         stack.callback(frozen.close)
         popularity = _Popularity(catalogue)
         popularity_frozen = _Popularity(catalogue)  # counts stop at the split
+        n_items = len(catalogue.items)
+        peer_policies = PeerPolicies(
+            catalogue,
+            popularity,
+            {"itemcf": CoOccurrence(n_items, **peer_settings["itemcf"])},
+            {"als": ALSFoldIn(n_items, **peer_settings["als"], seed=seed)},
+        )
 
         scores = {name: Score(k) for name in POLICIES}
         returning = {name: Score(k) for name in POLICIES}
@@ -545,6 +744,8 @@ def replay(
             now = ts[i]
             user, item = row.user_id, row.item_id
             after = now >= split_ms
+            if after:
+                peer_policies.at_split()  # ALS fitted on the engagements before the split
             if i in targets:
                 user_seen = seen[user]
                 pages = {"realtime": realtime.page(user, k, now, i)}
@@ -557,6 +758,7 @@ def replay(
                 pages["popularity_frozen"] = (
                     popularity_frozen.page(user_seen, k) if after else pages["popularity"]
                 )
+                pages.update(peer_policies.pages(user, k))
                 for name in POLICIES:
                     if after:
                         scores[name].add(pages[name], item)
@@ -576,6 +778,7 @@ def replay(
             pair = (user, item)
             if item not in seen[user]:
                 seen[user].add(item)
+                peer_policies.met(user, item)
                 user_key, item_key = key_of(user), key_of(item)
                 realtime.met(user_key, item_key, now)
                 if after:  # before the split, the frozen engine's own seen-set has it
@@ -587,8 +790,10 @@ def replay(
             ):
                 counted.add(pair)
                 popularity.engaged(item)
+                peer_policies.engaged(user, item)
                 if not after:
                     popularity_frozen.engaged(item)
+        peer_policies.at_split()
         realtime.flush()
         if progress is not None:
             progress(done, len(candidates))
@@ -625,8 +830,14 @@ def replay(
             "feed": json.loads(s.feed.model_dump_json()),  # strict JSON: inf as null
             "update_rule": rule.to_dict(),
             "experiments": [json.loads(e.model_dump_json()) for e in s.experiments],
+            "peers": peers,
         },
     )
+
+
+def _setting_values(chosen: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of a peer's chosen settings (what else tuning reports dropped)."""
+    return {key: value for key, value in chosen.items() if key not in ("validation", "note")}
 
 
 def write_jsonl(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> None:

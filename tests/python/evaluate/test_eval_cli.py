@@ -27,7 +27,7 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "events.jsonl", tmp_path / "items.jsonl"
 
 
-def test_json_output_is_one_object_with_the_three_policies(
+def test_json_output_is_one_object_with_every_policy(
     files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     events, items = files
@@ -35,11 +35,15 @@ def test_json_output_is_one_object_with_the_three_policies(
     out = capsys.readouterr().out
     assert out.count("\n") == 1
     result = json.loads(out, parse_constant=pytest.fail)  # strict JSON: no NaN/Infinity
-    for policy in ("realtime", "frozen", "popularity"):
+    for policy in ("realtime", "frozen", "popularity", "popularity_frozen", "itemcf", "als"):
         assert set(result[policy]) == {"hr@10", "ndcg@10", "hits"}
         assert 0.0 <= result[policy]["hr@10"] <= 1.0
         assert 0.0 <= result[policy]["ndcg@10"] <= result[policy]["hr@10"]
     assert result["evaluated"] > 0
+    peers = result["settings"]["peers"]
+    assert set(peers["itemcf"]) == {"decay", "window", "normalize", "validation"}
+    assert set(peers["als"]) == {"factors", "regularization", "alpha", "iterations", "validation"}
+    assert peers["validation"]["to_ts"] == result["split_ts"]
 
 
 def test_table_and_configuration(
@@ -50,9 +54,15 @@ def test_table_and_configuration(
     config.write_text("[feed]\nsession_weight = 0.8\n\n[update_rule]\nlr_session = 0.5\n")
     argv = ["--log", str(events), "--items", str(items), "--config", str(config), "--whole-run"]
     assert run(argv) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "realtime / frozen" in out
     assert "whole run" in out
+    assert "realtime / itemcf" in out
+    assert "peers tuned on" in out
+    assert "  itemcf  decay=" in out
+    assert "  als     factors=" in out
+    assert "tuning the peers" in captured.err
     assert run([*argv, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["settings"]["feed"]["session_weight"] == 0.8
@@ -74,7 +84,7 @@ def test_bad_input_exits_2_with_a_message(
     assert "events.jsonl:" in err
     assert err.startswith("error: ")
     assert run(["--movielens", str(tmp_path / "nothing-here")]) == 2
-    assert "MovieLens-100K input missing" in capsys.readouterr().err
+    assert "MovieLens input missing" in capsys.readouterr().err
 
 
 def test_movielens_without_a_config_uses_the_packaged_settings() -> None:
