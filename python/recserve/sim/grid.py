@@ -53,7 +53,9 @@ class World:
 
     name: str
     topics: int = 40  # hidden topics of the catalogue
-    noise: float = 0.35  # embedding noise (SimCatalog): 0.35 is about a third of the signal
+    # embedding noise (SimCatalog). An item's 10 nearest neighbours by embedding share its
+    # topic: 99.6 % of them at 0.35, 94 % at 0.8, 52 % at 1.5 (40 topics)
+    noise: float = 0.35
     drift: float = 0.08  # the norm of a mood's step per swipe (SimUser.drift)
     page: int = 1  # items per feed request
     cold: float = 0.0  # the share of users with no history
@@ -64,7 +66,7 @@ WORLDS = (
     World("10 topics, pages of 5", topics=10, page=5),
     World("200 topics, half cold", topics=200, cold=0.5),
     World("clean embeddings, pages of 10", noise=0.1, page=10),
-    World("noisy embeddings", noise=0.8),
+    World("noisy embeddings", noise=1.5),
     World("still moods, pages of 5, half cold", drift=0.02, page=5, cold=0.5),
     World("fast moods", drift=0.2),
     World("all cold", cold=1.0),
@@ -72,7 +74,7 @@ WORLDS = (
     World(
         "hard: 200 topics, noisy, fast, pages of 10, all cold",
         topics=200,
-        noise=0.8,
+        noise=1.5,
         drift=0.2,
         page=10,
         cold=1.0,

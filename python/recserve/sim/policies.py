@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from recserve.evaluate.peers import CoOccurrence
 from recserve.sim.backends import Backend
 from recserve.sim.catalog import SimCatalog
 from recserve.sim.users import Reaction, SimUser
@@ -201,54 +202,17 @@ class OraclePolicy(RandomPolicy):
         return _top(unseen, user.expected_completion(self.catalog, unseen), n)
 
 
-class _CoOccurrence:
-    """Stand-in with the API and the numbers of ``recserve.evaluate.peers.CoOccurrence`` until
-    that lands: C[i, j] counts the users who engaged with both i and j (one engagement per user
-    and item); ``scores(user)`` sums, over the user's newest ``window`` engaged items (all:
-    None), ``decay ** age`` (0 for the newest) times cosine(i, j) = C[i, j] / sqrt(n_i n_j),
-    n_i the users who engaged with i."""
-
-    def __init__(self, n_items: int, *, decay: float = 0.8, window: int | None = None) -> None:
-        self.n_items, self.decay, self.window = n_items, decay, window
-        self.pairs: dict[int, dict[int, float]] = defaultdict(lambda: defaultdict(float))
-        self.engagers = np.zeros(n_items)
-        self.history: dict[str, list[int]] = defaultdict(list)
-
-    def engaged(self, user: str, item_row: int) -> None:
-        history = self.history[user]
-        if item_row in history:
-            return
-        for earlier in history:
-            self.pairs[earlier][item_row] += 1.0
-            self.pairs[item_row][earlier] += 1.0
-        self.engagers[item_row] += 1.0
-        history.append(item_row)
-
-    def scores(self, user: str) -> npt.NDArray[np.float32]:
-        out = np.zeros(self.n_items)
-        recent = self.history[user][::-1][: self.window]
-        for age, item in enumerate(recent):
-            row = self.pairs.get(item)
-            if not row:
-                continue
-            others = np.fromiter(row, dtype=np.int64, count=len(row))
-            together = np.fromiter(row.values(), dtype=np.float64, count=len(row))
-            cosine = together / np.sqrt(self.engagers[item] * self.engagers[others])
-            np.add.at(out, others, self.decay**age * cosine)
-        return out.astype(np.float32)
-
-
 def engaged(reaction: Reaction) -> bool:
     """What the item-to-item policy learns from: a completion (watched > 90 %) or a like."""
     return reaction.completion >= 1.0 or any(kind == "like" for kind, _ in reaction.events)
 
 
 class ItemToItemPolicy(_Seen):
-    """Item-to-item co-occurrence, updated online: items co-completed with what this user
-    completed, the most recent weighing most (``decay`` per step back). Everyone's history
-    and every swipe feed the index as they happen. Unseen items without a co-occurrence score
-    (and every item for a user with no engagement yet) come in popularity order, as
-    ``PopularityPolicy`` ranks them."""
+    """Item-to-item co-occurrence, updated online (``recserve.evaluate.peers.CoOccurrence``,
+    cosine): items co-engaged with what this user engaged with, the most recent weighing most
+    (``decay`` per step back). Everyone's history and every swipe feed the index as they
+    happen. Unseen items without a co-occurrence score (and every item for a user with no
+    engagement yet) come in popularity order, as ``PopularityPolicy`` ranks them."""
 
     name = "item2item"
 
@@ -258,12 +222,12 @@ class ItemToItemPolicy(_Seen):
         self.decay, self.window = decay, window
         self.completions = np.zeros(len(catalog))
         self.log: list[tuple[str, int]] = []  # (user, item) engagements, in order
-        self.index = _CoOccurrence(len(catalog), decay=decay, window=window)
+        self.index = CoOccurrence(len(catalog), decay=decay, window=window)
 
     def add_items(self, indices: npt.NDArray[np.int64], now_ms: int, *, new: bool) -> None:
         self.completions = np.concatenate([self.completions, np.zeros(len(indices))])
         if len(self.completions) > self.index.n_items:  # a bigger index, the same contents
-            self.index = _CoOccurrence(
+            self.index = CoOccurrence(
                 max(2 * self.index.n_items, len(self.completions)),
                 decay=self.decay,
                 window=self.window,
