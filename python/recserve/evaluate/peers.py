@@ -17,9 +17,10 @@ over the newest ``window`` items (``None``: the whole history; ages where ``deca
 ``n_i`` the users who engaged with ``i`` (so a blockbuster does not neighbour everything);
 ``"none"``: the raw counts. Settings: ``decay`` in (0, 1] (1: every item of the window
 counts the same), ``window``, ``normalize``. Rows are sparse (a neighbour array and a count
-array per item, grown in place), so memory is the number of co-engaged pairs, not ``n_items**2``;
-an engagement costs one update per earlier item of the user, a score the non-zeros of the rows
-it reads. ``with_settings`` gives a view that shares the counts with other scoring settings
+array per item, appended to and merged now and then), so memory is at most twice the distinct
+co-engaged pairs (8 bytes each), not ``n_items**2``; an engagement costs one append per earlier
+item of the user, a score the entries of the rows it reads. ``with_settings`` gives a view
+that shares the counts with other scoring settings
 (how the replay tunes them in one pass).
 
 **ALSFoldIn** (implicit matrix factorisation, item factors frozen, users folded in online).
@@ -55,24 +56,38 @@ _BLOCK = 1 << 21  # ALS: floats of gathered factors held at once (16 MB)
 
 
 class _Row:
-    """One item's sparse co-occurrence row: neighbour rows and counts (``array`` buffers:
-    appended and incremented at Python speed, read by numpy without a copy)."""
+    """One item's sparse co-occurrence row: neighbour rows and counts in ``array`` buffers
+    (appended at Python speed, read by numpy without a copy). A co-engagement appends the
+    neighbour with count 1; when the row has doubled since it was last compacted, repeated
+    neighbours are merged (their counts summed), so memory stays within twice the distinct
+    neighbours and an update never searches."""
 
-    __slots__ = ("counts", "index", "slot")
+    __slots__ = ("counts", "index", "limit")
 
     def __init__(self) -> None:
         self.index = array("i")
         self.counts = array("f")
-        self.slot: dict[int, int] = {}
+        self.limit = 64
 
-    def add(self, neighbour: int) -> None:
-        at = self.slot.get(neighbour)
-        if at is not None:
-            self.counts[at] += 1.0
-        else:
-            self.slot[neighbour] = len(self.index)
-            self.index.append(neighbour)
-            self.counts.append(1.0)
+    def add(self, neighbours: list[int]) -> None:
+        self.index.extend(neighbours)
+        self.counts.extend([1.0] * len(neighbours))
+        if len(self.index) > self.limit:
+            self.compact()
+
+    def add_one(self, neighbour: int) -> None:
+        self.index.append(neighbour)
+        self.counts.append(1.0)
+        if len(self.index) > self.limit:
+            self.compact()
+
+    def compact(self) -> None:
+        index = np.frombuffer(self.index, dtype=np.int32)
+        unique, inverse = np.unique(index, return_inverse=True)
+        summed = np.bincount(inverse, weights=np.frombuffer(self.counts, dtype=np.float32))
+        self.index = array("i", unique.astype(np.int32).tobytes())
+        self.counts = array("f", summed.astype(np.float32).tobytes())
+        self.limit = max(64, 2 * len(self.index))
 
 
 class _Counts:
@@ -135,36 +150,64 @@ class CoOccurrence:
         if item_row in done:
             return
         history = c.history.setdefault(user, [])
-        new = c.rows[item_row]
-        for earlier in history:
-            new.add(earlier)
-            c.rows[earlier].add(item_row)
+        if history:
+            c.rows[item_row].add(history)
+            rows = c.rows
+            for earlier in history:
+                rows[earlier].add_one(item_row)
         c.engagers[item_row] += 1.0
         done.add(item_row)
         history.append(item_row)
 
-    def scores(self, user: Hashable) -> npt.NDArray[np.float32]:
-        """The decayed sum of the co-occurrence rows of the user's recent engaged items."""
-        c = self._c
-        history = c.history.get(user, [])
-        ages = len(history)
+    def _ages(self, history_length: int) -> int:
+        """How many of the newest engaged items a score reads."""
+        ages = history_length
         if self.window is not None:
             ages = min(ages, self.window)
         if self.decay < 1.0:
             ages = min(ages, 1 + int(math.log(_NEGLIGIBLE) / math.log(self.decay)))
-        if not ages:
-            return np.zeros(self.n_items, dtype=np.float32)
-        recent = history[::-1][:ages]
-        weights = self.decay ** np.arange(ages, dtype=np.float64)
-        if self.normalize == "cosine":
-            weights /= np.sqrt(c.engagers[recent])
+        return ages
+
+    def scores(self, user: Hashable) -> npt.NDArray[np.float32]:
+        """The decayed sum of the co-occurrence rows of the user's recent engaged items."""
+        return self.scores_of_views(user, [self])[0]
+
+    def scores_of_views(
+        self, user: Hashable, views: Sequence[CoOccurrence]
+    ) -> list[npt.NDArray[np.float32]]:
+        """``[view.scores(user) for view in views]`` for views sharing these counts, reading
+        each row once (how the tuning scores every setting)."""
+        c = self._c
+        if any(view._c is not c for view in views):
+            raise ValueError("the views must share these counts (with_settings)")
+        history = c.history.get(user, [])
+        ages = [view._ages(len(history)) for view in views]
+        most = max(ages, default=0)
+        recent = history[::-1][:most]
         rows = [c.rows[h] for h in recent]
-        index = np.concatenate([np.frombuffer(r.index, dtype=np.int32) for r in rows])
-        counts = np.concatenate([np.frombuffer(r.counts, dtype=np.float32) for r in rows])
-        counts = counts * np.repeat(weights, [len(r.index) for r in rows])
-        out = np.bincount(index, weights=counts, minlength=self.n_items).astype(np.float32)
-        if self.normalize == "cosine":
-            out /= np.sqrt(np.maximum(c.engagers, 1.0)).astype(np.float32)
+        lengths = np.array([len(r.index) for r in rows], dtype=np.int64)
+        ends = np.cumsum(lengths)
+        index = np.concatenate(
+            [np.zeros(0, dtype=np.int32), *(np.frombuffer(r.index, dtype=np.int32) for r in rows)]
+        )
+        counts = np.concatenate(
+            [np.zeros(0, np.float32), *(np.frombuffer(r.counts, dtype=np.float32) for r in rows)]
+        )
+        column = 1.0 / np.sqrt(np.maximum(c.engagers, 1.0))
+        out = []
+        for view, age in zip(views, ages, strict=True):
+            if not age:
+                out.append(np.zeros(self.n_items, dtype=np.float32))
+                continue
+            weights = view.decay ** np.arange(age, dtype=np.float64)
+            if view.normalize == "cosine":
+                weights /= np.sqrt(c.engagers[recent[:age]])
+            end = int(ends[age - 1])
+            entry = counts[:end] * np.repeat(weights, lengths[:age])
+            score = np.bincount(index[:end], weights=entry, minlength=self.n_items) * (
+                column if view.normalize == "cosine" else 1.0
+            )
+            out.append(score.astype(np.float32))
         return out
 
 
@@ -192,6 +235,7 @@ class ALSFoldIn:
         self.iterations = iterations
         self.seed = seed
         self.item_factors = np.zeros((n_items, factors), dtype=np.float64)
+        self._scoring = np.zeros((n_items, factors), dtype=np.float32)
         self.user_factors: dict[Hashable, npt.NDArray[np.float64]] = {}
         self._history: dict[Hashable, dict[int, float]] = {}  # item row -> weight r
         self._gram = np.zeros((factors, factors))  # Y^T Y
@@ -240,6 +284,7 @@ class ALSFoldIn:
             x = self._solve_all(y, pu, pi, pr, len(ids))
             y = self._solve_all(x, pi[by_item], pu[by_item], pr[by_item], self.n_items)
         self.item_factors = y
+        self._scoring = y.astype(np.float32)  # scores in float32: half the memory traffic
         self._gram = y.T @ y
         self.user_factors = {user: x[u_of[user]] for user in ids}
         self.fitted = True
@@ -303,7 +348,7 @@ class ALSFoldIn:
         x = self.user_factors.get(user)
         if x is None:
             return np.zeros(self.n_items, dtype=np.float32)
-        return (self.item_factors @ x).astype(np.float32)
+        return self._scoring @ x.astype(np.float32)
 
 
 def top_unseen(
@@ -315,16 +360,17 @@ def top_unseen(
     """The rows of the ``k`` highest scores, seen rows excluded, best first; equal scores in
     descending ``tiebreak`` (distinct values, e.g. popularity with catalogue order folded in),
     then in catalogue order."""
-    s = scores.astype(np.float64)
+    s = np.array(scores, dtype=np.float32)  # a copy
     if len(seen):
         s[np.asarray(seen, dtype=np.int64)] = -np.inf
-    m = min(k, int(np.count_nonzero(s > -np.inf)))
+    m = min(k, len(s))
     if m <= 0:
         return []
     top = np.argpartition(-s, m - 1)[:m]
     kth = s[top].min()
     sure = top[s[top] > kth]
-    tied = np.flatnonzero(s == kth)  # every item at the boundary score, not only those picked
+    # every unseen item at the boundary score, not only those argpartition picked
+    tied = np.flatnonzero(s == kth) if kth > -np.inf else sure[:0]
     tb = tiebreak if tiebreak is not None else np.zeros(len(s))
     sure = sure[np.lexsort((sure, -tb[sure], -s[sure]))]
     tied = tied[np.lexsort((tied, -tb[tied]))][: m - len(sure)]

@@ -493,6 +493,8 @@ class PeerPolicies:
         self.ids = [item.id for item in catalogue.items]
         self.row = popularity.row
         self.popularity = popularity
+        if len({id(cf._c) for cf in itemcf.values()}) > 1:
+            raise ValueError("the itemcf peers must share their counts (with_settings)")
         self.itemcf = itemcf
         self.als = als
         self.seen: dict[str, list[int]] = defaultdict(list)
@@ -504,18 +506,23 @@ class PeerPolicies:
         return [*self.itemcf, *self.als]
 
     def pages(self, user: str, k: int) -> dict[str, list[str]]:
-        seen = self.seen.get(user, [])
-        fallback: list[str] | None = None
-        out: dict[str, list[str]] = {}
-        models: list[tuple[str, CoOccurrence | ALSFoldIn]] = [*self.itemcf.items()]
-        models += self.als.items()
-        for name, model in models:
+        seen = np.array(self.seen.get(user, []), dtype=np.int64)
+        scores: dict[str, npt.NDArray[np.float32]] = {}
+        views = list(self.itemcf.values())
+        if views and views[0].has_history(user):  # the views share their counts: one read
+            scores.update(zip(self.itemcf, views[0].scores_of_views(user, views), strict=True))
+        for name, model in self.als.items():
             if model.has_history(user):
-                top = top_unseen(model.scores(user), seen, k, self.popularity.keys)
+                scores[name] = model.scores(user)
+        out: dict[str, list[str]] = {}
+        fallback: list[str] | None = None
+        for name in self.names:
+            if name in scores:
+                top = top_unseen(scores[name], seen, k, self.popularity.keys)
                 out[name] = [self.ids[i] for i in top]
             else:  # nothing known of the user yet: what a deployment serves, popularity
                 if fallback is None:
-                    fallback = self.popularity.page({self.ids[i] for i in seen}, k)
+                    fallback = self.popularity.page({self.ids[i] for i in seen.tolist()}, k)
                 out[name] = fallback
         return out
 

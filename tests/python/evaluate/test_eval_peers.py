@@ -76,11 +76,13 @@ def test_cooccurrence_scores_match_the_dense_definition(
     decay: float, window: int | None, norm: Any
 ) -> None:
     rng = np.random.default_rng(7)
-    n = 30
-    events = [(f"u{rng.integers(8)}", int(rng.integers(n))) for _ in range(200)]
+    n = 40
+    events = [(f"u{rng.integers(12)}", int(rng.integers(n))) for _ in range(1500)]
     cf = CoOccurrence(n, decay=decay, window=window, normalize=norm)
     for user, item in events:
         cf.engaged(user, item)
+    # without merging, a row would hold every co-engagement (hundreds here)
+    assert max(len(row.index) for row in cf._c.rows) <= 2 * n
     for user in sorted({u for u, _ in events}):
         expected = _dense_reference(events, n, user, decay, window, norm)
         np.testing.assert_allclose(cf.scores(user), expected, rtol=1e-5, atol=1e-6)
@@ -96,6 +98,10 @@ def test_views_share_the_counts() -> None:
     assert base.scores("b").tolist() == pytest.approx([1.0, 0.8, 1.0, 0.0])  # row 1 + 0.8 row 2
     assert view.scores("b").tolist() == [1.0, 0.0, 1.0, 0.0]  # row 1 only
     assert view.settings() == {"decay": 1.0, "window": 1, "normalize": "none"}
+    both = base.scores_of_views("b", [view, base])  # each row read once for both
+    assert [x.tolist() for x in both] == [view.scores("b").tolist(), base.scores("b").tolist()]
+    with pytest.raises(ValueError, match="share"):
+        base.scores_of_views("b", [CoOccurrence(4)])
 
 
 def test_bad_cooccurrence_settings_are_rejected() -> None:
@@ -298,10 +304,11 @@ def test_tuning_picks_the_best_validation_score() -> None:
     before = [e for e in events if (e.ts or 0) < split_time(events, 0.8)]
     n = len(cat.items)
     settings = [dict(zip(grid, v, strict=True)) for v in itertools.product(*grid.values())]
+    base = CoOccurrence(n)
     _, scores = replay_peers(
         before,
         cat,
-        itemcf={f"s{i}": CoOccurrence(n, **s) for i, s in enumerate(settings)},
+        itemcf={f"s{i}": base.with_settings(**s) for i, s in enumerate(settings)},
         als={},
         split=0.8,
     )
