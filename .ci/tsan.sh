@@ -2,7 +2,7 @@
 # ThreadSanitizer run of the concurrency tests: builds test_ann, test_mlp, test_embed and test_profiles in build-tsan with
 # -fsanitize=thread and runs the suites where threads meet (readers against a writer, the
 # background compactor, GracePeriod; rankers scoring from many threads; embedding-table readers
-# against writers for 10 s; profile readers against event applies). Any data race report
+# against writers for 10 s; profile and co-engagement readers against event applies). Any data race report
 # fails the run.
 #
 #   .ci/tsan.sh            from anywhere; the build dir is <repo>/build-tsan
@@ -14,7 +14,7 @@ build="${TSAN_BUILD_DIR:-$root/build-tsan}"
 filter='*IndexConcurrency.*:IndexBackgroundCompactor.*:GracePeriod.*'
 mlp_filter='QuantizedMlpConcurrency.*'
 embed_filter='TableConcurrency.*'
-profiles_filter='ProfilesConcurrency.*'
+profiles_filter='ProfilesConcurrency.*:CoEngagementConcurrency.*:ProfilesCoEngagementConcurrency.*'
 
 generator=()
 if command -v ninja >/dev/null 2>&1; then generator=(-G Ninja); fi

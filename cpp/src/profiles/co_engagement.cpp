@@ -205,7 +205,7 @@ void CoEngagement::rebase(std::int64_t ts_ms) {
             ++items_dropped;
         }
     }
-    epoch_ms_.store(ts_ms, std::memory_order_relaxed);
+    epoch_ms_.store(ts_ms, std::memory_order_release);  // see neighbours()
     items_.fetch_sub(items_dropped, std::memory_order_relaxed);
     edges_.fetch_sub(edges_dropped, std::memory_order_relaxed);
     generation_.fetch_add(1, std::memory_order_acq_rel);  // even: a stable state again
@@ -318,8 +318,9 @@ std::size_t CoEngagement::related(const RecentPositive* recent, std::size_t n, s
             if (!(nj > 0.0)) continue;  // removed from the catalogue, or never a positive here
             s.ranked.emplace_back(s.sums[slot] / power(nj, a), j);
         }
-        std::atomic_thread_fence(std::memory_order_acquire);
-        if (generation_.load(std::memory_order_relaxed) != before) continue;
+        // No fence needed: every list was read under its shard's lock, so a rebase that rewrote
+        // one of them happened before that read, and so did its odd generation.
+        if (generation_.load(std::memory_order_acquire) != before) continue;
         const auto better = [](const std::pair<double, std::uint64_t>& x, const std::pair<double, std::uint64_t>& y) {
             return x.first != y.first ? x.first > y.first : x.second < y.second;
         };
@@ -361,9 +362,9 @@ bool CoEngagement::neighbours(std::uint64_t item, std::int64_t now_ms, std::vect
                 raw_weights = it->second.weights;
             }
         }
-        epoch = epoch_ms_.load(std::memory_order_relaxed);
-        std::atomic_thread_fence(std::memory_order_acquire);
-        if (generation_.load(std::memory_order_relaxed) != before) continue;
+        // Acquire: an epoch a rebase moved orders its odd generation before the check below.
+        epoch = epoch_ms_.load(std::memory_order_acquire);
+        if (generation_.load(std::memory_order_acquire) != before) continue;  // as in related()
         if (!found) return false;
         break;
     }

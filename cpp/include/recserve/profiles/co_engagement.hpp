@@ -130,8 +130,8 @@ class CoEngagement {
     std::unique_ptr<Shards> shards_;
     // Odd while a rebase rewrites the shards; readers retry a query that saw it change.
     std::atomic<std::uint64_t> generation_{0};
-    // The time stored values are as of. Written by the writer only; read by readers (relaxed:
-    // the generation fences a rebase, the only write after the first event).
+    // The time stored values are as of. Written by the writer only (release in a rebase, the
+    // only write after the first event); readers load it with acquire, then check the generation.
     std::atomic<std::int64_t> epoch_ms_{0};
     bool has_epoch_ = false;  // writer only
     std::atomic<std::size_t> items_{0}, edges_{0};  // relaxed: statistics
