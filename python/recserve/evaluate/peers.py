@@ -239,6 +239,8 @@ class ALSFoldIn:
         self.user_factors: dict[Hashable, npt.NDArray[np.float64]] = {}
         self._history: dict[Hashable, dict[int, float]] = {}  # item row -> weight r
         self._gram = np.zeros((factors, factors))  # Y^T Y
+        # per user folded in since the fit: the normal equations (matrix, right-hand side)
+        self._normal: dict[Hashable, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
         self.fitted = False
 
     def settings(self) -> dict[str, object]:
@@ -287,6 +289,7 @@ class ALSFoldIn:
         self._scoring = y.astype(np.float32)  # scores in float32: half the memory traffic
         self._gram = y.T @ y
         self.user_factors = {user: x[u_of[user]] for user in ids}
+        self._normal = {}
         self.fitted = True
         return self
 
@@ -326,12 +329,23 @@ class ALSFoldIn:
                 out[rows[chunk]] = np.linalg.solve(a, b[:, :, None])[:, :, 0]
         return out
 
-    def _fold_in(self, history: dict[int, float]) -> npt.NDArray[np.float64]:
-        items = np.fromiter(history, dtype=np.int64, count=len(history))
-        c = self.alpha * np.fromiter(history.values(), dtype=np.float64, count=len(history))
-        f = self.item_factors[items]
-        a = self._gram + self.regularization * np.eye(self.factors) + (f * c[:, None]).T @ f
-        return np.linalg.solve(a, (1.0 + c) @ f).astype(np.float64, copy=False)
+    def _fold_in(self, user: Hashable, history: dict[int, float], item: int) -> None:
+        """The user's vector refitted after ``item`` joined their history: the normal
+        equations over the whole history are built at the user's first fold-in, then kept
+        and updated by the new item's term (the item factors no longer change)."""
+        normal = self._normal.get(user)
+        if normal is None:
+            items = np.fromiter(history, dtype=np.int64, count=len(history))
+            c = self.alpha * np.fromiter(history.values(), dtype=np.float64, count=len(history))
+            f = self.item_factors[items]
+            a = self._gram + self.regularization * np.eye(self.factors) + (f * c[:, None]).T @ f
+            normal = self._normal[user] = (a, (1.0 + c) @ f)
+        else:
+            y = self.item_factors[item]
+            c1 = self.alpha * history[item]
+            normal[0][...] += c1 * np.outer(y, y)
+            normal[1][...] += (1.0 + c1) * y
+        self.user_factors[user] = np.linalg.solve(*normal).astype(np.float64, copy=False)
 
     def engaged(self, user: Hashable, item_row: int) -> None:
         """Records an engagement (weight 1) and refits the user's vector (fold-in)."""
@@ -342,7 +356,7 @@ class ALSFoldIn:
             return
         history[item_row] = 1.0
         if self.fitted:
-            self.user_factors[user] = self._fold_in(history)
+            self._fold_in(user, history, item_row)
 
     def scores(self, user: Hashable) -> npt.NDArray[np.float32]:
         x = self.user_factors.get(user)

@@ -146,8 +146,10 @@ def test_als_fold_in_is_the_closed_form_least_squares() -> None:
     als = ALSFoldIn(12, factors=3, regularization=0.5, alpha=4.0, iterations=5, seed=1)
     als.fit(us, rows, [1.0] * len(rows))
     als.engaged("u0", 11)  # a fitted user: the fold-in refits over their whole history
+    als.engaged("u0", 10)  # then updates what it built by the new item
     y = als.item_factors
-    history = sorted({i for u, i in zip(us, rows, strict=True) if u == "u0"} | {11})
+    history = sorted({i for u, i in zip(us, rows, strict=True) if u == "u0"} | {10, 11})
+    assert not {10, 11} & set(rows[: us.index("u1")])  # both new to u0 (u0's rows come first)
     c = np.zeros(12)
     c[history] = 4.0
     a = y.T @ y + 0.5 * np.eye(3) + (y * c[:, None]).T @ y
