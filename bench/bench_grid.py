@@ -2,7 +2,7 @@
 the oracle in each of ``recserve.sim.grid.WORLDS`` (topics, embedding noise, mood drift, page
 size, users without history). A thin wrapper over ``recserve demo --grid``.
 
-    python bench/bench_grid.py            # 60 users per world: about a minute on 2 cores
+    python bench/bench_grid.py            # 60 users per world: one to two minutes on 2 cores
     python bench/bench_grid.py --full     # 300 users per world, as `recserve demo --grid`
 
 One JSON line per world (its knobs, every policy's completion per swipe window, recserve's
