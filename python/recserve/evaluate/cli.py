@@ -202,7 +202,7 @@ def _peers(peers: dict[str, Any], k: int) -> list[str]:
             f"peers tuned on {_day(period['from_ts'])} to {_day(period['to_ts'])} "
             f"({period['evaluated']:,} engagements before the split; "
             f"{tried.get('itemcf', '?')} itemcf and {tried.get('als', '?')} ALS settings "
-            f"tried, best HR@{k}):"
+            f"tried, best HR@{k}; {period.get('seconds', 0):.0f} s):"
         )
     for name in ("itemcf", "als"):
         chosen = dict(peers.get(name, {}))

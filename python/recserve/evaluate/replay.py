@@ -665,8 +665,8 @@ def replay(
     model) instead of the configured model. ``progress(done, total)`` is called now and then
     with the pairs scored so far. ``peers``: the peers' settings
     (``{"itemcf": {...}, "als": {...}}``, keyword arguments of ``CoOccurrence`` and
-    ``ALSFoldIn``); None tunes them on the period before the split
-    (``recserve.evaluate.tuning``), ``peer_progress`` hearing what is being tuned."""
+    ``ALSFoldIn``; a peer left out keeps its defaults); None tunes them on the period before
+    the split (``recserve.evaluate.tuning``), ``peer_progress`` hearing what is being tuned."""
     started = time.perf_counter()
     if not 0.0 <= split < 1.0:
         raise ReplayError(f"split must be in [0, 1), got {split}")
@@ -714,7 +714,7 @@ def replay(
             peers = choose_peer_settings(
                 rows, catalogue, split=split, k=k, rule=rule, seed=seed, progress=peer_progress
             )
-        peer_settings = {name: _setting_values(peers[name]) for name in PEERS}
+        peer_settings = {name: _setting_values(peers.get(name, {})) for name in PEERS}
         if sample is not None and sample < len(candidates):
             rng = np.random.default_rng(seed)
             candidates = sorted(rng.choice(candidates, size=sample, replace=False).tolist())

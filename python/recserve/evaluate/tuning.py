@@ -24,6 +24,7 @@ and the report says so.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -70,6 +71,7 @@ def choose_peer_settings(
     """The peers' settings for a replay of ``rows`` (in time order) split at ``split``,
     chosen on the events before the split only (see the module doc):
     ``{"itemcf": {settings..., "validation": scores}, "als": {...}, "validation": period}``."""
+    started = time.perf_counter()
     split_ms = split_time(rows, split)
     before = [row for row in rows if int(row.ts or 0) < split_ms]
     itemcf_settings = _grid(itemcf_grid if itemcf_grid is not None else ITEMCF_GRID)
@@ -101,6 +103,7 @@ def choose_peer_settings(
         "to_ts": split_ms,
         "evaluated": len(plan.after_split),
         "settings_tried": {"itemcf": len(itemcf_settings), "als": len(als_settings)},
+        "seconds": round(time.perf_counter() - started, 1),
     }
     if not plan.after_split:
         return _defaults("no engagement to score before the split", plan.split_ms, split_ms)
