@@ -48,26 +48,39 @@ struct Entry {
     std::vector<float> weights;        // their edge weights (scaled)
 };
 
-// Adds inc to y's weight in e's list; Space-Saving when the list is full. Returns whether a
-// neighbour entry was added.
-bool bump(Entry& e, std::uint64_t y, float inc, std::size_t capacity) {
-    const std::size_t size = e.keys.size();
-    for (std::size_t i = 0; i < size; ++i) {
+// Adds inc to y's weight in e's list. A full list that meets a new neighbour first takes the
+// lightest weight (at most inc) off every entry and drops those it empties (Misra-Gries, weighted):
+// no weight is ever overestimated, each falls short of the truth by at most what the list gave up
+// (total increments / (capacity + 1)), and a heavy pair outlasts the passing ones. Returns the
+// entries added; *dropped counts the entries removed.
+std::size_t bump(Entry& e, std::uint64_t y, float inc, std::size_t capacity, std::size_t* dropped) {
+    for (std::size_t i = 0; i < e.keys.size(); ++i) {
         if (e.keys[i] == y) {
             e.weights[i] += inc;
-            return false;
+            return 0;
         }
     }
-    if (size < capacity) {
-        e.keys.push_back(y);
-        e.weights.push_back(inc);
-        return true;
+    float left = inc;
+    if (e.keys.size() >= capacity) {
+        const float taken = std::min(*std::min_element(e.weights.begin(), e.weights.end()), inc);
+        for (std::size_t i = 0; i < e.keys.size();) {
+            e.weights[i] -= taken;
+            if (e.weights[i] > 0.0f) {
+                ++i;
+                continue;
+            }
+            e.keys[i] = e.keys.back();
+            e.weights[i] = e.weights.back();
+            e.keys.pop_back();
+            e.weights.pop_back();
+            ++*dropped;
+        }
+        left = inc - taken;
     }
-    const std::size_t lightest =
-        static_cast<std::size_t>(std::min_element(e.weights.begin(), e.weights.end()) - e.weights.begin());
-    e.keys[lightest] = y;
-    e.weights[lightest] += inc;
-    return false;
+    if (!(left > 0.0f) || e.keys.size() >= capacity) return 0;
+    e.keys.push_back(y);
+    e.weights.push_back(left);
+    return 1;
 }
 
 // Removes y from e's list (order is not kept). Returns whether it was there.
@@ -216,7 +229,7 @@ void CoEngagement::add(std::uint64_t item, const std::uint64_t* partners, std::s
     const double inc = increment(ts_ms);
     const auto inc_f = static_cast<float>(inc);
     const std::size_t capacity = options_.neighbours;
-    std::size_t new_items = 0, new_edges = 0;
+    std::size_t new_items = 0, new_edges = 0, dropped_edges = 0;
     {
         Shards::Shard& shard = shards_->of(item);
         std::unique_lock<std::shared_mutex> lock(shard.lock);
@@ -224,7 +237,7 @@ void CoEngagement::add(std::uint64_t item, const std::uint64_t* partners, std::s
         new_items += created;
         it->second.n += inc;
         for (std::size_t p = 0; p < n; ++p) {
-            if (partners[p] != item) new_edges += bump(it->second, partners[p], inc_f, capacity);
+            if (partners[p] != item) new_edges += bump(it->second, partners[p], inc_f, capacity, &dropped_edges);
         }
     }
     for (std::size_t p = 0; p < n; ++p) {
@@ -233,10 +246,11 @@ void CoEngagement::add(std::uint64_t item, const std::uint64_t* partners, std::s
         std::unique_lock<std::shared_mutex> lock(shard.lock);
         const auto [it, created] = shard.items.try_emplace(partners[p]);
         new_items += created;
-        new_edges += bump(it->second, item, inc_f, capacity);
+        new_edges += bump(it->second, item, inc_f, capacity, &dropped_edges);
     }
     items_.fetch_add(new_items, std::memory_order_relaxed);
     edges_.fetch_add(new_edges, std::memory_order_relaxed);
+    edges_.fetch_sub(dropped_edges, std::memory_order_relaxed);
 }
 
 std::size_t CoEngagement::remove(const std::uint64_t* items, std::size_t n) {
@@ -255,7 +269,7 @@ std::size_t CoEngagement::remove(const std::uint64_t* items, std::size_t n) {
         ++items_dropped;
         edges_dropped += gone.keys.size();
         // Pairs are added in both directions, so the item's neighbours hold nearly every entry
-        // that names it (Space-Saving may have replaced one side); a reader skips the rest,
+        // that names it (a full list may have dropped one side); a reader skips the rest,
         // since the item no longer has an entry of its own.
         for (const std::uint64_t m : gone.keys) {
             Shards::Shard& shard = shards_->of(m);

@@ -252,7 +252,7 @@ TEST(CoEngagement, DecayAcrossRebasesAndEventsBehindTheEpochMatchesBruteForce) {
     }
 }
 
-TEST(CoEngagement, AFullListReplacesItsLightestAndNeverLosesTheHeavyPair) {
+TEST(CoEngagement, AFullListGivesUpItsLightestAndNeverLosesTheHeavyPair) {
     CoEngagement index(options(4));
     std::map<std::uint64_t, double> truth;
     double total = 0;
@@ -268,14 +268,13 @@ TEST(CoEngagement, AFullListReplacesItsLightestAndNeverLosesTheHeavyPair) {
     std::vector<double> weights;
     double n = 0;
     ASSERT_TRUE(index.neighbours(1, 0, &keys, &weights, &n));
-    ASSERT_EQ(keys.size(), 4u);
-    EXPECT_EQ(keys[0], 2u);  // heaviest first
-    double sum = 0;
+    ASSERT_GE(keys.size(), 1u);
+    ASSERT_LE(keys.size(), 4u);  // never more than the bound
+    EXPECT_EQ(keys[0], 2u);      // the heavy pair stays, heaviest first
     for (std::size_t i = 0; i < keys.size(); ++i) {
-        EXPECT_GE(weights[i], truth[keys[i]]) << keys[i];  // Space-Saving never underestimates
-        sum += weights[i];
+        EXPECT_LE(weights[i], truth[keys[i]]) << keys[i];  // Misra-Gries never overestimates
+        EXPECT_LE(truth[keys[i]] - weights[i], total / 5) << keys[i];  // short by <= total / (K + 1)
     }
-    EXPECT_EQ(sum, total);  // and its counters add up to every increment the list took
     ASSERT_TRUE(index.neighbours(150, 0, &keys, &weights, &n));
     EXPECT_EQ(keys, (std::vector<std::uint64_t>{1}));
 }
@@ -301,7 +300,7 @@ TEST(CoEngagement, ARemovedItemLeavesItsNeighboursListsAndIsNeverRelated) {
     EXPECT_EQ(t.index.stats().edges, edges);
 }
 
-TEST(CoEngagement, ARemovedItemIsNeverRelatedEvenWhereSpaceSavingKeptOneSideOfAPair) {
+TEST(CoEngagement, ARemovedItemIsNeverRelatedEvenWhereAFullListKeptOneSideOfAPair) {
     Twin t(options(4, 0, 8));
     feed(t, 5, 1500, 1000, 0);
     std::vector<std::uint64_t> gone = {0, 1, 2};

@@ -12,9 +12,11 @@
 //     n       double   engaged users, decayed and scaled as below
 //     keys    u64[<= neighbours], weights f32[<= neighbours]   the item's neighbours, any order
 //
-// Bounded per item by Space-Saving: a new neighbour of a full list replaces the lightest one and
-// takes its weight plus the increment, so a heavy pair is never lost and no weight is
-// underestimated. Decay (half_life_seconds > 0) runs on the events' clock: an increment at ts
+// Bounded per item by Misra-Gries (weighted): a full list that meets a new neighbour takes the
+// lightest weight (at most the increment) off every entry and drops those it empties; what is
+// left of the increment enters. No weight is overestimated (a newcomer never inherits weight: an
+// item seen once beside a popular one cannot outrank the popular one's real partners), and each
+// falls short of the truth by at most the list's total increments / (neighbours + 1). Decay (half_life_seconds > 0) runs on the events' clock: an increment at ts
 // adds 2^((ts - epoch) / half_life), so every stored value is the value as of the epoch; before
 // that exponent passes kRebaseHalfLives the writer multiplies everything down and moves the
 // epoch (entries that underflow to zero are dropped). Events behind the epoch add less than 1.
