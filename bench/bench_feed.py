@@ -389,6 +389,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--requests", type=int, default=2_000)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--in-process", action="store_true", help="feed assembly in process only (no HTTP)"
+    )
     args = parser.parse_args()
     sizes = (20_000, 100_000) if args.quick else (100_000, 1_000_000)
     print(f"# bench_feed: {cpu_model()}, {os.cpu_count()} cores; dims {DIMS}, n=10, 200 candidates")
@@ -399,7 +402,8 @@ def main() -> None:
         r = in_process(n, args.requests, args.seed)
         stages = " | ".join(f"{r[k][0]:.3f} / {r[k][1]:.3f}" for k in STAGES)
         print(f"| {n:,} | {stages} | {r['total'][0]:.3f} | {r['total'][1]:.3f} |", flush=True)
-    http(sizes[0], args.seed, args.seconds)
+    if not args.in_process:
+        http(sizes[0], args.seed, args.seconds)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ and for serving (one user, a few hundred candidates, numpy only)::
     spec = spec.fit(raw[train_rows])                 # per-feature mean/std of the training rows
     x = build_features(spec, user, items, stats, context)   # float32 [n, spec.width]
 
-Layout at ``dims = d`` (``3 * d + 16`` columns, 208 at the default d = 64), in this order:
+Layout at ``dims = d`` (``3 * d + 19`` columns, 211 at the default d = 64; version 1, which
+older models read, stops before the last three: ``3 * d + 16``), in this order:
 
 ============================  =====  ===================================================
 field                         width  value
@@ -28,7 +29,14 @@ field                         width  value
 ``user_complete_rate``        1      the user's smoothed completion rate (same prior)
 ``user_skip_rate``            1      the user's smoothed fast-skip rate (same prior)
 ``position``                  1      the slot in the session feed (0 = first)
+``related_score``             1      co-engagement score from the user's recent positives
+``positive_similarity``       1      largest cosine to one of the user's recent positives
+``log_hours_since_region_``   1      log1p(hours since the user's latest positive in the
+``positive``                         item's catalogue region; 720 if none)
 ============================  =====  ===================================================
+
+The last three (version 2) come from ``recserve.affinity``, the same function in the feed and in
+the training replay.
 
 Normalisation is ``(raw - mean) / std`` per column, with ``mean`` and ``std`` fitted on the
 training rows and stored in the spec (and so in the model file, through ``to_dict``). Every
@@ -44,6 +52,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from recserve.affinity import NO_POSITIVE_HOURS, Affinity
+
 __all__ = [
     "FORMAT",
     "OUTCOMES",
@@ -56,7 +66,8 @@ __all__ = [
 ]
 
 FORMAT = "recserve.features"
-VERSION = 1
+VERSION = 2  # what new specs are; version-1 specs (no affinity columns) are still read
+SUPPORTED_VERSIONS = (1, 2)
 
 #: Outcomes counted per impression, in the order of the item-rate columns.
 OUTCOMES: tuple[str, ...] = ("complete", "replay", "like", "share", "comment", "follow", "skip")
@@ -83,6 +94,13 @@ _SCALAR_FIELDS: tuple[str, ...] = (
     "user_complete_rate",
     "user_skip_rate",
     "position",
+)
+
+#: Version 2's columns after the version-1 scalars (recserve.affinity).
+_AFFINITY_FIELDS: tuple[str, ...] = (
+    "related_score",
+    "positive_similarity",
+    "log_hours_since_region_positive",
 )
 
 _STD_FLOOR = 1e-6
@@ -139,10 +157,13 @@ class FeatureSpec:
     priors: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_PRIORS))
     mean: F32 | None = None
     std: F32 | None = None
+    version: int = VERSION
 
     def __post_init__(self) -> None:
         if isinstance(self.dims, bool) or not isinstance(self.dims, int) or self.dims < 1:
             raise ValueError(f"dims must be a positive integer, got {self.dims!r}")
+        if self.version not in SUPPORTED_VERSIONS:
+            raise ValueError(f"version must be one of {SUPPORTED_VERSIONS}, got {self.version!r}")
         priors = {name: self.priors.get(name, DEFAULT_PRIORS[name]) for name in OUTCOMES}
         unknown = sorted(set(self.priors) - set(OUTCOMES))
         if unknown:
@@ -167,11 +188,15 @@ class FeatureSpec:
         """(field name, width) in row order."""
         d = self.dims
         vectors = [("user_long", d), ("user_session", d), ("item", d)]
-        return vectors + [(name, 1) for name in _SCALAR_FIELDS]
+        return vectors + [(name, 1) for name in self._scalars]
+
+    @property
+    def _scalars(self) -> tuple[str, ...]:
+        return _SCALAR_FIELDS + (_AFFINITY_FIELDS if self.version >= 2 else ())
 
     @property
     def width(self) -> int:
-        return 3 * self.dims + len(_SCALAR_FIELDS)
+        return 3 * self.dims + len(self._scalars)
 
     @property
     def names(self) -> list[str]:
@@ -208,7 +233,11 @@ class FeatureSpec:
         std = wide.std(axis=0)
         std[std < _STD_FLOOR] = 1.0
         return FeatureSpec(
-            self.dims, self.priors, wide.mean(axis=0).astype(np.float32), std.astype(np.float32)
+            self.dims,
+            self.priors,
+            wide.mean(axis=0).astype(np.float32),
+            std.astype(np.float32),
+            self.version,
         )
 
     def normalize(self, rows: npt.ArrayLike) -> F32:
@@ -229,7 +258,7 @@ class FeatureSpec:
         """A JSON-serialisable description (stored as the model's ``feature_spec``)."""
         return {
             "format": FORMAT,
-            "version": VERSION,
+            "version": self.version,
             "dims": self.dims,
             "width": self.width,
             "fields": [{"name": name, "width": width} for name, width in self.fields],
@@ -244,10 +273,11 @@ class FeatureSpec:
         """The inverse of ``to_dict``; refuses other formats and versions."""
         if not isinstance(data, Mapping) or data.get("format") != FORMAT:
             raise ValueError(f"not a feature spec: expected format {FORMAT!r}")
-        if data.get("version") != VERSION:
+        version = data.get("version")
+        if version not in SUPPORTED_VERSIONS:
             raise ValueError(
-                f"feature spec version {data.get('version')!r} is not supported "
-                f"(this recserve reads version {VERSION})"
+                f"feature spec version {version!r} is not supported "
+                f"(this recserve reads versions {SUPPORTED_VERSIONS})"
             )
         try:
             priors = {str(k): (float(v[0]), float(v[1])) for k, v in data["priors"].items()}
@@ -257,11 +287,14 @@ class FeatureSpec:
                 priors=priors,
                 mean=None if mean is None else np.asarray(mean, dtype=np.float32),
                 std=None if std is None else np.asarray(std, dtype=np.float32),
+                version=int(version),
             )
         except (KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"feature spec is malformed: {exc!r}") from exc
         if "names" in data and list(data["names"]) != spec.names:
-            raise ValueError("feature spec names do not match the version-1 layout for its dims")
+            raise ValueError(
+                f"feature spec names do not match the version-{version} layout for its dims"
+            )
         return spec
 
 
@@ -272,10 +305,12 @@ def build_features(
     stats: ItemStats,
     context: Context,
     *,
+    affinity: Affinity | None = None,
     normalize: bool = True,
 ) -> F32:
     """Rows [n, spec.width] for n candidate items (float32 [n, d]); see the module docstring.
 
+    ``affinity`` fills version 2's columns (None: as for a user without recent positives);
     ``normalize=False`` gives the raw rows (what ``FeatureSpec.fit`` takes).
     """
     d = spec.dims
@@ -317,6 +352,21 @@ def build_features(
         _counts(user.skips, n, "user.skips"), user_impressions, spec.priors["skip"]
     )[:, None]
     out[:, spec.slice("position")] = _counts(context.position, n, "context.position")[:, None]
+    if spec.version >= 2:
+        if affinity is None:
+            affinity = Affinity(
+                np.zeros(n, np.float32),
+                np.zeros(n, np.float32),
+                np.full(n, NO_POSITIVE_HOURS, np.float32),
+            )
+        out[:, spec.slice("related_score")] = _scalars(affinity.related, n, "affinity.related")[
+            :, None
+        ]
+        out[:, spec.slice("positive_similarity")] = _scalars(
+            affinity.positive_similarity, n, "affinity.positive_similarity"
+        )[:, None]
+        hours = _counts(affinity.region_positive_hours, n, "affinity.region_positive_hours")
+        out[:, spec.slice("log_hours_since_region_positive")] = np.log1p(hours)[:, None]
     if normalize and spec.mean is not None and spec.std is not None:
         out -= spec.mean  # in place, as spec.normalize computes it: rows are built, not given
         out /= spec.std

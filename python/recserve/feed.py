@@ -3,24 +3,29 @@
     builder = FeedBuilder(settings.feed, catalog, profiles, amplifier, trending, users, served)
     result = builder.build("u42", n=10, ranker=ranker, now_ms=now)   # FeedResult
 
-Candidates come from four sources, each labelled on the served item:
+Candidates come from six sources, each labelled on the served item:
 
 - ``ann``: the nearest items to the user's query (long-term and session vectors blended);
+- ``related``: items co-engaged with the user's recent positives (``Profiles.related``: the
+  online item-to-item index of the C++ core, queried with recency weights);
+- ``interest``: the nearest items to each of the user's latest positives
+  (``interest_queries``), so two interests are not blurred into one averaged query;
 - ``explore``: a sample of items in open amplification tiers, which compete for the reserved
   exploration slots (``explore_slots`` per page) among themselves;
 - ``trending``: the current top of ``recserve.retrieve.Trending``, a fallback when the user's
   own candidates run short;
 - ``cold_start``: for a user without a direction yet: items with their onboarding interests,
-  then trending, then a random sample of the catalogue (so the start is diverse and the first
-  events have something to react to).
+  then items near each region's centroid (``recserve.regions``), trending, and a random sample
+  of the catalogue (so the start spans the catalogue and the first events locate the user).
 
 Filters drop what the user has seen (``Profiles.seen``), what was served to them recently,
-what was taken down, and what their blocked creators made. The ranker scores the rest (plus
-``popularity_weight`` * log(1 + the item's completed views), a popularity prior, off by
-default: its scale depends on the ranker's, so it is chosen per model on held-out data); the page
-takes the best, at most ``max_per_creator`` items of one creator, with the exploration slots
-spread through it. ``trace_key`` asks for an account of one item's way through all of this (the
-explain endpoint).
+what was taken down, and what their blocked creators made. The ranker scores the rest, and the
+blend adds, each with its weight (0: off): a popularity prior (log(1 + completed views, or the
+trending score)), the co-engagement score, the item's learned quality (``recserve.quality``) and
+the request's Thompson draw for the item's region (``recserve.regions``). The page takes the
+best, at most ``max_per_creator`` items of one creator, with the exploration slots spread
+through it. ``trace_key`` asks for an account of one item's way through all of this (the
+explain endpoint), the blend's terms included.
 """
 
 from __future__ import annotations
@@ -35,19 +40,24 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from recserve.affinity import Affinity, affinity, related_score_of
 from recserve.amplify import Amplifier
 from recserve.catalog import Catalog
 from recserve.features import Context, ItemStats, UserFeatures, build_features
-from recserve.profiles import Profiles
+from recserve.profiles import ItemState, Profiles
+from recserve.quality import ItemQuality
 from recserve.rank import Ranker, SimilarityRanker
+from recserve.regions import Regions
 from recserve.retrieve import Trending, query_vector
 from recserve.service.settings import FeedSettings
 
 __all__ = ["FeedBuilder", "FeedResult", "Served", "ServedMemory", "UserPrefs"]
 
-SOURCES = ("ann", "explore", "trending", "cold_start")
-ANN, EXPLORE, TRENDING, COLD_START = range(4)
+SOURCES = ("ann", "explore", "trending", "cold_start", "related", "interest")
+ANN, EXPLORE, TRENDING, COLD_START, RELATED, INTEREST = range(6)
 U64 = npt.NDArray[np.uint64]
+F32 = npt.NDArray[np.float32]
+_QUALITY_SAMPLE = 4096  # items the quality curve is refitted on
 
 
 @dataclass(frozen=True)
@@ -162,6 +172,22 @@ class ServedMemory:
             session[2] += 1
 
 
+@dataclass(frozen=True)
+class _UserSignals:
+    """What one request knows of the user, read once."""
+
+    long_term: F32
+    session: F32
+    query: F32 | None  # the blended ANN query; None: no direction yet
+    recent: U64  # met lately, or served lately: excluded from retrieval
+    positives: U64  # recent positives, newest first
+    positive_ts: npt.NDArray[np.int64]  # when each was last a positive (ms)
+    positive_vectors: F32  # their item vectors (zeros for an item without one)
+    related_keys: U64  # co-engagement candidates and their scores
+    related_scores: F32
+    region_draws: F32  # this request's Thompson draw per region (empty: off)
+
+
 @dataclass
 class _Pool:
     keys: U64
@@ -171,6 +197,7 @@ class _Pool:
     created_s: npt.NDArray[np.float64]
     creators: npt.NDArray[np.int64]  # catalogue creator codes
     dropped: dict[int, str] = field(default_factory=dict)  # trace: why an item left
+    terms: dict[str, F32] = field(default_factory=dict)  # what the blend added, per term
 
     def subset(self, keep: npt.NDArray[np.bool_], dropped: dict[int, str]) -> _Pool:
         return _Pool(
@@ -202,6 +229,9 @@ class FeedBuilder:
         self.trending = trending
         self.users = users
         self.served = served
+        self.regions = Regions(settings.regions, seed=0)
+        self.quality = ItemQuality(settings.quality_prior_views, settings.quality_optimism)
+        self._quality_at = -np.inf
 
     def build(
         self,
@@ -214,22 +244,16 @@ class FeedBuilder:
         trace_key: int | None = None,
     ) -> FeedResult:
         started = time.perf_counter()
-        s = self.settings
         now_s = now_ms / 1000.0
         rng = np.random.default_rng(seed)
-        vectors = self.profiles.user_vectors([user_key], now_ms=now_ms)
-        long_term, session = vectors.long_term[0], vectors.session[0]
-        query = query_vector(long_term, session, s.session_weight)
-        recent = np.concatenate(
-            [self.profiles.recent_items(user_key), self.served.recent(user_key)]
-        )
+        user = self._signals(user_key, now_ms, rng)
 
-        pool = self._candidates(user_key, query, recent, rng, now_s)
+        pool = self._candidates(user_key, user, rng, now_s)
         retrieved = time.perf_counter()
-        pool = self._filter(user_key, pool, recent, trace_key)
+        pool = self._filter(user_key, pool, user.recent, trace_key)
         filtered = time.perf_counter()
 
-        probs, scores = self._rank(user_key, pool, query, long_term, session, ranker, now_s)
+        probs, scores = self._rank(user_key, pool, user, ranker, now_s)
         ranked = time.perf_counter()
         chosen, cap_dropped = self._assemble(pool, scores, n, self._explore_slots(n, rng))
         finished = time.perf_counter()
@@ -246,7 +270,7 @@ class FeedBuilder:
         trace = None
         if trace_key is not None:
             trace = self._trace(
-                trace_key, user_key, recent, pool, probs, scores, chosen, cap_dropped, ranker, query
+                trace_key, user_key, user, pool, probs, scores, chosen, cap_dropped, ranker
             )
         return FeedResult(
             items,
@@ -260,17 +284,74 @@ class FeedBuilder:
             trace,
         )
 
+    # ---- what the user just did -------------------------------------------------------------
+    def _signals(self, user_key: int, now_ms: int, rng: np.random.Generator) -> _UserSignals:
+        s = self.settings
+        vectors = self.profiles.user_vectors([user_key], now_ms=now_ms)
+        long_term, session = vectors.long_term[0], vectors.session[0]
+        met = self.profiles.recent_items(user_key)
+        recent = np.concatenate([met, self.served.recent(user_key)])
+        positives, positive_ts, _ = self.profiles.recent_positives(user_key)
+        if s.related:
+            related_keys, related_scores = self.profiles.related(
+                user_key, now_ms, s.related, s.related_recency, s.related_alpha
+            )
+        else:
+            related_keys, related_scores = np.zeros(0, np.uint64), np.zeros(0, np.float32)
+        window = met[: s.region_window] if s.region_weight > 0 else met[:0]
+        known_vectors = self.profiles.items(np.concatenate([window, positives])).vectors
+        positive_vectors = known_vectors[len(window) :]
+        draws = np.zeros(0, np.float32)
+        if s.region_weight > 0 and self._refresh_regions() is not None:
+            regions = self.regions.assign(known_vectors)
+            window_positive = np.isin(window, positives)
+            draws = self.regions.draws(
+                regions[: len(window)],
+                regions[: len(window)][window_positive],
+                rng,
+                (s.region_prior_hits, s.region_prior_misses),
+            )
+        return _UserSignals(
+            long_term=long_term,
+            session=session,
+            query=query_vector(long_term, session, s.session_weight),
+            recent=recent,
+            positives=positives,
+            positive_ts=positive_ts,
+            positive_vectors=positive_vectors,
+            related_keys=related_keys,
+            related_scores=related_scores,
+            region_draws=draws,
+        )
+
+    def _refresh_regions(self) -> Regions | None:
+        """The catalogue's regions, refitted first if the catalogue has moved (see regions.py);
+        None without any."""
+        if self.regions.stale(len(self.catalog)):
+            self.regions.refresh(self.catalog.keys(), lambda k: self.profiles.items(k).vectors)
+        return self.regions if self.regions.centroids is not None else None
+
     # ---- candidates -------------------------------------------------------------------------
     def _candidates(
-        self, user_key: int, query: Any, recent: U64, rng: np.random.Generator, now_s: float
+        self, user_key: int, user: _UserSignals, rng: np.random.Generator, now_s: float
     ) -> _Pool:
         s = self.settings
+        query, recent = user.query, user.recent
         parts: list[tuple[U64, int, npt.NDArray[np.float32] | None]] = []
         if query is not None and len(self.catalog):
             keys, distances = self.catalog.search(
                 query, k=s.candidates, ef=max(s.ef, s.candidates), exclude=recent
             )
             parts.append((keys, ANN, distances))
+        if len(user.related_keys):
+            parts.append((user.related_keys, RELATED, None))
+        # Beside the blended query, one per recent positive: two interests are not averaged away.
+        for vector in user.positive_vectors[: s.interest_queries]:
+            if float(np.linalg.norm(vector)) > 1e-12:
+                keys, distances = self.catalog.search(
+                    vector, k=s.interest_candidates, ef=s.interest_candidates, exclude=recent
+                )
+                parts.append((keys, INTEREST, distances))
         if s.explore_slots and self.amplifier.open_count:
             parts.append((self.amplifier.sample_open(s.explore_pool, rng), EXPLORE, None))
         if query is None:
@@ -279,7 +360,10 @@ class FeedBuilder:
             if len(tagged) > s.candidates:
                 tagged = rng.choice(tagged, size=s.candidates, replace=False)
             parts.append((tagged, COLD_START, None))
-            if len(tagged) < s.candidates // 4:  # too few to fill pages: popular and random too
+            if len(tagged) < s.candidates // 4:  # too few to fill pages: regions, popular, random
+                regions = self._refresh_regions() if s.region_weight > 0 else None
+                if regions is not None:
+                    parts.append((regions.sample_central(s.candidates, rng), COLD_START, None))
                 parts.append((self.trending.top(s.candidates, now_s), COLD_START, None))
                 everything = self.catalog.keys()
                 size = min(s.candidates, len(everything))
@@ -303,7 +387,7 @@ class FeedBuilder:
             if parts
             else np.zeros(0, np.float32)
         )
-        # An item found by several sources keeps the first: ANN, then the exploration sample.
+        # An item found by several sources keeps the first: ANN, co-engagement, interests, ...
         keys_u, first = np.unique(keys.astype(np.uint64), return_index=True)
         src, dist = sources[first], distances[first]
         live, created, creators = self.catalog.columns(self.catalog.rows(keys_u))
@@ -339,9 +423,7 @@ class FeedBuilder:
         self,
         user_key: int,
         pool: _Pool,
-        query: Any,
-        long_term: npt.NDArray[np.float32],
-        session: npt.NDArray[np.float32],
+        user: _UserSignals,
         ranker: Ranker | SimilarityRanker,
         now_s: float,
     ) -> tuple[npt.NDArray[np.float32] | None, npt.NDArray[np.float32]]:
@@ -349,25 +431,26 @@ class FeedBuilder:
         if n == 0:
             return None, np.zeros(0, np.float32)
         state = self.profiles.items(pool.keys)
-        st = state.stats
-        # The popularity prior: weight * log(1 + completed views), the item's engaged users
-        # (one completion per engaged user when users rarely watch an item twice).
-        prior = self.settings.popularity_weight * np.log1p(st["completions"].astype(np.float32))
+        blend = self._blend_terms(pool, user, state, now_s)
+        pool.terms = blend
+        extra = np.sum(list(blend.values()), axis=0).astype(np.float32)
+        query = user.query
         if isinstance(ranker, SimilarityRanker):
             if query is None:
-                return None, prior.astype(np.float32)
-            return None, (state.vectors @ query + prior).astype(np.float32)
-        user = self.profiles.user_state([user_key])
+                return None, extra
+            return None, (state.vectors @ query + extra).astype(np.float32)
+        st = state.stats
+        counts = self.profiles.user_state([user_key])
         rows = build_features(
             ranker.spec,
             UserFeatures(
-                long_term=long_term,
-                session=session,
-                events=int(user["events_applied"][0]),
+                long_term=user.long_term,
+                session=user.session,
+                events=int(counts["events_applied"][0]),
                 session_length=self.served.session_length(user_key, now_s),
-                impressions=int(user["impressions"][0]),
-                completes=int(user["completions"][0]),
-                skips=int(user["fast_skips"][0]),
+                impressions=int(counts["impressions"][0]),
+                completes=int(counts["completions"][0]),
+                skips=int(counts["fast_skips"][0]),
             ),
             state.vectors,
             ItemStats(
@@ -382,9 +465,71 @@ class FeedBuilder:
                 created_at=pool.created_s,
             ),
             Context(now=now_s, position=0),
+            affinity=self._affinity(pool, user, state, now_s) if ranker.spec.version >= 2 else None,
         )
         probs, scores = ranker.score(rows)
-        return probs, (scores + prior).astype(np.float32)
+        return probs, (scores + extra).astype(np.float32)
+
+    def _affinity(
+        self, pool: _Pool, user: _UserSignals, state: ItemState, now_s: float
+    ) -> Affinity:
+        regions = self._refresh_regions() if self.settings.regions else None
+        return affinity(
+            pool.keys,
+            state.vectors,
+            user.related_keys,
+            user.related_scores,
+            user.positive_vectors,
+            user.positive_ts,
+            now_s * 1000.0,
+            None if regions is None else regions.centroids,
+        )
+
+    def _blend_terms(
+        self, pool: _Pool, user: _UserSignals, state: ItemState, now_s: float
+    ) -> dict[str, npt.NDArray[np.float32]]:
+        """What the page adds to the ranker's score, per term (each 0 when its weight is):
+
+        - ``popularity``: weight * log(1 + the item's completed views, or its trending score);
+        - ``related``: weight * the co-engagement score from the user's recent positives;
+        - ``quality``: weight * (the item's quality lift + its optimism bonus), quality.py;
+        - ``region``: weight * this request's Thompson draw for the item's region, regions.py.
+        """
+        s = self.settings
+        st = state.stats
+        n = len(pool.keys)
+        terms: dict[str, npt.NDArray[np.float32]] = {}
+        if s.popularity_weight > 0:
+            if s.popularity_from == "trending":
+                counts = np.maximum(self.trending.scores(pool.keys, now_s), 0.0)
+            else:
+                counts = st["completions"].astype(np.float64)
+            terms["popularity"] = (s.popularity_weight * np.log1p(counts)).astype(np.float32)
+        if s.related_weight > 0 and len(user.related_keys):
+            related = related_score_of(pool.keys, user.related_keys, user.related_scores)
+            terms["related"] = (s.related_weight * related).astype(np.float32)
+        if s.quality_weight > 0:
+            self._refit_quality(now_s)
+            lift, bonus = self.quality.posterior(st)
+            terms["quality"] = (s.quality_weight * (lift + bonus)).astype(np.float32)
+        if s.region_weight > 0 and len(user.region_draws):
+            region = self.regions.assign(state.vectors)
+            draw = np.where(region >= 0, user.region_draws[np.maximum(region, 0)], 0.0)
+            terms["region"] = (s.region_weight * draw).astype(np.float32)
+        if not terms:
+            terms["none"] = np.zeros(n, np.float32)
+        return terms
+
+    def _refit_quality(self, now_s: float) -> None:
+        """Refits the catalogue's completion and skip curves on a sample of items, at most
+        every ``quality_refit_s`` (cheap: a few thousand items' counters)."""
+        if now_s - self._quality_at < self.settings.quality_refit_s:
+            return
+        self._quality_at = now_s
+        keys = self.catalog.keys()
+        if len(keys) > _QUALITY_SAMPLE:
+            keys = np.random.default_rng(len(keys)).choice(keys, _QUALITY_SAMPLE, replace=False)
+        self.quality.refit(self.profiles.items(keys).stats)
 
     def _item_id(self, key: int) -> str:
         item = self.catalog.by_key(key)
@@ -451,15 +596,15 @@ class FeedBuilder:
         self,
         key: int,
         user_key: int,
-        recent: U64,
+        user: _UserSignals,
         pool: _Pool,
         probs: npt.NDArray[np.float32] | None,
         scores: npt.NDArray[np.float32],
         chosen: list[int],
         capped: set[int],
         ranker: Ranker | SimilarityRanker,
-        query: Any,
     ) -> dict[str, Any]:
+        recent, query = user.recent, user.query
         item = self.catalog.by_key(key)
         out: dict[str, Any] = {
             "in_catalog": item is not None,
@@ -484,7 +629,10 @@ class FeedBuilder:
                 if norm > 0:
                     out["distance"] = 1.0 - float(vector @ query) / norm
             if filtered is None:
-                out["reason"] = "not among the candidates (not near enough, not open, not trending)"
+                out["reason"] = (
+                    "not among the candidates (not near enough, not co-engaged with the user's "
+                    "recent positives, not open, not trending)"
+                )
             return out
         i = int(at[0])
         distance = float(pool.distances[i])
@@ -494,6 +642,7 @@ class FeedBuilder:
             distance=None if np.isnan(distance) else distance,
             filtered=None,
             score=float(scores[i]),
+            blend_terms={k: float(t[i]) for k, t in pool.terms.items() if k != "none"},
             rank=int(np.sum(scores > scores[i])),
             candidates=len(pool.keys),
             served=i in chosen,

@@ -23,22 +23,21 @@ handful of views, not only for the users who first met it, and a new item gets a
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MATCH_SCALE", "ItemQuality"]
-
-#: ``match_sum`` is kept as fixed point: the sum of cosines times this, in int64 bits.
-MATCH_SCALE = float(1 << 20)
+__all__ = ["ItemQuality"]
 
 F64 = npt.NDArray[np.float64]
 
 
-def _counters(stats: dict[str, npt.NDArray[np.uint64]]) -> tuple[F64, F64, F64, F64]:
+def _counters(stats: dict[str, npt.NDArray[Any]]) -> tuple[F64, F64, F64, F64]:
     views = stats["watches"].astype(np.float64)
     completions = stats["completions"].astype(np.float64)
     skips = stats["fast_skips"].astype(np.float64)
-    match = stats["match_sum"].view(np.int64).astype(np.float64) / MATCH_SCALE
+    match = stats["match_sum"].astype(np.float64)  # Profiles.items: already a float sum
     return views, completions, np.minimum(skips, views), match
 
 
@@ -62,7 +61,7 @@ class ItemQuality:
         self.complete_line = (0.0, 0.0)
         self.skip_line = (0.0, 0.0)
 
-    def refit(self, stats: dict[str, npt.NDArray[np.uint64]]) -> None:
+    def refit(self, stats: dict[str, npt.NDArray[Any]]) -> None:
         """The catalogue's curve from these items' counters (those with views)."""
         views, completions, skips, match = _counters(stats)
         seen = views > 0
@@ -72,7 +71,7 @@ class ItemQuality:
         self.complete_line = _line(completions[seen] / v, m, v)
         self.skip_line = _line(skips[seen] / v, m, v)
 
-    def posterior(self, stats: dict[str, npt.NDArray[np.uint64]]) -> tuple[F64, F64]:
+    def posterior(self, stats: dict[str, npt.NDArray[Any]]) -> tuple[F64, F64]:
         """(lift, bonus) per item, as the module doc defines them."""
         views, completions, skips, match = _counters(stats)
         (ac, bc), (as_, bs) = self.complete_line, self.skip_line

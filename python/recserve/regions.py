@@ -32,17 +32,20 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Regions", "spherical_kmeans"]
+__all__ = ["Regions", "spherical_kmeans", "unit_rows"]
 
 F32 = npt.NDArray[np.float32]
 U64 = npt.NDArray[np.uint64]
 _CENTRAL = 64  # items kept per region for new users' candidates
 
 
-def _unit_rows(x: npt.NDArray[np.floating]) -> F32:
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 1e-12)
+def unit_rows(x: npt.NDArray[np.floating]) -> F32:
+    """Each row scaled to length 1 (a zero row stays zero)."""
+    rows: F32 = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
+    out: F32 = np.zeros_like(rows)
+    np.divide(rows, norms, out=out, where=norms > 1e-12)
+    return out
 
 
 def spherical_kmeans(
@@ -51,7 +54,7 @@ def spherical_kmeans(
     """k unit centroids of the unit-normalised rows (fewer when there are fewer distinct rows):
     k-means++ start, then Lloyd steps on cosine similarity. Seeded: the same input gives the
     same centroids."""
-    x = _unit_rows(vectors)
+    x = unit_rows(vectors)
     x = x[np.linalg.norm(x, axis=1) > 0.5]
     if len(x) == 0 or k < 1:
         return np.zeros((0, np.asarray(vectors).shape[1]), dtype=np.float32)
@@ -73,7 +76,7 @@ def spherical_kmeans(
         np.add.at(sums, label, x)
         empty = np.linalg.norm(sums, axis=1) < 1e-12
         sums[empty] = c[empty]  # an empty cluster keeps its centre
-        c = _unit_rows(sums)
+        c = unit_rows(sums)
     return c
 
 
@@ -129,7 +132,7 @@ class Regions:
             )
             central: list[U64] = []
             if len(centroids):
-                similarity = _unit_rows(vectors) @ centroids.T
+                similarity = unit_rows(vectors) @ centroids.T
                 label = np.argmax(similarity, axis=1)
                 for r in range(len(centroids)):
                     members = np.flatnonzero(label == r)
@@ -157,7 +160,7 @@ class Regions:
         vectors = np.asarray(vectors, dtype=np.float32)
         if c is None or len(vectors) == 0:
             return np.full(len(vectors), -1, dtype=np.int64)
-        region = np.argmax(vectors @ c.T, axis=1).astype(np.int64)
+        region: npt.NDArray[np.int64] = np.argmax(vectors @ c.T, axis=1).astype(np.int64)
         region[np.linalg.norm(vectors, axis=1) < 1e-12] = -1
         return region
 

@@ -96,6 +96,15 @@ class Trending:
             self._scores.pop(item, None)
             self._top = self._top[self._top != np.uint64(item)]
 
+    def scores(self, items: npt.NDArray[np.uint64], now_s: float) -> npt.NDArray[np.float64]:
+        """Each item's decayed score as of now_s (0 for an item without one)."""
+        with self._lock:
+            if self._epoch_s is None:
+                return np.zeros(len(items), dtype=np.float64)
+            get = self._scores.get
+            raw = np.array([get(key, 0.0) for key in items.tolist()], dtype=np.float64)
+            return raw / self._growth(now_s)
+
     def top(self, k: int, now_s: float) -> npt.NDArray[np.uint64]:
         """The k items with the highest positive score (cached for refresh_s)."""
         with self._lock:

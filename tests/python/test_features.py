@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from recserve.affinity import NO_POSITIVE_HOURS, Affinity
 from recserve.features import (
     OUTCOMES,
     Context,
@@ -40,21 +41,55 @@ def _inputs(n: int, d: int, seed: int) -> tuple[UserFeatures, np.ndarray, ItemSt
     return user, items, stats, Context(now=1_700_000_000.0, position=np.arange(n))
 
 
-def test_default_layout_is_208_wide_at_64_dims() -> None:
+def test_default_layout_is_211_wide_at_64_dims() -> None:
     spec = FeatureSpec()
     assert spec.dims == 64
-    assert spec.width == 208
-    assert sum(width for _, width in spec.fields) == 208
-    assert len(spec.names) == len(set(spec.names)) == 208
+    assert spec.width == 211
+    assert sum(width for _, width in spec.fields) == 211
+    assert len(spec.names) == len(set(spec.names)) == 211
     assert spec.names[0] == "user_long[0]"
+    assert spec.names[-1] == "log_hours_since_region_positive"
+
+
+def test_version_1_layout_stops_at_position_208_wide() -> None:
+    spec = FeatureSpec(version=1)
+    assert spec.width == 208
     assert spec.names[-1] == "position"
+    assert FeatureSpec.from_dict(spec.to_dict()).width == 208
+
+
+def test_affinity_fills_the_version_2_columns() -> None:
+    spec = FeatureSpec(dims=8)
+    user, items, stats, context = _inputs(3, 8, seed=1)
+    affinity = Affinity(
+        related=np.array([0.5, 0.0, 2.0], np.float32),
+        positive_similarity=np.array([0.9, -0.1, 0.0], np.float32),
+        region_positive_hours=np.array([0.0, 3.0, NO_POSITIVE_HOURS], np.float32),
+    )
+    rows = build_features(spec, user, items, stats, context, affinity=affinity, normalize=False)
+    assert rows[:, spec.slice("related_score")].ravel().tolist() == [0.5, 0.0, 2.0]
+    assert np.allclose(rows[:, spec.slice("positive_similarity")].ravel(), [0.9, -0.1, 0.0])
+    assert np.allclose(
+        rows[:, spec.slice("log_hours_since_region_positive")].ravel(),
+        np.log1p([0.0, 3.0, NO_POSITIVE_HOURS]),
+    )
+    # without affinity: as for a user with no recent positives
+    plain = build_features(spec, user, items, stats, context, normalize=False)
+    assert plain[:, spec.slice("related_score")].ravel().tolist() == [0.0, 0.0, 0.0]
+    assert np.allclose(plain[:, -1], np.log1p(NO_POSITIVE_HOURS))
+    # a NaN names the field
+    bad = Affinity(
+        affinity.related * np.nan, affinity.positive_similarity, affinity.region_positive_hours
+    )
+    with pytest.raises(ValueError, match="affinity.related"):
+        build_features(spec, user, items, stats, context, affinity=bad)
 
 
 @pytest.mark.parametrize("dims", [1, 8, 64, 96])
-def test_width_is_three_times_dims_plus_sixteen(dims: int) -> None:
+def test_width_is_three_times_dims_plus_nineteen(dims: int) -> None:
     spec = FeatureSpec(dims=dims)
     user, items, stats, context = _inputs(5, dims, seed=dims)
-    assert spec.width == 3 * dims + 16
+    assert spec.width == 3 * dims + 19
     rows = build_features(spec, user, items, stats, context)
     assert rows.shape == (5, spec.width)
     assert rows.dtype == np.float32
@@ -127,8 +162,8 @@ def test_normalisation_round_trips_through_to_dict_and_json() -> None:
 
 def test_spec_of_another_version_is_refused() -> None:
     data = FeatureSpec().to_dict()
-    data["version"] = 2
-    with pytest.raises(ValueError, match="version 2 is not supported"):
+    data["version"] = 3
+    with pytest.raises(ValueError, match="version 3 is not supported"):
         FeatureSpec.from_dict(data)
 
 
@@ -166,7 +201,7 @@ def test_building_rows_does_not_import_torch() -> None:
         "build_features\n"
         "rows = build_features(FeatureSpec(), UserFeatures(np.zeros(64), np.zeros(64)),"
         " np.ones((300, 64)), ItemStats(), Context(now=0.0))\n"
-        "assert rows.shape == (300, 208)\n"
+        "assert rows.shape == (300, 211)\n"
         "print('torch' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from recserve.quality import MATCH_SCALE, ItemQuality
+from recserve.quality import ItemQuality
 
 
 def _stats(views, completions, skips, match_sum):
@@ -8,9 +8,7 @@ def _stats(views, completions, skips, match_sum):
         "watches": np.asarray(views, dtype=np.uint64),
         "completions": np.asarray(completions, dtype=np.uint64),
         "fast_skips": np.asarray(skips, dtype=np.uint64),
-        "match_sum": np.round(np.asarray(match_sum, dtype=np.float64) * MATCH_SCALE)
-        .astype(np.int64)
-        .view(np.uint64),
+        "match_sum": np.asarray(match_sum, dtype=np.float64),
     }
 
 

@@ -63,6 +63,75 @@ class FeedSettings(BaseModel):
         description="adds this times log(1 + the item's completed views) to the ranker's score "
         "(a popularity prior; 0: off)",
     )
+    popularity_from: Literal["completions", "trending"] = Field(
+        default="completions",
+        description="the prior's count: completed views (all time) or the trending score "
+        "(decayed with trending_half_life_s)",
+    )
+    related: int = Field(
+        default=100,
+        ge=0,
+        le=1000,
+        description="co-engagement candidates per request, from the user's recent positives "
+        "(0: off)",
+    )
+    related_weight: float = Field(
+        default=1.0, ge=0.0, description="adds this times the item's co-engagement score"
+    )
+    related_recency: float = Field(
+        default=0.8,
+        gt=0.0,
+        le=1.0,
+        description="a recent positive's weight in the co-engagement query: this ** its age "
+        "(0 = newest)",
+    )
+    related_alpha: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="co-engagement normalisation: w(i, j) / (n_i^(1 - alpha) n_j^alpha); "
+        "0.5 is cosine, higher favours less popular items",
+    )
+    interest_queries: int = Field(
+        default=2,
+        ge=0,
+        le=16,
+        description="extra ANN queries per request, one from each of the user's latest positives",
+    )
+    interest_candidates: int = Field(
+        default=32, ge=1, le=1000, description="candidates per interest query"
+    )
+    regions: int = Field(
+        default=16,
+        ge=0,
+        le=256,
+        description="k-means regions of the catalogue for new users' pages and the per-slot "
+        "Thompson rule (0: off)",
+    )
+    region_weight: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="adds this times the request's Thompson draw for the item's region",
+    )
+    region_prior_hits: float = Field(default=1.0, gt=0.0, description="Beta prior a per region")
+    region_prior_misses: float = Field(default=1.0, gt=0.0, description="Beta prior b per region")
+    region_window: int = Field(
+        default=50, ge=1, le=1000, description="the user's latest items the region draws count"
+    )
+    quality_weight: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="adds this times the item's learned quality lift (and bonus)",
+    )
+    quality_prior_views: float = Field(
+        default=10.0, gt=0.0, description="views' worth of shrinkage toward no lift"
+    )
+    quality_optimism: float = Field(
+        default=0.0, ge=0.0, description="UCB bonus: this / sqrt(1 + views)"
+    )
+    quality_refit_s: float = Field(
+        default=10.0, gt=0.0, description="the catalogue's outcome curve is refitted this often"
+    )
     max_per_creator: int = Field(default=2, ge=1, description="a creator's items per page, at most")
     session_weight: float = Field(default=0.5, ge=0.0, le=1.0, description="session share of query")
     served_memory: int = Field(

@@ -29,14 +29,16 @@ nothing else. They are rows only: they count in no counter (nothing was served).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from recserve.affinity import Affinity, AffinityQuery, affinity
 from recserve.features import OUTCOMES, Context, FeatureSpec, ItemStats, UserFeatures
 from recserve.features import build_features as _build_features
 from recserve.profiles import EVENT_TYPES, Events, Profiles, ProfilesConfig, UpdateRule
+from recserve.regions import spherical_kmeans
 from recserve.train.labels import HEADS, event_outcomes, join
 from recserve.train.log import Event, Impression, ImpressionLog
 
@@ -150,6 +152,38 @@ class _PendingEvents:
         )
 
 
+def _affinity_now(
+    profiles: Profiles,
+    user: int,
+    keys: npt.NDArray[np.integer[Any]],
+    vectors: npt.NDArray[np.float32],
+    row_of: dict[int, int],
+    rows: list[int],
+    now_ms: int,
+    query: AffinityQuery,
+    centroids: npt.NDArray[np.float32] | None,
+) -> npt.NDArray[np.float32]:
+    """The affinity features of these catalogue rows for the user now, as the feed reads them:
+    [len(rows), 3] (related, positive similarity, hours since a positive in the region)."""
+    related_keys, related_scores = profiles.related(
+        user, now_ms, query.related, query.recency, query.alpha
+    )
+    positive_keys, positive_ts, _ = profiles.recent_positives(user)
+    known = np.array([k in row_of for k in positive_keys.tolist()], dtype=bool)
+    positive_rows = [row_of[k] for k in positive_keys[known].tolist()]
+    a = affinity(
+        keys[rows].astype(np.uint64),
+        vectors[rows],
+        related_keys,
+        related_scores,
+        vectors[positive_rows],
+        positive_ts[known],
+        now_ms,
+        centroids,
+    )
+    return np.stack([a.related, a.positive_similarity, a.region_positive_hours], axis=1)
+
+
 def replay(
     log: ImpressionLog,
     *,
@@ -159,9 +193,13 @@ def replay(
     negatives: int = 0,
     negative_sampling: Literal["uniform", "popularity"] = "uniform",
     seed: int = 0,
+    query: AffinityQuery | None = None,
+    profiles_config: dict[str, Any] | None = None,
 ) -> Dataset:
     """Rows and labels for every impression of the log, each as of its serve time; with
-    ``negatives``, that many sampled negatives per impression too (see the module doc)."""
+    ``negatives``, that many sampled negatives per impression too (see the module doc).
+    ``query`` is how the feed asks for the affinity features (a version-2 spec's last columns),
+    ``profiles_config`` more ProfilesConfig fields (the service's co-engagement options)."""
     catalog = log.catalog
     spec = spec if spec is not None else FeatureSpec(dims=catalog.dims)
     rule = rule if rule is not None else UpdateRule()
@@ -181,8 +219,13 @@ def replay(
             user_capacity=2 * distinct_users + 1024,  # room to spare in every shard: no evictions
             item_capacity=2 * len(catalog.item) + 1024,
             rule=rule,
+            **(profiles_config or {}),
         )
     )
+    query = query if query is not None else AffinityQuery()
+    centroids = spherical_kmeans(vectors, query.regions, seed=0) if query.regions else None
+    with_affinity = spec.version >= 2
+    affinity_at: list[npt.NDArray[np.float32]] = []  # per impression, then its negatives: [m, 3]
     profiles.set_items(catalog.item.astype(np.uint64), vectors)
     pending = _PendingEvents(profiles)
     sampler = _Negatives(negatives, negative_sampling, len(catalog.item), seed)
@@ -236,6 +279,7 @@ def replay(
             item_at[number, 0] = item_impressions[row]
             item_at[number, 1:] = item_counts[:, row]
             item_rows[number] = row
+            drawn: list[int] = []
             if sampler.k:
                 user.shown.add(row)
                 drawn = sampler.draw(user.shown, item_impressions)
@@ -243,6 +287,21 @@ def replay(
                 negative_rows += drawn
                 negative_stats.append(
                     np.concatenate([item_impressions[None, drawn], item_counts[:, drawn]]).T
+                )
+            if with_affinity:
+                rows_now = [row, *drawn]
+                affinity_at.append(
+                    _affinity_now(
+                        profiles,
+                        user.id,
+                        catalog.item,
+                        vectors,
+                        row_of,
+                        rows_now,
+                        round(record.ts * 1000),
+                        query,
+                        centroids,
+                    )
                 )
             item_impressions[row] += 1
             user.impressions += 1
@@ -283,6 +342,15 @@ def replay(
         labels = np.where(negative[:, None], no_event, labels[source]).astype(np.float32)
     else:
         source = np.arange(n)
+        order = np.arange(n)
+    found = None
+    if with_affinity and affinity_at:
+        # affinity_at is impression by impression, each followed by its negatives; rows are
+        # impressions first, then negatives: put both in the rows' time order.
+        flat = np.concatenate(affinity_at)
+        firsts = np.cumsum([0] + [len(a) for a in affinity_at[:-1]]).astype(np.int64)
+        by_row = np.concatenate([flat[firsts], np.delete(flat, firsts, axis=0)])
+        found = Affinity(*by_row[order].T)
     impressions = joined.impressions
     stats = ItemStats(
         impressions=item_at[:, 0],
@@ -304,6 +372,7 @@ def replay(
         vectors[item_rows],
         stats,
         Context(now=ts, position=positions),
+        affinity=found,
         normalize=False,
     )
     return Dataset(

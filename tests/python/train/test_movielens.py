@@ -32,7 +32,7 @@ def test_ratings_become_outcomes_in_time_order(tmp_path: Path) -> None:
 
     data = replay(read_log(tmp_path))
     assert len(data) == 3000
-    assert data.rows.shape[1] == 208
+    assert data.rows.shape[1] == 211
     assert np.all(np.diff(data.ts) >= 0)
     # Events follow their rating by 1 s (plus 1 ms per position): recover each rating's time.
     rated_at = {

@@ -140,7 +140,8 @@ def test_sampled_negatives_are_unshown_items_labelled_as_a_fast_skip(synthetic_l
     assert int(negative.sum()) == 3 * len(plain)
     assert len(data) == 4 * len(plain)
     # The impression rows are those without negatives: negatives count in no counter.
-    np.testing.assert_array_equal(data.rows[~negative], plain.rows)
+    # (to float rounding: the affinity's dot products run in batches of another shape)
+    np.testing.assert_allclose(data.rows[~negative], plain.rows, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(data.labels[~negative], plain.labels)
     assert np.all(np.diff(data.ts) >= 0)  # still in time order
     skip = list(data.heads).index("skip")
@@ -180,3 +181,30 @@ def test_a_user_shown_the_whole_catalogue_gets_no_negative(
     data = replay(read_log(write_log(tmp_path, records)), negatives=2)
     assert data.negative is not None
     assert data.negative.tolist() == [False, True, True, False, True, True, False, True, False]
+
+
+def test_affinity_columns_follow_earlier_co_engagement(tmp_path: Path, write_log: WriteLog) -> None:
+    """User a completes items 1 and 2 (a pair); later user b completes 1 and is shown 2: the
+    row reads 2's co-engagement with b's positive, its similarity and the positive's age."""
+    full = {"watch_ms": 10000, "duration_ms": 10000}
+    records: list[Record] = [
+        Event(0.0, "e1", "a", 1, "watch", **full),
+        Event(1.0, "e2", "a", 2, "watch", **full),
+        Event(10.0, "e3", "b", 1, "watch", **full),
+        Impression(10.0 + 7200, "r1", "b", 2, 0),
+        Impression(10.0 + 7200, "r2", "b", 3, 1),
+    ]
+    data = replay(read_log(write_log(tmp_path, records)))
+    spec = data.spec
+    related = data.rows[:, spec.slice("related_score")][:, 0]
+    assert related[0] > 0  # 2 was co-engaged with 1
+    assert related[1] == 0  # 3 never was
+    similarity = data.rows[:, spec.slice("positive_similarity")][:, 0]
+    vectors = np.eye(4, dtype=np.float32) + 0.1
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    assert similarity[0] == pytest.approx(float(unit[1] @ unit[0]), rel=1e-5)
+    hours = data.rows[:, spec.slice("log_hours_since_region_positive")][:, 0]
+    # the regions of a 4-item catalogue are its items: only item 1's region had a positive
+    assert hours[0] == pytest.approx(np.log1p(720.0))
+    version_1 = replay(read_log(tmp_path), spec=FeatureSpec(dims=4, version=1))
+    assert version_1.rows.shape[1] == 3 * 4 + 16

@@ -55,9 +55,9 @@ def test_training_beats_chance_on_every_head_and_int8_tracks_fp32(trained: Train
 
 
 def test_exported_model_matches_its_input_layout_and_heads(trained: TrainResult) -> None:
-    assert trained.model.input_dim == 208 == trained.spec.width
+    assert trained.model.input_dim == 211 == trained.spec.width
     assert list(trained.model.heads) == list(HEADS)
-    assert [w.shape for w in trained.model.weights] == [(256, 208), (128, 256), (64, 128), (8, 64)]
+    assert [w.shape for w in trained.model.weights] == [(256, 211), (128, 256), (64, 128), (8, 64)]
     probs = trained.model.predict(trained.x_heldout)
     assert probs.shape == (len(trained.x_heldout), 8)
     assert ((probs > 0) & (probs < 1)).all()
@@ -147,7 +147,7 @@ def test_cli_writes_a_log_then_trains_and_prints_auc_per_head(
     ]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert "208 → 32 → 16 → 8" in out
+    assert "211 → 32 → 16 → 8" in out
     assert "(2 sampled negatives per impression)" in out
     for head in HEADS:
         assert f"\n{head} " in out
