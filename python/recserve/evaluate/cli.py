@@ -13,7 +13,8 @@ ratings.csv and movies.csv), with the MiniLM vectors in ../movielens-minilm-384 
 The peers' settings are tuned on a validation period inside the data before the split (the
 same protocol on the events before the split, scored from --split of that period on: 64-80 %
 of the time by default), never on the scored period; the values chosen are printed (and in
---json, under settings.peers). The peers need no extra: they are numpy.
+--json, under settings.peers). --peers fixes them instead (e.g. to an earlier run's
+settings.peers): the tuning is most of the run's time. The peers need no extra: they are numpy.
 
 With ``--train`` (the default with ``--movielens``; needs ``recserve[train]``) both engines
 serve a ranker trained on the log before the split, with sampled negatives
@@ -97,6 +98,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-ratings", type=int, default=None, help="movielens: the first N ratings only"
     )
+    parser.add_argument(
+        "--peers",
+        default=None,
+        metavar="JSON|FILE",
+        help="the peers' settings instead of tuning them, e.g. an earlier run's settings.peers "
+        '(\'{"itemcf": {"decay": 0.8, "window": 20, "normalize": "cosine"}, "als": '
+        '{"factors": 16, "regularization": 0.01, "alpha": 1.0, "iterations": 10}}\')',
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -139,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
             similarity=args.similarity,
             train=args.train if args.train is not None else args.movielens is not None,
             negatives=args.negatives,
+            peers=_peer_settings(args.peers),
             peer_progress=None if args.json else _note,
         )
     except (ReplayError, ValueError) as error:
@@ -154,6 +164,20 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(_table(out, args.split))
     return 0
+
+
+def _peer_settings(value: str | None) -> dict[str, Any] | None:
+    """--peers: JSON, or a file holding it (the peers' settings, as settings.peers prints)."""
+    if value is None:
+        return None
+    text = Path(value).read_text() if Path(value).is_file() else value
+    try:
+        peers = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--peers: not JSON ({error})") from None
+    if not isinstance(peers, dict) or not set(peers) <= {"itemcf", "als", "validation"}:
+        raise ValueError('--peers: expected {"itemcf": {...}, "als": {...}}')
+    return peers
 
 
 def _note(message: str) -> None:

@@ -731,12 +731,12 @@ def replay(
         popularity = _Popularity(catalogue)
         popularity_frozen = _Popularity(catalogue)  # counts stop at the split
         n_items = len(catalogue.items)
-        peer_policies = PeerPolicies(
-            catalogue,
-            popularity,
-            {"itemcf": CoOccurrence(n_items, **peer_settings["itemcf"])},
-            {"als": ALSFoldIn(n_items, **peer_settings["als"], seed=seed)},
-        )
+        try:
+            itemcf = CoOccurrence(n_items, **peer_settings["itemcf"])
+            als = ALSFoldIn(n_items, **peer_settings["als"], seed=seed)
+        except (TypeError, ValueError) as error:
+            raise ReplayError(f"peers: {error}") from None
+        peer_policies = PeerPolicies(catalogue, popularity, {"itemcf": itemcf}, {"als": als})
 
         scores = {name: Score(k) for name in POLICIES}
         returning = {name: Score(k) for name in POLICIES}

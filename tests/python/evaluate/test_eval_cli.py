@@ -70,6 +70,31 @@ def test_table_and_configuration(
     assert result["settings"]["feed"]["explore_slots"] == 0
 
 
+def test_fixed_peer_settings_skip_the_tuning(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events, items = files
+    peers = {
+        "itemcf": {"decay": 0.6, "window": 5, "normalize": "none"},
+        "als": {"factors": 4, "regularization": 1.0, "alpha": 40.0, "iterations": 3},
+    }
+    (tmp_path / "peers.json").write_text(json.dumps(peers))
+    argv = ["--log", str(events), "--items", str(items), "--split", "0.5"]
+    for value in (json.dumps(peers), str(tmp_path / "peers.json")):
+        assert run([*argv, "--peers", value]) == 0
+        captured = capsys.readouterr()
+        assert "tuning the peers" not in captured.err
+        assert "  itemcf  decay=0.6, window=5, normalize=none" in captured.out
+    assert run([*argv, "--peers", json.dumps(peers), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["settings"]["peers"] == peers
+    assert run([*argv, "--peers", "{not json"]) == 2
+    assert "--peers: not JSON" in capsys.readouterr().err
+    assert run([*argv, "--peers", '{"itemcf": {"decay": 2.0}}']) == 2
+    assert "peers: decay must be in (0, 1]" in capsys.readouterr().err
+    assert run([*argv, "--peers", '{"als": {"rank": 3}}']) == 2
+    assert "peers: " in capsys.readouterr().err
+
+
 def test_bad_input_exits_2_with_a_message(
     files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
