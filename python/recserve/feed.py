@@ -47,7 +47,7 @@ from recserve.features import Context, ItemStats, UserFeatures, build_features
 from recserve.profiles import ItemState, Profiles
 from recserve.quality import ItemQuality
 from recserve.rank import Ranker, SimilarityRanker
-from recserve.regions import Regions
+from recserve.regions import Regions, thompson
 from recserve.retrieve import Trending, query_vector
 from recserve.service.settings import FeedSettings
 
@@ -185,7 +185,7 @@ class _UserSignals:
     positive_vectors: F32  # their item vectors (zeros for an item without one)
     related_keys: U64  # co-engagement candidates and their scores
     related_scores: F32
-    region_draws: F32  # this request's Thompson draw per region (empty: off)
+    region_posterior: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]  # Beta (a, b)
 
 
 @dataclass
@@ -253,7 +253,7 @@ class FeedBuilder:
         pool = self._filter(user_key, pool, user.recent, trace_key)
         filtered = time.perf_counter()
 
-        probs, scores = self._rank(user_key, pool, user, ranker, now_s)
+        probs, scores = self._rank(user_key, pool, user, ranker, now_s, rng)
         ranked = time.perf_counter()
         chosen, cap_dropped = self._assemble(pool, scores, n, self._explore_slots(n, rng))
         finished = time.perf_counter()
@@ -301,14 +301,13 @@ class FeedBuilder:
         window = met[: s.region_window] if s.region_weight > 0 else met[:0]
         known_vectors = self.profiles.items(np.concatenate([window, positives])).vectors
         positive_vectors = known_vectors[len(window) :]
-        draws = np.zeros(0, np.float32)
+        posterior = (np.zeros(0), np.zeros(0))
         if s.region_weight > 0 and self._refresh_regions() is not None:
             regions = self.regions.assign(known_vectors)
             window_positive = np.isin(window, positives)
-            draws = self.regions.draws(
+            posterior = self.regions.posteriors(
                 regions[: len(window)],
                 regions[: len(window)][window_positive],
-                rng,
                 (s.region_prior_hits, s.region_prior_misses),
             )
         return _UserSignals(
@@ -321,7 +320,7 @@ class FeedBuilder:
             positive_vectors=positive_vectors,
             related_keys=related_keys,
             related_scores=related_scores,
-            region_draws=draws,
+            region_posterior=posterior,
         )
 
     def _refresh_regions(self) -> Regions | None:
@@ -426,12 +425,13 @@ class FeedBuilder:
         user: _UserSignals,
         ranker: Ranker | SimilarityRanker,
         now_s: float,
+        rng: np.random.Generator,
     ) -> tuple[npt.NDArray[np.float32] | None, npt.NDArray[np.float32]]:
         n = len(pool.keys)
         if n == 0:
             return None, np.zeros(0, np.float32)
         state = self.profiles.items(pool.keys)
-        blend = self._blend_terms(pool, user, state, now_s)
+        blend = self._blend_terms(pool, user, state, now_s, rng)
         pool.terms = blend
         extra = np.sum(list(blend.values()), axis=0).astype(np.float32)
         query = user.query
@@ -486,14 +486,19 @@ class FeedBuilder:
         )
 
     def _blend_terms(
-        self, pool: _Pool, user: _UserSignals, state: ItemState, now_s: float
+        self,
+        pool: _Pool,
+        user: _UserSignals,
+        state: ItemState,
+        now_s: float,
+        rng: np.random.Generator,
     ) -> dict[str, npt.NDArray[np.float32]]:
         """What the page adds to the ranker's score, per term (each 0 when its weight is):
 
         - ``popularity``: weight * log(1 + the item's completed views, or its trending score);
         - ``related``: weight * the co-engagement score from the user's recent positives;
         - ``quality``: weight * (the item's quality lift + its optimism bonus), quality.py;
-        - ``region``: weight * this request's Thompson draw for the item's region, regions.py.
+        - ``region``: weight * a Thompson draw from the item's region's posterior, regions.py.
         """
         s = self.settings
         st = state.stats
@@ -512,10 +517,9 @@ class FeedBuilder:
             self._refit_quality(now_s)
             lift, bonus = self.quality.posterior(st)
             terms["quality"] = (s.quality_weight * (lift + bonus)).astype(np.float32)
-        if s.region_weight > 0 and len(user.region_draws):
-            region = self.regions.assign(state.vectors)
-            draw = np.where(region >= 0, user.region_draws[np.maximum(region, 0)], 0.0)
-            terms["region"] = (s.region_weight * draw).astype(np.float32)
+        if s.region_weight > 0 and len(user.region_posterior[0]):
+            draw = thompson(self.regions.assign(state.vectors), user.region_posterior, rng)
+            terms["region"] = s.region_weight * draw
         if not terms:
             terms["none"] = np.zeros(n, np.float32)
         return terms

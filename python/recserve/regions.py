@@ -4,7 +4,8 @@ over them.
     regions = Regions(count=16, seed=0)
     regions.refresh(catalog_keys, vectors_of)      # k-means when the catalogue has changed
     regions.assign(vectors)                        # the nearest centroid of each row (-1: none)
-    draws = regions.draws(met_regions, positive_regions, rng, prior=(1, 1))
+    a, b = regions.posteriors(met_regions, positive_regions, prior=(1, 1))
+    scores = thompson(regions.assign(candidate_vectors), (a, b), rng)   # one draw a candidate
 
 **Regions** are the centroids of spherical k-means over the item vectors (a seeded sample of at
 most ``sample`` items, k-means++ start, ``iterations`` Lloyd steps). They are recomputed when the
@@ -14,14 +15,15 @@ grows or turns over keeps regions that cover it.
 **The rule, per slot: Thompson sampling over regions.** Each region r has, for one user, a Beta
 posterior of the chance that an item from r engages them: ``Beta(a + positives_r,
 b + misses_r)`` over the user's recent items (``positives``: their recent positives there;
-``misses``: items met there without a positive, fast skips among them). Every feed request draws
-one theta_r per region, and each candidate's score gains ``weight * theta_r`` of its region. A
-user without history draws from the prior alone, so pages spread over the catalogue's regions
-(the cold-start candidates include the items nearest each centroid), and the first reactions
-locate them: a completion raises its region's draws, a fast skip lowers them (beside the update
-rule, which moves the user's vectors away from a skipped item). As evidence piles up the draws
-narrow and the term orders regions by what the user liked there, so exploration fades by
-itself, without a schedule.
+``misses``: items met there without a positive, fast skips among them). Every candidate of a
+request gets its own draw from its region's posterior, and its score gains ``weight * draw``, so
+each slot of the page goes to the best draw: a Thompson choice per slot. A user without history
+draws from the prior alone, so a page spreads over the regions (the cold-start candidates
+include the items nearest each centroid), and the first reactions locate them: a completion
+raises its region's draws, a fast skip lowers them (beside the update rule, which moves the
+user's vectors away from a skipped item). As evidence piles up the posteriors narrow and the
+term orders regions by what the user liked there, so exploration fades by itself, without a
+schedule.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Regions", "spherical_kmeans", "unit_rows"]
+__all__ = ["Regions", "spherical_kmeans", "thompson", "unit_rows"]
 
 F32 = npt.NDArray[np.float32]
 U64 = npt.NDArray[np.uint64]
@@ -164,21 +166,35 @@ class Regions:
         region[np.linalg.norm(vectors, axis=1) < 1e-12] = -1
         return region
 
-    def draws(
+    def posteriors(
         self,
         met: npt.NDArray[np.int64],
         positive: npt.NDArray[np.int64],
-        rng: np.random.Generator,
         prior: tuple[float, float] = (1.0, 1.0),
-    ) -> F32:
-        """One Thompson draw per region: Beta(a + positives, b + misses), where ``met`` holds
-        the region of each recent item the user met and ``positive`` those of their recent
-        positives (region -1 ignored). Empty without regions."""
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Each region's Beta(a + positives, b + misses) for one user, as (a, b) arrays, where
+        ``met`` holds the region of each recent item the user met and ``positive`` those of
+        their recent positives (region -1 ignored). Empty without regions."""
         c = self._centroids
         if c is None:
-            return np.zeros(0, dtype=np.float32)
+            return np.zeros(0), np.zeros(0)
         k = len(c)
         hits = np.bincount(positive[positive >= 0], minlength=k)[:k].astype(np.float64)
         seen = np.bincount(met[met >= 0], minlength=k)[:k].astype(np.float64)
         misses = np.maximum(seen - hits, 0.0)
-        return rng.beta(prior[0] + hits, prior[1] + misses).astype(np.float32)
+        return prior[0] + hits, prior[1] + misses
+
+
+def thompson(
+    region: npt.NDArray[np.int64],
+    posterior: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
+    rng: np.random.Generator,
+) -> F32:
+    """One draw per candidate from its region's posterior (0 for a candidate without a region):
+    the page's slots then go to the best draws, so each slot is a Thompson choice."""
+    a, b = posterior
+    out = np.zeros(len(region), dtype=np.float32)
+    known = region >= 0
+    if len(a) and known.any():
+        out[known] = rng.beta(a[region[known]], b[region[known]])
+    return out

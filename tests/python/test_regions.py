@@ -1,6 +1,6 @@
 import numpy as np
 
-from recserve.regions import Regions, spherical_kmeans
+from recserve.regions import Regions, spherical_kmeans, thompson
 
 
 def _blobs(seed: int = 0, per: int = 200) -> tuple[np.ndarray, np.ndarray]:
@@ -62,23 +62,22 @@ def test_thompson_draws_follow_hits_and_misses():
     liked = int(regions.assign(x[:1])[0])
     skipped = int(regions.assign(x[-1:])[0])
     met = np.array([liked] * 6 + [skipped] * 6)
-    positive = np.array([liked] * 6)
+    posterior = regions.posteriors(met, np.array([liked] * 6))
     rng = np.random.default_rng(0)
-    draws = np.array([regions.draws(met, positive, rng) for _ in range(200)])
-    assert draws[:, liked].mean() > 0.8 > 0.2 > draws[:, skipped].mean()
+    candidates = np.array([liked] * 200 + [skipped] * 200 + [-1])
+    draws = thompson(candidates, posterior, rng)
+    assert draws[:200].mean() > 0.8
+    assert draws[200:400].mean() < 0.2
+    assert draws[400] == 0.0  # no region, no draw
     # no evidence: the prior's mean, with spread (pages span the regions)
-    fresh = np.array(
-        [regions.draws(np.zeros(0, np.int64), np.zeros(0, np.int64), rng) for _ in range(200)]
-    )
-    assert abs(fresh.mean() - 0.5) < 0.05
-    assert fresh.std() > 0.2
+    fresh = regions.posteriors(np.zeros(0, np.int64), np.zeros(0, np.int64))
+    prior_draws = thompson(np.arange(4).repeat(100), fresh, rng)
+    assert abs(prior_draws.mean() - 0.5) < 0.05
+    assert prior_draws.std() > 0.2
 
 
 def test_without_regions_nothing_is_assigned_or_drawn():
     regions = Regions(4)
     assert regions.assign(np.ones((3, 8))).tolist() == [-1, -1, -1]
-    assert (
-        len(regions.draws(np.zeros(0, np.int64), np.zeros(0, np.int64), np.random.default_rng(0)))
-        == 0
-    )
+    assert len(regions.posteriors(np.zeros(0, np.int64), np.zeros(0, np.int64))[0]) == 0
     assert len(regions.sample_central(10, np.random.default_rng(0))) == 0

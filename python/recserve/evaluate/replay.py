@@ -700,7 +700,15 @@ def replay(
             from recserve.evaluate.trained import train_before  # torch, only when asked
 
             model = train_before(
-                rows, catalogue, split_ms, directories[2], rule=rule, negatives=negatives, seed=seed
+                rows,
+                catalogue,
+                split_ms,
+                directories[2],
+                rule=rule,
+                negatives=negatives,
+                seed=seed,
+                query=realtime_settings.feed.affinity_query(),
+                co_engagement=realtime_settings.co_engagement.options(),
             )
             realtime_settings = replay_settings(config, directories[0], catalogue.dims, model=model)
 

@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from recserve.affinity import AffinityQuery
 from recserve.evaluate.replay import Catalogue, ReplayError
-from recserve.profiles import UpdateRule
+from recserve.profiles import CoEngagementOptions, UpdateRule
 from recserve.service.engine import EventRow
 from recserve.train.log import Catalog, Event, Impression, ImpressionLog, LogReport, Record
 
@@ -70,10 +71,14 @@ def train_before(
     rule: UpdateRule | None = None,
     negatives: int = 4,
     seed: int = 0,
+    query: AffinityQuery | None = None,
+    co_engagement: CoEngagementOptions | None = None,
     **options: Any,
 ) -> Path:
     """Trains the ranker on ``events`` before ``split_ms`` and writes it to
-    ``directory/<TRAINED_VERSION>.rsm`` (returned). ``options`` go to
+    ``directory/<TRAINED_VERSION>.rsm`` (returned). ``query`` and ``co_engagement`` are how
+    the serving engine reads the affinity features (its feed and co-engagement settings), so
+    the rows are built as it will build them. ``options`` go to
     ``recserve.train.trainer.train_dataset`` (epochs, hidden, …)."""
     from recserve.train.replay import replay as to_rows  # the training stack, loaded on demand
     from recserve.train.trainer import train_dataset
@@ -88,7 +93,14 @@ def train_before(
     created = np.array([item.created_at or 0 for item in catalogue.items], np.float64) / 1000.0
     catalog = Catalog(np.arange(len(catalogue.items), dtype=np.int64), catalogue.vectors, created)
     log = ImpressionLog(records, catalog, LogReport(records=len(records)))
-    dataset = to_rows(log, rule=rule, negatives=negatives, seed=seed)
+    dataset = to_rows(
+        log,
+        rule=rule,
+        negatives=negatives,
+        seed=seed,
+        query=query,
+        profiles_config=None if co_engagement is None else {"co_engagement": co_engagement},
+    )
     out = Path(directory) / f"{TRAINED_VERSION}.rsm"
     options.setdefault("progress", False)
     info = {"source": "replay before the split", "split_ms": split_ms, "negatives": negatives}

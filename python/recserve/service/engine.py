@@ -39,7 +39,6 @@ from recserve.media import MediaUrls
 from recserve.profiles import (
     EVENT_TYPES,
     ApplyResult,
-    CoEngagementOptions,
     Events,
     Profiles,
     ProfilesConfig,
@@ -402,12 +401,7 @@ class Engine:
             # Embedded: users past the capacity wait on disk (store.disk_users). DynamoDB: they
             # are there already, and the least recent simply leave memory.
             user_lru=s.state_store == "dynamodb",
-            co_engagement=CoEngagementOptions(
-                neighbours=s.co_engagement.neighbours,
-                history=s.co_engagement.history,
-                positive_weight=s.co_engagement.positive_weight,
-                half_life_seconds=s.co_engagement.half_life_s,
-            ),
+            co_engagement=s.co_engagement.options(),
         )
         amplify = AmplifyConfig.from_dict(s.amplification)
         state = _State(dims, amplify, self.trending, s.index_threads)

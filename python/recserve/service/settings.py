@@ -18,9 +18,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from recserve.affinity import AffinityQuery
 from recserve.amplify import AmplifyConfig
 from recserve.media import check_prefixes
-from recserve.profiles import UpdateRule
+from recserve.profiles import CoEngagementOptions, UpdateRule
 from recserve.service.auth import key_digest
 
 __all__ = [
@@ -142,6 +143,11 @@ class FeedSettings(BaseModel):
     )
     trending_half_life_s: float = Field(default=3600.0, gt=0)
 
+    def affinity_query(self) -> AffinityQuery:
+        """How this feed asks for co-engagement and regions (the training replay must ask
+        alike)."""
+        return AffinityQuery(self.related, self.related_recency, self.related_alpha, self.regions)
+
     @model_validator(mode="after")
     def _n_in_range(self) -> FeedSettings:
         if self.default_n > self.max_n:
@@ -180,6 +186,15 @@ class CoEngagementSettings(BaseModel):
         allow_inf_nan=False,
         description="half-life of co-engagement weights and counts in event time (0: never decay)",
     )
+
+    def options(self) -> CoEngagementOptions:
+        """What ``ProfilesConfig.co_engagement`` takes."""
+        return CoEngagementOptions(
+            neighbours=self.neighbours,
+            history=self.history,
+            positive_weight=self.positive_weight,
+            half_life_seconds=self.half_life_s,
+        )
 
 
 class KinesisSettings(BaseModel):
