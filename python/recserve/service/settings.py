@@ -123,7 +123,7 @@ class FeedSettings(BaseModel):
         default=50, ge=1, le=1000, description="the user's latest items the region draws count"
     )
     quality_weight: float = Field(
-        default=1.0,
+        default=0.3,
         ge=0.0,
         description="adds this times the item's learned quality lift (and bonus)",
     )
@@ -131,7 +131,7 @@ class FeedSettings(BaseModel):
         default=10.0, gt=0.0, description="views' worth of shrinkage toward no lift"
     )
     quality_optimism: float = Field(
-        default=0.1, ge=0.0, description="UCB bonus: this / sqrt(1 + views)"
+        default=0.05, ge=0.0, description="UCB bonus: this / sqrt(1 + views)"
     )
     quality_refit_s: float = Field(
         default=10.0, gt=0.0, description="the catalogue's outcome curve is refitted this often"
