@@ -80,14 +80,20 @@ def affinity(
     similarity = np.zeros(n, dtype=np.float32)
     hours = np.full(n, NO_POSITIVE_HOURS, dtype=np.float32)
     if len(positive_vectors) and n:
-        items = unit_rows(item_vectors)
         positives = unit_rows(positive_vectors)
-        similarity = np.max(items @ positives.T, axis=1).astype(np.float32)
+        norms = np.sqrt(np.einsum("ij,ij->i", item_vectors, item_vectors))
+        dots = np.max(item_vectors @ positives.T, axis=1)
+        similarity = np.where(norms > 1e-12, dots / np.maximum(norms, 1e-12), 0.0).astype(
+            np.float32
+        )
         if centroids is not None and len(centroids):
-            item_region = np.argmax(items @ centroids.T, axis=1)
+            # the nearest centroid by cosine: an item's length does not change its argmax
+            item_region = np.argmax(item_vectors @ centroids.T, axis=1)
             positive_region = np.argmax(positives @ centroids.T, axis=1)
             latest = np.full(len(centroids), -np.inf)
-            np.maximum.at(latest, positive_region, np.asarray(positive_ts_ms, dtype=np.float64))
+            ts = np.asarray(positive_ts_ms, dtype=np.float64)
+            order = np.argsort(ts, kind="stable")  # the last write per region is its latest
+            latest[positive_region[order]] = ts[order]
             age = (float(now_ms) - latest[item_region]) / 3_600_000.0
             hours = np.where(
                 np.isfinite(age), np.clip(age, 0.0, NO_POSITIVE_HOURS), NO_POSITIVE_HOURS

@@ -160,7 +160,7 @@ def test_an_item_that_beats_its_audience_ranks_higher_with_quality(tmp_path: Pat
 
 
 def test_explain_lists_the_blend_terms(tmp_path: Path) -> None:
-    engine = _engine(tmp_path, popularity_weight=0.5)
+    engine = _engine(tmp_path, popularity_weight=0.5, related_weight=1.0, quality_weight=0.0)
     try:
         engine.post_events(
             [
