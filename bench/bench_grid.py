@@ -14,31 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import cpu_model  # noqa: E402
+from machine import cpu_model, git_sha  # noqa: E402
 from recserve import simd  # noqa: E402
 from recserve.sim.grid import GridConfig, print_grid, run_grid  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def git_sha() -> str:
-    try:
-        sha = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "diff", "--quiet", "HEAD", "--", "python", "cpp", "src"]
-        ).returncode
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> None:

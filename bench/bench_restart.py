@@ -36,7 +36,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,7 +44,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_feed import make_items  # noqa: E402
-from machine import cpu_model  # noqa: E402
+from machine import cpu_model, git_sha  # noqa: E402
 from recserve import simd  # noqa: E402
 from recserve.catalog import Item  # noqa: E402
 from recserve.service.child import free_port, start_serve  # noqa: E402
@@ -58,20 +57,6 @@ DIMS = 64
 BATCH = 10_000
 CONFIGS = ("empty", "before", "index lost", "files")
 SLOW = ("before", "index lost")
-
-
-def git_sha() -> str:
-    try:
-        sha = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "diff", "--quiet", "HEAD", "--", "python", "cpp", "src"]
-        ).returncode
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 # ---- the data directory ----------------------------------------------------------------------
