@@ -116,5 +116,10 @@ def test_movielens_without_a_config_uses_the_packaged_settings() -> None:
     from recserve.service.settings import load_settings
 
     settings = load_settings(cli.MOVIELENS_CONFIG)
-    assert settings.feed.popularity_weight == pytest.approx(0.3)
-    assert settings.feed.model_fields_set == {"popularity_weight"}  # nothing else changed
+    assert settings.feed.popularity_weight == pytest.approx(0.05)
+    assert settings.feed.related_weight == pytest.approx(3.0)
+    assert settings.feed.quality_weight == 0.0
+    changed = {"popularity_weight", "related_weight", "quality_weight"}
+    assert settings.feed.model_fields_set == changed  # nothing else
+    assert settings.co_engagement.positive_weight == pytest.approx(0.25)
+    assert settings.co_engagement.neighbours == 256
