@@ -23,8 +23,6 @@ from machine import cpu_model, git_sha  # noqa: E402
 from recserve import simd  # noqa: E402
 from recserve.sim.grid import GridConfig, print_grid, run_grid  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
