@@ -106,8 +106,9 @@ def test_replay_is_deterministic() -> None:
     events = log(cat)
     a = replay(events, cat, split=0.5, whole_run=True).to_dict()
     b = replay(events, cat, split=0.5, whole_run=True).to_dict()
-    for d in (a, b):
+    for d in (a, b):  # how long each took is the one thing that may differ
         d.pop("seconds")
+        d["settings"]["peers"]["validation"].pop("seconds")
     assert a == b
 
 
