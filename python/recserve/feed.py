@@ -15,8 +15,9 @@ Candidates come from six sources, each labelled on the served item:
 - ``trending``: the current top of ``recserve.retrieve.Trending``, a fallback when the user's
   own candidates run short;
 - ``cold_start``: for a user without a direction yet: items with their onboarding interests,
-  then items near each region's centroid (``recserve.regions``), trending, and a random sample
-  of the catalogue (so the start spans the catalogue and the first events locate the user).
+  then (with the region rule on) items near each region's centroid (``recserve.regions``),
+  trending, and a random sample of the catalogue (so the start spans the catalogue and the
+  first events locate the user).
 
 Filters drop what the user has seen (``Profiles.seen``), what was served to them recently,
 what was taken down, and what their blocked creators made. The ranker scores the rest, and the
