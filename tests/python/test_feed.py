@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from recserve.catalog import Item
 from recserve.ids import key_of
@@ -31,7 +31,9 @@ def _vectors(seed: int = 0) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def _engine(tmp_path: Path, **feed: Any) -> Engine:
+@contextmanager
+def _engine(tmp_path: Path, **feed: Any) -> Iterator[Engine]:
+    """A started engine over the clustered catalogue, with these feed settings."""
     settings = Settings(
         data_dir=tmp_path,
         dims=DIMS,
@@ -42,16 +44,12 @@ def _engine(tmp_path: Path, **feed: Any) -> Engine:
     )
     engine = Engine(settings)
     engine.start()
-    items = [Item(f"i{k}", f"c{k}", 20_000) for k in range(CLUSTERS * PER_CLUSTER)]
-    engine.upsert_items(items, _vectors(), amplify=False)
-    return engine
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    e = _engine(tmp_path)
-    yield e
-    e.close(snapshot=False)
+    try:
+        items = [Item(f"i{k}", f"c{k}", 20_000) for k in range(CLUSTERS * PER_CLUSTER)]
+        engine.upsert_items(items, _vectors(), amplify=False)
+        yield engine
+    finally:
+        engine.close(snapshot=False)
 
 
 def _complete(user: str, item: str, at: int) -> EventRow:
@@ -66,8 +64,7 @@ def _page(engine: Engine, user: str, n: int = 10, **kwargs: Any) -> list[Any]:
 
 
 def test_an_item_co_engaged_by_others_reaches_the_page_as_related(tmp_path: Path) -> None:
-    engine = _engine(tmp_path, candidates=20, interest_queries=0, related_weight=1.0)
-    try:
+    with _engine(tmp_path, candidates=20, interest_queries=0, related_weight=1.0) as engine:
         # i0 (cluster 0) and i199 (cluster 3) are far apart, but 20 users completed both.
         engine.post_events(
             [
@@ -79,19 +76,15 @@ def test_an_item_co_engaged_by_others_reaches_the_page_as_related(tmp_path: Path
         engine.post_events([_complete("newcomer", "i0", 100)])
         page = {s.item_id: s.source for s in _page(engine, "newcomer")}
         assert page.get("i199") == "related"
-        off = _engine(tmp_path / "off", candidates=20, interest_queries=0, related=0)
-        try:
-            off.post_events([_complete("newcomer", "i0", 100)])
-            assert "i199" not in {s.item_id for s in _page(off, "newcomer")}
-        finally:
-            off.close(snapshot=False)
-    finally:
-        engine.close(snapshot=False)
+    with _engine(tmp_path / "off", candidates=20, interest_queries=0, related=0) as off:
+        off.post_events([_complete("newcomer", "i0", 100)])
+        assert "i199" not in {s.item_id for s in _page(off, "newcomer")}
 
 
 def test_two_interests_are_both_retrieved(tmp_path: Path) -> None:
-    engine = _engine(tmp_path, candidates=5, interest_queries=2, interest_candidates=10, related=0)
-    try:
+    with _engine(
+        tmp_path, candidates=5, interest_queries=2, interest_candidates=10, related=0
+    ) as engine:
         # the user's positives lie in clusters 1 and 3: their average points at neither
         engine.post_events([_complete("two", "i60", 0), _complete("two", "i160", 1)])
         assert engine.builder is not None
@@ -106,26 +99,22 @@ def test_two_interests_are_both_retrieved(tmp_path: Path) -> None:
         assert trace is not None
         assert trace["retrieved"]
         assert trace["source"] == "interest"
-    finally:
-        engine.close(snapshot=False)
 
 
 def test_a_new_users_pages_span_the_catalogues_regions(tmp_path: Path) -> None:
-    engine = _engine(tmp_path, regions=CLUSTERS, region_weight=1.0, trending=0)
-    try:
+    with _engine(tmp_path, regions=CLUSTERS, region_weight=1.0, trending=0) as engine:
         clusters: set[int] = set()
         for request in range(3):
             page = _page(engine, "fresh", n=8, seed=request)
             assert {s.source for s in page} == {"cold_start"}
             clusters |= {int(s.item_id[1:]) // PER_CLUSTER for s in page}
         assert clusters == set(range(CLUSTERS))
-    finally:
-        engine.close(snapshot=False)
 
 
 def test_region_draws_follow_completions_and_fast_skips(tmp_path: Path) -> None:
-    engine = _engine(tmp_path, regions=CLUSTERS, region_weight=5.0, related=0, interest_queries=0)
-    try:
+    with _engine(
+        tmp_path, regions=CLUSTERS, region_weight=5.0, related=0, interest_queries=0
+    ) as engine:
         events = [_complete("picky", f"i{k}", k) for k in range(5)]  # cluster 0: completed
         events += [
             EventRow(f"s{k}", "picky", f"i{100 + k}", "watch", 500, 20_000, T0 + 10 + k)
@@ -137,13 +126,10 @@ def test_region_draws_follow_completions_and_fast_skips(tmp_path: Path) -> None:
             for s in _page(engine, "picky", n=5, seed=request):
                 counts[int(s.item_id[1:]) // PER_CLUSTER] += 1
         assert counts[0] > counts[2]
-    finally:
-        engine.close(snapshot=False)
 
 
 def test_an_item_that_beats_its_audience_ranks_higher_with_quality(tmp_path: Path) -> None:
-    engine = _engine(tmp_path, quality_weight=2.0, quality_refit_s=0.001, related=0)
-    try:
+    with _engine(tmp_path, quality_weight=2.0, quality_refit_s=0.001, related=0) as engine:
         # Within cluster 0, i10 is completed by everyone who sees it, i11 skipped by all.
         events: list[EventRow] = []
         for u in range(30):
@@ -155,13 +141,10 @@ def test_an_item_that_beats_its_audience_ranks_higher_with_quality(tmp_path: Pat
         page = [s.item_id for s in _page(engine, "judge", n=50)]
         assert "i10" in page
         assert "i11" not in page or page.index("i10") < page.index("i11")
-    finally:
-        engine.close(snapshot=False)
 
 
 def test_explain_lists_the_blend_terms(tmp_path: Path) -> None:
-    engine = _engine(tmp_path, popularity_weight=0.5, related_weight=1.0, quality_weight=0.0)
-    try:
+    with _engine(tmp_path, popularity_weight=0.5, related_weight=1.0, quality_weight=0.0) as engine:
         engine.post_events(
             [
                 e
@@ -178,5 +161,3 @@ def test_explain_lists_the_blend_terms(tmp_path: Path) -> None:
         assert trace["source"] in {"ann", "related", "interest"}
         assert set(trace["blend_terms"]) == {"popularity", "related"}
         assert trace["blend_terms"]["related"] > 0
-    finally:
-        engine.close(snapshot=False)
