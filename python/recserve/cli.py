@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from recserve import __version__, simd
 from recserve.evaluate import cli as evaluate
@@ -113,8 +114,20 @@ def train_model(args: argparse.Namespace) -> None:
     from recserve.train.trainer import train
 
     hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
+    served: dict[str, Any] = {}
+    if args.config is not None:  # build the rows as the service so configured will
+        from recserve.profiles import UpdateRule
+        from recserve.service.settings import load_settings
+
+        settings = load_settings(args.config)
+        served = {
+            "rule": UpdateRule.from_dict(settings.update_rule),
+            "query": settings.feed.affinity_query(),
+            "co_engagement": settings.co_engagement.options(),
+        }
     result = train(
         args.log,
+        **served,
         negatives=args.negatives,
         epochs=args.epochs,
         seed=args.seed,
@@ -252,6 +265,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_parser.add_argument("--batch-size", type=int, default=256)
     train_parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     train_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train_parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="the service's TOML settings: its update rule, feed and co-engagement settings "
+        "shape the rows (default: the defaults)",
+    )
     serve_parser = commands.add_parser("serve", help="run the feed service over HTTP")
     serve_parser.add_argument("--config", type=Path, default=None, help="a TOML settings file")
     serve_parser.add_argument("--host", default=None, help="default 127.0.0.1")

@@ -26,7 +26,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
@@ -34,7 +34,9 @@ import numpy as np
 import numpy.typing as npt
 
 from recserve import mlp
+from recserve.affinity import AffinityQuery
 from recserve.features import FeatureSpec
+from recserve.profiles import CoEngagementOptions, UpdateRule
 from recserve.train.labels import HEADS
 from recserve.train.log import read_log
 from recserve.train.replay import Dataset, replay
@@ -157,18 +159,35 @@ def train(
     *,
     window_s: float = 3600.0,
     negatives: int = 0,
+    rule: UpdateRule | None = None,
+    query: AffinityQuery | None = None,
+    co_engagement: CoEngagementOptions | None = None,
     **options: Unpack[TrainOptions],
 ) -> TrainResult:
     """Train on the log in ``log_dir``; with ``out``, write the int8 model there. ``negatives``:
-    sampled negatives per impression (``recserve.train.replay``). ``options`` are
-    ``train_dataset``'s (epochs, seed, hidden, batch_size, learning_rate, weight_decay,
+    sampled negatives per impression (``recserve.train.replay``). ``rule``, ``query`` and
+    ``co_engagement`` are the serving service's update rule, affinity query and co-engagement
+    options (defaults: the service's defaults), so the rows are what it will build. ``options``
+    are ``train_dataset``'s (epochs, seed, hidden, batch_size, learning_rate, weight_decay,
     heldout_fraction, calibration_rows, out, progress)."""
     log = read_log(log_dir)
-    dataset = replay(log, window_s=window_s, negatives=negatives, seed=options.get("seed", 0))
+    query = query if query is not None else AffinityQuery()
+    co_engagement = co_engagement if co_engagement is not None else CoEngagementOptions()
+    dataset = replay(
+        log,
+        window_s=window_s,
+        negatives=negatives,
+        seed=options.get("seed", 0),
+        rule=rule,
+        query=query,
+        profiles_config={"co_engagement": co_engagement},
+    )
     info: dict[str, Any] = {
         "log": str(log_dir),
         "skipped_lines": list(log.report.skipped),
         "negatives": negatives,
+        "affinity_query": asdict(query),
+        "co_engagement": asdict(co_engagement),
     }
     return train_dataset(dataset, extra_metadata=info, **options)
 

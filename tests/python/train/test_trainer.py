@@ -178,3 +178,22 @@ def test_cli_refuses_negative_negatives_with_a_clear_error(
     assert cli.main(argv) == 2
     assert "negatives must be >= 0, got -1" in capsys.readouterr().err
     assert not model.exists()
+
+
+def test_cli_builds_the_rows_as_the_configured_service_will(
+    synthetic_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "service.toml"
+    config.write_text(
+        "[feed]\nrelated = 7\nregions = 4\n"
+        "[co_engagement]\nneighbours = 128\npositive_weight = 0.25\n"
+    )
+    model = tmp_path / "m.rsm"
+    argv = ["train", "--log", str(synthetic_log), "--out", str(model), "--epochs", "1"]
+    assert cli.main([*argv, "--no-progress", "--config", str(config)]) == 0
+    training = mlp.Model.load(model).metadata["training"]
+    assert training["affinity_query"]["related"] == 7
+    assert training["affinity_query"]["regions"] == 4
+    assert training["co_engagement"]["neighbours"] == 128
+    assert training["co_engagement"]["positive_weight"] == 0.25
+    capsys.readouterr()
