@@ -49,7 +49,60 @@ inline void tail_tile(std::size_t rows_left, const std::uint8_t* a, std::size_t 
     }
 }
 
+// The 16-bit first layer: one 128-byte step of the packed int16 weights is two zmm, columns
+// 0-7 and 8-15, each column's 4 k as two 32-bit lanes of 2 k; a row's 4 inputs broadcast as one
+// 64-bit pattern meet them in vpdpwssd (2 products per lane, non-saturating: exact in int32
+// under the layer's bound). Each column's two lanes are added once, at the end of the tile.
+template <std::size_t R>
+inline void tile_s16(const std::int16_t* a, std::size_t lda, const std::int16_t* panel, std::size_t groups,
+                     std::int32_t* c, std::size_t ldc) {
+    __m512i lo_i32x16[R], hi_i32x16[R];
+    for (std::size_t r = 0; r < R; ++r) lo_i32x16[r] = hi_i32x16[r] = _mm512_setzero_si512();
+    for (std::size_t g = 0; g < groups; ++g) {
+        const __m512i w_lo_i16x32 = _mm512_loadu_si512(panel + g * 64);
+        const __m512i w_hi_i16x32 = _mm512_loadu_si512(panel + g * 64 + 32);
+        for (std::size_t r = 0; r < R; ++r) {
+            std::int64_t four;
+            std::memcpy(&four, a + r * lda + g * kGemmKGroup, sizeof four);
+            const __m512i a_i16x32 = _mm512_set1_epi64(four);
+            lo_i32x16[r] = _mm512_dpwssd_epi32(lo_i32x16[r], a_i16x32, w_lo_i16x32);
+            hi_i32x16[r] = _mm512_dpwssd_epi32(hi_i32x16[r], a_i16x32, w_hi_i16x32);
+        }
+    }
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for (std::size_t r = 0; r < R; ++r) {
+        const __m512i sum = _mm512_add_epi32(_mm512_permutex2var_epi32(lo_i32x16[r], even, hi_i32x16[r]),
+                                             _mm512_permutex2var_epi32(lo_i32x16[r], odd, hi_i32x16[r]));
+        _mm512_storeu_si512(c + r * ldc, sum);
+    }
+}
+
+template <std::size_t R>
+inline void tail_tile_s16(std::size_t rows_left, const std::int16_t* a, std::size_t lda, const std::int16_t* panel,
+                          std::size_t groups, std::int32_t* c, std::size_t ldc) {
+    if constexpr (R > 0) {
+        if (rows_left == R) {
+            tile_s16<R>(a, lda, panel, groups, c, ldc);
+            return;
+        }
+        tail_tile_s16<R - 1>(rows_left, a, lda, panel, groups, c, ldc);
+    }
+}
+
 }  // namespace
+
+void gemm_s16s16_avx512vnni(const std::int16_t* a, std::size_t lda, std::size_t rows, const std::int16_t* w,
+                            std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc) {
+    const std::size_t groups = k_pad / kGemmKGroup;
+    for (std::size_t n0 = 0; n0 < n_pad; n0 += kGemmColumnBlock) {
+        const std::int16_t* panel = w + (n0 / kGemmColumnBlock) * groups * 64;
+        std::size_t r = 0;
+        for (; r + kRowTile <= rows; r += kRowTile)
+            tile_s16<kRowTile>(a + r * lda, lda, panel, groups, c + r * ldc + n0, ldc);
+        tail_tile_s16<kRowTile - 1>(rows - r, a + r * lda, lda, panel, groups, c + r * ldc + n0, ldc);
+    }
+}
 
 void gemm_u8i8_avx512vnni(const std::uint8_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
                           std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc) {

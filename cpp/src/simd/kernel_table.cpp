@@ -63,7 +63,7 @@ constexpr KernelTable kAvx512Table{
     .gemm_s16s16 = gemm_s16s16_avx2,
     .quantize_row_s16 = quantize_row_s16_avx2,
 };
-// VNNI changes only the int8 kernels.
+// VNNI changes the int8 kernels and the 16-bit first layer (vpdpwssd).
 constexpr KernelTable kAvx512VnniTable{
     .isa = Isa::kAvx512,
     .variant = "avx512+vnni",
@@ -77,7 +77,7 @@ constexpr KernelTable kAvx512VnniTable{
     .gemm_u8i8 = gemm_u8i8_avx512vnni,
     .int8_peak = int8_peak_avx512vnni,
     .relu_requantize = relu_requantize_avx2,
-    .gemm_s16s16 = gemm_s16s16_avx2,
+    .gemm_s16s16 = gemm_s16s16_avx512vnni,
     .quantize_row_s16 = quantize_row_s16_avx2,
 };
 #endif

@@ -49,7 +49,7 @@ const Variant kVariants[] = {
     {"avx512_vnni", "AVX-512 F/BW/VL/DQ + VNNI", [] { return cpu_features().avx512_vnni; },
      {Isa::kAvx512, "avx512+vnni", dot_f32_avx512, l2sq_f32_avx512, cos_f32_avx512, dot_i8_avx512vnni,
       l2sq_i8_avx512vnni, cos_i8_avx512vnni, dot_u8i8_avx512vnni, gemm_u8i8_avx512vnni, int8_peak_avx512vnni,
-      relu_requantize_avx2, gemm_s16s16_avx2, quantize_row_s16_avx2}},
+      relu_requantize_avx2, gemm_s16s16_avx512vnni, quantize_row_s16_avx2}},
 #endif
 #if defined(RECSERVE_ARCH_ARM64)
     {"neon", "Advanced SIMD", [] { return cpu_features().neon; },

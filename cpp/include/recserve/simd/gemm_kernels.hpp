@@ -89,6 +89,9 @@ std::uint64_t int8_peak_avx2(std::size_t iterations);
 void gemm_u8i8_avx512vnni(const std::uint8_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
                           std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc);
 std::uint64_t int8_peak_avx512vnni(std::size_t iterations);
+// The 16-bit first layer on vpdpwssd (2 x 16-bit products per 32-bit lane, non-saturating).
+void gemm_s16s16_avx512vnni(const std::int16_t* a, std::size_t lda, std::size_t rows, const std::int16_t* w,
+                            std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc);
 #endif
 
 #if defined(RECSERVE_ARCH_ARM64)
