@@ -2,8 +2,8 @@
 candidate sources. One definition, used by the feed (one user, its candidates) and by the
 training replay (each logged impression as of its serve time)::
 
-    a = affinity(item_keys, item_vectors, related_keys, related_scores,
-                 positive_vectors, positive_ts_ms, now_ms, centroids)
+    related = related_score_of(item_keys, related_keys, related_scores)   # Profiles.related's
+    a = affinity(related, item_vectors, positive_vectors, positive_ts_ms, now_ms, centroids)
     a.related, a.positive_similarity, a.region_positive_hours     # each float32 [n]
 
 - ``related``: the item's co-engagement score from the user's recent positives
@@ -65,18 +65,16 @@ def related_score_of(item_keys: U64, related_keys: U64, related_scores: F32) -> 
 
 
 def affinity(
-    item_keys: U64,
+    related: F32,
     item_vectors: F32,
-    related_keys: U64,
-    related_scores: F32,
     positive_vectors: F32,
     positive_ts_ms: npt.NDArray[np.int64],
     now_ms: float,
     centroids: F32 | None,
 ) -> Affinity:
-    """The three features for n candidates of one user (see the module doc)."""
-    n = len(item_keys)
-    related = related_score_of(item_keys, related_keys, related_scores)
+    """The three features for n candidates of one user (see the module doc); ``related`` is
+    their co-engagement scores (``related_score_of``), which the feed's blend reads too."""
+    n = len(related)
     similarity = np.zeros(n, dtype=np.float32)
     hours = np.full(n, NO_POSITIVE_HOURS, dtype=np.float32)
     if len(positive_vectors) and n:

@@ -181,7 +181,6 @@ class _UserSignals:
     session: F32
     query: F32 | None  # the blended ANN query; None: no direction yet
     recent: U64  # met lately, or served lately: excluded from retrieval
-    positives: U64  # recent positives, newest first
     positive_ts: npt.NDArray[np.int64]  # when each was last a positive (ms)
     positive_vectors: F32  # their item vectors (zeros for an item without one)
     related_keys: U64  # co-engagement candidates and their scores
@@ -316,7 +315,6 @@ class FeedBuilder:
             session=session,
             query=query_vector(long_term, session, s.session_weight),
             recent=recent,
-            positives=positives,
             positive_ts=positive_ts,
             positive_vectors=positive_vectors,
             related_keys=related_keys,
@@ -432,7 +430,8 @@ class FeedBuilder:
         if n == 0:
             return None, np.zeros(0, np.float32)
         state = self.profiles.items(pool.keys)
-        blend = self._blend_terms(pool, user, state, now_s, rng)
+        related = related_score_of(pool.keys, user.related_keys, user.related_scores)
+        blend = self._blend_terms(pool, user, state, related, now_s, rng)
         pool.terms = blend
         extra = np.sum(list(blend.values()), axis=0).astype(np.float32)
         query = user.query
@@ -466,20 +465,21 @@ class FeedBuilder:
                 created_at=pool.created_s,
             ),
             Context(now=now_s, position=0),
-            affinity=self._affinity(pool, user, state, now_s) if ranker.spec.version >= 2 else None,
+            affinity=self._affinity(related, user, state, now_s, ranker.spec.version),
         )
         probs, scores = ranker.score(rows)
         return probs, (scores + extra).astype(np.float32)
 
     def _affinity(
-        self, pool: _Pool, user: _UserSignals, state: ItemState, now_s: float
-    ) -> Affinity:
+        self, related: F32, user: _UserSignals, state: ItemState, now_s: float, version: int
+    ) -> Affinity | None:
+        """The version-2 feature columns (None for a model of layout 1, which has none)."""
+        if version < 2:
+            return None
         regions = self._refresh_regions() if self.settings.regions else None
         return affinity(
-            pool.keys,
+            related,
             state.vectors,
-            user.related_keys,
-            user.related_scores,
             user.positive_vectors,
             user.positive_ts,
             now_s * 1000.0,
@@ -491,6 +491,7 @@ class FeedBuilder:
         pool: _Pool,
         user: _UserSignals,
         state: ItemState,
+        related: F32,
         now_s: float,
         rng: np.random.Generator,
     ) -> dict[str, npt.NDArray[np.float32]]:
@@ -512,7 +513,6 @@ class FeedBuilder:
                 counts = st["completions"].astype(np.float64)
             terms["popularity"] = (s.popularity_weight * np.log1p(counts)).astype(np.float32)
         if s.related_weight > 0 and len(user.related_keys):
-            related = related_score_of(pool.keys, user.related_keys, user.related_scores)
             terms["related"] = (s.related_weight * related).astype(np.float32)
         if s.quality_weight > 0:
             self._refit_quality(now_s)

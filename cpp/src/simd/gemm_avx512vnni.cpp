@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "recserve/simd/gemm_kernels.hpp"
 
@@ -37,15 +38,16 @@ inline void tile(const std::uint8_t* a, std::size_t lda, const std::int8_t* pane
     for (std::size_t r = 0; r < R; ++r) _mm512_storeu_si512(c + r * ldc, acc_i32x16[r]);
 }
 
-template <std::size_t R>
-inline void tail_tile(std::size_t rows_left, const std::uint8_t* a, std::size_t lda, const std::int8_t* panel,
-                      std::size_t groups, std::int32_t* c, std::size_t ldc) {
+// Calls tile(std::integral_constant<std::size_t, rows_left>) for the last rows_left < R + 1
+// rows: the row count is a template argument, so a tile's accumulators stay in registers.
+template <std::size_t R, typename Tile>
+inline void tail_tile(std::size_t rows_left, const Tile& tile) {
     if constexpr (R > 0) {
         if (rows_left == R) {
-            tile<R>(a, lda, panel, groups, c, ldc);
+            tile(std::integral_constant<std::size_t, R>{});
             return;
         }
-        tail_tile<R - 1>(rows_left, a, lda, panel, groups, c, ldc);
+        tail_tile<R - 1>(rows_left, tile);
     }
 }
 
@@ -78,18 +80,6 @@ inline void tile_s16(const std::int16_t* a, std::size_t lda, const std::int16_t*
     }
 }
 
-template <std::size_t R>
-inline void tail_tile_s16(std::size_t rows_left, const std::int16_t* a, std::size_t lda, const std::int16_t* panel,
-                          std::size_t groups, std::int32_t* c, std::size_t ldc) {
-    if constexpr (R > 0) {
-        if (rows_left == R) {
-            tile_s16<R>(a, lda, panel, groups, c, ldc);
-            return;
-        }
-        tail_tile_s16<R - 1>(rows_left, a, lda, panel, groups, c, ldc);
-    }
-}
-
 }  // namespace
 
 void gemm_s16s16_avx512vnni(const std::int16_t* a, std::size_t lda, std::size_t rows, const std::int16_t* w,
@@ -100,7 +90,9 @@ void gemm_s16s16_avx512vnni(const std::int16_t* a, std::size_t lda, std::size_t 
         std::size_t r = 0;
         for (; r + kRowTile <= rows; r += kRowTile)
             tile_s16<kRowTile>(a + r * lda, lda, panel, groups, c + r * ldc + n0, ldc);
-        tail_tile_s16<kRowTile - 1>(rows - r, a + r * lda, lda, panel, groups, c + r * ldc + n0, ldc);
+        tail_tile<kRowTile - 1>(rows - r, [&](auto rows_left) {
+            tile_s16<decltype(rows_left)::value>(a + r * lda, lda, panel, groups, c + r * ldc + n0, ldc);
+        });
     }
 }
 
@@ -111,7 +103,9 @@ void gemm_u8i8_avx512vnni(const std::uint8_t* a, std::size_t lda, std::size_t ro
         const std::int8_t* panel = w + (n0 / kGemmColumnBlock) * groups * 64;
         std::size_t r = 0;
         for (; r + kRowTile <= rows; r += kRowTile) tile<kRowTile>(a + r * lda, lda, panel, groups, c + r * ldc + n0, ldc);
-        tail_tile<kRowTile - 1>(rows - r, a + r * lda, lda, panel, groups, c + r * ldc + n0, ldc);
+        tail_tile<kRowTile - 1>(rows - r, [&](auto rows_left) {
+            tile<decltype(rows_left)::value>(a + r * lda, lda, panel, groups, c + r * ldc + n0, ldc);
+        });
     }
 }
 

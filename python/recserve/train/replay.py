@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from recserve.affinity import Affinity, AffinityQuery, affinity
+from recserve.affinity import Affinity, AffinityQuery, affinity, related_score_of
 from recserve.features import OUTCOMES, Context, FeatureSpec, ItemStats, UserFeatures
 from recserve.features import build_features as _build_features
 from recserve.profiles import EVENT_TYPES, Events, Profiles, ProfilesConfig, UpdateRule
@@ -172,10 +172,8 @@ def _affinity_now(
     known = np.array([k in row_of for k in positive_keys.tolist()], dtype=bool)
     positive_rows = [row_of[k] for k in positive_keys[known].tolist()]
     a = affinity(
-        keys[rows].astype(np.uint64),
+        related_score_of(keys[rows].astype(np.uint64), related_keys, related_scores),
         vectors[rows],
-        related_keys,
-        related_scores,
         vectors[positive_rows],
         positive_ts[known],
         now_ms,
