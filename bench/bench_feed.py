@@ -44,11 +44,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_model  # noqa: E402
 from recserve.amplify import Amplifier  # noqa: E402
 from recserve.catalog import Catalog, Item  # noqa: E402
-from recserve.feed import FeedBuilder, ServedMemory, UserPrefs  # noqa: E402
+from recserve.feed import (  # noqa: E402
+    FeedBuilder,
+    FeedConfig,  # noqa: E402
+    ServedMemory,
+    UserPrefs,
+)
 from recserve.profiles import EVENT_TYPES, Events, Profiles, ProfilesConfig  # noqa: E402
 from recserve.rank import BUILTIN_VERSION, ModelRegistry  # noqa: E402
 from recserve.retrieve import Trending  # noqa: E402
-from recserve.service.settings import FeedSettings  # noqa: E402
 
 DIMS = 64
 STAGES = ("retrieve", "filter", "rank")
@@ -136,7 +140,7 @@ def in_process(n_items: int, requests: int, seed: int) -> dict[str, tuple[float,
     trending.add(event_items, types.astype(np.uint8), now_ms / 1000)
     ranker = ModelRegistry(Path(tempfile.gettempdir()), DIMS).get(BUILTIN_VERSION)
     builder = FeedBuilder(
-        FeedSettings(), catalog, profiles, amplifier, trending, UserPrefs(), ServedMemory(500)
+        FeedConfig(), catalog, profiles, amplifier, trending, UserPrefs(), ServedMemory(500)
     )
     stages: dict[str, list[float]] = {}
     for r in range(requests + 100):
