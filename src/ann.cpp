@@ -8,6 +8,7 @@
 #include <string>
 
 #include "errors.hpp"
+#include "handles.hpp"
 #include "recserve/ann/index.hpp"
 
 namespace recserve::py {
@@ -142,6 +143,7 @@ class PyIndex {
 
     const ann::IndexOptions& options() const { return index_->options(); }
     std::size_t size() const { return index_->size(); }
+    const Index& index() const { return *index_; }
     bool contains(std::uint64_t id) const { return index_->contains(id); }
 
   private:
@@ -156,6 +158,8 @@ class PyIndex {
 };
 
 }  // namespace
+
+const ann::Index& index_of(const pyb::handle& index) { return index.cast<const PyIndex&>().index(); }
 
 void register_ann(pyb::module_& m) {
     m.attr("MISSING_ID") = pyb::int_(ann::kMissingId);

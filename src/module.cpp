@@ -14,6 +14,7 @@ void register_mlp(pyb::module_& m);
 void register_embed(pyb::module_& m);
 void register_profiles(pyb::module_& m);
 void register_ingest(pyb::module_& m);
+void register_feed(pyb::module_& m);
 
 pyb::object& corrupt_file_error() {
     // Leaked on purpose: destroying a Python object after the interpreter has finalised crashes.
@@ -111,4 +112,6 @@ PYBIND11_MODULE(_core, m) {
     py::register_profiles(profiles);
     auto ingest = m.def_submodule("ingest", "Kinesis records decoded into event columns");
     py::register_ingest(ingest);
+    auto feed = m.def_submodule("feed", "one page per call: the native feed pipeline and its feature rows");
+    py::register_feed(feed);
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "errors.hpp"
+#include "handles.hpp"
 #include "recserve/base/byte_io.hpp"
 #include "recserve/profiles/profiles.hpp"
 
@@ -92,6 +93,7 @@ class PySnapshot {
 class PyProfiles {
   public:
     explicit PyProfiles(std::unique_ptr<Profiles> p) : p_(std::move(p)) {}
+    const Profiles& profiles() const { return *p_; }
 
     static PyProfiles create(const ProfilesOptions& o) {
         Result<std::unique_ptr<Profiles>> p = Profiles::create(o);
@@ -378,6 +380,10 @@ class PyProfiles {
 };
 
 }  // namespace
+
+const profiles::Profiles& profiles_of(const pyb::handle& profiles) {
+    return profiles.cast<const PyProfiles&>().profiles();
+}
 
 void register_profiles(pyb::module_& m) {
     m.attr("event_types") = std::vector<std::string>(profiles::kEventTypeNames, profiles::kEventTypeNames + profiles::kEventTypes);

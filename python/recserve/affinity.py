@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from recserve.regions import unit_rows
+from recserve import _core
 
 __all__ = ["NO_POSITIVE_HOURS", "Affinity", "AffinityQuery", "affinity", "related_score_of"]
 
@@ -74,26 +74,12 @@ def affinity(
 ) -> Affinity:
     """The three features for n candidates of one user (see the module doc); ``related`` is
     their co-engagement scores (``related_score_of``), which the feed's blend reads too."""
-    n = len(related)
-    similarity = np.zeros(n, dtype=np.float32)
-    hours = np.full(n, NO_POSITIVE_HOURS, dtype=np.float32)
-    if len(positive_vectors) and n:
-        positives = unit_rows(positive_vectors)
-        norms = np.sqrt(np.einsum("ij,ij->i", item_vectors, item_vectors))
-        dots = np.max(item_vectors @ positives.T, axis=1)
-        similarity = np.where(norms > 1e-12, dots / np.maximum(norms, 1e-12), 0.0).astype(
-            np.float32
-        )
-        if centroids is not None and len(centroids):
-            # the nearest centroid by cosine: an item's length does not change its argmax
-            item_region = np.argmax(item_vectors @ centroids.T, axis=1)
-            positive_region = np.argmax(positives @ centroids.T, axis=1)
-            latest = np.full(len(centroids), -np.inf)
-            ts = np.asarray(positive_ts_ms, dtype=np.float64)
-            order = np.argsort(ts, kind="stable")  # the last write per region is its latest
-            latest[positive_region[order]] = ts[order]
-            age = (float(now_ms) - latest[item_region]) / 3_600_000.0
-            hours = np.where(
-                np.isfinite(age), np.clip(age, 0.0, NO_POSITIVE_HOURS), NO_POSITIVE_HOURS
-            ).astype(np.float32)
+    # The core's arithmetic (recserve/feed/features.hpp), which the native feed runs too.
+    similarity, hours = _core.feed.affinity(
+        np.ascontiguousarray(item_vectors, dtype=np.float32),
+        np.ascontiguousarray(positive_vectors, dtype=np.float32).reshape(-1, item_vectors.shape[1]),
+        np.ascontiguousarray(positive_ts_ms, dtype=np.int64),
+        float(now_ms),
+        None if centroids is None else np.ascontiguousarray(centroids, dtype=np.float32),
+    )
     return Affinity(related, similarity, hours)

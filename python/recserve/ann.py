@@ -129,6 +129,11 @@ class Index:
         return isinstance(item_id, int | np.integer) and 0 <= int(item_id) < MISSING_ID and bool(
             self._index.contains(int(item_id)))
 
+    @property
+    def core(self) -> Any:
+        """The core index (``_core.ann.Index``), for the native feed."""
+        return self._index
+
     def __len__(self) -> int:
         return int(len(self._index))
 

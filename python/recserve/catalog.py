@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from recserve import ann
+from recserve import _core, ann
 from recserve._arrays import as_vectors
 from recserve._columns import read_columns, string_columns, strings, write_columns
 from recserve._core import CorruptFileError
@@ -145,6 +145,8 @@ class Catalog:
             np.zeros(0, dtype=np.int64),
         )
         self._recent_rows: dict[int, int] = {}
+        #: The same columns in the core, keyed by item, for the native feed (no GIL to read).
+        self.item_columns = _core.feed.ItemColumns()
         #: Bumped by every takedown: a page computed at an older epoch may hold a removed item.
         self.takedown_epoch = 0
 
@@ -180,6 +182,12 @@ class Catalog:
                 item.creator_id, len(self._creator_code)
             )
             self._live[row] = True
+        rows = [self._row_of[item.key] for item in items]
+        self.item_columns.set(
+            np.array([item.key for item in items], dtype=np.uint64),
+            self._created_s[rows],
+            self._creator[rows],
+        )
 
     def _allocate_rows(self, keys: Sequence[int]) -> None:
         """Rows (not live yet) for the keys that have none."""
@@ -246,6 +254,7 @@ class Catalog:
         if item is None:
             return False
         self._live[self._row_of[key]] = False  # first: the feed's filters read this column
+        self.item_columns.take_down(np.array([key], dtype=np.uint64))
         del self._items[key]
         self.takedown_epoch += 1
         self._untag(item)
@@ -392,6 +401,12 @@ class Catalog:
         self._live[item_rows] = True
         self._created_s[item_rows] = created / 1000.0
         self._creator[item_rows] = creator_of
+        self.item_columns.clear()
+        self.item_columns.set(
+            np.ascontiguousarray(keys, dtype=np.uint64),
+            self._created_s[item_rows],
+            self._creator[item_rows],
+        )
         self._creator_code = dict(zip(creators, range(len(creators)), strict=True))
         self._sorted = (sorted_keys.copy(), order.astype(np.int64))
         self._recent_rows = {}

@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from recserve import _core
 from recserve.affinity import NO_POSITIVE_HOURS, Affinity
 
 __all__ = [
@@ -224,6 +225,22 @@ class FeatureSpec:
         except KeyError:
             raise KeyError(f"no field {name!r}; fields are {list(slices)}") from None
 
+    def layout(self, normalize: bool = True) -> Any:
+        """The core's form of this layout (``_core.feed.Layout``), made once per spec."""
+        key = "_layout" if normalize else "_raw_layout"
+        layout = self.__dict__.get(key)
+        if layout is None:
+            priors = np.array([self.priors[o] for o in OUTCOMES], dtype=np.float64)
+            fitted = normalize and self.mean is not None
+            layout = self.__dict__[key] = _core.feed.Layout(
+                self.dims,
+                self.version,
+                priors,
+                self.mean if fitted else None,
+                self.std if fitted else None,
+            )
+        return layout
+
     def fit(self, rows: npt.ArrayLike) -> FeatureSpec:
         """A copy of this spec normalised by the mean and std of these (raw) rows."""
         raw = _rows(rows, self.width, "rows")
@@ -316,66 +333,35 @@ def build_features(
     d = spec.dims
     item_vectors = _rows(items, d, "items")
     n = item_vectors.shape[0]
-    long_term = _per_row_vectors(user.long_term, n, d, "user.long_term")
-    session = _per_row_vectors(user.session, n, d, "user.session")
-
-    out = np.empty((n, spec.width), dtype=np.float32)
-    out[:, spec.slice("user_long")] = long_term
-    out[:, spec.slice("user_session")] = session
-    out[:, spec.slice("item")] = item_vectors
-    out[:, spec.slice("dot_long_item")] = np.einsum("ij,ij->i", long_term, item_vectors)[:, None]
-    out[:, spec.slice("dot_session_item")] = np.einsum("ij,ij->i", session, item_vectors)[:, None]
-
-    impressions = _counts(stats.impressions, n, "stats.impressions")
-    for outcome in OUTCOMES:
-        count = _counts(getattr(stats, outcome), n, f"stats.{outcome}")
-        out[:, spec.slice(f"item_{outcome}_rate")] = _smoothed(
-            count, impressions, spec.priors[outcome]
-        )[:, None]
-    now = _scalars(context.now, n, "context.now")
-    created_at = _scalars(stats.created_at, n, "stats.created_at")
-    age_hours = np.maximum(now - created_at, 0.0) / 3600.0
-    out[:, spec.slice("item_log_impressions")] = np.log1p(impressions)[:, None]
-    out[:, spec.slice("item_log_age_hours")] = np.log1p(age_hours)[:, None]
-
-    user_impressions = _counts(user.impressions, n, "user.impressions")
-    out[:, spec.slice("user_log_events")] = np.log1p(_counts(user.events, n, "user.events"))[
-        :, None
-    ]
-    out[:, spec.slice("user_log_session_length")] = np.log1p(
-        _counts(user.session_length, n, "user.session_length")
-    )[:, None]
-    out[:, spec.slice("user_complete_rate")] = _smoothed(
-        _counts(user.completes, n, "user.completes"), user_impressions, spec.priors["complete"]
-    )[:, None]
-    out[:, spec.slice("user_skip_rate")] = _smoothed(
-        _counts(user.skips, n, "user.skips"), user_impressions, spec.priors["skip"]
-    )[:, None]
-    out[:, spec.slice("position")] = _counts(context.position, n, "context.position")[:, None]
-    if spec.version >= 2:
-        if affinity is None:
-            affinity = Affinity(
-                np.zeros(n, np.float32),
-                np.zeros(n, np.float32),
-                np.full(n, NO_POSITIVE_HOURS, np.float32),
-            )
-        out[:, spec.slice("related_score")] = _scalars(affinity.related, n, "affinity.related")[
-            :, None
-        ]
-        out[:, spec.slice("positive_similarity")] = _scalars(
-            affinity.positive_similarity, n, "affinity.positive_similarity"
-        )[:, None]
-        hours = _counts(affinity.region_positive_hours, n, "affinity.region_positive_hours")
-        out[:, spec.slice("log_hours_since_region_positive")] = np.log1p(hours)[:, None]
-    if normalize and spec.mean is not None and spec.std is not None:
-        out -= spec.mean  # in place, as spec.normalize computes it: rows are built, not given
-        out /= spec.std
-    return out
-
-
-def _smoothed(count: Array, total: Array, prior: tuple[float, float]) -> Array:
-    mean, strength = prior
-    return (count + mean * strength) / (np.maximum(total, count) + strength)
+    long_term = _user_vectors(user.long_term, n, d, "user.long_term")
+    session = _user_vectors(user.session, n, d, "user.session")
+    scalars = np.empty((n, _core.feed.SCALAR_COLUMNS), dtype=np.float64)
+    scalars[:, 0] = _counts(stats.impressions, n, "stats.impressions")
+    for i, outcome in enumerate(OUTCOMES):
+        scalars[:, 1 + i] = _counts(getattr(stats, outcome), n, f"stats.{outcome}")
+    scalars[:, 8] = _scalars(stats.created_at, n, "stats.created_at")
+    scalars[:, 9] = _scalars(context.now, n, "context.now")
+    scalars[:, 10] = _counts(user.events, n, "user.events")
+    scalars[:, 11] = _counts(user.session_length, n, "user.session_length")
+    scalars[:, 12] = _counts(user.impressions, n, "user.impressions")
+    scalars[:, 13] = _counts(user.completes, n, "user.completes")
+    scalars[:, 14] = _counts(user.skips, n, "user.skips")
+    scalars[:, 15] = _counts(context.position, n, "context.position")
+    if affinity is None:
+        scalars[:, 16:18] = 0.0
+        scalars[:, 18] = NO_POSITIVE_HOURS
+    else:
+        scalars[:, 16] = _scalars(affinity.related, n, "affinity.related")
+        scalars[:, 17] = _scalars(affinity.positive_similarity, n, "affinity.positive_similarity")
+        scalars[:, 18] = _counts(
+            affinity.region_positive_hours, n, "affinity.region_positive_hours"
+        )
+    # The arithmetic is the core's (recserve/feed/features.hpp): the native feed writes the same
+    # rows to the bit, so a model sees in serving what it saw in training.
+    rows: F32 = _core.feed.feature_rows(
+        spec.layout(normalize), long_term, session, item_vectors, scalars
+    )
+    return rows
 
 
 def _check_finite(array: Array, name: str) -> None:
@@ -411,11 +397,13 @@ def _vector(value: npt.ArrayLike, name: str, width: int) -> F32:
     return out
 
 
-def _per_row_vectors(value: npt.ArrayLike, n: int, d: int, name: str) -> F32:
+def _user_vectors(value: npt.ArrayLike, n: int, d: int, name: str) -> F32:
+    """One user's vector ([d], for every row) or one per row ([n, d]), float32, checked."""
     array = _as_float(value, name)
     if array.shape == (d,):
-        _check_finite(array, name)
-        return np.broadcast_to(array.astype(np.float32, copy=False), (n, d))
+        out = np.ascontiguousarray(array, dtype=np.float32)
+        _check_finite(out, name)
+        return out
     if array.shape != (n, d):
         raise ValueError(f"{name} must have shape ({d},) or ({n}, {d}), got {array.shape}")
     return _rows(array, d, name)

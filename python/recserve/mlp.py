@@ -319,6 +319,11 @@ class QuantizedModel:
         self.calibration = calibration
 
     @property
+    def core(self) -> _core.mlp.QuantizedMlp:
+        """The packed model in the core, for the native feed."""
+        return self._core
+
+    @property
     def heads(self) -> list[str]:
         return self._core.heads
 

@@ -346,6 +346,11 @@ class Profiles:
             else _core.profiles.Profiles(config._for_core())
         )
 
+    @property
+    def core(self) -> Any:
+        """The core state (``_core.profiles.Profiles``), for the native feed."""
+        return self._core
+
     @classmethod
     def load(cls, path: str, config: ProfilesConfig) -> tuple[Profiles, int]:
         """A snapshot file and the log position it includes. Raises CorruptFileError for a

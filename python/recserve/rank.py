@@ -59,8 +59,15 @@ class Ranker:
     def score(self, rows: F32) -> tuple[F32, F32]:
         """Rows [n, spec.width], normalised -> (head probabilities [n, heads], scores [n])."""
         probs = self.model.predict(rows)
-        weights = np.array([self.blend.get(h, 0.0) for h in self.heads], dtype=np.float32)
-        return probs, probs @ weights
+        scores = np.zeros(len(probs), dtype=np.float32)
+        for h, weight in enumerate(self.head_weights):  # head by head, as the native feed adds
+            scores += probs[:, h] * weight
+        return probs, scores
+
+    @property
+    def head_weights(self) -> npt.NDArray[np.float32]:
+        """The blend's weight of each head, in the model's head order (0 for unnamed heads)."""
+        return np.array([self.blend.get(h, 0.0) for h in self.heads], dtype=np.float32)
 
 
 @dataclass(frozen=True)

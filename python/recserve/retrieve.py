@@ -16,6 +16,7 @@ import threading
 import numpy as np
 import numpy.typing as npt
 
+from recserve import _core
 from recserve.profiles import EVENT_TYPES
 
 __all__ = ["TRENDING_WEIGHTS", "Trending", "query_vector"]
@@ -39,15 +40,12 @@ _WEIGHT_BY_CODE = np.array([TRENDING_WEIGHTS[t] for t in EVENT_TYPES], dtype=np.
 
 def query_vector(long_term: F32, session: F32, session_weight: float) -> F32 | None:
     """The ANN query for one user, or None when the user has no direction yet."""
-    parts = []
-    for vector, weight in ((long_term, 1.0 - session_weight), (session, session_weight)):
-        norm = float(np.linalg.norm(vector))
-        if norm > 1e-12 and weight > 0.0:
-            parts.append(vector * (weight / norm))
-    if not parts:
-        return None
-    query = np.sum(parts, axis=0).astype(np.float32)
-    return query if float(np.linalg.norm(query)) > 1e-12 else None
+    query: F32 | None = _core.feed.query_vector(
+        np.ascontiguousarray(long_term, dtype=np.float32),
+        np.ascontiguousarray(session, dtype=np.float32),
+        float(session_weight),
+    )
+    return query  # the core's arithmetic, which the native feed runs too
 
 
 class Trending:

@@ -110,6 +110,7 @@ class IndexImpl final : public Index {
         auto lease = scratch_.take();
         SearchScratch& s = *lease;
         s.exclude.assign(params.exclude, params.exclude_count);
+        s.filter = params.filter;
         s.query.resize(Storage::query_bytes(options_.dims) / sizeof(float) + 1);
         if (exact_) s.exact_query.resize(options_.dims);
         const auto guard = graph_.grace().enter();
@@ -238,7 +239,9 @@ class IndexImpl final : public Index {
 
     bool eligible(std::uint32_t slot, const SearchScratch& s) const {
         if (graph_.state(slot) != SlotState::kLive) return false;
-        return s.exclude.count() == 0 || !s.exclude.contains(graph_.meta(slot).label);
+        if (s.exclude.count() == 0 && s.filter == nullptr) return true;
+        const std::uint64_t label = graph_.meta(slot).label;
+        return !s.exclude.contains(label) && (s.filter == nullptr || !s.filter->rejects(label));
     }
 
     void search_one(const float* query, std::size_t k, std::size_t ef, SearchScratch& s, std::uint64_t* out_ids,

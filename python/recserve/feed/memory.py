@@ -4,13 +4,13 @@ cache)."""
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from recserve import _core
 
 __all__ = ["ServedMemory", "UserPrefs"]
 
@@ -59,55 +59,40 @@ class UserPrefs:
 
 class ServedMemory:
     """Per user, the items served lately (not served again) and impressions this session;
-    bounded in users (least recently served forgotten first). Not durable: it is a cache."""
+    bounded in users (least recently served forgotten first). Not durable: it is a cache. It
+    lives in the core (``recserve/feed/served_memory.hpp``), where the native feed reads it
+    without the GIL."""
 
     def __init__(self, per_user: int, users: int = 200_000, session_timeout_s: float = 1800.0):
-        self.per_user = per_user
-        self.users = users
-        self.session_timeout_s = session_timeout_s
-        self._lock = threading.Lock()
-        # user -> (recent keys, [session impressions, last served at, pages served])
-        self._memory: OrderedDict[int, tuple[deque[int], list[float]]] = OrderedDict()
+        self.core = _core.feed.ServedMemory(int(per_user), int(users), float(session_timeout_s))
+
+    @property
+    def per_user(self) -> int:
+        return int(self.core.per_user)
+
+    @property
+    def users(self) -> int:
+        return int(self.core.users)
+
+    @property
+    def session_timeout_s(self) -> float:
+        return float(self.core.session_timeout_s)
 
     def recent(self, user: int) -> U64:
-        with self._lock:
-            entry = self._memory.get(user)
-            if entry is None:
-                return np.zeros(0, dtype=np.uint64)
-            return np.fromiter(entry[0], dtype=np.uint64, count=len(entry[0]))
+        """The user's recently served keys, oldest first."""
+        keys: U64 = self.core.recent(int(user))
+        return keys
 
     def forget(self, user: int) -> None:
-        with self._lock:
-            self._memory.pop(user, None)
+        self.core.forget(int(user))
 
     def version(self, user: int) -> int:
         """Pages served to the user so far (within memory): a page computed at an older
         version may hold items served since."""
-        with self._lock:
-            entry = self._memory.get(user)
-            return 0 if entry is None else int(entry[1][2])
+        return int(self.core.version(int(user)))
 
     def session_length(self, user: int, now_s: float) -> int:
-        with self._lock:
-            entry = self._memory.get(user)
-            if entry is None or now_s - entry[1][1] > self.session_timeout_s:
-                return 0
-            return int(entry[1][0])
+        return int(self.core.session_length(int(user), float(now_s)))
 
     def add(self, user: int, keys: Sequence[int], now_s: float) -> None:
-        with self._lock:
-            entry = self._memory.get(user)
-            if entry is None:
-                entry = self._memory[user] = (deque(maxlen=max(self.per_user, 1)), [0.0, now_s, 0])
-                while len(self._memory) > self.users:
-                    self._memory.popitem(last=False)
-            else:
-                self._memory.move_to_end(user)
-            if self.per_user:
-                entry[0].extend(keys)
-            session = entry[1]
-            if now_s - session[1] > self.session_timeout_s:
-                session[0] = 0.0
-            session[0] += len(keys)
-            session[1] = now_s
-            session[2] += 1
+        self.core.add(int(user), np.asarray(keys, dtype=np.uint64).reshape(-1), float(now_s))

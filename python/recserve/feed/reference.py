@@ -1,7 +1,10 @@
 """Feed assembly: candidates → filters → ranker → blend → exploration slots and creator diversity.
 
-    builder = FeedBuilder(settings.feed, catalog, profiles, amplifier, trending, users, served)
-    result = builder.build("u42", n=10, ranker=ranker, now_ms=now)   # FeedResult
+    feed = ReferenceFeed(settings.feed, catalog, profiles, amplifier, trending, users, served)
+    result = feed.build(key_of("u42"), n=10, ranker=ranker, now_ms=now)   # FeedResult
+
+This is the reference implementation; ``recserve.feed.FeedBuilder`` runs the same stages in one
+native call (``recserve/feed/pipeline.hpp``) wherever it can, and agrees with it page for page.
 
 Candidates come from six sources, each labelled on the served item:
 
@@ -50,7 +53,7 @@ from recserve.rank import Ranker, SimilarityRanker
 from recserve.regions import Regions, thompson
 from recserve.retrieve import Trending, query_vector
 
-__all__ = ["FeedBuilder", "FeedResult", "Served"]
+__all__ = ["SOURCES", "FeedResult", "ReferenceFeed", "Served"]
 
 SOURCES = ("ann", "explore", "trending", "cold_start", "related", "interest")
 ANN, EXPLORE, TRENDING, COLD_START, RELATED, INTEREST = range(6)
@@ -113,7 +116,10 @@ class _Pool:
         )
 
 
-class FeedBuilder:
+class ReferenceFeed:
+    """The feed in Python, stage by stage: the reference the native pipeline agrees with, and
+    the path for what only Python does (explain traces, cold-start pages, region draws)."""
+
     def __init__(
         self,
         settings: FeedConfig,

@@ -34,11 +34,21 @@ struct IndexOptions {
     double compact_threshold = 0.1;
 };
 
+// A per-call predicate over item ids, asked inside the graph walk: a rejected item still routes
+// the walk but is never returned, so no id list is hashed per call. Asked from the searching
+// thread only, possibly many times per id.
+class SearchFilter {
+  public:
+    virtual ~SearchFilter() = default;
+    virtual bool rejects(std::uint64_t id) const = 0;
+};
+
 // Per-call knobs: concurrent requests never interfere through index state.
 struct SearchParams {
     std::size_t ef = 64;
     const std::uint64_t* exclude = nullptr;  // ids never to return (seen, taken down)
     std::size_t exclude_count = 0;
+    const SearchFilter* filter = nullptr;  // and, besides those, ids it rejects
 };
 
 struct IndexStats {

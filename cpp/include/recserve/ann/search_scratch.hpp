@@ -11,6 +11,8 @@
 
 namespace recserve::ann {
 
+class SearchFilter;  // index.hpp
+
 struct Candidate {
     float dist;
     std::uint32_t slot;
@@ -75,6 +77,7 @@ struct SearchScratch {
     std::vector<float> exact_query;   // float copy for re-ranking
     std::vector<float> encode_tmp;    // inserts: normalisation before quantising
     ExcludeSet exclude;
+    const SearchFilter* filter = nullptr;  // this call's, or none
 };
 
 class ScratchPool {

@@ -1,0 +1,164 @@
+"""The feed's front door: one native call per page, the reference pipeline for the rest.
+
+    builder = FeedBuilder(config, catalog, profiles, amplifier, trending, users, served)
+    result = builder.build(user_key, n=10, ranker=ranker, now_ms=now)   # FeedResult
+
+``build`` checks its inputs, samples what lives in Python (the open-tier items that explore, the
+trending list, the coin for a fractional explore slot, the quality curve's refit), then makes one
+call into the core (``_core.feed.build_page``, ``recserve/feed/pipeline.hpp``), which releases
+the GIL for the whole page: user signals, every candidate source, the filters, the feature rows,
+the int8 ranker, the blend, the creator cap and the explore slots. It draws the random numbers
+the reference pipeline would, in the same order, so both give the same page for the same state,
+request and seed (a seeded test holds them to it).
+
+The reference pipeline (``ReferenceFeed``) still builds what the core does not: an explain
+trace, a cold-start page (a user without vectors: onboarding tags, regions, a catalogue sample),
+pages with the region rule on (per-candidate Thompson draws), the trending popularity prior, and
+pages of a service without a model (``SimilarityRanker``). ``native=False`` sends every page
+there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from recserve import _core
+from recserve.amplify import Amplifier
+from recserve.catalog import Catalog
+from recserve.feed.config import FeedConfig
+from recserve.feed.memory import ServedMemory, UserPrefs
+from recserve.feed.reference import SOURCES, FeedResult, ReferenceFeed, Served
+from recserve.profiles import Profiles
+from recserve.rank import Ranker, SimilarityRanker
+from recserve.retrieve import Trending
+
+__all__ = ["FeedBuilder", "core_params"]
+
+_NO_KEYS = np.zeros(0, dtype=np.uint64)
+_NO_CODES = np.zeros(0, dtype=np.int64)
+_RANKINGS_KEPT = 16  # models (experiment arms, versions) whose packed form is kept
+
+
+def core_params(config: FeedConfig) -> Any:
+    """The settings the native pipeline reads, as ``_core.feed.Params``."""
+    params = _core.feed.Params()
+    for name in (
+        "candidates", "ef", "related", "related_recency", "related_alpha", "interest_queries",
+        "interest_candidates", "session_weight", "max_per_creator", "explore_relevance",
+        "popularity_weight", "related_weight", "quality_weight", "quality_prior_views",
+        "quality_optimism",
+    ):  # fmt: skip
+        setattr(params, name, getattr(config, name))
+    return params
+
+
+class FeedBuilder(ReferenceFeed):
+    def __init__(
+        self,
+        settings: FeedConfig,
+        catalog: Catalog,
+        profiles: Profiles,
+        amplifier: Amplifier,
+        trending: Trending,
+        users: UserPrefs,
+        served: ServedMemory,
+        *,
+        native: bool = True,
+    ) -> None:
+        super().__init__(settings, catalog, profiles, amplifier, trending, users, served)
+        self.native = native
+        self._params = core_params(settings)
+        self._rankings: dict[int, tuple[Ranker, Any]] = {}
+
+    def build(
+        self,
+        user_key: int,
+        n: int,
+        ranker: Ranker | SimilarityRanker,
+        now_ms: int,
+        *,
+        seed: int = 0,
+        trace_key: int | None = None,
+    ) -> FeedResult:
+        if trace_key is not None or not self._native_serves(ranker):
+            return super().build(user_key, n, ranker, now_ms, seed=seed, trace_key=trace_key)
+        assert isinstance(ranker, Ranker)
+        s = self.settings
+        now_s = now_ms / 1000.0
+        # What lives in Python, drawn as the reference draws it: the open-tier sample first,
+        # then the coin of a fractional explore slot.
+        rng: np.random.Generator | None = None
+        explore = _NO_KEYS
+        if s.explore_slots and self.amplifier.open_count:
+            rng = np.random.default_rng(seed)
+            explore = self.amplifier.sample_open(s.explore_pool, rng)
+        share = s.explore_slots * n / s.default_n
+        whole = int(share)
+        coin = 0
+        if share > whole:
+            rng = np.random.default_rng(seed) if rng is None else rng
+            coin = int(rng.random() < share - whole)
+        trending = self.trending.top(s.trending, now_s) if s.trending else _NO_KEYS
+        blocked = self.users.blocked(user_key)
+        codes = self.catalog.creator_codes(sorted(blocked)) if blocked else _NO_CODES
+        centroids = None
+        if ranker.spec.version >= 2 and s.regions:
+            regions = self._refresh_regions()
+            centroids = None if regions is None else regions.centroids
+        if s.quality_weight > 0:
+            self._refit_quality(now_s)
+        lines = (*self.quality.complete_line, *self.quality.skip_line)
+        direction, keys, scores, sources, _, seconds = _core.feed.build_page(
+            self.catalog.index.core,
+            self.profiles.core,
+            self.catalog.item_columns,
+            self.served.core,
+            self._params,
+            self._ranking(ranker),
+            int(user_key),
+            int(now_ms),
+            int(n),
+            min(whole + coin, n),
+            np.ascontiguousarray(explore, dtype=np.uint64),
+            np.ascontiguousarray(trending, dtype=np.uint64),
+            codes,
+            centroids,
+            lines,
+        )
+        if not direction:  # cold start: the reference's sources
+            return super().build(user_key, n, ranker, now_ms, seed=seed)
+        items = [
+            Served(key, self._item_id(key), score, SOURCES[source])
+            for key, score, source in zip(
+                keys.tolist(), scores.tolist(), sources.tolist(), strict=True
+            )
+        ]
+        retrieve, filter_, rank, total = seconds
+        return FeedResult(
+            items,
+            ranker.version,
+            {"retrieve": retrieve, "filter": filter_, "rank": rank, "total": total},
+        )
+
+    def _native_serves(self, ranker: Ranker | SimilarityRanker) -> bool:
+        s = self.settings
+        return (
+            self.native
+            and isinstance(ranker, Ranker)
+            and s.region_weight == 0
+            and (s.popularity_weight == 0 or s.popularity_from == "completions")
+        )
+
+    def _ranking(self, ranker: Ranker) -> Any:
+        """The ranker in the core's form, made once per ranker."""
+        kept = self._rankings.get(id(ranker))
+        if kept is None or kept[0] is not ranker:
+            if len(self._rankings) >= _RANKINGS_KEPT:
+                self._rankings.clear()
+            ranking = _core.feed.Ranking(
+                ranker.model.core, ranker.spec.layout(), ranker.head_weights.tolist()
+            )
+            kept = self._rankings[id(ranker)] = (ranker, ranking)
+        return kept[1]

@@ -1,0 +1,312 @@
+// recserve._core.feed: the native feed pipeline (one call per page, the GIL released once) and
+// the feature rows it shares with training. Arrays are checked here; the core trusts them.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "errors.hpp"
+#include "handles.hpp"
+#include "recserve/feed/features.hpp"
+#include "recserve/feed/item_columns.hpp"
+#include "recserve/feed/pipeline.hpp"
+#include "recserve/feed/served_memory.hpp"
+#include "recserve/mlp/quantized_mlp.hpp"
+
+namespace recserve::py {
+namespace {
+
+using feed::FeatureLayout;
+using F32 = pyb::array_t<float, pyb::array::c_style>;
+using F64 = pyb::array_t<double, pyb::array::c_style>;
+using U64 = pyb::array_t<std::uint64_t, pyb::array::c_style>;
+using I64 = pyb::array_t<std::int64_t, pyb::array::c_style>;
+
+// Column order of feature_rows' scalars (python/recserve/features.py writes them in this order).
+enum Scalar : std::size_t {
+    kImpressions,
+    kOutcome0,
+    kCreatedAt = kOutcome0 + feed::kOutcomes,
+    kNow,
+    kEvents,
+    kSessionLength,
+    kUserImpressions,
+    kUserCompletes,
+    kUserSkips,
+    kPosition,
+    kRelated,
+    kPositiveSimilarity,
+    kRegionHours,
+    kScalars,
+};
+
+template <class T>
+const T* data_of(const pyb::array& a, const char* what, std::initializer_list<pyb::ssize_t> shape) {
+    if (!a.dtype().is(pyb::dtype::of<T>()))
+        throw pyb::type_error(std::string(what) + " must be a " + std::string(pyb::str(pyb::dtype::of<T>())) +
+                              " array, got dtype " + std::string(pyb::str(a.dtype())));
+    bool ok = a.ndim() == static_cast<pyb::ssize_t>(shape.size());
+    pyb::ssize_t axis = 0;
+    for (pyb::ssize_t dim : shape) {
+        ok = ok && (dim < 0 || a.shape(axis) == dim);  // -1: any length
+        ++axis;
+    }
+    if (!ok) throw pyb::value_error(std::string(what) + " has the wrong shape " + shape_of(a));
+    if (!(a.flags() & pyb::array::c_style)) throw pyb::value_error(std::string(what) + " must be C-contiguous");
+    return static_cast<const T*>(a.data());
+}
+
+// A feature layout that owns its normalisation.
+class Layout {
+  public:
+    Layout(std::size_t dims, int version, const pyb::array& priors, const std::optional<pyb::array>& mean,
+           const std::optional<pyb::array>& std) {
+        if (dims < 1) throw pyb::value_error("dims must be >= 1");
+        if (version != 1 && version != 2) throw pyb::value_error("version must be 1 or 2");
+        layout_.dims = dims;
+        layout_.version = version;
+        const double* p = data_of<double>(priors, "priors", {static_cast<pyb::ssize_t>(feed::kOutcomes), 2});
+        for (std::size_t o = 0; o < feed::kOutcomes; ++o) layout_.prior_mean[o] = p[2 * o], layout_.prior_strength[o] = p[2 * o + 1];
+        if (mean.has_value() != std.has_value()) throw pyb::value_error("mean and std go together");
+        if (mean) {
+            const auto w = static_cast<pyb::ssize_t>(layout_.width());
+            const float* m = data_of<float>(*mean, "mean", {w});
+            const float* s = data_of<float>(*std, "std", {w});
+            mean_.assign(m, m + w);
+            std_.assign(s, s + w);
+            layout_.mean = mean_.data();
+            layout_.std = std_.data();
+        }
+    }
+    Layout(const Layout&) = delete;
+    Layout& operator=(const Layout&) = delete;
+    const FeatureLayout& layout() const { return layout_; }
+
+  private:
+    FeatureLayout layout_;
+    std::vector<float> mean_, std_;
+};
+
+F32 feature_rows(const Layout& layout, const pyb::array& long_term, const pyb::array& session, const pyb::array& items,
+                 const pyb::array& scalars) {
+    const FeatureLayout& l = layout.layout();
+    const auto d = static_cast<pyb::ssize_t>(l.dims);
+    const float* item_vectors = data_of<float>(items, "items", {-1, d});
+    const pyb::ssize_t n = items.shape(0);
+    const double* x = data_of<double>(scalars, "scalars", {n, static_cast<pyb::ssize_t>(kScalars)});
+    auto per_row = [&](const pyb::array& a, const char* what) {  // (d,): one user for every row
+        return std::make_pair(a.ndim() == 1 ? data_of<float>(a, what, {d}) : data_of<float>(a, what, {n, d}),
+                              a.ndim() == 1 ? std::size_t{0} : l.dims);
+    };
+    const auto [long_ptr, long_step] = per_row(long_term, "long_term");
+    const auto [session_ptr, session_step] = per_row(session, "session");
+    F32 out({n, static_cast<pyb::ssize_t>(l.width())});
+    float* o = out.mutable_data();
+    {
+        pyb::gil_scoped_release release;
+        for (pyb::ssize_t i = 0; i < n; ++i) {
+            const double* r = x + i * kScalars;
+            const auto row = static_cast<std::size_t>(i);
+            feed::UserInputs user{long_ptr + row * long_step, session_ptr + row * session_step, r[kEvents],
+                                  r[kSessionLength], r[kUserImpressions], r[kUserCompletes], r[kUserSkips]};
+            feed::ItemInputs item;
+            item.vector = item_vectors + row * l.dims;
+            item.impressions = r[kImpressions];
+            for (std::size_t k = 0; k < feed::kOutcomes; ++k) item.outcomes[k] = r[kOutcome0 + k];
+            item.created_at_s = r[kCreatedAt];
+            const feed::Affinity a{static_cast<float>(r[kRelated]), static_cast<float>(r[kPositiveSimilarity]),
+                                   static_cast<float>(r[kRegionHours])};
+            feed::write_row(l, user, item, r[kNow], r[kPosition], a, o + row * l.width());
+        }
+    }
+    return out;
+}
+
+pyb::tuple affinity(const pyb::array& items, const pyb::array& positives, const pyb::array& positive_ts, double now_ms,
+                    const std::optional<pyb::array>& centroids) {
+    const float* v = data_of<float>(items, "items", {-1, -1});
+    const pyb::ssize_t n = items.shape(0), d = items.shape(1);
+    const float* p = data_of<float>(positives, "positives", {-1, d});
+    const pyb::ssize_t m = positives.shape(0);
+    const std::int64_t* ts = data_of<std::int64_t>(positive_ts, "positive_ts", {m});
+    const float* c = centroids ? data_of<float>(*centroids, "centroids", {-1, d}) : nullptr;
+    const std::size_t k = centroids ? static_cast<std::size_t>(centroids->shape(0)) : 0;
+    F32 similarity(n), hours(n);
+    float* s = similarity.mutable_data();
+    float* h = hours.mutable_data();
+    {
+        pyb::gil_scoped_release release;
+        feed::affinity(v, static_cast<std::size_t>(n), static_cast<std::size_t>(d), p, ts, static_cast<std::size_t>(m),
+                       now_ms, c, k, s, h);
+    }
+    return pyb::make_tuple(similarity, hours);
+}
+
+pyb::object query_vector(const pyb::array& long_term, const pyb::array& session, float session_weight) {
+    const float* l = data_of<float>(long_term, "long_term", {-1});
+    const float* s = data_of<float>(session, "session", {long_term.shape(0)});
+    F32 query(long_term.shape(0));
+    if (!feed::query_vector(l, s, static_cast<std::size_t>(long_term.shape(0)), session_weight, query.mutable_data()))
+        return pyb::none();
+    return query;
+}
+
+// A model with its layout and head weights, ready for build_page.
+class Ranking {
+  public:
+    Ranking(pyb::object model, std::shared_ptr<Layout> layout, std::vector<float> head_weights)
+        : model_(std::move(model)), layout_(std::move(layout)) {
+        ranking_.model = &model_.cast<const mlp::QuantizedMlp&>();
+        ranking_.layout = layout_->layout();
+        ranking_.head_weights = std::move(head_weights);
+        if (ranking_.model->input_dim() != ranking_.layout.width())
+            throw pyb::value_error("the model takes " + std::to_string(ranking_.model->input_dim()) +
+                                   " inputs; the layout gives " + std::to_string(ranking_.layout.width()));
+        if (ranking_.head_weights.size() != ranking_.model->output_dim())
+            throw pyb::value_error("need one blend weight per head (" + std::to_string(ranking_.model->output_dim()) + ")");
+    }
+    const feed::Ranking& ranking() const { return ranking_; }
+
+  private:
+    pyb::object model_;  // keeps the QuantizedMlp alive
+    std::shared_ptr<Layout> layout_;
+    feed::Ranking ranking_;
+};
+
+pyb::tuple build_page(const pyb::handle& index, const pyb::handle& profiles, const feed::ItemColumns& columns,
+                      const feed::ServedMemory& served, const feed::FeedParams& params, const Ranking& ranking,
+                      std::uint64_t user, std::int64_t now_ms, std::size_t n, std::size_t explore_slots,
+                      const pyb::array& explore, const pyb::array& trending, const pyb::array& blocked,
+                      const std::optional<pyb::array>& centroids, const std::array<double, 4>& quality) {
+    const feed::Pipeline pipeline(index_of(index), profiles_of(profiles), columns, served);
+    feed::PageRequest r;
+    r.user = user;
+    r.now_ms = now_ms;
+    r.n = n;
+    r.explore_slots = explore_slots;
+    r.explore = data_of<std::uint64_t>(explore, "explore", {-1});
+    r.explore_count = static_cast<std::size_t>(explore.shape(0));
+    r.trending = data_of<std::uint64_t>(trending, "trending", {-1});
+    r.trending_count = static_cast<std::size_t>(trending.shape(0));
+    r.blocked_creators = data_of<std::int64_t>(blocked, "blocked", {-1});
+    r.blocked_count = static_cast<std::size_t>(blocked.shape(0));
+    if (centroids) {
+        r.centroids = data_of<float>(*centroids, "centroids", {-1, static_cast<pyb::ssize_t>(ranking.ranking().layout.dims)});
+        r.centroid_count = static_cast<std::size_t>(centroids->shape(0));
+    }
+    r.quality = {quality[0], quality[1], quality[2], quality[3]};
+    feed::Page page;
+    Status st;
+    {
+        pyb::gil_scoped_release release;
+        st = pipeline.build(params, r, ranking.ranking(), &page);
+    }
+    raise_if_error(st);
+    const auto m = static_cast<pyb::ssize_t>(page.keys.size());
+    U64 keys(m);
+    F32 scores(m);
+    pyb::array_t<std::int8_t> sources(m);
+    std::copy(page.keys.begin(), page.keys.end(), keys.mutable_data());
+    std::copy(page.scores.begin(), page.scores.end(), scores.mutable_data());
+    std::copy(page.sources.begin(), page.sources.end(), sources.mutable_data());
+    const feed::StageSeconds& t = page.seconds;
+    return pyb::make_tuple(page.has_direction, keys, scores, sources, page.candidates,
+                           pyb::make_tuple(t.retrieve, t.filter, t.rank, t.total));
+}
+
+}  // namespace
+
+void register_feed(pyb::module_& m) {
+    m.attr("SCALAR_COLUMNS") = pyb::int_(static_cast<int>(kScalars));
+    pyb::class_<Layout, std::shared_ptr<Layout>>(m, "Layout", "A feature layout and its normalisation.")
+        .def(pyb::init<std::size_t, int, const pyb::array&, const std::optional<pyb::array>&,
+                       const std::optional<pyb::array>&>(),
+             pyb::arg("dims"), pyb::arg("version"), pyb::arg("priors"), pyb::arg("mean").none(true),
+             pyb::arg("std").none(true))
+        .def_property_readonly("width", [](const Layout& l) { return l.layout().width(); });
+    m.def("feature_rows", &feature_rows, pyb::arg("layout"), pyb::arg("long_term"), pyb::arg("session"),
+          pyb::arg("items"), pyb::arg("scalars"));
+    m.def("affinity", &affinity, pyb::arg("items"), pyb::arg("positives"), pyb::arg("positive_ts"),
+          pyb::arg("now_ms"), pyb::arg("centroids").none(true));
+    m.def("query_vector", &query_vector, pyb::arg("long_term"), pyb::arg("session"), pyb::arg("session_weight"));
+
+    pyb::class_<feed::ItemColumns>(m, "ItemColumns", "The catalogue's columns the feed reads per candidate.")
+        .def(pyb::init<>())
+        .def("set", [](feed::ItemColumns& c, const pyb::array& keys, const pyb::array& created, const pyb::array& creators) {
+                 const auto n = keys.ndim() == 1 ? keys.shape(0) : -2;
+                 c.set(data_of<std::uint64_t>(keys, "keys", {n}), data_of<double>(created, "created_at_s", {n}),
+                       data_of<std::int64_t>(creators, "creators", {n}), static_cast<std::size_t>(n));
+             }, pyb::arg("keys"), pyb::arg("created_at_s"), pyb::arg("creators"))
+        .def("take_down", [](feed::ItemColumns& c, const pyb::array& keys) {
+                 c.take_down(data_of<std::uint64_t>(keys, "keys", {-1}), static_cast<std::size_t>(keys.shape(0)));
+             }, pyb::arg("keys"))
+        .def("lookup", [](const feed::ItemColumns& c, const pyb::array& keys) {
+                 const std::uint64_t* k = data_of<std::uint64_t>(keys, "keys", {-1});
+                 const auto n = keys.shape(0);
+                 std::vector<feed::ItemColumn> out(static_cast<std::size_t>(n));
+                 c.lookup(k, out.size(), out.data());
+                 pyb::array_t<bool> live(n);
+                 F64 created(n);
+                 I64 creators(n);
+                 for (pyb::ssize_t i = 0; i < n; ++i) {
+                     const auto& col = out[static_cast<std::size_t>(i)];
+                     live.mutable_data()[i] = col.live;
+                     created.mutable_data()[i] = col.created_at_s;
+                     creators.mutable_data()[i] = col.creator;
+                 }
+                 return pyb::make_tuple(live, created, creators);
+             }, pyb::arg("keys"))
+        .def("clear", &feed::ItemColumns::clear)
+        .def("__len__", &feed::ItemColumns::size);
+
+    pyb::class_<feed::ServedMemory>(m, "ServedMemory", "Items served lately per user, and session lengths.")
+        .def(pyb::init<std::size_t, std::size_t, double>(), pyb::arg("per_user"), pyb::arg("users"),
+             pyb::arg("session_timeout_s"))
+        .def("recent", [](const feed::ServedMemory& s, std::uint64_t user) {
+                 std::vector<std::uint64_t> out;
+                 s.recent(user, &out);
+                 U64 keys(static_cast<pyb::ssize_t>(out.size()));
+                 std::copy(out.begin(), out.end(), keys.mutable_data());
+                 return keys;
+             }, pyb::arg("user"))
+        .def("session_length", &feed::ServedMemory::session_length, pyb::arg("user"), pyb::arg("now_s"))
+        .def("version", &feed::ServedMemory::version, pyb::arg("user"))
+        .def("add", [](feed::ServedMemory& s, std::uint64_t user, const pyb::array& keys, double now_s) {
+                 s.add(user, data_of<std::uint64_t>(keys, "keys", {-1}), static_cast<std::size_t>(keys.shape(0)), now_s);
+             }, pyb::arg("user"), pyb::arg("keys"), pyb::arg("now_s"))
+        .def("forget", &feed::ServedMemory::forget, pyb::arg("user"))
+        .def_property_readonly("per_user", &feed::ServedMemory::per_user)
+        .def_property_readonly("users", &feed::ServedMemory::users)
+        .def_property_readonly("session_timeout_s", &feed::ServedMemory::session_timeout_s);
+
+    pyb::class_<feed::FeedParams>(m, "Params", "The feed settings the native pipeline reads.")
+        .def(pyb::init<>())
+        .def_readwrite("candidates", &feed::FeedParams::candidates)
+        .def_readwrite("ef", &feed::FeedParams::ef)
+        .def_readwrite("related", &feed::FeedParams::related)
+        .def_readwrite("related_recency", &feed::FeedParams::related_recency)
+        .def_readwrite("related_alpha", &feed::FeedParams::related_alpha)
+        .def_readwrite("interest_queries", &feed::FeedParams::interest_queries)
+        .def_readwrite("interest_candidates", &feed::FeedParams::interest_candidates)
+        .def_readwrite("session_weight", &feed::FeedParams::session_weight)
+        .def_readwrite("max_per_creator", &feed::FeedParams::max_per_creator)
+        .def_readwrite("explore_relevance", &feed::FeedParams::explore_relevance)
+        .def_readwrite("popularity_weight", &feed::FeedParams::popularity_weight)
+        .def_readwrite("related_weight", &feed::FeedParams::related_weight)
+        .def_readwrite("quality_weight", &feed::FeedParams::quality_weight)
+        .def_readwrite("quality_prior_views", &feed::FeedParams::quality_prior_views)
+        .def_readwrite("quality_optimism", &feed::FeedParams::quality_optimism);
+
+    pyb::class_<Ranking>(m, "Ranking", "A model, its feature layout and the weight of each head.")
+        .def(pyb::init<pyb::object, std::shared_ptr<Layout>, std::vector<float>>(), pyb::arg("model"),
+             pyb::arg("layout"), pyb::arg("head_weights"));
+    m.def("build_page", &build_page, pyb::arg("index"), pyb::arg("profiles"), pyb::arg("columns"),
+          pyb::arg("served"), pyb::arg("params"), pyb::arg("ranking"), pyb::arg("user"), pyb::arg("now_ms"),
+          pyb::arg("n"), pyb::arg("explore_slots"), pyb::arg("explore"), pyb::arg("trending"), pyb::arg("blocked"),
+          pyb::arg("centroids").none(true), pyb::arg("quality"));
+}
+
+}  // namespace recserve::py
