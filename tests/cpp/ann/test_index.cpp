@@ -501,6 +501,45 @@ TEST_F(IndexExclude, ExcludedIdsAreNeverReturned) {
     EXPECT_GE(recall(hits, cat_.knn(Metric::kL2, queries_, 10, set)), 0.9);
 }
 
+// A filter (asked inside the walk) and an exclude list (hashed per call) of the same ids give
+// the same answer; with both, their union is left out.
+class SetFilter final : public SearchFilter {
+  public:
+    explicit SetFilter(std::unordered_set<std::uint64_t> ids) : ids_(std::move(ids)) {}
+    bool rejects(std::uint64_t id) const override { return ids_.count(id) != 0; }
+
+  private:
+    std::unordered_set<std::uint64_t> ids_;
+};
+
+TEST_F(IndexExclude, FilteredIdsAreNeverReturnedAndMatchTheExcludeList) {
+    const std::vector<std::uint64_t> excluded = exclude_all_but(kItems * 7 / 10, 88);
+    const std::unordered_set<std::uint64_t> set(excluded.begin(), excluded.end());
+    const SetFilter filter(set);
+    Hits filtered;
+    filtered.k = 10;
+    filtered.ids.assign(queries_.size() / kDims * 10, 0);
+    filtered.dist.assign(filtered.ids.size(), 0.0f);
+    SearchParams p;
+    p.ef = 64;
+    p.filter = &filter;
+    ASSERT_TRUE(index_->search(queries_.data(), queries_.size() / kDims, 10, p, filtered.ids.data(),
+                               filtered.dist.data()).is_ok());
+    expect_well_formed(filtered);
+    EXPECT_FALSE(returned_any(filtered, set));
+    EXPECT_EQ(filtered.ids, search(*index_, queries_, 10, 64, excluded).ids);
+
+    const std::vector<std::uint64_t> first_half(excluded.begin(), excluded.begin() + excluded.size() / 2);
+    const SetFilter second_half({excluded.begin() + excluded.size() / 2, excluded.end()});
+    p.exclude = first_half.data();
+    p.exclude_count = first_half.size();
+    p.filter = &second_half;
+    std::vector<std::uint64_t> both(filtered.ids.size());
+    ASSERT_TRUE(index_->search(queries_.data(), queries_.size() / kDims, 10, p, both.data(),
+                               filtered.dist.data()).is_ok());
+    EXPECT_EQ(both, filtered.ids);
+}
+
 TEST_F(IndexExclude, ExcludingNinetyNinePercentStillReturnsTheNearestK) {
     // 20 eligible items: the graph walk finds few, the fallback scan must find all of them.
     const std::vector<std::uint64_t> excluded = exclude_all_but(20, 85);
