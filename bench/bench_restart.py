@@ -47,8 +47,9 @@ from bench_feed import make_items  # noqa: E402
 from machine import cpu_model, git_sha  # noqa: E402
 from recserve import simd  # noqa: E402
 from recserve.catalog import Item  # noqa: E402
+from recserve.ingest.event_row import EventRow  # noqa: E402
 from recserve.service.child import free_port, start_serve  # noqa: E402
-from recserve.service.engine import Engine, EventRow  # noqa: E402
+from recserve.service.engine import Engine  # noqa: E402
 from recserve.service.settings import Settings  # noqa: E402
 from recserve.store.embedded import _read_state, _write_state  # noqa: E402
 

@@ -59,7 +59,7 @@ import numpy.typing as npt
 
 from recserve.catalog import Item
 from recserve.evaluate.replay import Catalogue, ReplayError
-from recserve.service.engine import EventRow
+from recserve.ingest.event_row import EventRow
 from recserve.train.movielens import VECTORS, _release_dates, pca
 
 __all__ = ["default_vectors", "movielens_format", "movielens_log"]

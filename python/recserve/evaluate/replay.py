@@ -115,9 +115,10 @@ from pydantic import ValidationError
 from recserve.catalog import Item
 from recserve.evaluate.peers import ALSFoldIn, CoOccurrence, top_unseen
 from recserve.ids import key_of
+from recserve.ingest.event_row import EventRow
 from recserve.profiles import UpdateRule
 from recserve.rank import Ranker, SimilarityRanker
-from recserve.service.engine import Engine, EventRow
+from recserve.service.engine import Engine
 from recserve.service.schemas import EventIn, ItemIn
 from recserve.service.settings import Settings, load_settings
 

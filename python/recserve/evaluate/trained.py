@@ -25,8 +25,8 @@ import numpy as np
 
 from recserve.affinity import AffinityQuery
 from recserve.evaluate.replay import Catalogue, ReplayError
+from recserve.ingest.event_row import EventRow
 from recserve.profiles import CoEngagementOptions, UpdateRule
-from recserve.service.engine import EventRow
 from recserve.train.log import Catalog, Event, Impression, ImpressionLog, LogReport, Record
 
 __all__ = ["TRAINED_VERSION", "train_before"]

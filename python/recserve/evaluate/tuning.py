@@ -30,8 +30,8 @@ from typing import Any
 
 from recserve.evaluate.peers import ALSFoldIn, CoOccurrence, Normalize
 from recserve.evaluate.replay import Catalogue, Score, replay_peers, split_time
+from recserve.ingest.event_row import EventRow
 from recserve.profiles import UpdateRule
-from recserve.service.engine import EventRow
 
 __all__ = ["ALS_GRID", "ALS_ITERATIONS", "ITEMCF_GRID", "choose_peer_settings"]
 

@@ -29,7 +29,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from recserve import __version__
 from recserve.service.asgi_json import send_json
 from recserve.service.auth import Auth, Keys
-from recserve.service.engine import Conflict, Engine, NotFound, NotReady
+from recserve.service.engine import Engine
+from recserve.service.errors import Conflict, NotFound, NotReady
 from recserve.service.metrics import Metrics
 from recserve.service.routes import events, feed, health, items, models, users
 from recserve.service.settings import Settings

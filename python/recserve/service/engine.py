@@ -1,87 +1,68 @@
 """The loop in one object: items, events, feeds, users and models over the embedded store.
 
 The HTTP layer (``recserve.service.app``) only translates; everything the service does happens
-here, so it can be driven and benchmarked in process.
+here, so it can be driven and benchmarked in process. The engine wires the parts, each in a
+module of its own:
+
+    catalogue_state     catalogue, amplification and preferences beside the profiles
+    catalogue_records   how their changes are logged in the store and read back
+    event_batch         clients' events checked and turned into columns
+    precompute          the next page of each user who just acted, in the background
+    impression_log      what was served and what users did, for the trainer
+    errors              what a request gets instead of an answer
 
     data_dir/recserve.json     dims, fixed by configuration or by the first items posted
     data_dir/state/            the embedded store: WAL + snapshots (recserve.store.embedded)
     data_dir/active-model      the model version last activated
     data_dir/impressions/      the impression log (recserve.train.log format)
-
-Items, takedowns and user preferences are records of the store's log (kinds 16-18) beside the
-events, so one recovery brings back all of them in order; the catalogue, amplification state and
-preferences travel in the state file of each snapshot. Amplification is judged after each
-events record is applied, live and in replay alike, so a restart reaches the same tiers.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import struct
 import threading
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from recserve._files import write_atomic
-from recserve.amplify import Amplifier, AmplifyConfig
-from recserve.catalog import Catalog, Item, check_batch
-from recserve.feed import FeedBuilder, FeedResult, Served, ServedMemory, UserPrefs
-from recserve.ids import key_of, keys_of
+from recserve.amplify import AmplifyConfig
+from recserve.catalog import Item, check_batch
+from recserve.feed import FeedBuilder, FeedResult, Served, ServedMemory
+from recserve.ids import key_of
+from recserve.ingest.event_row import EventRow
 from recserve.media import MediaUrls
-from recserve.profiles import (
-    EVENT_TYPES,
-    ApplyResult,
-    Events,
-    Profiles,
-    ProfilesConfig,
-    UpdateRule,
-)
+from recserve.profiles import ApplyResult, Events, ProfilesConfig, UpdateRule
 from recserve.rank import BUILTIN_VERSION, ModelRegistry, Ranker, SimilarityRanker
 from recserve.retrieve import Trending
-from recserve.service import snapshot_files
+from recserve.service import catalogue_records
+from recserve.service.catalogue_state import CatalogueState
 from recserve.service.clock import latest_ms, make_clock
 from recserve.service.erasure import PendingErasures
+from recserve.service.errors import CapacityExceeded, Conflict, NotFound, NotReady
+from recserve.service.event_batch import check_events, outcome_of
 from recserve.service.experiments import Assignment, Experiments
+from recserve.service.impression_log import (
+    ImpressionLogWriter,
+    event_records,
+    impression_records,
+)
 from recserve.service.metrics import Metrics
+from recserve.service.precompute import Page, Precomputer, Stamp
 from recserve.service.settings import Settings
-from recserve.store.embedded import EXTENSION_KINDS, EmbeddedStore, LoadedFiles
-from recserve.train.log import Event, Impression, LogWriter, Record, erase_users
+from recserve.store.embedded import EmbeddedStore
 
 if TYPE_CHECKING:
     from recserve.service.stream import StreamIngest
 
-__all__ = ["Conflict", "Engine", "EventRow", "NotFound", "NotReady"]
+__all__ = ["Engine"]
 
 log = logging.getLogger(__name__)
-
-ITEMS, TAKE_DOWN, USER_PREFS = EXTENSION_KINDS, EXTENSION_KINDS + 1, EXTENSION_KINDS + 2
-_JSON_LENGTH = struct.Struct("<I")
-_TYPE_CODES = {name: code for code, name in enumerate(EVENT_TYPES)}
-
-
-class NotReady(RuntimeError):
-    """The service is recovering or shutting down (HTTP 503)."""
-
-
-class NotFound(KeyError):
-    """No such item, user or model (HTTP 404)."""
-
-
-class Conflict(RuntimeError):
-    """The request cannot apply to the current state (HTTP 409)."""
-
-
-class CapacityExceeded(Conflict):
-    """A configured capacity would be exceeded; nothing was stored (HTTP 409)."""
-
 
 MAX_DIMS = 4096  # the widest embedding the first items may fix
 
@@ -98,212 +79,9 @@ def _checked_dims(items: Sequence[Item], embeddings: Any) -> int:
     return int(vectors.shape[1])
 
 
-@dataclass(frozen=True)
-class EventRow:
-    event_id: str
-    user_id: str
-    item_id: str
-    type: str
-    watch_ms: int | None = None
-    duration_ms: int | None = None
-    ts: int | None = None  # ms since the epoch; None: now
-    request_id: str | None = None
-
-
-class _State:
-    """Catalogue, amplification and preferences: the store's extension (see the module doc)."""
-
-    def __init__(
-        self, dims: int, amplify: AmplifyConfig, trending: Trending, index_threads: int = 0
-    ) -> None:
-        self.catalog = Catalog(dims, index_threads=index_threads)
-        self.amplifier = Amplifier(amplify)
-        self.users = UserPrefs()
-        self.trending = trending
-        self.live = False  # during recovery, transitions are not counted as new
-        self.transitions: list[str] = []
-
-    def state(self) -> Any:
-        # The catalogue, amplification and index travel in files of their own: image().
-        return {"users": self.users.state()}
-
-    def image(self) -> snapshot_files.StateImage:
-        return snapshot_files.StateImage(
-            self.catalog.image(), self.amplifier.image(), self.catalog.index
-        )
-
-    def load(self, state: Any, files: Mapping[str, Path]) -> LoadedFiles:
-        return snapshot_files.load(state, files, self.catalog)
-
-    def restore(self, state: Any, profiles: Profiles) -> None:
-        if state is None:
-            return
-
-        def vectors_of(keys: Any) -> Any:
-            return profiles.items(keys).vectors
-
-        if isinstance(state, snapshot_files.LoadedState):
-            loaded = state.take()
-            with snapshot_files.gc_paused():  # millions of objects, none of them garbage
-                self.catalog.restore_columns(loaded.catalog, vectors_of, loaded.index)
-                self.amplifier = Amplifier.from_columns(loaded.amplifier, self.amplifier.config)
-            self.users.restore(loaded.users)
-            return
-        self.catalog.restore(state["catalog"], vectors_of)  # a snapshot from before the files
-        self.amplifier = Amplifier.from_dict(state["amplifier"], self.amplifier.config)
-        self.users.restore(state["users"])
-
-    def check_index(self, store: EmbeddedStore) -> None:
-        """After recovery: the index holds the live catalogue, or is rebuilt (reported)."""
-        problem = snapshot_files.check_index(
-            self.catalog, lambda keys: store.profiles.items(keys).vectors
-        )
-        if problem is not None:  # logged with the others by the caller
-            store.recovery.problems.append(problem)
-            store.recovery.files["index"] = "rebuilt"
-
-    def apply_record(self, kind: int, body: bytes, profiles: Profiles) -> None:
-        (length,) = _JSON_LENGTH.unpack_from(body)
-        header = json.loads(body[_JSON_LENGTH.size : _JSON_LENGTH.size + length])
-        if kind == ITEMS:
-            items = [Item.from_row(row) for row in header["items"]]
-            vectors = np.frombuffer(
-                body, dtype=np.float32, offset=_JSON_LENGTH.size + length
-            ).reshape(len(items), self.catalog.dims)
-            self.upsert(items, vectors, header["ts_ms"], profiles, header.get("amplify", True))
-        elif kind == TAKE_DOWN:
-            for key in header["keys"]:
-                self.take_down(int(key), profiles)
-        elif kind == USER_PREFS:
-            self.users.set(int(header["user"]), header["interests"], header["blocked"])
-        else:
-            raise ValueError(f"unknown record kind {kind}")
-
-    def upsert(
-        self, items: list[Item], vectors: Any, ts_ms: int, profiles: Profiles, amplify: bool
-    ) -> None:
-        keys = np.array([item.key for item in items], dtype=np.uint64)
-        profiles.set_items(keys, vectors)
-        new = self.catalog.upsert(items, vectors)
-        if len(new):
-            counters = profiles.items(new).stats
-            for i, key in enumerate(new.tolist()):
-                self.amplifier.enter(
-                    key, ts_ms, {k: int(v[i]) for k, v in counters.items()}, established=not amplify
-                )
-
-    def take_down(self, key: int, profiles: Profiles) -> None:
-        item = self.catalog.by_key(key)
-        if item is not None:
-            self.catalog.take_down(item.id)
-        self.amplifier.remove(key)
-        self.trending.remove(key)
-        profiles.remove_items([key])  # its row no longer counts against item_capacity
-
-    def erase_user(self, user: int) -> None:
-        self.users.forget(user)
-
-    def applied_events(self, events: Events, profiles: Profiles) -> None:
-        # Only items in an open tier are judged: read the counters of those alone.
-        items = np.array(
-            [k for k in np.unique(events.items).tolist() if self.amplifier.is_open(k)],
-            dtype=np.uint64,
-        )
-        if not len(items):
-            return
-        stats = profiles.items(items).stats
-        made = self.amplifier.observe(items, stats, int(events.ts_ms.max()))
-        if self.live:
-            self.transitions.extend(t.state for _, t in made)
-
-
-def _record(header: dict[str, Any], tail: bytes = b"") -> bytes:
-    text = json.dumps(header, separators=(",", ":")).encode()
-    return _JSON_LENGTH.pack(len(text)) + text + tail
-
-
-class _Precomputer:
-    """Computes a user's next page in the background after their events; a page is served
-    only while the user's state, the takedowns and the model are what it was computed for."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._cond = threading.Condition()
-        self._queue: deque[str] = deque()
-        self._queued: set[str] = set()
-        self._pages: dict[int, tuple[tuple[int, ...], FeedResult, str | None]] = {}
-        self._stop = False
-        self._busy = 0
-        self._thread = threading.Thread(target=self._run, name="recserve-precompute", daemon=True)
-        self._thread.start()
-
-    def enqueue(self, users: Sequence[str]) -> None:
-        with self._cond:
-            for user in users:
-                if user not in self._queued:
-                    self._queued.add(user)
-                    self._queue.append(user)
-            self._cond.notify()
-
-    def take(
-        self, user_key: int, stamp_now: Callable[[int], tuple[int, ...]]
-    ) -> tuple[FeedResult, str | None] | None:
-        """The user's waiting page if ``stamp_now(user_key)`` still matches its stamp."""
-        with self._cond:
-            entry = self._pages.pop(user_key, None)
-        if entry is None or entry[0] != stamp_now(user_key):
-            return None
-        return entry[1], entry[2]
-
-    def pages(self) -> tuple[int, int]:
-        """(pages waiting to be served, users waiting for a page or being computed)."""
-        with self._cond:
-            return len(self._pages), len(self._queue) + self._busy
-
-    def forget(self, user_id: str) -> None:
-        with self._cond:
-            self._pages.pop(key_of(user_id), None)
-            if user_id in self._queued:
-                self._queued.discard(user_id)
-                self._queue.remove(user_id)
-
-    def drop_containing(self, key: int) -> None:
-        with self._cond:
-            for user in [
-                u for u, (_, r, _) in self._pages.items() if any(s.key == key for s in r.items)
-            ]:
-                del self._pages[user]
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._stop:
-                    self._cond.wait()
-                if self._stop:
-                    return
-                user = self._queue.popleft()
-                self._queued.discard(user)
-                self._busy = 1
-            try:
-                computed = self.engine._compute_page(user)
-            except Exception:  # a failed precompute only means the request computes inline
-                log.exception("precomputing the feed of %r failed", user)
-                computed = None
-            with self._cond:
-                self._busy = 0
-                if computed is not None:
-                    self._pages[key_of(user)] = computed
-                    while len(self._pages) > 100_000:
-                        self._pages.pop(next(iter(self._pages)))
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-        self._thread.join(timeout=5)
-
-
 class Engine:
+    """The service's state and its operations; ``start`` recovers, ``close`` stops."""
+
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics if metrics is not None else Metrics()
@@ -330,19 +108,16 @@ class Engine:
             session_timeout_s=self.rule.session_timeout_seconds,
         )
         self.store: EmbeddedStore | None = None
-        self.state: _State | None = None
+        self.state: CatalogueState | None = None
         self.builder: FeedBuilder | None = None
         self.registry: ModelRegistry | None = None
         self.ranker: Ranker | SimilarityRanker = SimilarityRanker()
         self._model_epoch = 0
         self._open_lock = threading.Lock()
         self._items_lock = threading.Lock()
-        self._log_lock = threading.Lock()
-        self._impressions: LogWriter | None = None
-        # Records wait here and are written by the flush thread: requests only append.
-        self._log_pending: list[Record] = []
+        self._impression_log = ImpressionLogWriter(self.data_dir / "impressions")
         self._requests = 0
-        self._precompute: _Precomputer | None = None
+        self._precompute: Precomputer | None = None
         self.stream: StreamIngest | None = None  # events from Kinesis (scale-out mode)
         self._stop = threading.Event()
         self._erasures: PendingErasures | None = None
@@ -365,7 +140,7 @@ class Engine:
             if dims is not None:
                 self._open(dims)
             if self.settings.impression_log:
-                self._impressions = LogWriter(self.data_dir / "impressions")
+                self._impression_log.open()
             self._spawn(self._flush_loop, "recserve-flush")
             self._erasures = PendingErasures(self.data_dir / "erasures.json")
             if self._erasures.pending():  # a restart before the last ones were complete
@@ -404,7 +179,7 @@ class Engine:
             co_engagement=s.co_engagement.options(),
         )
         amplify = AmplifyConfig.from_dict(s.amplification)
-        state = _State(dims, amplify, self.trending, s.index_threads)
+        state = CatalogueState(dims, amplify, self.trending, s.index_threads)
         store = EmbeddedStore(self.data_dir / "state", config, extension=state)
         state.check_index(store)
         state.live = True
@@ -429,12 +204,14 @@ class Engine:
             self.served,
         )
         if s.feed.precompute:
-            self._precompute = _Precomputer(self)
+            self._precompute = Precomputer(self._compute_page)
         self._spawn(self._snapshot_loop, "recserve-snapshots")
         if s.events_source == "kinesis":
             from recserve.service.stream import StreamIngest  # boto3: the aws extra
 
-            self.stream = StreamIngest(self, dims)
+            self.stream = StreamIngest(
+                s, store, state.catalog, self.clock, self.metrics, self.after_apply
+            )
             self.stream.start()
 
     def _initial_ranker(self, registry: ModelRegistry) -> Ranker | SimilarityRanker:
@@ -450,19 +227,7 @@ class Engine:
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(1.0):
-            self._flush_impressions()
-
-    def _flush_impressions(self) -> None:
-        with self._log_lock:
-            records, self._log_pending = self._log_pending, []
-            if self._impressions is not None:
-                self._impressions.extend(records)
-                self._impressions.flush()
-
-    def _log(self, records: Sequence[Record]) -> None:
-        if self._impressions is not None:
-            with self._log_lock:
-                self._log_pending.extend(records)
+            self._impression_log.flush()
 
     def _snapshot_loop(self) -> None:
         while not self._stop.wait(self.settings.snapshot_interval_s):
@@ -486,13 +251,9 @@ class Engine:
             if snapshot:
                 self.store.snapshot()
             self.store.close()
-        self._flush_impressions()
-        with self._log_lock:
-            if self._impressions is not None:
-                self._impressions.close()
-                self._impressions = None
+        self._impression_log.close()
 
-    def _require(self) -> tuple[EmbeddedStore, _State, FeedBuilder]:
+    def _require(self) -> tuple[EmbeddedStore, CatalogueState, FeedBuilder]:
         if not self.ready or self.draining:
             raise NotReady("recovering" if not self.ready else "shutting down")
         if self.store is None or self.state is None or self.builder is None:
@@ -524,12 +285,9 @@ class Engine:
                 )
             self.clock.observe(max((item.created_at for item in items), default=0))
             ts_ms = self.clock.now_ms()
-            header: dict[str, Any] = {"ts_ms": ts_ms, "items": [item.to_row() for item in items]}
-            if not amplify:  # absent in older records: they all amplified
-                header["amplify"] = False
             store.log(
-                ITEMS,
-                _record(header, vectors.tobytes()),
+                catalogue_records.ITEMS,
+                catalogue_records.items_record(ts_ms, items, vectors, amplify=amplify),
                 lambda: state.upsert(list(items), vectors, ts_ms, store.profiles, amplify),
             )
         return len(keys)
@@ -561,7 +319,9 @@ class Engine:
         if state.catalog.by_key(key) is None and state.amplifier.state(key) is None:
             raise NotFound(f"no item {item_id!r}")
         store.log(
-            TAKE_DOWN, _record({"keys": [str(key)]}), lambda: state.take_down(key, store.profiles)
+            catalogue_records.TAKE_DOWN,
+            catalogue_records.take_down_record([key]),
+            lambda: state.take_down(key, store.profiles),
         )
         if self._precompute is not None:
             self._precompute.drop_containing(key)
@@ -575,53 +335,23 @@ class Engine:
         """Durable and applied when it returns. ValueError naming the event index and field
         for a bad one (nothing of the batch applied)."""
         store, state, _ = self._require()
+        skew = self.settings.max_clock_skew_s
+        checked = check_events(rows, state.catalog, latest_ms(skew), skew)
         n = len(rows)
-        types = np.empty(n, dtype=np.uint8)
-        watch = np.zeros(n, dtype=np.uint32)
-        duration = np.zeros(n, dtype=np.uint32)
-        latest = latest_ms(self.settings.max_clock_skew_s)
-        for i, row in enumerate(rows):
-            types[i] = _TYPE_CODES[row.type]
-            if row.ts is not None and row.ts > latest:  # it would be "now" on the events' clock
-                raise ValueError(
-                    f"events[{i}].ts: more than {self.settings.max_clock_skew_s:g} s ahead of "
-                    f"the server's clock ({latest} ms with the skew allowed)"
-                )
-            if row.watch_ms is not None:
-                watch[i] = row.watch_ms
-            if row.duration_ms is not None:
-                duration[i] = row.duration_ms
-            elif row.type == "watch":
-                item = state.catalog.get(row.item_id)
-                if item is None:
-                    raise ValueError(
-                        f"events[{i}].duration_ms: required for a watch of an item not in the "
-                        f"catalogue ({row.item_id!r})"
-                    )
-                duration[i] = item.duration_ms
-            if row.type == "watch" and row.watch_ms is None:
-                raise ValueError(f"events[{i}].watch_ms: required for a watch")
         if self.stream is not None:  # scale-out: the owner of the user's shard applies them
-            self.stream.put(list(rows), duration)  # NotReady (503) if the stream refuses them
+            # NotReady (503) if the stream refuses them
+            self.stream.put(list(rows), checked.duration_ms)
             unknown = sum(state.catalog.get(r.item_id) is None for r in rows)
             return {"accepted": n, "applied": 0, "duplicates": 0, "unknown_items": unknown}
         # Time moves only for a batch that is applied (a refused one changes nothing).
         self.clock.observe(max((r.ts for r in rows if r.ts is not None), default=0))
         now = self.clock.now_ms()
-        events = Events.of(
-            users=keys_of(r.user_id for r in rows),
-            items=keys_of(r.item_id for r in rows),
-            types=types,
-            watch_ms=watch,
-            duration_ms=duration,
-            ts_ms=[now if r.ts is None else r.ts for r in rows],
-            seq=np.ones(n, dtype=np.uint64),  # replaced by log-ordered seqs in the store
-            event_keys=keys_of(r.event_id for r in rows),
-        )
+        events = checked.events(now)
         result = store.apply(events, assign_seq=True)
         self.after_apply(result, events, now)
         self._count_arms(rows, events)
-        self._log_events(rows, events)
+        if self._impression_log.is_open:
+            self._impression_log.append(event_records(rows, events))
         if self._precompute is not None:
             self._precompute.enqueue(list(dict.fromkeys(r.user_id for r in rows)))
         return {
@@ -638,53 +368,20 @@ class Engine:
         self.metrics.events_applied.inc(result.applied)
         self.metrics.events_duplicate.inc(result.duplicate_keys + result.stale)
         self.metrics.events_unknown_items.inc(result.unknown_items)
-        for transition in self._drain_transitions(self.state):
+        for transition in self.state.drain_transitions():
             self.metrics.amplification.labels(transition).inc()
         self.trending.add(events.items, events.types, now_ms / 1000.0)
-
-    @staticmethod
-    def _drain_transitions(state: _State) -> list[str]:
-        made, state.transitions = state.transitions, []
-        return made
 
     def _count_arms(self, rows: Sequence[EventRow], events: Events) -> None:
         if not self.experiments.experiments:
             return
         threshold = self.rule.completion_threshold
         for i, row in enumerate(rows):
-            outcome = None
-            if row.type == "impression":
-                outcome = "impression"
-            elif row.type == "like":
-                outcome = "like"
-            elif (
-                row.type == "watch"
-                and events.duration_ms[i]
-                and (events.watch_ms[i] >= threshold * events.duration_ms[i])
-            ):
-                outcome = "complete"
+            watch_ms, duration_ms = int(events.watch_ms[i]), int(events.duration_ms[i])
+            outcome = outcome_of(row.type, watch_ms, duration_ms, threshold)
             if outcome is not None:
                 for experiment, arm in self.experiments.assign(row.user_id).arms:
                     self.metrics.count_arm(experiment, arm, outcome)
-
-    def _log_events(self, rows: Sequence[EventRow], events: Events) -> None:
-        if self._impressions is None or not self.settings.impression_log:
-            return
-        records = [
-            Event(
-                ts=int(events.ts_ms[i]) / 1000.0,
-                event_id=row.event_id,
-                user=row.user_id,
-                item=int(events.items[i]),
-                type=row.type,
-                request_id=row.request_id,
-                watch_ms=int(events.watch_ms[i]),
-                duration_ms=int(events.duration_ms[i]),
-            )
-            for i, row in enumerate(rows)
-            if row.type != "impression"
-        ]
-        self._log(records)
 
     # ---- feeds ------------------------------------------------------------------------------
     def _ranker_for(self, assignment: Assignment) -> Ranker | SimilarityRanker:
@@ -693,7 +390,8 @@ class Engine:
             ranker = self.registry.get(assignment.model)
         return ranker.with_blend(assignment.blend)
 
-    def _stamp(self, user_key: int) -> tuple[int, ...]:
+    def _stamp(self, user_key: int) -> Stamp:
+        """What a precomputed page must still match to be served."""
         assert self.store is not None
         assert self.state is not None
         user = self.store.profiles.user_state([user_key])
@@ -706,7 +404,7 @@ class Engine:
             self._model_epoch,
         )
 
-    def _compute_page(self, user_id: str) -> tuple[tuple[int, ...], FeedResult, str | None] | None:
+    def _compute_page(self, user_id: str) -> Page | None:
         if self.builder is None or self.draining:
             return None
         user_key = key_of(user_id)
@@ -721,7 +419,7 @@ class Engine:
             self.clock.now_ms(),
             seed=user_key ^ stamp[0],
         )
-        return stamp, result, assignment.label
+        return Page(stamp, result, assignment.label)
 
     def feed(
         self, user_id: str, n: int | None = None, timings: dict[str, float] | None = None
@@ -771,13 +469,11 @@ class Engine:
         label = assignment.label
         for experiment, arm in assignment.arms:
             self.metrics.feeds_served.labels(experiment, arm).inc()
-        if self._impressions is not None and items:
+        if self._impression_log.is_open and items:
             ts = self.clock.now_ms() / 1000.0 if now is None else now
-            records = [
-                Impression(ts, request_id, user_id, s.key, position, model_version, label or "")
-                for position, s in enumerate(items)
-            ]
-            self._log(records)
+            self._impression_log.append(
+                impression_records(ts, request_id, user_id, items, model_version, label)
+            )
         return {
             "request_id": request_id,
             "user_id": user_id,
@@ -826,12 +522,11 @@ class Engine:
     ) -> None:
         store, state, _ = self._require()
         key = key_of(user_id)
-        header = {
-            "user": str(key),
-            "interests": None if interests is None else list(interests),
-            "blocked": None if blocked is None else list(blocked),
-        }
-        store.log(USER_PREFS, _record(header), lambda: state.users.set(key, interests, blocked))
+        store.log(
+            catalogue_records.USER_PREFS,
+            catalogue_records.user_prefs_record(key, interests, blocked),
+            lambda: state.users.set(key, interests, blocked),
+        )
         if self._precompute is not None:
             self._precompute.enqueue([user_id])
 
@@ -886,8 +581,7 @@ class Engine:
         self.served.forget(key)
         if self._precompute is not None:
             self._precompute.forget(user_id)
-        with self._log_lock:
-            self._log_pending = [r for r in self._log_pending if r.user != user_id]
+        self._impression_log.drop_user(user_id)
         self._erasure_due.set()
 
     def _erasure_loop(self) -> None:
@@ -913,12 +607,7 @@ class Engine:
             return
         if self.store is not None:
             self.store.compact()
-        with self._log_lock:
-            if self._impressions is not None:
-                self._impressions.extend(self._log_pending)
-                self._log_pending = []
-                self._impressions.close()  # the next record starts a new segment
-            erase_users(self.data_dir / "impressions", set(users))
+        self._impression_log.erase(users)
         self._erasures.done(users)
         log.info("erasure of %d user(s) complete on disk", len(users))
 

@@ -16,7 +16,7 @@ from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from recserve.catalog import Item
-from recserve.service.engine import EventRow
+from recserve.ingest.event_row import EventRow
 
 __all__ = [
     "MAX_DIMS",

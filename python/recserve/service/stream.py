@@ -17,6 +17,9 @@ for each GetRecords batch it
 
 Only then does the worker checkpoint. ``POST /v1/events`` puts the events on the stream (the
 Producer): the replica that owns the user's shard applies them.
+
+The engine starts it once its store is open, and hands it the parts it works on: this module
+never imports the engine.
 """
 
 from __future__ import annotations
@@ -30,18 +33,25 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
+from recserve.catalog import Catalog
 from recserve.ingest import records as codec
+from recserve.ingest.event_row import EventRow
 from recserve.ingest.kinesis import Consumed, Producer, PutFailed, Worker, WorkerSettings
 from recserve.ingest.leases import LeaseLost, LeaseTable
-from recserve.profiles import EVENT_TYPES, Events
-from recserve.service.engine import Engine, EventRow, NotReady
+from recserve.profiles import EVENT_TYPES, ApplyResult, Events
+from recserve.service.clock import Clock
+from recserve.service.errors import NotReady
+from recserve.service.metrics import Metrics
+from recserve.service.settings import Settings
 from recserve.store.dynamodb import DynamoUsers
+from recserve.store.embedded import EmbeddedStore
 
 __all__ = ["StreamIngest"]
 
@@ -54,19 +64,36 @@ def _worker_id() -> str:
 
 
 class StreamIngest:
-    def __init__(self, engine: Engine, dims: int) -> None:
+    """``after_apply(result, events, now_ms)`` follows every batch applied to ``store`` (the
+    engine's metrics, amplification and trending); ``catalog`` fills the durations of watches
+    sent without one."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: EmbeddedStore,
+        catalog: Catalog,
+        clock: Clock,
+        metrics: Metrics,
+        after_apply: Callable[[ApplyResult, Events, int], None],
+    ) -> None:
         import boto3  # the aws extra; endpoints, region and credentials are boto3's own
 
-        s = engine.settings
+        s = settings
         assert s.kinesis_stream is not None
-        self.engine = engine
+        self.store = store
+        self.catalog = catalog
+        self.clock = clock
+        self.metrics = metrics
+        self.after_apply = after_apply
+        self.foreign_ttl_s = s.kinesis.foreign_ttl_s
         self.stream = s.kinesis_stream
         session = boto3.session.Session()
         self.kinesis = session.client("kinesis")
         self.dynamodb = session.client("dynamodb")
         prefix = s.dynamodb_table_prefix
         self.users = (
-            DynamoUsers(self.dynamodb, f"{prefix}users", dims, create=s.create_tables)
+            DynamoUsers(self.dynamodb, f"{prefix}users", catalog.dims, create=s.create_tables)
             if s.state_store == "dynamodb"
             else None
         )
@@ -94,7 +121,7 @@ class StreamIngest:
         self._fetch_lock = threading.Lock()
 
     def start(self) -> None:
-        self.engine.metrics.watch_stream(
+        self.metrics.watch_stream(
             lambda: (self.worker.stats, self.worker.held, self.dead_letters)
         )
         self.worker.start()
@@ -132,12 +159,12 @@ class StreamIngest:
         shards it does not hold once their copy is ``foreign_ttl_s`` old (the owner's writes
         reach DynamoDB after each batch). Users of held shards are never read: the local row
         is the newest there is."""
-        if self.users is None or self.engine.store is None:
+        if self.users is None:
             return
-        profiles = self.engine.store.profiles
+        profiles = self.store.profiles
         found = profiles.user_state(np.array(user_keys, dtype=np.uint64))["found"].tolist()
         now = time.monotonic()
-        ttl = self.engine.settings.kinesis.foreign_ttl_s
+        ttl = self.foreign_ttl_s
         wanted = [
             k
             for k, has_row in zip(user_keys, found, strict=True)
@@ -159,8 +186,7 @@ class StreamIngest:
 
     # ---- one batch from the stream ------------------------------------------------------------
     def handle(self, shard: str, records: list[dict[str, Any]], first_seq: int) -> Consumed:
-        store = self.engine.store
-        assert store is not None
+        store = self.store
         batch = codec.decode_batch(records)
         # Ordinals: a record holds one user record, or several when KPL-aggregated.
         per_record = np.ones(len(records), dtype=np.int64)
@@ -190,9 +216,8 @@ class StreamIngest:
         if self.users is not None:
             self._load_for(shard, users)
         if len(events):
-            clock = self.engine.clock
-            clock.observe(int(events.ts_ms.max()))
-            self.engine.after_apply(store.apply(events), events, clock.now_ms())
+            self.clock.observe(int(events.ts_ms.max()))
+            self.after_apply(store.apply(events), events, self.clock.now_ms())
         if self.users is not None and users:
             written = self.users.write(store.profiles, users)
             if written.superseded:
@@ -210,9 +235,9 @@ class StreamIngest:
         if held != generation:
             loaded = set()
         todo = [u for u in users if u not in loaded]
-        if todo and self.users is not None and self.engine.store is not None:
+        if todo and self.users is not None:
             with self._fetch_lock:
-                self.users.fetch(self.engine.store.profiles, todo)
+                self.users.fetch(self.store.profiles, todo)
             loaded.update(todo)
         self._loaded[shard] = (generation, loaded)
 
@@ -221,9 +246,8 @@ class StreamIngest:
     ) -> np.ndarray:
         """Watches sent without duration_ms take the catalogue's; without one they are bad."""
         keep = np.ones(len(batch.users), dtype=bool)
-        catalog = self.engine.state.catalog if self.engine.state is not None else None
         for i in np.flatnonzero((batch.types == _WATCH) & (batch.duration_ms == 0)).tolist():
-            item = None if catalog is None else catalog.by_key(int(batch.items[i]))
+            item = self.catalog.by_key(int(batch.items[i]))
             if item is None:
                 keep[i] = False
                 reason = "duration_ms: required for a watch of an item not in the catalogue"

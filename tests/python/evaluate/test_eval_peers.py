@@ -22,7 +22,7 @@ from recserve.evaluate.replay import (
     split_time,
 )
 from recserve.evaluate.tuning import choose_peer_settings
-from recserve.service.engine import EventRow
+from recserve.ingest.event_row import EventRow
 
 
 # ---- CoOccurrence ---------------------------------------------------------------------------

@@ -20,8 +20,8 @@ from recserve.evaluate.replay import (
     replay,
     write_jsonl,
 )
+from recserve.ingest.event_row import EventRow
 from recserve.profiles import UpdateRule
-from recserve.service.engine import EventRow
 
 DIMS = 8
 

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from recserve.catalog import Item
+from recserve.ingest.event_row import EventRow
 from recserve.service.clock import EventClock, WallClock
-from recserve.service.engine import Engine, EventRow
+from recserve.service.engine import Engine
 from recserve.service.settings import Settings
 
 T0 = 1_000_000_000_000  # 2001: decades before any wall clock these tests run on

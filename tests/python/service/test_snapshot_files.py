@@ -21,7 +21,8 @@ from http_server import item_batch, make_server
 from recserve import ann
 from recserve.catalog import Item
 from recserve.ids import key_of, keys_of
-from recserve.service.engine import Engine, EventRow
+from recserve.ingest.event_row import EventRow
+from recserve.service.engine import Engine
 from recserve.service.settings import Settings
 from recserve.store.embedded import _read_state, _write_state
 

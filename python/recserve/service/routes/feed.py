@@ -4,8 +4,9 @@ import json
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
+from recserve.service.routes.deps import EngineDep, FeedLimiterDep
 from recserve.service.schemas import PathId, QueryId
 
 router = APIRouter(prefix="/v1/feed", tags=["feed"])
@@ -14,14 +15,13 @@ router = APIRouter(prefix="/v1/feed", tags=["feed"])
 @router.get("/{user_id}")
 async def get_feed(
     user_id: PathId,
-    request: Request,
+    engine: EngineDep,
+    limiter: FeedLimiterDep,
     n: int | None = Query(None, ge=1),
     session_id: str | None = Query(None, max_length=256),
 ) -> Response:
-    engine = request.app.state.engine
     if n is not None and n > engine.settings.feed.max_n:
         raise ValueError(f"n: at most {engine.settings.feed.max_n}, got {n}")
-    limiter = request.app.state.feed_limiter
     timings: dict[str, float] = {}
     if limiter is None:  # feed_threads = 0: on the event loop (see the setting)
         page = engine.feed(user_id, n, timings)
@@ -40,5 +40,5 @@ def server_timing(timings: dict[str, float]) -> str:
 
 
 @router.get("/{user_id}/explain")
-def explain(user_id: PathId, item_id: QueryId, request: Request) -> dict[str, Any]:
-    return request.app.state.engine.explain(user_id, item_id)  # type: ignore[no-any-return]
+def explain(user_id: PathId, item_id: QueryId, engine: EngineDep) -> dict[str, Any]:
+    return engine.explain(user_id, item_id)

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
+
+from recserve.service.routes.deps import EngineDep
 
 router = APIRouter(tags=["health"])
 
@@ -12,8 +14,7 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-def readyz(request: Request) -> JSONResponse:
-    engine = request.app.state.engine
+def readyz(engine: EngineDep) -> JSONResponse:
     if engine.failure is not None:
         return JSONResponse({"status": "failed", "detail": engine.failure}, status_code=503)
     if not engine.ready or engine.draining or engine.shutting_down:
@@ -24,7 +25,6 @@ def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics")
-def metrics(request: Request) -> Response:
-    engine = request.app.state.engine
+def metrics(engine: EngineDep) -> Response:
     body = engine.metrics.render(engine.refresh_gauges)
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -2,18 +2,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
 from recserve.media import MediaUrls
 from recserve.service.clock import latest_ms
+from recserve.service.routes.deps import EngineDep
 from recserve.service.schemas import ItemsIn, PathId
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
 
 
 @router.post("")
-def upsert_items(body: ItemsIn, request: Request) -> dict[str, int]:
-    engine = request.app.state.engine
+def upsert_items(body: ItemsIn, engine: EngineDep) -> dict[str, int]:
     check_media_keys(body, engine.media)  # before anything of the batch is stored
     skew = engine.settings.max_clock_skew_s
     body.check_created_at(latest_ms(skew), skew)
@@ -39,11 +39,11 @@ def check_media_keys(body: ItemsIn, media: MediaUrls) -> None:
 
 
 @router.get("/{item_id}")
-def get_item(item_id: PathId, request: Request) -> dict[str, Any]:
-    return request.app.state.engine.item(item_id)  # type: ignore[no-any-return]
+def get_item(item_id: PathId, engine: EngineDep) -> dict[str, Any]:
+    return engine.item(item_id)
 
 
 @router.delete("/{item_id}", status_code=204)
-def take_down(item_id: PathId, request: Request) -> Response:
-    request.app.state.engine.take_down(item_id)
+def take_down(item_id: PathId, engine: EngineDep) -> Response:
+    engine.take_down(item_id)
     return Response(status_code=204)

@@ -2,16 +2,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
+
+from recserve.service.routes.deps import EngineDep
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
 @router.get("")
-def list_models(request: Request) -> dict[str, Any]:
-    return request.app.state.engine.models()  # type: ignore[no-any-return]
+def list_models(engine: EngineDep) -> dict[str, Any]:
+    return engine.models()
 
 
 @router.post("/{version}/activate")
-def activate(version: str, request: Request) -> dict[str, Any]:
-    return request.app.state.engine.activate(version)  # type: ignore[no-any-return]
+def activate(version: str, engine: EngineDep) -> dict[str, Any]:
+    return engine.activate(version)
