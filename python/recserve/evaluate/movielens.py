@@ -58,7 +58,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recserve.catalog import Item
-from recserve.evaluate.replay import Catalogue, ReplayError
+from recserve.evaluate.inputs import Catalogue, ReplayError
 from recserve.ingest.event_row import EventRow
 from recserve.train.movielens import VECTORS, _release_dates, pca
 

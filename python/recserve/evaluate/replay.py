@@ -102,26 +102,42 @@ import os
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from pydantic import ValidationError
 
-from recserve.catalog import Item
-from recserve.evaluate.peers import ALSFoldIn, CoOccurrence, top_unseen
+from recserve.evaluate.inputs import (
+    Catalogue,
+    ReplayError,
+    check_event,
+    read_events,
+    read_items,
+    validation_problem,
+)
+from recserve.evaluate.peer_replay import PeerPolicies, Popularity, replay_peers
+from recserve.evaluate.peers import ALSFoldIn, CoOccurrence
+from recserve.evaluate.scoring import (
+    ENGAGING_TYPES,
+    Score,
+    engaged,
+    in_time_order,
+    plan_of,
+    split_time,
+)
 from recserve.ids import key_of
 from recserve.ingest.event_row import EventRow
 from recserve.profiles import UpdateRule
 from recserve.rank import Ranker, SimilarityRanker
 from recserve.service.engine import Engine
-from recserve.service.schemas import EventIn, ItemIn
 from recserve.service.settings import Settings, load_settings
 
+# Some names are those of inputs, scoring and peer_replay (which the tuning and the trainer
+# import without this module and its engines), re-exported: callers of the replay find them here.
 __all__ = [
     "ENGAGING_TYPES",
     "PEERS",
@@ -145,70 +161,7 @@ __all__ = [
 POLICIES = ("realtime", "frozen", "popularity", "popularity_frozen", "itemcf", "als")
 #: The peers among the policies (``recserve.evaluate.peers``), tuned before the split.
 PEERS = ("itemcf", "als")
-#: Event types that are an engagement whatever else happened (a completed watch is one too).
-ENGAGING_TYPES = frozenset({"like", "share", "comment", "follow", "replay"})
 _POST_BATCH = 10_000  # events per post_events call at most (the API's batch limit)
-
-
-class ReplayError(ValueError):
-    """Bad replay input: the message names the file and line (or event) and the field."""
-
-
-@dataclass(frozen=True)
-class Catalogue:
-    """The items of a replay and their embeddings (row i belongs to ``items[i]``)."""
-
-    items: list[Item]
-    vectors: npt.NDArray[np.float32]
-
-    def __post_init__(self) -> None:
-        if self.vectors.ndim != 2 or self.vectors.shape[0] != len(self.items):
-            raise ReplayError(
-                f"expected one embedding row per item ({len(self.items)}), "
-                f"got an array of shape {self.vectors.shape}"
-            )
-        if not len(self.items):
-            raise ReplayError("the catalogue is empty")
-        if not np.isfinite(self.vectors).all():
-            row = int(np.flatnonzero(~np.isfinite(self.vectors).all(axis=1))[0])
-            raise ReplayError(f"item {self.items[row].id!r}: embedding has NaN or infinity")
-        seen: set[str] = set()
-        for item in self.items:
-            if item.id in seen:
-                raise ReplayError(f"item id {item.id!r} appears twice")
-            seen.add(item.id)
-
-    @property
-    def dims(self) -> int:
-        return int(self.vectors.shape[1])
-
-
-@dataclass
-class Score:
-    """Hits and NDCG summed over the evaluated engagements of one policy."""
-
-    k: int
-    evaluated: int = 0
-    hits: int = 0
-    ndcg_sum: float = 0.0
-
-    def add(self, page: Sequence[str], item_id: str) -> None:
-        self.evaluated += 1
-        top = list(page[: self.k])
-        if item_id in top:
-            self.hits += 1
-            self.ndcg_sum += 1.0 / math.log2(top.index(item_id) + 2)
-
-    @property
-    def hr(self) -> float:
-        return self.hits / self.evaluated if self.evaluated else 0.0
-
-    @property
-    def ndcg(self) -> float:
-        return self.ndcg_sum / self.evaluated if self.evaluated else 0.0
-
-    def to_dict(self) -> dict[str, float | int]:
-        return {f"hr@{self.k}": self.hr, f"ndcg@{self.k}": self.ndcg, "hits": self.hits}
 
 
 @dataclass(frozen=True)
@@ -263,88 +216,6 @@ class ReplayResult:
         return out
 
 
-# ---- input ----------------------------------------------------------------------------------
-def _lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
-    p = Path(path)
-    if not p.is_file():
-        raise ReplayError(f"{p}: no such file")
-    with p.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if line.strip():
-                yield number, line
-
-
-def _problem(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "line"
-    return f"{where}: {first['msg']}"
-
-
-def read_items(path: str | os.PathLike[str]) -> Catalogue:
-    """Items from a JSON-lines file in the ``POST /v1/items`` body format (one item a line)."""
-    items: list[Item] = []
-    rows: list[list[float]] = []
-    for number, line in _lines(path):
-        try:
-            item = ItemIn.model_validate_json(line)
-        except ValidationError as error:
-            raise ReplayError(f"{path}:{number}: {_problem(error)}") from None
-        if rows and len(item.embedding) != len(rows[0]):
-            raise ReplayError(
-                f"{path}:{number}: embedding: {len(item.embedding)} values, "
-                f"the first item has {len(rows[0])}"
-            )
-        items.append(item.to_item())
-        rows.append(item.embedding)
-    if not items:
-        raise ReplayError(f"{path}: no items")
-    try:
-        return Catalogue(items, np.asarray(rows, dtype=np.float32))
-    except ReplayError as error:
-        raise ReplayError(f"{path}: {error}") from None
-
-
-def read_events(path: str | os.PathLike[str], catalogue: Catalogue | None = None) -> list[EventRow]:
-    """Events from a JSON-lines file in the ``POST /v1/events`` format, ``ts`` required; with
-    ``catalogue``, an event on an item not in it is an error too."""
-    known = None if catalogue is None else {item.id for item in catalogue.items}
-    rows: list[EventRow] = []
-    for number, line in _lines(path):
-        try:
-            event = EventIn.model_validate_json(line)
-        except ValidationError as error:
-            raise ReplayError(f"{path}:{number}: {_problem(error)}") from None
-        row = event.to_row()
-        try:
-            _check_event(row, known)
-        except ReplayError as error:
-            raise ReplayError(f"{path}:{number}: {error}") from None
-        rows.append(row)
-    if not rows:
-        raise ReplayError(f"{path}: no events")
-    return rows
-
-
-def _check_event(row: EventRow, known: Collection[str] | None) -> None:
-    if row.ts is None:
-        raise ReplayError("ts: required in a replay log (ms since the epoch)")
-    if row.type == "watch" and row.watch_ms is None:
-        raise ReplayError("watch_ms: required for a watch")
-    if known is not None and row.item_id not in known:
-        raise ReplayError(f"item_id: {row.item_id!r} is not in the catalogue")
-
-
-def engaged(row: EventRow, duration_ms: int, rule: UpdateRule) -> bool:
-    """Whether the event is an engagement (see the module doc); ``duration_ms`` is the item's,
-    used when the event has none."""
-    if row.type in ENGAGING_TYPES:
-        return True
-    if row.type != "watch" or row.watch_ms is None:
-        return False
-    duration = row.duration_ms if row.duration_ms is not None else duration_ms
-    return duration > 0 and row.watch_ms >= rule.completion_threshold * duration
-
-
 # ---- the engines ----------------------------------------------------------------------------
 def replay_settings(
     config: str | os.PathLike[str] | None,
@@ -361,7 +232,7 @@ def replay_settings(
     except FileNotFoundError as error:
         raise ReplayError(str(error)) from None
     except ValidationError as error:
-        raise ReplayError(f"{config}: {_problem(error)}") from None
+        raise ReplayError(f"{config}: {validation_problem(error)}") from None
     if settings.dims is not None and settings.dims != dims:
         raise ReplayError(f"{config}: dims {settings.dims}, but the items have {dims} dimensions")
     feed: dict[str, Any] = {
@@ -449,201 +320,7 @@ class _EnginePolicy:
         self.engine.close(snapshot=False)
 
 
-class _Popularity:
-    """Engaged users per item so far; the top unseen ones, ties in catalogue order."""
-
-    def __init__(self, catalogue: Catalogue) -> None:
-        self.ids = [item.id for item in catalogue.items]
-        self.row = {item_id: i for i, item_id in enumerate(self.ids)}
-        n = len(self.ids)
-        # count + a tie-break below 1 that favours earlier items: every key distinct
-        self.keys = (n - np.arange(n, dtype=np.float64)) / (n + 1)
-
-    def engaged(self, item_id: str) -> None:
-        self.keys[self.row[item_id]] += 1.0
-
-    def page(self, seen: Collection[str], k: int) -> list[str]:
-        keys = self.keys.copy()
-        if seen:
-            keys[[self.row[item_id] for item_id in seen]] = -np.inf
-        m = min(k, len(keys))
-        top = np.argpartition(-keys, m - 1)[:m]
-        top = top[np.argsort(-keys[top])]
-        return [self.ids[i] for i in top.tolist() if keys[i] > -np.inf]
-
-
-# ---- the peers ------------------------------------------------------------------------------
-class PeerPolicies:
-    """The peers' pages in a replay: item-to-item co-occurrence (``itemcf``) and ALS with
-    fold-in (``als``) of ``recserve.evaluate.peers``, any number of each (named), sharing the
-    live popularity ``popularity`` for users they know nothing of and for ties.
-
-    The replay calls, in time order: ``pages`` before a scored event, ``met`` at each user's
-    first event on an item (seen from then on), ``engaged`` at the event that makes a pair
-    engaged, and ``at_split`` once, at the first event at or after the split: the ALS models
-    are fitted there, on the engagements before it (so before the split their pages are
-    popularity's)."""
-
-    def __init__(
-        self,
-        catalogue: Catalogue,
-        popularity: _Popularity,
-        itemcf: dict[str, CoOccurrence],
-        als: dict[str, ALSFoldIn],
-    ) -> None:
-        self.ids = [item.id for item in catalogue.items]
-        self.row = popularity.row
-        self.popularity = popularity
-        if len({id(cf._c) for cf in itemcf.values()}) > 1:
-            raise ValueError("the itemcf peers must share their counts (with_settings)")
-        self.itemcf = itemcf
-        self.als = als
-        self.seen: dict[str, list[int]] = defaultdict(list)
-        self.before: list[tuple[str, int]] = []  # engagements before the split, for ALS
-        self.split_reached = False
-
-    @property
-    def names(self) -> list[str]:
-        return [*self.itemcf, *self.als]
-
-    def pages(self, user: str, k: int) -> dict[str, list[str]]:
-        seen = np.array(self.seen.get(user, []), dtype=np.int64)
-        scores: dict[str, npt.NDArray[np.float32]] = {}
-        views = list(self.itemcf.values())
-        if views and views[0].has_history(user):  # the views share their counts: one read
-            scores.update(zip(self.itemcf, views[0].scores_of_views(user, views), strict=True))
-        for name, model in self.als.items():
-            if model.has_history(user):
-                scores[name] = model.scores(user)
-        out: dict[str, list[str]] = {}
-        fallback: list[str] | None = None
-        for name in self.names:
-            if name in scores:
-                top = top_unseen(scores[name], seen, k, self.popularity.keys)
-                out[name] = [self.ids[i] for i in top]
-            else:  # nothing known of the user yet: what a deployment serves, popularity
-                if fallback is None:
-                    fallback = self.popularity.page({self.ids[i] for i in seen.tolist()}, k)
-                out[name] = fallback
-        return out
-
-    def met(self, user: str, item_id: str) -> None:
-        self.seen[user].append(self.row[item_id])
-
-    def engaged(self, user: str, item_id: str) -> None:
-        row = self.row[item_id]
-        for cf in self.itemcf.values():
-            cf.engaged(user, row)
-        if not self.split_reached:
-            self.before.append((user, row))
-        else:
-            for model in self.als.values():
-                model.engaged(user, row)
-
-    def at_split(self) -> None:
-        if self.split_reached:
-            return
-        self.split_reached = True
-        users = [user for user, _ in self.before]
-        rows = [row for _, row in self.before]
-        for model in self.als.values():
-            model.fit(users, rows, [1.0] * len(rows))
-        self.before = []
-
-
-def replay_peers(
-    rows: Sequence[EventRow],
-    catalogue: Catalogue,
-    *,
-    itemcf: dict[str, CoOccurrence],
-    als: dict[str, ALSFoldIn],
-    split: float = 0.8,
-    k: int = 10,
-    rule: UpdateRule | None = None,
-) -> tuple[_Plan, dict[str, Score]]:
-    """The replay of the peers alone, without the engines (how their settings are tuned):
-    the same pairs scored, the same seen items excluded, popularity for unknown users, as in
-    ``replay``. ``rows`` in time order; returns the plan and each named peer's score."""
-    rule = rule if rule is not None else UpdateRule()
-    known = {item.id: item for item in catalogue.items}
-    plan = _plan(rows, known, rule, split)
-    popularity = _Popularity(catalogue)
-    peers = PeerPolicies(catalogue, popularity, itemcf, als)
-    scores = {name: Score(k) for name in peers.names}
-    targets = set(plan.after_split)
-    seen: set[tuple[str, str]] = set()
-    counted: set[tuple[str, str]] = set()
-    for i, row in enumerate(plan.rows):
-        if plan.ts[i] >= plan.split_ms:
-            peers.at_split()
-        if i in targets:
-            for name, page in peers.pages(row.user_id, k).items():
-                scores[name].add(page, row.item_id)
-        pair = (row.user_id, row.item_id)
-        if pair not in seen:
-            seen.add(pair)
-            peers.met(*pair)
-        if (
-            pair not in counted
-            and pair in plan.engaged_pairs
-            and engaged(row, known[row.item_id].duration_ms, rule)
-        ):
-            counted.add(pair)
-            popularity.engaged(row.item_id)
-            peers.engaged(*pair)
-    peers.at_split()
-    return plan, scores
-
-
 # ---- the replay -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Plan:
-    """A log in time order, its split, and which pairs are scored."""
-
-    rows: Sequence[EventRow]
-    ts: list[int]
-    first_ms: int
-    last_ms: int
-    split_ms: int
-    engaged_pairs: set[tuple[str, str]]  # (user, item) pairs with an engaging event
-    pairs_at: list[int]  # the row of each engaged pair's first event (met), ascending
-    after_split: list[int]  # those at or after the split: what is scored
-
-
-def in_time_order(events: Sequence[EventRow]) -> list[EventRow]:
-    """The events sorted by ``ts`` (ties keep their order), as the replay applies them."""
-    order = sorted(range(len(events)), key=lambda i: events[i].ts or 0)
-    return [events[i] for i in order]
-
-
-def split_time(rows: Sequence[EventRow], split: float) -> int:
-    """The split time (ms) of a log in time order: ``split`` of the way from its first event
-    to its last."""
-    first_ms, last_ms = int(rows[0].ts or 0), int(rows[-1].ts or 0)
-    return first_ms + math.ceil(split * (last_ms - first_ms))
-
-
-def _plan(
-    rows: Sequence[EventRow], known: dict[str, Item], rule: UpdateRule, split: float
-) -> _Plan:
-    """Which (user, item) pairs are engaged, where each is first met, which are scored."""
-    ts = [int(row.ts or 0) for row in rows]
-    first_at: dict[tuple[str, str], int] = {}
-    engaged_pairs: set[tuple[str, str]] = set()
-    for i, row in enumerate(rows):
-        pair = (row.user_id, row.item_id)
-        first_at.setdefault(pair, i)
-        if engaged(row, known[row.item_id].duration_ms, rule):
-            engaged_pairs.add(pair)
-    pairs_at = sorted(first_at[pair] for pair in engaged_pairs)
-    split_ms = split_time(rows, split) if rows else 0
-    after_split = [i for i in pairs_at if ts[i] >= split_ms]
-    return _Plan(
-        rows, ts, ts[0] if ts else 0, ts[-1] if ts else 0, split_ms, engaged_pairs, pairs_at,
-        after_split,
-    )  # fmt: skip
-
-
 def replay(
     events: Sequence[EventRow],
     catalogue: Catalogue,
@@ -680,7 +357,7 @@ def replay(
     known = {item.id: item for item in catalogue.items}
     for i, row in enumerate(events):
         try:
-            _check_event(row, known)
+            check_event(row, known)
         except ReplayError as error:
             raise ReplayError(f"events[{i}] ({row.event_id!r}): {error}") from None
 
@@ -713,7 +390,7 @@ def replay(
             )
             realtime_settings = replay_settings(config, directories[0], catalogue.dims, model=model)
 
-        plan = _plan(rows, known, rule, split)
+        plan = plan_of(rows, known, rule, split)
         first_ms, last_ms = plan.first_ms, plan.last_ms
         engaged_pairs, after_split = plan.engaged_pairs, plan.after_split
         candidates = after_split if not whole_run else plan.pairs_at
@@ -737,8 +414,8 @@ def replay(
         )
         frozen = _EnginePolicy(frozen_settings, catalogue, seed, similarity)
         stack.callback(frozen.close)
-        popularity = _Popularity(catalogue)
-        popularity_frozen = _Popularity(catalogue)  # counts stop at the split
+        popularity = Popularity(catalogue)
+        popularity_frozen = Popularity(catalogue)  # counts stop at the split
         n_items = len(catalogue.items)
         try:
             itemcf = CoOccurrence(n_items, **peer_settings["itemcf"])

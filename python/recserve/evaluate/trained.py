@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from recserve.affinity import AffinityQuery
-from recserve.evaluate.replay import Catalogue, ReplayError
+from recserve.evaluate.inputs import Catalogue, ReplayError
 from recserve.ingest.event_row import EventRow
 from recserve.profiles import CoEngagementOptions, UpdateRule
 from recserve.train.log import Catalog, Event, Impression, ImpressionLog, LogReport, Record

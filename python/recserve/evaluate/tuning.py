@@ -2,7 +2,7 @@
 
 ``recserve eval`` scores the policies on the events from the split on (80 % of the time).
 The peers (``recserve.evaluate.peers``) are tuned without those events: the replay of the
-peers alone (``recserve.evaluate.replay.replay_peers``: the same pair selection, seen-item
+peers alone (``recserve.evaluate.peer_replay.replay_peers``: the same pair selection, seen-item
 exclusion and popularity fallback as the full replay) runs on the events before the split,
 scored from ``split`` of *that* period on (64-80 % of the whole time with the default 0.8),
 ALS fitted at that inner split. Every setting of each grid is replayed in one pass (the
@@ -28,8 +28,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from recserve.evaluate.inputs import Catalogue
+from recserve.evaluate.peer_replay import replay_peers
 from recserve.evaluate.peers import ALSFoldIn, CoOccurrence, Normalize
-from recserve.evaluate.replay import Catalogue, Score, replay_peers, split_time
+from recserve.evaluate.scoring import Score, split_time
 from recserve.ingest.event_row import EventRow
 from recserve.profiles import UpdateRule
 

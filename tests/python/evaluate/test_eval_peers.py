@@ -11,16 +11,11 @@ import numpy as np
 import pytest
 from test_eval_replay import catalogue, log
 
+from recserve.evaluate.inputs import Catalogue
+from recserve.evaluate.peer_replay import PeerPolicies, Popularity, replay_peers
 from recserve.evaluate.peers import ALSFoldIn, CoOccurrence, top_unseen
-from recserve.evaluate.replay import (
-    Catalogue,
-    PeerPolicies,
-    _Popularity,
-    in_time_order,
-    replay,
-    replay_peers,
-    split_time,
-)
+from recserve.evaluate.replay import replay
+from recserve.evaluate.scoring import in_time_order, split_time
 from recserve.evaluate.tuning import choose_peer_settings
 from recserve.ingest.event_row import EventRow
 
@@ -199,7 +194,7 @@ def test_top_unseen_breaks_ties_by_the_tiebreak_then_catalogue_order() -> None:
 
 def test_a_user_with_no_engagement_gets_popularity() -> None:
     cat = catalogue(n=6)
-    popularity = _Popularity(cat)
+    popularity = Popularity(cat)
     peers = PeerPolicies(cat, popularity, {"itemcf": CoOccurrence(6)}, {"als": ALSFoldIn(6)})
     for user in ("a", "b"):
         for item in ("v4", "v2"):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from recserve.catalog import Item
+from recserve.evaluate.peer_replay import Popularity
 from recserve.evaluate.replay import (
     Catalogue,
     ReplayError,
@@ -152,7 +153,7 @@ def test_seen_items_are_never_recommended(monkeypatch: pytest.MonkeyPatch) -> No
     pages: list[tuple[str, list[str], set[str]]] = []
     seen: dict[str, set[str]] = {}
     real_page = module._EnginePolicy.page
-    real_pop = module._Popularity.page
+    real_pop = Popularity.page
 
     def engine_page(
         self: module._EnginePolicy, user: str, k: int, now: int, request: int
@@ -161,14 +162,14 @@ def test_seen_items_are_never_recommended(monkeypatch: pytest.MonkeyPatch) -> No
         pages.append((user, page, set(seen.get(user, set()))))
         return page
 
-    def popularity_page(self: module._Popularity, user_seen: set[str], k: int) -> list[str]:
+    def popularity_page(self: Popularity, user_seen: set[str], k: int) -> list[str]:
         page = real_pop(self, user_seen, k)
         assert not set(page) & user_seen
         return page
 
     by_time = sorted(events, key=lambda e: e.ts or 0)
     monkeypatch.setattr(module._EnginePolicy, "page", engine_page)
-    monkeypatch.setattr(module._Popularity, "page", popularity_page)
+    monkeypatch.setattr(Popularity, "page", popularity_page)
     result = replay(by_time, cat, split=0.3)
     # Rebuild who had seen what at each page from the log itself.
     seen_at: list[set[str]] = []
