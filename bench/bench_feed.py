@@ -5,10 +5,14 @@ FastAPI endpoint that returns a list of the same size, in the same run.
     python bench/bench_feed.py --quick     # 20k and 100k in process; HTTP over 20k
 
 Measures:
-  * in process: ``FeedBuilder.build`` for n=10 from 200 ANN candidates (plus exploration and
-    trending candidates), dims 64, the built-in int8 ranker, over 100k and 1M items; users
-    with 30 events each (so the ANN path runs), 1 % of items in open amplification tiers.
-    Median and p99 per stage (retrieve, filter, rank) and in total.
+  * in process: ``FeedBuilder.build`` for n=10 from 200 ANN candidates (plus co-engagement,
+    interest, exploration and trending candidates), dims 64, the built-in int8 ranker, over
+    100k and 1M items; users with 30 events each (so the ANN path runs), 1 % of items in open
+    amplification tiers. The native pipeline (one core call per page) and the reference
+    pipeline in Python (``native=False``) on the same builder, one after the other: median and
+    p99 per stage (retrieve, filter, rank, total, as each pipeline times itself) and of the
+    whole ``build()`` call (Python included). Then pages per second with one and two threads
+    calling ``build()`` at once, each pipeline.
   * over HTTP (uvicorn, one process each, on 127.0.0.1): recserve's GET /v1/feed/{user}?n=10
     against a bare FastAPI endpoint returning 10 items of the same shape. Closed loop: 64
     connections, each sending its next request when the last answer arrives; throughput.
@@ -35,6 +39,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -53,6 +58,7 @@ from recserve.feed import (  # noqa: E402
 from recserve.profiles import EVENT_TYPES, Events, Profiles, ProfilesConfig  # noqa: E402
 from recserve.rank import BUILTIN_VERSION, ModelRegistry  # noqa: E402
 from recserve.retrieve import Trending  # noqa: E402
+from recserve.simd import active_variant as simd_isa  # noqa: E402
 
 DIMS = 64
 STAGES = ("retrieve", "filter", "rank")
@@ -107,7 +113,9 @@ def percentiles(values: list[float]) -> tuple[float, float]:
 
 
 # ---- in process ---------------------------------------------------------------------------
-def in_process(n_items: int, requests: int, seed: int) -> dict[str, tuple[float, float]]:
+def make_world(n_items: int, seed: int) -> tuple[FeedBuilder, object, int, int, float]:
+    """A builder over n_items, 2,000 users with 30 events each, 1 % of items open: (builder,
+    ranker, users, now_ms, index build seconds)."""
     items, vectors = make_items(n_items, seed)
     catalog = Catalog(DIMS, ef_construction=100)
     started = time.perf_counter()
@@ -142,15 +150,45 @@ def in_process(n_items: int, requests: int, seed: int) -> dict[str, tuple[float,
     builder = FeedBuilder(
         FeedConfig(), catalog, profiles, amplifier, trending, UserPrefs(), ServedMemory(500)
     )
+    return builder, ranker, users, now_ms, build_s
+
+
+def in_process(
+    builder: FeedBuilder, ranker: object, users: int, now_ms: int, requests: int
+) -> dict[str, tuple[float, float]]:
+    """Per-stage medians and p99 (ms) as the pipeline times itself, and ``call``: the wall time
+    of the whole build() call, Python included (what a caller pays)."""
     stages: dict[str, list[float]] = {}
     for r in range(requests + 100):
-        result = builder.build(1 + r % users, 10, ranker, now_ms, seed=r)
+        started = time.perf_counter()
+        result = builder.build(1 + r % users, 10, ranker, now_ms, seed=r)  # type: ignore[arg-type]
+        call = time.perf_counter() - started
         if r >= 100:  # warm-up
-            for stage, seconds in result.timings.items():
+            for stage, seconds in {**result.timings, "call": call}.items():
                 stages.setdefault(stage, []).append(seconds * 1e3)
-    out = {stage: percentiles(ms) for stage, ms in stages.items()}
-    out["index build s"] = (build_s, build_s)
-    return out
+    return {stage: percentiles(ms) for stage, ms in stages.items()}
+
+
+def pages_per_second(
+    builder: FeedBuilder, ranker: object, users: int, now_ms: int, threads: int, seconds: float
+) -> float:
+    """Pages built by `threads` threads in `seconds`, each thread its own users, per second."""
+    stop = time.perf_counter() + seconds
+    counts = [0] * threads
+
+    def work(t: int) -> None:
+        r = t
+        while time.perf_counter() < stop:
+            builder.build(1 + r % users, 10, ranker, now_ms, seed=r)  # type: ignore[arg-type]
+            r += threads
+            counts[t] += 1
+
+    pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return sum(counts) / seconds
 
 
 # ---- over HTTP ----------------------------------------------------------------------------
@@ -393,19 +431,42 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--requests", type=int, default=2_000)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--thread-seconds", type=float, default=3.0)
     parser.add_argument(
         "--in-process", action="store_true", help="feed assembly in process only (no HTTP)"
     )
     args = parser.parse_args()
     sizes = (20_000, 100_000) if args.quick else (100_000, 1_000_000)
-    print(f"# bench_feed: {cpu_model()}, {os.cpu_count()} cores; dims {DIMS}, n=10, 200 candidates")
+    print(f"# bench_feed: {cpu_model()}, {os.cpu_count()} cores, ISA {simd_isa()}; dims {DIMS}, "
+          "n=10, 200 candidates")
     print("\n### Feed assembly in process (ms per request)\n")
-    print("| items | retrieve p50/p99 | filter p50/p99 | rank p50/p99 | total p50 | total p99 |")
-    print("|---|---|---|---|---|---|")
+    print("native: FeedBuilder.build, one core call per page; reference: the same builder with "
+          "native=False (the pipeline in Python). `call` is the wall time of build(), Python "
+          "included.\n")
+    print("| items | pipeline | retrieve p50/p99 | filter p50/p99 | rank p50/p99 | total p50/p99 "
+          "| call p50 | call p99 |")
+    print("|---|---|---|---|---|---|---|---|")
+    worlds = []
     for n in sizes:
-        r = in_process(n, args.requests, args.seed)
-        stages = " | ".join(f"{r[k][0]:.3f} / {r[k][1]:.3f}" for k in STAGES)
-        print(f"| {n:,} | {stages} | {r['total'][0]:.3f} | {r['total'][1]:.3f} |", flush=True)
+        builder, ranker, users, now_ms, _ = make_world(n, args.seed)
+        worlds.append((n, builder, ranker, users, now_ms))
+        for native in (True, False):
+            builder.native = native
+            r = in_process(builder, ranker, users, now_ms, args.requests)
+            stages = " | ".join(f"{r[k][0]:.3f} / {r[k][1]:.3f}" for k in (*STAGES, "total"))
+            print(f"| {n:,} | {'native' if native else 'reference'} | {stages} "
+                  f"| {r['call'][0]:.3f} | {r['call'][1]:.3f} |", flush=True)
+    print("\n### Pages per second in process, by feed threads\n")
+    print("| items | pipeline | 1 thread | 2 threads | 2 threads / 1 |")
+    print("|---|---|---|---|---|")
+    for n, builder, ranker, users, now_ms in worlds:
+        for native in (True, False):
+            builder.native = native
+            one = pages_per_second(builder, ranker, users, now_ms, 1, args.thread_seconds)
+            two = pages_per_second(builder, ranker, users, now_ms, 2, args.thread_seconds)
+            print(f"| {n:,} | {'native' if native else 'reference'} | {one:,.0f} | {two:,.0f} "
+                  f"| {two / one:.2f} |", flush=True)
+    del worlds
     if not args.in_process:
         http(sizes[0], args.seed, args.seconds)
 

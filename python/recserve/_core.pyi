@@ -172,3 +172,80 @@ class ingest:  # noqa: N801 - a submodule
     def decode_records(records: list[Any]
                        ) -> tuple[dict[str, npt.NDArray[Any]], npt.NDArray[np.uint8],
                                   list[tuple[int, str]]]: ...
+
+class feed:  # noqa: N801 - a submodule
+    SCALAR_COLUMNS: int
+
+    class Layout:
+        width: int
+        def __init__(self, dims: int, version: int, priors: npt.NDArray[np.float64],
+                     mean: npt.NDArray[np.float32] | None,
+                     std: npt.NDArray[np.float32] | None) -> None: ...
+
+    @staticmethod
+    def feature_rows(layout: feed.Layout, long_term: npt.NDArray[np.float32],
+                     session: npt.NDArray[np.float32], items: npt.NDArray[np.float32],
+                     scalars: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]: ...
+    @staticmethod
+    def affinity(items: npt.NDArray[np.float32], positives: npt.NDArray[np.float32],
+                 positive_ts: npt.NDArray[np.int64], now_ms: float,
+                 centroids: npt.NDArray[np.float32] | None
+                 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
+    @staticmethod
+    def query_vector(long_term: npt.NDArray[np.float32], session: npt.NDArray[np.float32],
+                     session_weight: float) -> npt.NDArray[np.float32] | None: ...
+
+    class ItemColumns:
+        def __init__(self) -> None: ...
+        def set(self, keys: npt.NDArray[np.uint64], created_at_s: npt.NDArray[np.float64],
+                creators: npt.NDArray[np.int64]) -> None: ...
+        def take_down(self, keys: npt.NDArray[np.uint64]) -> None: ...
+        def lookup(self, keys: npt.NDArray[np.uint64]
+                   ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64],
+                              npt.NDArray[np.int64]]: ...
+        def clear(self) -> None: ...
+        def __len__(self) -> int: ...
+
+    class ServedMemory:
+        per_user: int
+        users: int
+        session_timeout_s: float
+        def __init__(self, per_user: int, users: int, session_timeout_s: float) -> None: ...
+        def recent(self, user: int) -> npt.NDArray[np.uint64]: ...
+        def session_length(self, user: int, now_s: float) -> int: ...
+        def version(self, user: int) -> int: ...
+        def add(self, user: int, keys: npt.NDArray[np.uint64], now_s: float) -> None: ...
+        def forget(self, user: int) -> None: ...
+
+    class Params:
+        candidates: int
+        ef: int
+        related: int
+        related_recency: float
+        related_alpha: float
+        interest_queries: int
+        interest_candidates: int
+        session_weight: float
+        max_per_creator: int
+        explore_relevance: float
+        popularity_weight: float
+        related_weight: float
+        quality_weight: float
+        quality_prior_views: float
+        quality_optimism: float
+        def __init__(self) -> None: ...
+
+    class Ranking:
+        def __init__(self, model: mlp.QuantizedMlp, layout: feed.Layout,
+                     head_weights: list[float]) -> None: ...
+
+    @staticmethod
+    def build_page(index: ann.Index, profiles: profiles.Profiles, columns: feed.ItemColumns,
+                   served: feed.ServedMemory, params: feed.Params, ranking: feed.Ranking,
+                   user: int, now_ms: int, n: int, explore_slots: int,
+                   explore: npt.NDArray[np.uint64], trending: npt.NDArray[np.uint64],
+                   blocked: npt.NDArray[np.int64], centroids: npt.NDArray[np.float32] | None,
+                   quality: tuple[float, float, float, float]
+                   ) -> tuple[bool, npt.NDArray[np.uint64], npt.NDArray[np.float32],
+                              npt.NDArray[np.int8], int,
+                              tuple[float, float, float, float]]: ...

@@ -99,7 +99,8 @@ def disagreements(world: World, requests: int, seed: int) -> list[str]:
         if r % 400 == 0:
             world.catalog.take_down(world.items[int(rng.integers(0, len(world.items)))].id)
         if r % 250 == 0:
-            creators = [world.items[int(i)].creator_id for i in rng.integers(0, len(world.items), 3)]
+            picks = rng.integers(0, len(world.items), 3)
+            creators = [world.items[int(i)].creator_id for i in picks]
             world.prefs.set(int(rng.integers(1, world.users + 1)), None, creators)
         now += int(rng.integers(0, 4_000))
     return out
