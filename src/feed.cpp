@@ -12,6 +12,7 @@
 #include "handles.hpp"
 #include "recserve/feed/features.hpp"
 #include "recserve/feed/item_columns.hpp"
+#include "recserve/feed/open_pool.hpp"
 #include "recserve/feed/pipeline.hpp"
 #include "recserve/feed/served_memory.hpp"
 #include "recserve/mlp/quantized_mlp.hpp"
@@ -178,17 +179,19 @@ class Ranking {
 
 pyb::tuple build_page(const pyb::handle& index, const pyb::handle& profiles, const feed::ItemColumns& columns,
                       const feed::ServedMemory& served, const feed::FeedParams& params, const Ranking& ranking,
-                      std::uint64_t user, std::int64_t now_ms, std::size_t n, std::size_t explore_slots,
-                      const pyb::array& explore, const pyb::array& trending, const pyb::array& blocked,
+                      std::uint64_t user, std::int64_t now_ms, std::size_t n, std::uint64_t seed,
+                      const feed::OpenPool* open_pool, std::size_t explore_pool, double explore_share,
+                      const pyb::array& trending, const pyb::array& blocked,
                       const std::optional<pyb::array>& centroids, const std::array<double, 4>& quality) {
     const feed::Pipeline pipeline(index_of(index), profiles_of(profiles), columns, served);
     feed::PageRequest r;
     r.user = user;
     r.now_ms = now_ms;
     r.n = n;
-    r.explore_slots = explore_slots;
-    r.explore = data_of<std::uint64_t>(explore, "explore", {-1});
-    r.explore_count = static_cast<std::size_t>(explore.shape(0));
+    r.seed = seed;
+    r.open_pool = open_pool;
+    r.explore_pool = explore_pool;
+    r.explore_share = explore_share;
     r.trending = data_of<std::uint64_t>(trending, "trending", {-1});
     r.trending_count = static_cast<std::size_t>(trending.shape(0));
     r.blocked_creators = data_of<std::int64_t>(blocked, "blocked", {-1});
@@ -282,6 +285,27 @@ void register_feed(pyb::module_& m) {
         .def_property_readonly("users", &feed::ServedMemory::users)
         .def_property_readonly("session_timeout_s", &feed::ServedMemory::session_timeout_s);
 
+    pyb::class_<feed::OpenPool>(m, "OpenPool", "The items in open amplification tiers, sampled by seed.")
+        .def(pyb::init<>())
+        .def("add", &feed::OpenPool::add, pyb::arg("key"))
+        .def("discard", &feed::OpenPool::discard, pyb::arg("key"))
+        .def("__contains__", &feed::OpenPool::contains, pyb::arg("key"))
+        .def("__len__", &feed::OpenPool::size)
+        .def("keys", [](const feed::OpenPool& p) {
+            const std::vector<std::uint64_t> keys = p.keys();
+            U64 out(static_cast<pyb::ssize_t>(keys.size()));
+            std::copy(keys.begin(), keys.end(), out.mutable_data());
+            return out;
+        })
+        .def("sample", [](const feed::OpenPool& p, std::size_t k, std::uint64_t seed) {
+                 std::vector<std::uint64_t> keys;
+                 p.sample(k, seed, &keys);
+                 U64 out(static_cast<pyb::ssize_t>(keys.size()));
+                 std::copy(keys.begin(), keys.end(), out.mutable_data());
+                 return out;
+             }, pyb::arg("k"), pyb::arg("seed"));
+    m.def("explore_slots", &feed::explore_slots, pyb::arg("share"), pyb::arg("n"), pyb::arg("seed"));
+
     pyb::class_<feed::FeedParams>(m, "Params", "The feed settings the native pipeline reads.")
         .def(pyb::init<>())
         .def_readwrite("candidates", &feed::FeedParams::candidates)
@@ -305,7 +329,8 @@ void register_feed(pyb::module_& m) {
              pyb::arg("layout"), pyb::arg("head_weights"));
     m.def("build_page", &build_page, pyb::arg("index"), pyb::arg("profiles"), pyb::arg("columns"),
           pyb::arg("served"), pyb::arg("params"), pyb::arg("ranking"), pyb::arg("user"), pyb::arg("now_ms"),
-          pyb::arg("n"), pyb::arg("explore_slots"), pyb::arg("explore"), pyb::arg("trending"), pyb::arg("blocked"),
+          pyb::arg("n"), pyb::arg("seed"), pyb::arg("open_pool").none(true), pyb::arg("explore_pool"),
+          pyb::arg("explore_share"), pyb::arg("trending"), pyb::arg("blocked"),
           pyb::arg("centroids").none(true), pyb::arg("quality"));
 }
 

@@ -30,6 +30,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from recserve import _core
 from recserve._columns import read_columns, string_columns, strings, write_columns
 from recserve._core import CorruptFileError
 from recserve.features import DEFAULT_PRIORS
@@ -147,49 +148,35 @@ class _Item(NamedTuple):
 
 
 class _OpenPool:
-    """The open items as a list with a position index: O(1) add, remove and uniform sample,
-    so a feed request's exploration draw does not scan every item the amplifier knows."""
+    """The open items (``_core.feed.OpenPool``): O(1) add, remove and a uniform sample drawn
+    from a seed, so a feed request's exploration draw does not scan every item the amplifier
+    knows, and the native feed draws the same sample without the GIL."""
 
     def __init__(self) -> None:
-        self._keys: list[int] = []
-        self._where: dict[int, int] = {}
+        self.core = _core.feed.OpenPool()
 
     def add(self, key: int) -> None:
-        if key not in self._where:
-            self._where[key] = len(self._keys)
-            self._keys.append(key)
+        self.core.add(int(key))
 
     def discard(self, key: int) -> None:
-        at = self._where.pop(key, None)
-        if at is None:
-            return
-        last = self._keys.pop()
-        if at < len(self._keys):
-            self._keys[at] = last
-            self._where[last] = at
+        self.core.discard(int(key))
 
-    def sample(self, k: int, rng: np.random.Generator) -> npt.NDArray[np.uint64]:
-        keys = self._keys
-        n = len(keys)
-        if n <= k:
-            return np.array(keys, dtype=np.uint64)
-        picks = rng.choice(n, size=k, replace=False) if k * 4 > n else rng.integers(0, n, k)
-        out = []
-        for i in np.unique(picks).tolist():
-            try:
-                out.append(keys[i])
-            except IndexError:  # the pool shrank under us (a writer); skip that pick
-                continue
-        return np.array(out, dtype=np.uint64)
+    def sample(self, k: int, seed: int) -> npt.NDArray[np.uint64]:
+        return self.core.sample(int(k), _seed(seed))
 
     def keys(self) -> npt.NDArray[np.uint64]:
-        return np.array(list(self._keys), dtype=np.uint64)  # a copy: safe beside a writer
+        return self.core.keys()  # a copy: safe beside a writer
 
     def __contains__(self, key: int) -> bool:
-        return key in self._where
+        return int(key) in self.core
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self.core)
+
+
+def _seed(seed: int) -> int:
+    """A request's seed as the core draws from it (any int: its low 64 bits)."""
+    return int(seed) & 0xFFFF_FFFF_FFFF_FFFF
 
 
 class Amplifier:
@@ -312,9 +299,15 @@ class Amplifier:
         """Items in a tier with budget left: what exploration slots draw from."""
         return self._open.keys()
 
-    def sample_open(self, k: int, rng: np.random.Generator) -> npt.NDArray[np.uint64]:
-        """Up to k distinct open items, uniformly at random."""
-        return self._open.sample(k, rng)
+    def sample_open(self, k: int, seed: int) -> npt.NDArray[np.uint64]:
+        """Up to k distinct open items, uniformly at random, a function of the seed (the feed's
+        request seed: the native and reference pipelines draw alike)."""
+        return self._open.sample(k, seed)
+
+    @property
+    def open_pool(self) -> Any:
+        """The open items in the core (``_core.feed.OpenPool``), for the native feed."""
+        return self._open.core
 
     def is_open(self, item: int) -> bool:
         return item in self._open

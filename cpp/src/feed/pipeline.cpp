@@ -59,7 +59,7 @@ struct Scratch {
     std::vector<std::uint64_t> related_keys;
     std::vector<float> related_scores;
     std::vector<std::pair<std::uint64_t, float>> related_sorted;
-    std::vector<std::uint64_t> hit_ids;
+    std::vector<std::uint64_t> hit_ids, explore_keys;
     std::vector<float> hit_distances;
     std::vector<Candidate> offered, pool;
     std::vector<ItemColumn> columns;
@@ -177,7 +177,10 @@ Status Pipeline::build(const FeedParams& params, const PageRequest& request, con
         Status st = search(v, params.interest_candidates, params.interest_candidates, kInterest);
         if (!st.is_ok()) return st;
     }
-    offer(request.explore, nullptr, request.explore_count, kExplore);
+    s.explore_keys.clear();
+    if (request.open_pool != nullptr && request.explore_share > 0.0)
+        request.open_pool->sample(request.explore_pool, request.seed, &s.explore_keys);
+    offer(s.explore_keys.data(), nullptr, s.explore_keys.size(), kExplore);
     offer(request.trending, nullptr, request.trending_count, kTrending);
     std::stable_sort(s.offered.begin(), s.offered.end(), [](const Candidate& a, const Candidate& b) { return a.key < b.key; });
     s.pool.clear();
@@ -320,7 +323,7 @@ Status Pipeline::build(const FeedParams& params, const PageRequest& request, con
     for (std::uint32_t i : s.order)
         if (s.pool[i].source == kExplore && s.scores[i] >= bar) s.picked.push_back(i);
     s.explore.clear();
-    take(s.picked, std::min(request.explore_slots, request.n), &s.explore);
+    take(s.picked, explore_slots(request.explore_share, request.n, request.seed), &s.explore);
     s.main_items.clear();
     take(s.regular, request.n - s.explore.size(), &s.main_items);
     if (s.main_items.size() + s.explore.size() < request.n) {  // too few regular candidates

@@ -3,13 +3,14 @@
     builder = FeedBuilder(config, catalog, profiles, amplifier, trending, users, served)
     result = builder.build(user_key, n=10, ranker=ranker, now_ms=now)   # FeedResult
 
-``build`` checks its inputs, samples what lives in Python (the open-tier items that explore, the
-trending list, the coin for a fractional explore slot, the quality curve's refit), then makes one
-call into the core (``_core.feed.build_page``, ``recserve/feed/pipeline.hpp``), which releases
-the GIL for the whole page: user signals, every candidate source, the filters, the feature rows,
-the int8 ranker, the blend, the creator cap and the explore slots. It draws the random numbers
-the reference pipeline would, in the same order, so both give the same page for the same state,
-request and seed (a seeded test holds them to it).
+``build`` reads what lives in Python (the trending list, blocked creators, the quality curve's
+periodic refit), then makes one call into the core (``_core.feed.build_page``,
+``recserve/feed/pipeline.hpp``), which releases the GIL for the whole page: user signals, every
+candidate source (the open-tier sample included), the filters, the feature rows, the int8
+ranker, the blend, the creator cap and the explore slots. Its draws (the open-tier sample, the
+coin of a fractional explore slot) are functions of the request's seed that the reference
+pipeline calls too, so both give the same page for the same state, request and seed (a seeded
+test holds them to it).
 
 The reference pipeline (``ReferenceFeed``) still builds what the core does not: an explain
 trace, a cold-start page (a user without vectors: onboarding tags, regions, a catalogue sample),
@@ -87,19 +88,6 @@ class FeedBuilder(ReferenceFeed):
         assert isinstance(ranker, Ranker)
         s = self.settings
         now_s = now_ms / 1000.0
-        # What lives in Python, drawn as the reference draws it: the open-tier sample first,
-        # then the coin of a fractional explore slot.
-        rng: np.random.Generator | None = None
-        explore = _NO_KEYS
-        if s.explore_slots and self.amplifier.open_count:
-            rng = np.random.default_rng(seed)
-            explore = self.amplifier.sample_open(s.explore_pool, rng)
-        share = s.explore_slots * n / s.default_n
-        whole = int(share)
-        coin = 0
-        if share > whole:
-            rng = np.random.default_rng(seed) if rng is None else rng
-            coin = int(rng.random() < share - whole)
         trending = self.trending.top(s.trending, now_s) if s.trending else _NO_KEYS
         blocked = self.users.blocked(user_key)
         codes = self.catalog.creator_codes(sorted(blocked)) if blocked else _NO_CODES
@@ -120,8 +108,10 @@ class FeedBuilder(ReferenceFeed):
             int(user_key),
             int(now_ms),
             int(n),
-            min(whole + coin, n),
-            np.ascontiguousarray(explore, dtype=np.uint64),
+            seed & 0xFFFF_FFFF_FFFF_FFFF,
+            self.amplifier.open_pool if s.explore_slots else None,
+            s.explore_pool,
+            s.explore_slots * n / s.default_n,
             np.ascontiguousarray(trending, dtype=np.uint64),
             codes,
             centroids,

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from recserve import _core
 from recserve.affinity import Affinity, affinity, related_score_of
 from recserve.amplify import Amplifier
 from recserve.catalog import Catalog
@@ -156,14 +157,14 @@ class ReferenceFeed:
         rng = np.random.default_rng(seed)
         user = self._signals(user_key, now_ms, rng)
 
-        pool = self._candidates(user_key, user, rng, now_s)
+        pool = self._candidates(user_key, user, rng, now_s, seed)
         retrieved = time.perf_counter()
         pool = self._filter(user_key, pool, user.recent, trace_key)
         filtered = time.perf_counter()
 
         probs, scores = self._rank(user_key, pool, user, ranker, now_s, rng)
         ranked = time.perf_counter()
-        chosen, cap_dropped = self._assemble(pool, scores, n, self._explore_slots(n, rng))
+        chosen, cap_dropped = self._assemble(pool, scores, n, self._explore_slots(n, seed))
         finished = time.perf_counter()
 
         items = [
@@ -239,7 +240,12 @@ class ReferenceFeed:
 
     # ---- candidates -------------------------------------------------------------------------
     def _candidates(
-        self, user_key: int, user: _UserSignals, rng: np.random.Generator, now_s: float
+        self,
+        user_key: int,
+        user: _UserSignals,
+        rng: np.random.Generator,
+        now_s: float,
+        seed: int,
     ) -> _Pool:
         s = self.settings
         query, recent = user.query, user.recent
@@ -259,7 +265,7 @@ class ReferenceFeed:
                 )
                 parts.append((keys, INTEREST, distances))
         if s.explore_slots and self.amplifier.open_count:
-            parts.append((self.amplifier.sample_open(s.explore_pool, rng), EXPLORE, None))
+            parts.append((self.amplifier.sample_open(s.explore_pool, seed), EXPLORE, None))
         if query is None:
             interests = self.users.interests(user_key)
             tagged = self.catalog.tagged(interests) if interests else np.zeros(0, np.uint64)
@@ -449,14 +455,14 @@ class ReferenceFeed:
         return item.id if item is not None else ""
 
     # ---- page -------------------------------------------------------------------------------
-    def _explore_slots(self, n: int, rng: np.random.Generator) -> int:
+    def _explore_slots(self, n: int, seed: int) -> int:
         """Exploration keeps its share of the feed whatever the page size: ``explore_slots``
         per ``default_n`` items, a fractional slot taken with that probability (a client that
-        fetches one item per swipe explores 2 swipes in 10, not every swipe)."""
+        fetches one item per swipe explores 2 swipes in 10, not every swipe); the coin is drawn
+        from the request's seed, as the native feed draws it."""
         s = self.settings
         share = s.explore_slots * n / s.default_n
-        whole = int(share)
-        return min(whole + int(rng.random() < share - whole), n)
+        return int(_core.feed.explore_slots(share, n, seed & 0xFFFF_FFFF_FFFF_FFFF))
 
     def _assemble(
         self, pool: _Pool, scores: npt.NDArray[np.float32], n: int, explore_slots: int

@@ -9,8 +9,8 @@
 //   1. the user's signals: vectors (the session decayed to now), the ANN query, the items met
 //      lately and served lately (excluded from retrieval), the recent positives, co-engagement;
 //   2. candidates: ANN, related (co-engagement), one ANN query per latest positive
-//      (interest), and what the caller sampled (explore, trending); an item found twice keeps
-//      its first source, in that order;
+//      (interest), a seeded sample of the open-tier items (explore) and the caller's trending
+//      list; an item found twice keeps its first source, in that order;
 //   3. filters: not live (taken down), seen, served or met lately, a blocked creator;
 //   4. features (features.hpp) and the int8 ranker, its heads blended into one score, plus the
 //      blend terms: popularity, co-engagement, learned quality;
@@ -30,6 +30,7 @@
 #include "recserve/base/status.hpp"
 #include "recserve/feed/features.hpp"
 #include "recserve/feed/item_columns.hpp"
+#include "recserve/feed/open_pool.hpp"
 #include "recserve/feed/served_memory.hpp"
 #include "recserve/mlp/quantized_mlp.hpp"
 #include "recserve/profiles/profiles.hpp"
@@ -67,9 +68,10 @@ struct PageRequest {
     std::uint64_t user = 0;
     std::int64_t now_ms = 0;
     std::size_t n = 10;
-    std::size_t explore_slots = 0;  // drawn by the caller (a fractional slot is a coin flip)
-    const std::uint64_t* explore = nullptr;  // open-tier items sampled by the caller
-    std::size_t explore_count = 0;
+    std::uint64_t seed = 0;         // every draw of the page (open_pool.hpp)
+    const OpenPool* open_pool = nullptr;  // the open-tier items; null: no exploration
+    std::size_t explore_pool = 16;  // open-tier items sampled per page
+    double explore_share = 0.0;     // explore slots for this n: whole slots, then a coin
     const std::uint64_t* trending = nullptr;
     std::size_t trending_count = 0;
     const std::int64_t* blocked_creators = nullptr;  // creator codes (ItemColumn::creator)
