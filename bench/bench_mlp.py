@@ -4,7 +4,8 @@
     python bench/bench_mlp.py --quick         # 200 requests: a smoke run
     python bench/bench_mlp.py --skip-train    # He-initialised weights, no accuracy part
 
-One request scores 200 candidates with the 208 → 256 → 128 → 64 → 8 ranker on one thread.
+One request scores 200 candidates with the ranker (208 → 256 → 128 → 64 → 8 with --skip-train;
+the trained model's own input width otherwise) on one thread.
 Prints three Markdown tables (latency, throughput against the measured int8 peak, held-out
 accuracy of int8 against fp32) and writes the same text to bench/results/mlp-<date>.md.
 bench/README.md says what each column means. Benchmarks never assert: targets are reported
@@ -37,9 +38,12 @@ from machine import cpu_model  # noqa: E402  (bench/machine.py: the script's fol
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
-SIZES = (208, 256, 128, 64, 8)
+SIZES = (208, 256, 128, 64, 8)  # the He-initialised model; a trained one has its own input width
 CANDIDATES = 200
-TARGET_VS_ORT_INT8 = 0.70
+# recserve int8 / onnxruntime int8, per kernel variant (issue 19): 0.8 where vpdpbusd runs,
+# 1.0 on AVX2 (and AVX-512 without VNNI, which runs the AVX2 int8 kernels); 0.7 elsewhere.
+TARGET_VS_ORT_INT8_BY_VARIANT = {"avx512+vnni": 0.80, "avx2": 1.00, "avx512": 1.00}
+TARGET_VS_ORT_INT8_DEFAULT = 0.70
 TARGET_VS_ORT_FP32 = 0.35
 TARGET_PEAK_FRACTION = 0.50
 TARGET_AUC_LOSS = 0.002
@@ -183,8 +187,8 @@ def int8_peak(seconds: float, repeats: int = 5) -> float:
     while True:  # grow the loop until one run takes a tenth of the target
         start = time.perf_counter()
         _core.simd.int8_peak(n)
-        if (elapsed := time.perf_counter() - start) > seconds / 10:
-            break
+        if (elapsed := time.perf_counter() - start) > seconds / 10 or n > 1 << 40:
+            break  # (the cap: a compiler may fold the scalar loop into a constant)
         n *= 4
     n = int(n * seconds / elapsed)
     best = 0.0
@@ -218,7 +222,13 @@ def auc_rows(name: str, result: Any) -> list[str]:
 # --------------------------------------------------------------------------- report
 
 
-def latency_table(times: dict[str, np.ndarray], macs: int, diffs: dict[str, float]) -> list[str]:
+def target_vs_ort_int8(variant: str) -> float:
+    return TARGET_VS_ORT_INT8_BY_VARIANT.get(variant, TARGET_VS_ORT_INT8_DEFAULT)
+
+
+def latency_table(
+    times: dict[str, np.ndarray], macs: int, diffs: dict[str, float], target_int8: float
+) -> list[str]:
     med = {n: float(np.median(t)) / 1e3 for n, t in times.items()}
     p99 = {n: float(np.percentile(t, 99)) / 1e3 for n, t in times.items()}
     ort_int8 = min((n for n in ORT_INT8 if n in med), key=med.__getitem__, default=None)
@@ -238,7 +248,7 @@ def latency_table(times: dict[str, np.ndarray], macs: int, diffs: dict[str, floa
         ratio = med[RECSERVE] / med[ort_int8]
         lines.append(
             f"- recserve int8 / onnxruntime int8 = ×{ratio:.2f} (target ≤ "
-            f"×{TARGET_VS_ORT_INT8}): {met(ratio <= TARGET_VS_ORT_INT8)}; "
+            f"×{target_int8}): {met(ratio <= target_int8)}; "
             f"onnxruntime int8 = the faster variant, {ort_int8.split('(')[1][:-1]}"
         )
     ratio = med[RECSERVE] / med[ORT_FP32]
@@ -249,14 +259,16 @@ def latency_table(times: dict[str, np.ndarray], macs: int, diffs: dict[str, floa
     return lines
 
 
-def throughput_table(times: dict[str, np.ndarray], macs: int, peak: float) -> list[str]:
+def throughput_table(
+    times: dict[str, np.ndarray], macs: int, peak: float, target_int8: float
+) -> list[str]:
     med = {n: float(np.median(t)) for n, t in times.items()}
     achieved = macs / med[RECSERVE]  # MAC/ns = GMAC/s
     fraction = achieved / peak
     # What recserve int8 would have to sustain to meet each latency target, against the peak.
     needed = [(ORT_FP32, TARGET_VS_ORT_FP32)]
     if ort_int8 := min((n for n in ORT_INT8 if n in med), key=med.__getitem__, default=None):
-        needed.insert(0, (ort_int8, TARGET_VS_ORT_INT8))
+        needed.insert(0, (ort_int8, target_int8))
     need_rows = [
         f"| needed for ≤ ×{t} {n} | {macs / (t * med[n]):.1f} GMAC/s "
         f"({macs / (t * med[n]) / peak:.0%} of peak) |"
@@ -325,9 +337,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             quantized = model.quantize(calib)
             model_note = "seeded He-initialised weights, calibrated on 2,048 N(0,1) rows"
 
+        sizes = (model.weights[0].shape[1], *(w.shape[0] for w in model.weights))
         calls = engines(model, quantized, work)
         rng = np.random.default_rng(args.seed)
-        pool = rng.standard_normal((args.pool, CANDIDATES, SIZES[0]), np.float32)
+        pool = rng.standard_normal((args.pool, CANDIDATES, sizes[0]), np.float32)
         reference = calls["numpy fp32"](pool[0])
         diffs = {
             n: float(np.abs(np.asarray(c(pool[0])) - reference).max()) for n, c in calls.items()
@@ -336,7 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         times = time_engines(calls, pool, args.requests, args.warmup)
     log("[peak] timing the int8 MAC loop")
     peak = int8_peak(args.peak_seconds)
-    macs = CANDIDATES * sum(i * o for i, o in zip(SIZES[:-1], SIZES[1:], strict=True))
+    macs = CANDIDATES * sum(i * o for i, o in zip(sizes[:-1], sizes[1:], strict=True))
+    target_int8 = target_vs_ort_int8(quantized.kernel_variant)
 
     stamp = dt.datetime.now()
     report = [
@@ -349,13 +363,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"numpy {np.__version__}, onnxruntime {onnxruntime.__version__}, "
         f"onnx {version('onnx')}, torch {version('torch')}; Python {platform.python_version()}.",
         "",
-        f"## Latency: one request = {CANDIDATES} candidates × {SIZES[0]} features, one thread",
+        f"## Latency: one request = {CANDIDATES} candidates × {sizes[0]} features, one thread",
         "",
-        f"Model {' → '.join(map(str, SIZES))}, {model_note}. {args.requests:,} requests per "
+        f"Model {' → '.join(map(str, sizes))}, {model_note}. {args.requests:,} requests per "
         f"engine after {args.warmup} warm-up, engines interleaved per request, inputs N(0,1) "
         f"from a pool of {args.pool} seeded matrices.",
         "",
-        *latency_table(times, macs, diffs),
+        *latency_table(times, macs, diffs, target_int8),
         "",
         "## Throughput against the machine's int8 peak",
         "",
@@ -363,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"loop of the int8 multiply-accumulate sequence the gemm kernel issues, on independent "
         f"chains; best of 5 runs of ~{args.peak_seconds} s.",
         "",
-        *throughput_table(times, macs, peak),
+        *throughput_table(times, macs, peak, target_int8),
     ]
     if trained:
         report += [
