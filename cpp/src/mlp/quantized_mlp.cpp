@@ -14,11 +14,12 @@ std::size_t round_up(std::size_t n, std::size_t m) { return (n + m - 1) / m * m;
 
 // Per-thread buffers, grown to the largest model the thread has run and then reused.
 struct Scratch {
-    std::vector<std::int16_t> input;     // the first layer's 16-bit inputs, kRowBlock x its k_pad
+    std::vector<std::uint8_t> input;     // the first layer's 8-bit inputs, kRowBlock x its k_pad
     std::vector<std::uint8_t> act[2];    // ping-pong 7-bit activations, kRowBlock x max_k_pad
     std::vector<std::int32_t> acc;       // kRowBlock x max_n_pad
     std::vector<float> row;              // one row of dequantized outputs
     std::vector<float> row_scale;        // per row of the block
+    std::vector<std::int32_t> row_zero;  // per row of the block: the input row's zero point
 
     void reserve(std::size_t rows, std::size_t input_k_pad, std::size_t k_pad, std::size_t n_pad) {
         const auto grow = [](auto& v, std::size_t n) {
@@ -30,6 +31,7 @@ struct Scratch {
         grow(acc, rows * n_pad);
         grow(row, std::max(k_pad, n_pad));
         grow(row_scale, rows);
+        grow(row_zero, rows);
     }
 };
 
@@ -52,13 +54,20 @@ inline bool any_non_finite(const float* x, std::size_t n) {
 
 }  // namespace
 
-// int32 sums -> float: rescale (row scale x channel scale), add the bias. Plain loops
-// over restrict pointers, so the compiler vectorises them with the baseline ISA.
-void QuantizedMlp::dequantize_row(const std::int32_t* __restrict acc, float row_scale, const PackedLayer& p,
-                                  float* __restrict y) {
+// int32 sums -> float for the last layer: less the zero point's share (the first layer only),
+// rescale (row scale x channel scale), add the bias; the same operations, in the same order, as
+// the hidden layers' dequantize_requantize kernels.
+void QuantizedMlp::dequantize_row(const std::int32_t* __restrict acc, std::int32_t row_zero, float row_scale,
+                                  const PackedLayer& p, float* __restrict y) {
     const float* __restrict scale = p.scale.data();
     const float* __restrict bias = p.bias.data();
-    for (std::size_t n = 0; n < p.out; ++n) y[n] = static_cast<float>(acc[n]) * (row_scale * scale[n]) + bias[n];
+    const std::int32_t* w_sums = p.w_sums.empty() ? nullptr : p.w_sums.data();
+    for (std::size_t n = 0; n < p.out; ++n) {
+        const std::int32_t sum = w_sums ? acc[n] - row_zero * w_sums[n] : acc[n];
+        const float s = row_scale * scale[n];
+        volatile float product = static_cast<float>(sum) * s;  // rounded, never fused with the addition
+        y[n] = product + bias[n];
+    }
 }
 
 Result<QuantizedMlp> QuantizedMlp::create(Model model) {
@@ -81,11 +90,8 @@ Result<QuantizedMlp> QuantizedMlp::create(Model model, const simd::KernelTable* 
         p.n_pad = round_up(l.out, simd::kGemmColumnBlock);
         p.scale = l.scale;
         p.bias = l.bias;
-        if (q.layers_.size() == 1) {
-            p.panels16.assign(p.n_pad * p.k_pad, 0);
-        } else {
-            p.panels.assign(p.n_pad * p.k_pad, 0);
-        }
+        p.panels.assign(p.n_pad * p.k_pad, 0);
+        if (q.layers_.size() == 1) p.w_sums.assign(p.n_pad, 0);
         const std::size_t groups = p.k_pad / simd::kGemmKGroup;
         for (std::size_t n = 0; n < l.out; ++n) {
             const std::size_t block = n / simd::kGemmColumnBlock;
@@ -95,20 +101,13 @@ Result<QuantizedMlp> QuantizedMlp::create(Model model, const simd::KernelTable* 
                 const std::size_t g = k / simd::kGemmKGroup;
                 const std::size_t at = ((block * groups + g) * simd::kGemmColumnBlock + col) * simd::kGemmKGroup +
                                        k % simd::kGemmKGroup;
-                if (q.layers_.size() == 1) {
-                    p.panels16[at] = w;  // the first layer's weights, widened for the 16-bit inputs
-                } else {
-                    p.panels[at] = w;
-                }
+                p.panels[at] = w;
+                if (q.layers_.size() == 1) p.w_sums[n] += w;
             }
         }
         if (q.layers_.size() > 1) q.max_k_pad_ = std::max(q.max_k_pad_, p.k_pad);
         q.max_n_pad_ = std::max(q.max_n_pad_, p.n_pad);
     }
-    // As fine as 16 bits allow while every int32 sum of the first layer stays exact.
-    const std::int64_t limit = (std::int64_t{1} << 31) - 1;
-    const std::int64_t per_input = static_cast<std::int64_t>(q.layers_.front().k_pad) * simd::kGemmWeightLimit;
-    q.input_levels_ = static_cast<std::int32_t>(std::min<std::int64_t>(kMaxInputLevels, limit / per_input));
     q.model_ = std::move(model);
     return q;
 }
@@ -138,31 +137,36 @@ void QuantizedMlp::predict_block(const float* x, std::size_t rows, float* out) c
     const std::size_t in = input_dim();
     const float* input_scale = model_.input_scale.empty() ? nullptr : model_.input_scale.data();
 
-    // 1. Each input row (times input_scale) to 16 bits with its own scale.
+    // 1. Each input row (times input_scale) to 8 bits with its own scale and zero point.
     for (std::size_t r = 0; r < rows; ++r)
-        kernels_->quantize_row_s16(x + r * in, input_scale, in, input_levels_, s.input.data() + r * first.k_pad,
-                                   &s.row_scale[r]);
+        kernels_->quantize_row_u8(x + r * in, input_scale, in, s.input.data() + r * first.k_pad, &s.row_scale[r],
+                                  &s.row_zero[r]);
 
     // 2-3. One gemm per layer, then the fused epilogue.
     for (std::size_t li = 0; li < layers_.size(); ++li) {
         const PackedLayer& p = layers_[li];
         if (li == 0) {
-            kernels_->gemm_s16s16(s.input.data(), first.k_pad, rows, p.panels16.data(), p.k_pad, p.n_pad, s.acc.data(), ldc);
+            kernels_->gemm_u8i8_wide(s.input.data(), first.k_pad, rows, p.panels.data(), p.k_pad, p.n_pad,
+                                     p.w_sums.data(), s.acc.data(), ldc);
         } else {
             kernels_->gemm_u8i8(s.act[li % 2].data(), lda, rows, p.panels.data(), p.k_pad, p.n_pad, s.acc.data(), ldc);
         }
         std::uint8_t* next = s.act[(li + 1) % 2].data();
-        const bool last = li + 1 == layers_.size();
-        for (std::size_t r = 0; r < rows; ++r) {
-            float* y = last ? out + r * p.out : s.row.data();
-            dequantize_row(s.acc.data() + r * ldc, s.row_scale[r], p, y);
-            if (last) {
+        const std::int32_t* w_sums = li == 0 ? p.w_sums.data() : nullptr;
+        if (li + 1 == layers_.size()) {
+            for (std::size_t r = 0; r < rows; ++r) {
+                float* y = out + r * p.out;
+                dequantize_row(s.acc.data() + r * ldc, li == 0 ? s.row_zero[r] : 0, s.row_scale[r], p, y);
                 for (std::size_t n = 0; n < p.out; ++n) {
                     if (model_.activations[n] == Activation::kSigmoid) y[n] = 1.0f / (1.0f + std::exp(-y[n]));
                 }
-                continue;
             }
-            s.row_scale[r] = kernels_->relu_requantize(y, p.out, next + r * lda);
+            break;
+        }
+        for (std::size_t r = 0; r < rows; ++r) {
+            s.row_scale[r] = kernels_->dequantize_requantize(s.acc.data() + r * ldc, p.out, li == 0 ? s.row_zero[r] : 0,
+                                                             w_sums, s.row_scale[r], p.scale.data(), p.bias.data(),
+                                                             s.row.data(), next + r * lda);
         }
     }
 }

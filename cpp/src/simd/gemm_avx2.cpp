@@ -67,23 +67,10 @@ void gemm_u8i8_avx2(const std::uint8_t* a, std::size_t lda, std::size_t rows, co
     }
 }
 
-float relu_requantize_avx2(float* y, std::size_t n, std::uint8_t* q) {
-    const __m256 zero = _mm256_setzero_ps();
-    __m256 hi_f32x8 = zero;
-    std::size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 v = _mm256_max_ps(_mm256_loadu_ps(y + i), zero);
-        _mm256_storeu_ps(y + i, v);
-        hi_f32x8 = _mm256_max_ps(hi_f32x8, v);
-    }
-    alignas(32) float lanes[8];
-    _mm256_store_ps(lanes, hi_f32x8);
-    float hi = 0.0f;
-    for (float l : lanes) hi = hi > l ? hi : l;
-    for (std::size_t t = i; t < n; ++t) {
-        y[t] = y[t] > 0.0f ? y[t] : 0.0f;
-        hi = hi > y[t] ? hi : y[t];
-    }
+namespace {
+
+// The second half of relu_requantize: y (already ReLU'd) to 7 bits, given its maximum hi.
+float requantize_relud(const float* y, std::size_t n, float hi, std::uint8_t* q) {
     const float levels = static_cast<float>(kGemmActivationMax);
     const float scale = hi > 0.0f ? hi / levels : 1.0f;
     const float inv = 1.0f / scale;
@@ -104,6 +91,175 @@ float relu_requantize_avx2(float* y, std::size_t n, std::uint8_t* q) {
         q[j] = static_cast<std::uint8_t>(static_cast<std::int32_t>(v + 0.5f));
     }
     return scale;
+}
+
+float horizontal_max(__m256 v_f32x8) {
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, v_f32x8);
+    float hi = 0.0f;
+    for (float l : lanes) hi = hi > l ? hi : l;
+    return hi;
+}
+
+}  // namespace
+
+float relu_requantize_avx2(float* y, std::size_t n, std::uint8_t* q) {
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 hi_f32x8 = zero;
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_max_ps(_mm256_loadu_ps(y + i), zero);
+        _mm256_storeu_ps(y + i, v);
+        hi_f32x8 = _mm256_max_ps(hi_f32x8, v);
+    }
+    float hi = horizontal_max(hi_f32x8);
+    for (std::size_t t = i; t < n; ++t) {
+        y[t] = y[t] > 0.0f ? y[t] : 0.0f;
+        hi = hi > y[t] ? hi : y[t];
+    }
+    return requantize_relud(y, n, hi, q);
+}
+
+float dequantize_requantize_avx2(const std::int32_t* acc, std::size_t n, std::int32_t zero, const std::int32_t* w_sums,
+                                 float row_scale, const float* scale, const float* bias, float* y, std::uint8_t* q) {
+    const __m256 zero_f32x8 = _mm256_setzero_ps();
+    const __m256 row_scale_f32x8 = _mm256_set1_ps(row_scale);
+    const __m256i zero_i32x8 = _mm256_set1_epi32(zero);
+    __m256 hi_f32x8 = zero_f32x8;
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i sum_i32x8 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + i));
+        if (w_sums) {
+            const __m256i w_i32x8 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w_sums + i));
+            sum_i32x8 = _mm256_sub_epi32(sum_i32x8, _mm256_mullo_epi32(zero_i32x8, w_i32x8));
+        }
+        const __m256 s_f32x8 = _mm256_mul_ps(row_scale_f32x8, _mm256_loadu_ps(scale + i));
+        __m256 p_f32x8 = _mm256_mul_ps(_mm256_cvtepi32_ps(sum_i32x8), s_f32x8);
+        // The product is rounded before the bias is added, as in the scalar kernel: this file is
+        // compiled with -mfma, and the compiler would otherwise fuse the two into one vfmadd.
+        asm("" : "+x"(p_f32x8));
+        const __m256 v = _mm256_max_ps(_mm256_add_ps(p_f32x8, _mm256_loadu_ps(bias + i)), zero_f32x8);
+        _mm256_storeu_ps(y + i, v);
+        hi_f32x8 = _mm256_max_ps(hi_f32x8, v);
+    }
+    float hi = horizontal_max(hi_f32x8);
+    for (; i < n; ++i) {
+        const std::int32_t sum = w_sums ? acc[i] - zero * w_sums[i] : acc[i];
+        const float s = row_scale * scale[i];
+        float p = static_cast<float>(sum) * s;
+        asm("" : "+x"(p));  // not fused with the addition (see above)
+        float v = p + bias[i];
+        v = v > 0.0f ? v : 0.0f;
+        y[i] = v;
+        hi = hi > v ? hi : v;
+    }
+    return requantize_relud(y, n, hi, q);
+}
+
+void quantize_row_u8_avx2(const float* x, const float* mult, std::size_t n, std::uint8_t* q, float* scale,
+                          std::int32_t* zero) {
+    const auto load = [&](std::size_t i) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        return mult ? _mm256_mul_ps(v, _mm256_loadu_ps(mult + i)) : v;
+    };
+    __m256 lo_f32x8 = _mm256_setzero_ps(), hi_f32x8 = _mm256_setzero_ps();
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = load(i);
+        lo_f32x8 = _mm256_min_ps(lo_f32x8, v);
+        hi_f32x8 = _mm256_max_ps(hi_f32x8, v);
+    }
+    alignas(32) float lanes_lo[8];
+    _mm256_store_ps(lanes_lo, lo_f32x8);
+    float lo = 0.0f;
+    for (float l : lanes_lo) lo = lo < l ? lo : l;
+    float hi = horizontal_max(hi_f32x8);
+    for (std::size_t t = i; t < n; ++t) {
+        const float v = mult ? x[t] * mult[t] : x[t];
+        lo = lo < v ? lo : v;
+        hi = hi > v ? hi : v;
+    }
+    const float steps = 254.0f;
+    const float s = hi > lo ? (hi - lo) / steps : 1.0f;
+    const float inv = 1.0f / s;
+    float z = std::nearbyint(-lo * inv);
+    z = z < steps ? z : steps;
+    const __m256 inv_f32x8 = _mm256_set1_ps(inv), z_f32x8 = _mm256_set1_ps(z), steps_f32x8 = _mm256_set1_ps(steps);
+    const __m256 zero_f32x8 = _mm256_setzero_ps(), one_f32x8 = _mm256_set1_ps(1.0f);
+    std::size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 v = _mm256_round_ps(_mm256_mul_ps(load(j), inv_f32x8), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(v, z_f32x8), zero_f32x8), steps_f32x8);
+        const __m256i q_i32x8 = _mm256_cvttps_epi32(_mm256_add_ps(v, one_f32x8));
+        const __m128i q_i16x8 = _mm_packs_epi32(_mm256_castsi256_si128(q_i32x8), _mm256_extracti128_si256(q_i32x8, 1));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(q + j), _mm_packus_epi16(q_i16x8, q_i16x8));
+    }
+    for (; j < n; ++j) {
+        float v = std::nearbyint((mult ? x[j] * mult[j] : x[j]) * inv) + z;
+        v = v > 0.0f ? v : 0.0f;
+        v = v < steps ? v : steps;
+        q[j] = static_cast<std::uint8_t>(static_cast<std::int32_t>(v) + 1);
+    }
+    *scale = s;
+    *zero = static_cast<std::int32_t>(z) + 1;
+}
+
+// 8-bit activations in [1, 255] (the first layer): vpmaddubsw would saturate on 255 x 127 pairs,
+// so each row takes a - 128 (a signed byte in [-127, 127], one vpxor) and the weights their
+// absolute values (vpabsb, once per step for all rows): vpsignb moves each weight's sign onto
+// the activation, and vpmaddubsw(|w|, sign(a - 128, w)) pair sums stay within 2 x 127 x 127.
+// 128 * w_sums, added once per tile, gives back sum a * w.
+namespace {
+
+template <std::size_t R>
+inline void tile_wide(const std::uint8_t* a, std::size_t lda, const std::int8_t* panel, std::size_t groups,
+                      const std::int32_t* w_sums, std::int32_t* c, std::size_t ldc) {
+    const __m256i ones_i16x16 = _mm256_set1_epi16(1);
+    const __m256i flip_u8x32 = _mm256_set1_epi8(static_cast<char>(0x80));
+    __m256i lo_i32x8[R];
+    __m256i hi_i32x8[R];
+    for (std::size_t r = 0; r < R; ++r) lo_i32x8[r] = hi_i32x8[r] = _mm256_setzero_si256();
+    for (std::size_t g = 0; g < groups; ++g) {
+        const __m256i w_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + g * 64));
+        const __m256i w_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + g * 64 + 32));
+        const __m256i abs_lo = _mm256_abs_epi8(w_lo), abs_hi = _mm256_abs_epi8(w_hi);
+        for (std::size_t r = 0; r < R; ++r) {
+            const __m256i s_i8x32 = _mm256_xor_si256(broadcast_4_bytes(a + r * lda + g * kGemmKGroup), flip_u8x32);
+            lo_i32x8[r] = _mm256_add_epi32(
+                lo_i32x8[r],
+                _mm256_madd_epi16(_mm256_maddubs_epi16(abs_lo, _mm256_sign_epi8(s_i8x32, w_lo)), ones_i16x16));
+            hi_i32x8[r] = _mm256_add_epi32(
+                hi_i32x8[r],
+                _mm256_madd_epi16(_mm256_maddubs_epi16(abs_hi, _mm256_sign_epi8(s_i8x32, w_hi)), ones_i16x16));
+        }
+    }
+    const __m256i back_lo = _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w_sums)), 7);
+    const __m256i back_hi = _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w_sums + 8)), 7);
+    for (std::size_t r = 0; r < R; ++r) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + r * ldc), _mm256_add_epi32(lo_i32x8[r], back_lo));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + r * ldc + 8), _mm256_add_epi32(hi_i32x8[r], back_hi));
+    }
+}
+
+}  // namespace
+
+void gemm_u8i8_wide_avx2(const std::uint8_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+                         std::size_t k_pad, std::size_t n_pad, const std::int32_t* w_sums, std::int32_t* c,
+                         std::size_t ldc) {
+    const std::size_t groups = k_pad / kGemmKGroup;
+    for (std::size_t n0 = 0; n0 < n_pad; n0 += kGemmColumnBlock) {
+        const std::int8_t* panel = w + (n0 / kGemmColumnBlock) * groups * 64;
+        const std::int32_t* sums = w_sums + n0;
+        std::size_t r = 0;
+        for (; r + kRowTile <= rows; r += kRowTile)
+            tile_wide<kRowTile>(a + r * lda, lda, panel, groups, sums, c + r * ldc + n0, ldc);
+        switch (rows - r) {
+            case 3: tile_wide<3>(a + r * lda, lda, panel, groups, sums, c + r * ldc + n0, ldc); break;
+            case 2: tile_wide<2>(a + r * lda, lda, panel, groups, sums, c + r * ldc + n0, ldc); break;
+            case 1: tile_wide<1>(a + r * lda, lda, panel, groups, sums, c + r * ldc + n0, ldc); break;
+            default: break;
+        }
+    }
 }
 
 // 16-bit activations: per 4-k step each row broadcasts its 4 int16 values (8 bytes) to every

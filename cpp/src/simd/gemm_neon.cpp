@@ -62,6 +62,12 @@ void gemm_s16s16_neon(const std::int16_t* a, std::size_t lda, std::size_t rows, 
     }
 }
 
+void gemm_u8i8_wide_neon(const std::uint8_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+                         std::size_t k_pad, std::size_t n_pad, const std::int32_t* /*w_sums*/, std::int32_t* c,
+                         std::size_t ldc) {
+    gemm_u8i8_neon(a, lda, rows, w, k_pad, n_pad, c, ldc);  // widens to int16: any u8 is exact
+}
+
 std::uint64_t int8_peak_neon(std::size_t iterations) {
     constexpr int kChains = 8;
     int16x4_t a_i16x4 = vdup_n_s16(3);

@@ -97,6 +97,62 @@ void quantize_row_s16_scalar(const float* x, const float* mult, std::size_t n, s
     *scale = s;
 }
 
+void quantize_row_u8_scalar(const float* x, const float* mult, std::size_t n, std::uint8_t* q, float* scale,
+                            std::int32_t* zero) {
+    float lo = 0.0f, hi = 0.0f;
+    for (std::size_t i = 0; i < n; ++i) {
+        const float v = mult ? x[i] * mult[i] : x[i];
+        lo = lo < v ? lo : v;
+        hi = hi > v ? hi : v;
+    }
+    const float steps = 254.0f;
+    const float s = hi > lo ? (hi - lo) / steps : 1.0f;
+    const float inv = 1.0f / s;
+    float z = std::nearbyint(-lo * inv);
+    z = z < steps ? z : steps;
+    for (std::size_t i = 0; i < n; ++i) {
+        float v = std::nearbyint((mult ? x[i] * mult[i] : x[i]) * inv) + z;
+        v = v > 0.0f ? v : 0.0f;
+        v = v < steps ? v : steps;
+        q[i] = static_cast<std::uint8_t>(static_cast<std::int32_t>(v) + 1);
+    }
+    *scale = s;
+    *zero = static_cast<std::int32_t>(z) + 1;
+}
+
+void gemm_u8i8_wide_scalar(const std::uint8_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+                           std::size_t k_pad, std::size_t n_pad, const std::int32_t* /*w_sums*/, std::int32_t* c,
+                           std::size_t ldc) {
+    gemm_u8i8_scalar(a, lda, rows, w, k_pad, n_pad, c, ldc);  // plain int32 products: any u8 is exact
+}
+
+namespace {
+
+// v as rounded to float, before it takes part in another operation: where the target has a fused
+// multiply-add, the compiler may otherwise fuse a product with the sum it feeds (C++ allows
+// it), and the SIMD kernels, which round the product first, would differ in the last bit.
+inline float rounded(float v) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    asm("" : "+x"(v));
+#elif defined(__GNUC__) && defined(__aarch64__)
+    asm("" : "+w"(v));
+#endif
+    return v;
+}
+
+}  // namespace
+
+float dequantize_requantize_scalar(const std::int32_t* acc, std::size_t n, std::int32_t zero, const std::int32_t* w_sums,
+                                   float row_scale, const float* scale, const float* bias, float* y, std::uint8_t* q) {
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::int32_t sum = w_sums ? acc[i] - zero * w_sums[i] : acc[i];
+        const float s = row_scale * scale[i];
+        const float p = rounded(static_cast<float>(sum) * s);
+        y[i] = p + bias[i];
+    }
+    return relu_requantize_scalar(y, n, q);
+}
+
 std::uint64_t int8_peak_scalar(std::size_t iterations) {
     // Eight independent multiply-add chains the compiler may not fold away (volatile inputs).
     volatile std::int32_t seed_a = 3;

@@ -28,6 +28,9 @@ constexpr KernelTable kScalarTable{
     .relu_requantize = relu_requantize_scalar,
     .gemm_s16s16 = gemm_s16s16_scalar,
     .quantize_row_s16 = quantize_row_s16_scalar,
+    .quantize_row_u8 = quantize_row_u8_scalar,
+    .gemm_u8i8_wide = gemm_u8i8_wide_scalar,
+    .dequantize_requantize = dequantize_requantize_scalar,
 };
 
 #if defined(RECSERVE_ARCH_X86)
@@ -46,6 +49,9 @@ constexpr KernelTable kAvx2Table{
     .relu_requantize = relu_requantize_avx2,
     .gemm_s16s16 = gemm_s16s16_avx2,
     .quantize_row_s16 = quantize_row_s16_avx2,
+    .quantize_row_u8 = quantize_row_u8_avx2,
+    .gemm_u8i8_wide = gemm_u8i8_wide_avx2,
+    .dequantize_requantize = dequantize_requantize_avx2,
 };
 constexpr KernelTable kAvx512Table{
     .isa = Isa::kAvx512,
@@ -62,6 +68,9 @@ constexpr KernelTable kAvx512Table{
     .relu_requantize = relu_requantize_avx2,
     .gemm_s16s16 = gemm_s16s16_avx2,
     .quantize_row_s16 = quantize_row_s16_avx2,
+    .quantize_row_u8 = quantize_row_u8_avx2,
+    .gemm_u8i8_wide = gemm_u8i8_wide_avx2,
+    .dequantize_requantize = dequantize_requantize_avx2,
 };
 // VNNI changes the int8 kernels and the 16-bit first layer (vpdpwssd).
 constexpr KernelTable kAvx512VnniTable{
@@ -79,6 +88,9 @@ constexpr KernelTable kAvx512VnniTable{
     .relu_requantize = relu_requantize_avx2,
     .gemm_s16s16 = gemm_s16s16_avx512vnni,
     .quantize_row_s16 = quantize_row_s16_avx2,
+    .quantize_row_u8 = quantize_row_u8_avx512vnni,
+    .gemm_u8i8_wide = gemm_u8i8_wide_avx512vnni,
+    .dequantize_requantize = dequantize_requantize_avx512vnni,
 };
 #endif
 
@@ -98,6 +110,9 @@ constexpr KernelTable kNeonTable{
     .relu_requantize = relu_requantize_scalar,
     .gemm_s16s16 = gemm_s16s16_neon,
     .quantize_row_s16 = quantize_row_s16_scalar,
+    .quantize_row_u8 = quantize_row_u8_scalar,
+    .gemm_u8i8_wide = gemm_u8i8_wide_neon,
+    .dequantize_requantize = dequantize_requantize_scalar,
 };
 // dotprod changes only the int8 kernels.
 constexpr KernelTable kNeonDotprodTable{
@@ -115,6 +130,9 @@ constexpr KernelTable kNeonDotprodTable{
     .relu_requantize = relu_requantize_scalar,
     .gemm_s16s16 = gemm_s16s16_neon,
     .quantize_row_s16 = quantize_row_s16_scalar,
+    .quantize_row_u8 = quantize_row_u8_scalar,
+    .gemm_u8i8_wide = gemm_u8i8_wide_neondotprod,
+    .dequantize_requantize = dequantize_requantize_scalar,
 };
 #endif
 

@@ -6,6 +6,7 @@
 // A variant the CPU lacks is skipped, and the skip says which and why.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -35,30 +36,36 @@ void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
 const KernelTable kScalar{Isa::kScalar,   "scalar",      dot_f32_scalar, l2sq_f32_scalar, cos_f32_scalar,
                           dot_i8_scalar,  l2sq_i8_scalar, cos_i8_scalar,  dot_u8i8_scalar,
                           gemm_u8i8_scalar, int8_peak_scalar, relu_requantize_scalar, gemm_s16s16_scalar,
-                          quantize_row_s16_scalar};
+                          quantize_row_s16_scalar, quantize_row_u8_scalar, gemm_u8i8_wide_scalar,
+                          dequantize_requantize_scalar};
 
 const Variant kVariants[] = {
     {"scalar", "nothing", [] { return true; }, kScalar},
 #if defined(RECSERVE_ARCH_X86)
     {"avx2", "AVX2 + FMA", [] { return cpu_features().avx2_fma; },
      {Isa::kAvx2, "avx2", dot_f32_avx2, l2sq_f32_avx2, cos_f32_avx2, dot_i8_avx2, l2sq_i8_avx2, cos_i8_avx2,
-      dot_u8i8_avx2, gemm_u8i8_avx2, int8_peak_avx2, relu_requantize_avx2, gemm_s16s16_avx2, quantize_row_s16_avx2}},
+      dot_u8i8_avx2, gemm_u8i8_avx2, int8_peak_avx2, relu_requantize_avx2, gemm_s16s16_avx2, quantize_row_s16_avx2,
+      quantize_row_u8_avx2, gemm_u8i8_wide_avx2, dequantize_requantize_avx2}},
     {"avx512", "AVX-512 F/BW/VL/DQ", [] { return cpu_features().avx512; },
      {Isa::kAvx512, "avx512", dot_f32_avx512, l2sq_f32_avx512, cos_f32_avx512, dot_i8_avx512, l2sq_i8_avx512,
-      cos_i8_avx512, dot_u8i8_avx512, gemm_u8i8_avx2, int8_peak_avx2, relu_requantize_avx2, gemm_s16s16_avx2, quantize_row_s16_avx2}},
+      cos_i8_avx512, dot_u8i8_avx512, gemm_u8i8_avx2, int8_peak_avx2, relu_requantize_avx2, gemm_s16s16_avx2, quantize_row_s16_avx2,
+      quantize_row_u8_avx2, gemm_u8i8_wide_avx2, dequantize_requantize_avx2}},
     {"avx512_vnni", "AVX-512 F/BW/VL/DQ + VNNI", [] { return cpu_features().avx512_vnni; },
      {Isa::kAvx512, "avx512+vnni", dot_f32_avx512, l2sq_f32_avx512, cos_f32_avx512, dot_i8_avx512vnni,
       l2sq_i8_avx512vnni, cos_i8_avx512vnni, dot_u8i8_avx512vnni, gemm_u8i8_avx512vnni, int8_peak_avx512vnni,
-      relu_requantize_avx2, gemm_s16s16_avx512vnni, quantize_row_s16_avx2}},
+      relu_requantize_avx2, gemm_s16s16_avx512vnni, quantize_row_s16_avx2, quantize_row_u8_avx512vnni,
+      gemm_u8i8_wide_avx512vnni, dequantize_requantize_avx512vnni}},
 #endif
 #if defined(RECSERVE_ARCH_ARM64)
     {"neon", "Advanced SIMD", [] { return cpu_features().neon; },
      {Isa::kNeon, "neon", dot_f32_neon, l2sq_f32_neon, cos_f32_neon, dot_i8_neon, l2sq_i8_neon, cos_i8_neon,
-      dot_u8i8_neon, gemm_u8i8_neon, int8_peak_neon, relu_requantize_scalar, gemm_s16s16_neon, quantize_row_s16_scalar}},
+      dot_u8i8_neon, gemm_u8i8_neon, int8_peak_neon, relu_requantize_scalar, gemm_s16s16_neon, quantize_row_s16_scalar,
+      quantize_row_u8_scalar, gemm_u8i8_wide_neon, dequantize_requantize_scalar}},
     {"neon_dotprod", "Advanced SIMD + dotprod", [] { return cpu_features().neon_dotprod; },
      {Isa::kNeon, "neon+dotprod", dot_f32_neon, l2sq_f32_neon, cos_f32_neon, dot_i8_neondotprod,
       l2sq_i8_neondotprod, cos_i8_neondotprod, dot_u8i8_neondotprod, gemm_u8i8_neondotprod,
-      int8_peak_neondotprod, relu_requantize_scalar, gemm_s16s16_neon, quantize_row_s16_scalar}},
+      int8_peak_neondotprod, relu_requantize_scalar, gemm_s16s16_neon, quantize_row_s16_scalar, quantize_row_u8_scalar,
+      gemm_u8i8_wide_neondotprod, dequantize_requantize_scalar}},
 #endif
 };
 
@@ -284,6 +291,9 @@ TEST_P(KernelTest, KernelsForUsesTheseKernelsWhenThisIsTheBestVariantOfItsIsa) {
     EXPECT_EQ(t.relu_requantize, k().relu_requantize);
     EXPECT_EQ(t.gemm_s16s16, k().gemm_s16s16);
     EXPECT_EQ(t.quantize_row_s16, k().quantize_row_s16);
+    EXPECT_EQ(t.quantize_row_u8, k().quantize_row_u8);
+    EXPECT_EQ(t.gemm_u8i8_wide, k().gemm_u8i8_wide);
+    EXPECT_EQ(t.dequantize_requantize, k().dequantize_requantize);
 }
 
 // Packs W [n][k] (row-major) into the gemm panel layout of gemm_kernels.hpp.
@@ -408,6 +418,134 @@ TEST_P(KernelTest, QuantizeRowS16IsBitIdenticalToScalarAndReconstructsTheRow) {
                     }
                 }
             }
+        }
+    }
+}
+
+// The first layer's product on all 8 bits of the activations: every row tail of the ISA's
+// tiles (1..9 rows, 17, 33), k tails (depth not a multiple of 4), column blocks past the real
+// width, on random and on extreme values (255 x -127, 1 x 127: where a saturating or
+// sign-flipping kernel would go wrong).
+TEST_P(KernelTest, GemmWideIsExactAgainstPlainLoops) {
+    const std::size_t shapes[][3] = {{1, 4, 16},  {2, 8, 16},   {3, 211, 256}, {4, 208, 256}, {5, 12, 32},
+                                     {6, 1, 16},  {7, 256, 128}, {8, 212, 48},  {9, 64, 8},    {17, 37, 48},
+                                     {32, 211, 256}, {33, 5, 16}};
+    std::uint32_t seed = 200;
+    for (const auto& shape : shapes) {
+        for (bool extreme : {false, true}) {
+            const std::size_t rows = shape[0], depth = shape[1], n = shape[2];
+            const std::size_t k_pad = (depth + 3) / 4 * 4, n_pad = (n + 15) / 16 * 16;
+            const std::size_t lda = k_pad + 4, ldc = n_pad + 16;  // strides wider than the data
+            std::vector<std::uint8_t> a = extreme ? random_extremes<std::uint8_t>(rows * lda, seed++, {1, 2, 128, 254, 255})
+                                                  : random_ints<std::uint8_t>(rows * lda, seed++, 1, 255);
+            std::vector<std::int8_t> w = extreme ? random_extremes<std::int8_t>(n * depth, seed++, {-127, -126, 0, 126, 127})
+                                                 : random_ints<std::int8_t>(n * depth, seed++, -127, 127);
+            const std::vector<std::int8_t> panels = pack_panels(w, n, depth, n_pad, k_pad);
+            std::vector<std::int32_t> w_sums(n_pad, 0);
+            for (std::size_t col = 0; col < n; ++col)
+                for (std::size_t kk = 0; kk < depth; ++kk) w_sums[col] += w[col * depth + kk];
+            std::vector<std::int32_t> c(rows * ldc, -7);
+            k().gemm_u8i8_wide(a.data(), lda, rows, panels.data(), k_pad, n_pad, w_sums.data(), c.data(), ldc);
+            for (std::size_t r = 0; r < rows; ++r) {
+                for (std::size_t col = 0; col < n_pad; ++col) {
+                    std::int32_t expected = 0;
+                    for (std::size_t kk = 0; col < n && kk < depth; ++kk)
+                        expected += std::int32_t{a[r * lda + kk]} * std::int32_t{w[col * depth + kk]};
+                    ASSERT_EQ(c[r * ldc + col], expected)
+                        << rows << "x" << depth << "x" << n << (extreme ? " extreme" : "") << " at " << r << "," << col;
+                }
+                for (std::size_t col = n_pad; col < ldc; ++col) ASSERT_EQ(c[r * ldc + col], -7) << "wrote past n_pad";
+            }
+        }
+    }
+}
+
+// The plain-loop definition of quantize_row_u8 in gemm_kernels.hpp, against which the scalar
+// kernel is checked too.
+void quantize_row_u8_reference(const float* x, const float* mult, std::size_t n, std::uint8_t* q, float* scale,
+                               std::int32_t* zero) {
+    float lo = 0.0f, hi = 0.0f;
+    for (std::size_t i = 0; i < n; ++i) {
+        const float v = mult ? x[i] * mult[i] : x[i];
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+    }
+    *scale = hi > lo ? (hi - lo) / 254.0f : 1.0f;
+    const float inv = 1.0f / *scale;
+    const float z = std::min(std::nearbyint(-lo * inv), 254.0f);
+    for (std::size_t i = 0; i < n; ++i) {
+        const float v = std::nearbyint((mult ? x[i] * mult[i] : x[i]) * inv) + z;
+        q[i] = static_cast<std::uint8_t>(std::min(std::max(v, 0.0f), 254.0f) + 1.0f);
+    }
+    *zero = static_cast<std::int32_t>(z) + 1;
+}
+
+TEST_P(KernelTest, QuantizeRowU8IsBitIdenticalToTheDefinitionAndReconstructsTheRow) {
+    for (std::size_t n : {1, 7, 8, 9, 15, 16, 17, 64, 208, 211, 1000}) {
+        for (int kind = 0; kind < 5; ++kind) {  // mixed signs, all zero, exact halves, all positive, all negative
+            std::vector<float> x = random_floats(n, 170 + static_cast<std::uint32_t>(n));
+            if (kind == 1) x.assign(n, 0.0f);
+            if (kind == 2) for (std::size_t i = 0; i < n; ++i) x[i] = static_cast<float>(i % 16) - 7.5f;
+            if (kind == 3) for (float& v : x) v = std::fabs(v) + 0.25f;
+            if (kind == 4) for (float& v : x) v = -std::fabs(v) - 0.25f;
+            const std::vector<float> mult = random_floats(n, 190);
+            for (const float* m : {static_cast<const float*>(nullptr), mult.data()}) {
+                std::vector<std::uint8_t> q(n + 8, 77), q_ref(n + 8, 77);
+                float scale = 0, scale_ref = 0;
+                std::int32_t zero = -1, zero_ref = -1;
+                k().quantize_row_u8(x.data(), m, n, q.data(), &scale, &zero);
+                quantize_row_u8_reference(x.data(), m, n, q_ref.data(), &scale_ref, &zero_ref);
+                ASSERT_EQ(scale, scale_ref) << n << " kind " << kind;
+                ASSERT_EQ(zero, zero_ref) << n << " kind " << kind;
+                ASSERT_EQ(q, q_ref) << n << " kind " << kind;  // includes the 8 past n: untouched
+                ASSERT_GE(zero, 1);
+                ASSERT_LE(zero, 255);
+                for (std::size_t i = 0; i < n; ++i) {
+                    const float v = m ? x[i] * m[i] : x[i];
+                    ASSERT_GE(q[i], 1);
+                    EXPECT_NEAR(scale * static_cast<float>(int{q[i]} - zero), v, scale * 0.5f + 1e-5f * std::fabs(v))
+                        << n << " kind " << kind << " at " << i;
+                }
+            }
+        }
+    }
+}
+
+TEST_P(KernelTest, DequantizeRequantizeIsBitIdenticalToScalar) {
+    for (std::size_t n : {1, 7, 8, 9, 16, 17, 64, 127, 128, 256}) {
+        for (int kind = 0; kind < 3; ++kind) {  // mixed signs, all negative (scale 1), with a zero-point share
+            std::vector<std::int32_t> acc = random_ints<std::int32_t>(n, 300 + static_cast<std::uint32_t>(n), -2000000, 2000000);
+            if (kind == 1) for (auto& v : acc) v = -std::abs(v) - 1;
+            const std::vector<std::int32_t> w_sums = random_ints<std::int32_t>(n, 310, -20000, 20000);
+            const std::vector<float> scale = random_floats(n, 320);
+            std::vector<float> scale_pos(n);
+            for (std::size_t i = 0; i < n; ++i) scale_pos[i] = std::fabs(scale[i]) * 1e-3f + 1e-5f;
+            std::vector<float> bias = random_floats(n, 330);
+            if (kind == 1) for (float& b : bias) b = -std::fabs(b);
+            const std::int32_t zero = kind == 2 ? 131 : 0;
+            const std::int32_t* sums = kind == 2 ? w_sums.data() : nullptr;
+            std::vector<float> y(n + 8, 5.0f), y_ref(n + 8, 5.0f);
+            std::vector<std::uint8_t> q(n + 8, 200), q_ref(n + 8, 200);
+            const float rs = 0.0371f;
+            const float got = k().dequantize_requantize(acc.data(), n, zero, sums, rs, scale_pos.data(), bias.data(),
+                                                        y.data(), q.data());
+            const float want = dequantize_requantize_scalar(acc.data(), n, zero, sums, rs, scale_pos.data(), bias.data(),
+                                                            y_ref.data(), q_ref.data());
+            EXPECT_EQ(got, want) << n << " kind " << kind;
+            EXPECT_EQ(y, y_ref) << n << " kind " << kind;
+            EXPECT_EQ(q, q_ref) << n << " kind " << kind;  // includes the 8 past n: untouched
+            // And the scalar kernel is its definition: dequantize, then relu_requantize.
+            std::vector<float> y_def(n);
+            for (std::size_t i = 0; i < n; ++i) {
+                const std::int32_t sum = sums ? acc[i] - zero * sums[i] : acc[i];
+                const float s = rs * scale_pos[i];
+                volatile float p = static_cast<float>(sum) * s;  // rounded: never fused with the addition
+                y_def[i] = p + bias[i];
+            }
+            std::vector<std::uint8_t> q_def(n + 8, 200);
+            EXPECT_EQ(relu_requantize_scalar(y_def.data(), n, q_def.data()), want);
+            EXPECT_EQ(q_def, q_ref);
+            for (std::size_t i = 0; i < n; ++i) EXPECT_LE(q[i], kGemmActivationMax);
         }
     }
 }

@@ -66,6 +66,65 @@ void gemm_s16s16_scalar(const std::int16_t* a, std::size_t lda, std::size_t rows
 void quantize_row_s16_scalar(const float* x, const float* mult, std::size_t n, std::int32_t levels, std::int16_t* q,
                              float* scale);
 
+// The ranker's first layer, on 8-bit inputs (every ISA; see QuantizedMlp for why 8 bits hold
+// the accuracy targets there and 7 would not). Each input row is quantized asymmetrically to
+// 254 steps, per ISA and bit-identical on every ISA:
+//   v[i] = x[i] * mult[i]   (mult may be null: v = x)
+//   lo = min(0, min v), hi = max(0, max v); scale = (hi - lo) / 254, or 1 when hi == lo
+//   inv = 1 / scale; z = min(nearbyint(-lo * inv), 254)
+//   q[i] = min(max(nearbyint(v[i] * inv) + z, 0), 254) + 1   in [1, 255]  (round half to even)
+//   *zero = z + 1, so that v[i] ~ scale * (q[i] - *zero)
+// Writes *scale, *zero and exactly n bytes of q.
+void quantize_row_u8_scalar(const float* x, const float* mult, std::size_t n, std::uint8_t* q, float* scale,
+                            std::int32_t* zero);
+
+// The first layer's product: C[r][n] = sum_k A[r][k] * W[n][k], exact in int32, with A 8-bit
+// activations in [1, 255] (all 8 bits: not the 7-bit range of gemm_u8i8) and W packed as for
+// gemm_u8i8. w_sums[n] = sum_k W[n][k] for every n < n_pad (QuantizedMlp::create computes them):
+// a kernel whose ISA has no unsigned x signed 8-bit product free of saturation takes
+// A - 128 (a signed byte in [-127, 127], hence no 0 in A) and adds 128 * w_sums back.
+// Exact when k_pad * 255 * 127 < 2^31 (k_pad < 66,000).
+void gemm_u8i8_wide_scalar(const std::uint8_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+                           std::size_t k_pad, std::size_t n_pad, const std::int32_t* w_sums, std::int32_t* c,
+                           std::size_t ldc);
+
+// A hidden layer's epilogue, fused: from one row's int32 sums to the next layer's 7-bit inputs,
+// per ISA and bit-identical on every ISA:
+//   y[i] = float(acc[i] - zero * w_sums[i]) * (row_scale * scale[i]) + bias[i]
+//          (w_sums null: no correction; the multiplications and the addition are separate
+//           IEEE operations, never fused)
+//   then relu_requantize(y, n, q): y is left holding the ReLU'd values.
+// Returns the new row scale. Writes exactly n floats of y and n bytes of q.
+float dequantize_requantize_scalar(const std::int32_t* acc, std::size_t n, std::int32_t zero, const std::int32_t* w_sums,
+                                   float row_scale, const float* scale, const float* bias, float* y, std::uint8_t* q);
+
+#if defined(RECSERVE_ARCH_X86)
+void quantize_row_u8_avx2(const float* x, const float* mult, std::size_t n, std::uint8_t* q, float* scale,
+                          std::int32_t* zero);
+void gemm_u8i8_wide_avx2(const std::uint8_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+                         std::size_t k_pad, std::size_t n_pad, const std::int32_t* w_sums, std::int32_t* c,
+                         std::size_t ldc);
+float dequantize_requantize_avx2(const std::int32_t* acc, std::size_t n, std::int32_t zero, const std::int32_t* w_sums,
+                                 float row_scale, const float* scale, const float* bias, float* y, std::uint8_t* q);
+// vpdpbusd takes all 8 bits unsigned: the wide product is gemm_u8i8_avx512vnni's loop.
+void gemm_u8i8_wide_avx512vnni(const std::uint8_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+                               std::size_t k_pad, std::size_t n_pad, const std::int32_t* w_sums, std::int32_t* c,
+                               std::size_t ldc);
+void quantize_row_u8_avx512vnni(const float* x, const float* mult, std::size_t n, std::uint8_t* q, float* scale,
+                            std::int32_t* zero);
+float dequantize_requantize_avx512vnni(const std::int32_t* acc, std::size_t n, std::int32_t zero, const std::int32_t* w_sums,
+                                   float row_scale, const float* scale, const float* bias, float* y, std::uint8_t* q);
+#endif
+#if defined(RECSERVE_ARCH_ARM64)
+// Widening multiplies take all 8 bits: gemm_u8i8_neon's loop.
+void gemm_u8i8_wide_neon(const std::uint8_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+                         std::size_t k_pad, std::size_t n_pad, const std::int32_t* w_sums, std::int32_t* c,
+                         std::size_t ldc);
+void gemm_u8i8_wide_neondotprod(const std::uint8_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+                                std::size_t k_pad, std::size_t n_pad, const std::int32_t* w_sums, std::int32_t* c,
+                                std::size_t ldc);
+#endif
+
 #if defined(RECSERVE_ARCH_X86)
 float relu_requantize_avx2(float* y, std::size_t n, std::uint8_t* q);
 void gemm_s16s16_avx2(const std::int16_t* a, std::size_t lda, std::size_t rows, const std::int16_t* w,

@@ -34,6 +34,15 @@ using GemmS16S16 = void (*)(const std::int16_t* a, std::size_t lda, std::size_t 
                            std::size_t k_pad, std::size_t n_pad, std::int32_t* c, std::size_t ldc);
 using QuantizeRowS16 = void (*)(const float* x, const float* mult, std::size_t n, std::int32_t levels,
                                 std::int16_t* q, float* scale);
+// The ranker's first layer on 8-bit inputs and its fused hidden-layer epilogue: gemm_kernels.hpp.
+using QuantizeRowU8 = void (*)(const float* x, const float* mult, std::size_t n, std::uint8_t* q, float* scale,
+                               std::int32_t* zero);
+using GemmU8I8Wide = void (*)(const std::uint8_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
+                              std::size_t k_pad, std::size_t n_pad, const std::int32_t* w_sums, std::int32_t* c,
+                              std::size_t ldc);
+using DequantizeRequantize = float (*)(const std::int32_t* acc, std::size_t n, std::int32_t zero,
+                                       const std::int32_t* w_sums, float row_scale, const float* scale,
+                                       const float* bias, float* y, std::uint8_t* q);
 
 struct KernelTable {
     Isa isa;
@@ -50,6 +59,9 @@ struct KernelTable {
     ReluRequantize relu_requantize;
     GemmS16S16 gemm_s16s16;
     QuantizeRowS16 quantize_row_s16;
+    QuantizeRowU8 quantize_row_u8;
+    GemmU8I8Wide gemm_u8i8_wide;
+    DequantizeRequantize dequantize_requantize;
 };
 
 // The table for one ISA; kUnavailable if this build or this CPU lacks it.
