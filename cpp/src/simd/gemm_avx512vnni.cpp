@@ -165,10 +165,9 @@ float dequantize_requantize_avx512vnni(const std::int32_t* acc, std::size_t n, s
     const __m512 row_scale_f32x16 = _mm512_set1_ps(row_scale);
     const __m512i zero_i32x16 = _mm512_set1_epi32(zero);
     __m512 hi_f32x16 = zero_f32x16;
-    for (std::size_t i = 0; i < n; i += 16) {
-        const __mmask16 m = first_lanes(n - i);
+    const auto dequantize = [&](std::size_t i, __mmask16 m, bool correct) {
         __m512i sum_i32x16 = _mm512_maskz_loadu_epi32(m, acc + i);
-        if (w_sums)
+        if (correct)
             sum_i32x16 = _mm512_sub_epi32(sum_i32x16, _mm512_mullo_epi32(zero_i32x16, _mm512_maskz_loadu_epi32(m, w_sums + i)));
         const __m512 s_f32x16 = _mm512_mul_ps(row_scale_f32x16, _mm512_maskz_loadu_ps(m, scale + i));
         __m512 p_f32x16 = _mm512_mul_ps(to_f32x16(sum_i32x16), s_f32x16);
@@ -176,6 +175,14 @@ float dequantize_requantize_avx512vnni(const std::int32_t* acc, std::size_t n, s
         const __m512 v = max_f32x16(_mm512_add_ps(p_f32x16, _mm512_maskz_loadu_ps(m, bias + i)), zero_f32x16);
         _mm512_mask_storeu_ps(y + i, m, v);
         hi_f32x16 = max_f32x16(hi_f32x16, v);
+    };
+    std::size_t t = 0;
+    if (w_sums) {
+        for (; t + 16 <= n; t += 16) dequantize(t, 0xffff, true);
+        if (t < n) dequantize(t, first_lanes(n - t), true);
+    } else {
+        for (; t + 16 <= n; t += 16) dequantize(t, 0xffff, false);
+        if (t < n) dequantize(t, first_lanes(n - t), false);
     }
     const float hi = reduce_max_f32x16(hi_f32x16);
     const float levels = static_cast<float>(kGemmActivationMax);
@@ -191,10 +198,8 @@ float dequantize_requantize_avx512vnni(const std::int32_t* acc, std::size_t n, s
     for (; i + 64 <= n; i += 64)
         store_64_bytes(q + i, quantize(i, 0xffff), quantize(i + 16, 0xffff), quantize(i + 32, 0xffff),
                        quantize(i + 48, 0xffff));
-    for (; i < n; i += 16) {
-        const __mmask16 m = first_lanes(n - i);
-        _mm512_mask_cvtepi32_storeu_epi8(q + i, m, quantize(i, m));
-    }
+    for (; i + 16 <= n; i += 16) _mm512_mask_cvtepi32_storeu_epi8(q + i, 0xffff, quantize(i, 0xffff));
+    if (i < n) _mm512_mask_cvtepi32_storeu_epi8(q + i, first_lanes(n - i), quantize(i, first_lanes(n - i)));
     return row_scale_out;
 }
 
@@ -205,11 +210,14 @@ void quantize_row_u8_avx512vnni(const float* x, const float* mult, std::size_t n
         return mult ? _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, mult + i)) : v;
     };
     __m512 lo_f32x16 = _mm512_setzero_ps(), hi_f32x16 = _mm512_setzero_ps();
-    for (std::size_t i = 0; i < n; i += 16) {
-        const __m512 v = load(i, first_lanes(n - i));
+    const auto range = [&](std::size_t i, __mmask16 m) {
+        const __m512 v = load(i, m);
         lo_f32x16 = min_f32x16(lo_f32x16, v);
         hi_f32x16 = max_f32x16(hi_f32x16, v);
-    }
+    };
+    std::size_t t = 0;
+    for (; t + 16 <= n; t += 16) range(t, 0xffff);
+    if (t < n) range(t, first_lanes(n - t));
     const float lo = reduce_min_f32x16(lo_f32x16), hi = reduce_max_f32x16(hi_f32x16);
     const float steps = 254.0f;
     const float s = hi > lo ? (hi - lo) / steps : 1.0f;
@@ -227,10 +235,8 @@ void quantize_row_u8_avx512vnni(const float* x, const float* mult, std::size_t n
     for (; i + 64 <= n; i += 64)
         store_64_bytes(q + i, quantize(i, 0xffff), quantize(i + 16, 0xffff), quantize(i + 32, 0xffff),
                        quantize(i + 48, 0xffff));
-    for (; i < n; i += 16) {
-        const __mmask16 m = first_lanes(n - i);
-        _mm512_mask_cvtepi32_storeu_epi8(q + i, m, quantize(i, m));
-    }
+    for (; i + 16 <= n; i += 16) _mm512_mask_cvtepi32_storeu_epi8(q + i, 0xffff, quantize(i, 0xffff));
+    if (i < n) _mm512_mask_cvtepi32_storeu_epi8(q + i, first_lanes(n - i), quantize(i, first_lanes(n - i)));
     *scale = s;
     *zero = static_cast<std::int32_t>(z) + 1;
 }
