@@ -47,6 +47,9 @@ inline constexpr int kGemmWeightLimit = 127;
 // Returns the scale. Writes exactly n bytes of q.
 float relu_requantize_scalar(float* y, std::size_t n, std::uint8_t* q);
 
+// The 16-bit first layer (gemm_s16s16, quantize_row_s16): QuantizedMlp ran its first layer on
+// these until it moved to 8-bit asymmetric inputs (quantize_row_u8, gemm_u8i8_wide below); they
+// stay in the table, tested, for comparison. What follows is why they were written.
 // The ranker's first layer reads 16-bit inputs: the input row is where 7 bits cost the most
 // accuracy (measured on a trained ranker: it alone gives 2/3 of the int8-vs-float error), and
 // a 16 x 16-bit product (vpmaddwd) issues as many multiply-accumulates per instruction as
