@@ -327,29 +327,53 @@ def start(command: list[str], env: dict[str, str] | None = None) -> subprocess.P
     )
 
 
-def http(n_items: int, seed: int, seconds: float) -> None:
-    work = Path(tempfile.mkdtemp(prefix="bench-feed-"))
-    (work / "bare_app.py").write_text(BARE_APP)
-    ours, bare = free_port(), free_port()
+def load(port: int, n_items: int, seed: int) -> float:
+    """Posts the catalogue; returns the seconds it took."""
+    items, vectors = make_items(n_items, seed)
+    started = time.perf_counter()
+    for lo in range(0, n_items, 5_000):
+        payload = {
+            "items": [
+                {
+                    "id": it.id,
+                    "embedding": vectors[lo + j].round(5).tolist(),
+                    "creator_id": it.creator_id,
+                    "duration_ms": it.duration_ms,
+                    "tags": list(it.tags),
+                }
+                for j, it in enumerate(items[lo : lo + 5_000])
+            ]
+        }
+        data = json.dumps(payload).encode()
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            reader = sock.makefile("rb")
+            sock.sendall(
+                b"POST /v1/items HTTP/1.1\r\nhost: b\r\ncontent-type: application/json\r\n"
+                + f"content-length: {len(data)}\r\nconnection: close\r\n\r\n".encode()
+                + data
+            )
+            reader.read()
+    return time.perf_counter() - started
+
+
+def serve(work: Path, port: int, feed_threads: int, native: bool) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECSERVE_")}
     env["RECSERVE_FEED__PRECOMPUTE"] = "false"  # measure assembly per request, not cache hits
-    server = start(
-        [
-            sys.executable,
-            "-m",
-            "recserve",
-            "serve",
-            "--data-dir",
-            str(work / "data"),
-            "--port",
-            str(ours),
-            "--dims",
-            str(DIMS),
-            "--log-level",
-            "warning",
-        ],
-        env,
-    )
+    env["RECSERVE_FEED__NATIVE"] = str(native).lower()
+    env["RECSERVE_FEED_THREADS"] = str(feed_threads)
+    data = work / f"data-{feed_threads}-{native}"
+    command = [sys.executable, "-m", "recserve", "serve", "--data-dir", str(data), "--port",
+               str(port), "--dims", str(DIMS), "--log-level", "warning"]  # fmt: skip
+    return start(command, env)
+
+
+def http(n_items: int, seed: int, seconds: float, feed_threads: list[int]) -> None:
+    """The bare endpoint, then recserve with the reference pipeline (the Python one: what every
+    page cost before the native one) and with the native one once per feed_threads value, a fresh
+    server each."""
+    work = Path(tempfile.mkdtemp(prefix="bench-feed-"))
+    (work / "bare_app.py").write_text(BARE_APP)
+    bare = free_port()
     bare_server = start(
         [
             sys.executable,
@@ -366,63 +390,57 @@ def http(n_items: int, seed: int, seconds: float) -> None:
             "warning",
         ]
     )
+    paths = [f"/v1/feed/u{u}?n=10" for u in range(997)]  # users with events: ANN path
     try:
-        wait_ready(ours, "/readyz")
         wait_ready(bare, "/v1/feed/x")
-        items, vectors = make_items(n_items, seed)
-        started = time.perf_counter()
-        for lo in range(0, n_items, 5_000):
-            payload = {
-                "items": [
-                    {
-                        "id": it.id,
-                        "embedding": vectors[lo + j].round(5).tolist(),
-                        "creator_id": it.creator_id,
-                        "duration_ms": it.duration_ms,
-                        "tags": list(it.tags),
-                    }
-                    for j, it in enumerate(items[lo : lo + 5_000])
-                ]
-            }
-            data = json.dumps(payload).encode()
-            with socket.create_connection(("127.0.0.1", ours)) as sock:
-                reader = sock.makefile("rb")
-                sock.sendall(
-                    b"POST /v1/items HTTP/1.1\r\nhost: b\r\ncontent-type: application/json\r\n"
-                    + f"content-length: {len(data)}\r\nconnection: close\r\n\r\n".encode()
-                    + data
-                )
-                reader.read()
-        load_s = time.perf_counter() - started
-        latencies_events, events_rate = asyncio.run(post_events(ours, 10, 500))
-        paths = [f"/v1/feed/u{u}?n=10" for u in range(997)]  # users with events: ANN path
-        rows = []
-        for name, port in (("bare FastAPI endpoint", bare), ("recserve GET /v1/feed", ours)):
-            asyncio.run(closed_loop(port, paths, 8, 2.0))  # warm-up
-            rows.append((name, port, asyncio.run(closed_loop(port, paths, 64, seconds))))
-        bare_rps = rows[0][2]
+        asyncio.run(closed_loop(bare, paths, 8, 2.0))  # warm-up
+        bare_rps = asyncio.run(closed_loop(bare, paths, 64, seconds))
         rate = bare_rps / 2
+        bare_p50, bare_p99 = percentiles(asyncio.run(open_loop(bare, paths, rate, seconds)))
+        rows = []
+        events_table = None
+        load_s = 0.0
+        for threads, native in [(0, False)] + [(t, True) for t in feed_threads]:
+            ours = free_port()
+            server = serve(work, ours, threads, native)
+            try:
+                wait_ready(ours, "/readyz")
+                load_s = load(ours, n_items, seed)
+                latencies_events, events_rate = asyncio.run(post_events(ours, 10, 500))
+                if events_table is None:
+                    events_table = (percentiles(latencies_events), events_rate)
+                asyncio.run(closed_loop(ours, paths, 8, 2.0))  # warm-up
+                rps = asyncio.run(closed_loop(ours, paths, 64, seconds))
+                p50, p99 = percentiles(asyncio.run(open_loop(ours, paths, rate, seconds)))
+                own50, own99 = percentiles(asyncio.run(open_loop(ours, paths, rps / 2, seconds)))
+                rows.append((threads, native, rps, p50, p99, own50, own99))
+            finally:
+                server.terminate()
+                server.wait(timeout=60)
         print(f"\n### Over HTTP, {n_items:,} items (loaded in {load_s:.0f} s)\n")
-        print(f"open loop at {rate:,.0f} requests/s (half the bare endpoint's closed-loop rate)\n")
-        print("| endpoint | closed loop req/s (64 conn) | × bare | open loop p50 ms | p99 ms |")
-        print("|---|---|---|---|---|")
-        for name, port, rps in rows:
-            p50, p99 = percentiles(asyncio.run(open_loop(port, paths, rate, seconds)))
-            print(f"| {name} | {rps:,.0f} | ×{rps / bare_rps:.2f} | {p50:.2f} | {p99:.2f} |")
-        own = rows[1][2] / 2
-        p50, p99 = percentiles(asyncio.run(open_loop(ours, paths, own, seconds)))
-        print(f"| recserve at half its own rate ({own:,.0f}/s) | | | {p50:.2f} | {p99:.2f} |")
-        p50, p99 = percentiles(latencies_events)
-        print("\n| POST /v1/events, 500 per batch | median ms | p99 ms | back-to-back batches/s |")
-        print("|---|---|---|---|")
-        print(
-            f"| one batch a second, 10 s | {p50:.1f} | {p99:.1f} | {events_rate:.1f} "
-            f"({events_rate * 500:,.0f} events/s) |"
-        )
+        print(f"open loop at {rate:,.0f} requests/s (half the bare endpoint's closed-loop rate); "
+              "recserve also at half its own closed-loop rate\n")
+        print("| endpoint | closed loop req/s (64 conn) | × bare | open loop p50 ms | p99 ms "
+              "| at half its own rate: p50 / p99 ms |")
+        print("|---|---|---|---|---|---|")
+        print(f"| bare FastAPI endpoint | {bare_rps:,.0f} | ×1.00 | {bare_p50:.2f} "
+              f"| {bare_p99:.2f} | |")
+        for threads, native, rps, p50, p99, own50, own99 in rows:
+            pipeline = "native" if native else "reference pipeline (native = false)"
+            print(f"| recserve GET /v1/feed, {pipeline}, feed_threads {threads} | {rps:,.0f} "
+                  f"| ×{rps / bare_rps:.2f} | {p50:.2f} | {p99:.2f} | {own50:.2f} / {own99:.2f} |")
+        if events_table is not None:
+            (p50, p99), events_rate = events_table
+            print("\n| POST /v1/events, 500 per batch | median ms | p99 ms | back-to-back "
+                  "batches/s |")
+            print("|---|---|---|---|")
+            print(
+                f"| one batch a second, 10 s | {p50:.1f} | {p99:.1f} | {events_rate:.1f} "
+                f"({events_rate * 500:,.0f} events/s) |"
+            )
     finally:
-        for process in (server, bare_server):
-            process.terminate()
-            process.wait(timeout=60)
+        bare_server.terminate()
+        bare_server.wait(timeout=60)
 
 
 def main() -> None:
@@ -433,10 +451,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--thread-seconds", type=float, default=3.0)
     parser.add_argument(
+        "--feed-threads", type=int, nargs="+", default=[0, 2],
+        help="the service's feed_threads values to measure over HTTP, a server each",
+    )  # fmt: skip
+    parser.add_argument(
         "--in-process", action="store_true", help="feed assembly in process only (no HTTP)"
     )
+    parser.add_argument("--http-only", action="store_true", help="over HTTP only")
     args = parser.parse_args()
     sizes = (20_000, 100_000) if args.quick else (100_000, 1_000_000)
+    if args.http_only:
+        print(f"# bench_feed: {cpu_model()}, {os.cpu_count()} cores, ISA {simd_isa()}")
+        http(sizes[0], args.seed, args.seconds, args.feed_threads)
+        return
     print(f"# bench_feed: {cpu_model()}, {os.cpu_count()} cores, ISA {simd_isa()}; dims {DIMS}, "
           "n=10, 200 candidates")
     print("\n### Feed assembly in process (ms per request)\n")
@@ -468,7 +495,7 @@ def main() -> None:
                   f"| {two / one:.2f} |", flush=True)
     del worlds
     if not args.in_process:
-        http(sizes[0], args.seed, args.seconds)
+        http(sizes[0], args.seed, args.seconds, args.feed_threads)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ test holds them to it).
 The reference pipeline (``ReferenceFeed``) still builds what the core does not: an explain
 trace, a cold-start page (a user without vectors: onboarding tags, regions, a catalogue sample),
 pages with the region rule on (per-candidate Thompson draws), the trending popularity prior, and
-pages of a service without a model (``SimilarityRanker``). ``native=False`` sends every page
-there.
+pages of a service without a model (``SimilarityRanker``). The ``native`` setting (or argument)
+false sends every page there.
 """
 
 from __future__ import annotations
@@ -66,10 +66,10 @@ class FeedBuilder(ReferenceFeed):
         users: UserPrefs,
         served: ServedMemory,
         *,
-        native: bool = True,
+        native: bool | None = None,
     ) -> None:
         super().__init__(settings, catalog, profiles, amplifier, trending, users, served)
-        self.native = native
+        self.native = settings.native if native is None else native
         self._params = core_params(settings)
         self._rankings: dict[int, tuple[Ranker, Any]] = {}
 

@@ -116,6 +116,11 @@ class FeedConfig(BaseModel):
     served_memory: int = Field(
         default=500, ge=0, description="items recently served to a user that are not served again"
     )
+    native: bool = Field(
+        default=True,
+        description="assemble pages in the core, one GIL-free call each (false: every page "
+        "through the Python reference pipeline, which gives the same pages, slower)",
+    )
     precompute: bool = Field(
         default=True, description="compute a user's next page after their events"
     )
