@@ -244,8 +244,9 @@ class Settings(BaseSettings):
         "and requests are served (load balancers drain); then the drain (shutdown_timeout_s)",
     )
     retry_after_s: int = Field(default=1, ge=1)
-    # Feed assembly holds the GIL for nearly all its time, so on the event loop it serves more
-    # requests per second than in worker threads, which add a thread hop and GIL hand-offs.
+    # A page releases the GIL for its whole assembly (recserve/feed/pipeline.hpp), so threads
+    # build pages on several cores; on 2 cores shared with the load generator, the thread hop
+    # cost more than it gave (bench/README.md), so the default stays on the event loop.
     feed_threads: int = Field(
         default=0, ge=0, description="threads assembling feeds; 0: on the event loop"
     )

@@ -4,6 +4,7 @@ pipeline in Python, on the same state, request and seed."""
 from __future__ import annotations
 
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +162,38 @@ def test_native_pages_skip_taken_down_blocked_and_served_items() -> None:
     keys = {s.key for s in again}
     assert not keys & {s.key for s in first[:6]}
     assert all(world.catalog.by_key(s.key).creator_id != creator for s in again)  # type: ignore[union-attr]
+
+
+def test_pages_built_on_two_threads_while_the_catalogue_and_users_change() -> None:
+    world = World(FeedConfig(), items=2_000, users=100)
+    known = set(world.keys.tolist())
+    errors: list[BaseException] = []
+    pages: list[int] = []
+    stop = threading.Event()
+
+    def build(first: int) -> None:
+        try:
+            r = first
+            while not stop.is_set():
+                items = world.page(1 + r % 100, 10, NOW_MS, r, native=True).items
+                assert len(items) == 10 and {s.key for s in items} <= known
+                pages.append(r)
+                r += 2
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=build, args=(t,)) for t in range(2)]
+    for thread in threads:
+        thread.start()
+    for round_ in range(40):  # the single writer: events, takedowns, re-posts, served pages
+        world.events(np.arange(1, 101, dtype=np.uint64), NOW_MS)
+        item = world.items[round_ * 7]
+        world.catalog.take_down(item.id)
+        if round_ % 2:
+            world.catalog.upsert([item], world.profiles.items([item.key]).vectors)
+        world.served.add(round_ % 100 + 1, world.keys[:10].tolist(), NOW_MS / 1000)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(pages) > 0
