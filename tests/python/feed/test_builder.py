@@ -176,7 +176,8 @@ def test_pages_built_on_two_threads_while_the_catalogue_and_users_change() -> No
             r = first
             while not stop.is_set():
                 items = world.page(1 + r % 100, 10, NOW_MS, r, native=True).items
-                assert len(items) == 10 and {s.key for s in items} <= known
+                assert len(items) == 10
+                assert {s.key for s in items} <= known
                 pages.append(r)
                 r += 2
         except BaseException as error:  # noqa: BLE001 - reported by the main thread
