@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# ThreadSanitizer run of the concurrency tests: builds test_ann, test_mlp, test_embed and test_profiles in build-tsan with
+# ThreadSanitizer run of the concurrency tests: builds test_ann, test_mlp, test_embed, test_profiles and test_feed in build-tsan with
 # -fsanitize=thread and runs the suites where threads meet (readers against a writer, the
 # background compactor, GracePeriod; rankers scoring from many threads; embedding-table readers
-# against writers for 10 s; profile and co-engagement readers against event applies). Any data race report
+# against writers for 10 s; profile and co-engagement readers against event applies; the feed
+# core's item columns, served ring and open pool read beside their writer). Any data race report
 # fails the run.
 #
 #   .ci/tsan.sh            from anywhere; the build dir is <repo>/build-tsan
@@ -15,12 +16,13 @@ filter='*IndexConcurrency.*:IndexBackgroundCompactor.*:GracePeriod.*'
 mlp_filter='QuantizedMlpConcurrency.*'
 embed_filter='TableConcurrency.*'
 profiles_filter='ProfilesConcurrency.*:CoEngagementConcurrency.*:ProfilesCoEngagementConcurrency.*'
+feed_filter='FeedConcurrency.*'
 
 generator=()
 if command -v ninja >/dev/null 2>&1; then generator=(-G Ninja); fi
 cmake -S "$root" -B "$build" "${generator[@]}" \
   -DRECSERVE_BUILD_TESTS=ON -DRECSERVE_SANITIZE=thread -DCMAKE_BUILD_TYPE=RelWithDebInfo
-cmake --build "$build" --target test_ann test_mlp test_embed test_profiles --parallel
+cmake --build "$build" --target test_ann test_mlp test_embed test_profiles test_feed --parallel
 
 test_ann="$build/tests/cpp/test_ann"
 # A filter that matches nothing would pass silently: make sure the suites are there.
@@ -41,3 +43,4 @@ fi
 "${run[@]/test_ann/test_mlp}" --gtest_filter="$mlp_filter"  # the same command, for test_mlp
 RECSERVE_STRESS_SECONDS=10 "${run[@]/test_ann/test_embed}" --gtest_filter="$embed_filter"  # 10 s of churn
 RECSERVE_STRESS_SECONDS=10 "${run[@]/test_ann/test_profiles}" --gtest_filter="$profiles_filter"
+"${run[@]/test_ann/test_feed}" --gtest_filter="$feed_filter"  # page readers beside the writer
