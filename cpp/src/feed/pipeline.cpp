@@ -69,6 +69,7 @@ struct Scratch {
     std::vector<float> related, similarity, hours, extra, rows, probs, scores;
     std::vector<std::uint32_t> order, explore, regular, main_items, picked;
     std::vector<std::pair<std::int64_t, std::size_t>> per_creator;
+    std::vector<std::int64_t> blocked;
     Flags seen, found;
 };
 
@@ -196,11 +197,12 @@ Status Pipeline::build(const FeedParams& params, const PageRequest& request, con
     columns_.lookup(s.keys.data(), n, s.columns.data());
     bool* seen = s.seen.take(n);
     profiles_.seen(user, s.keys.data(), n, seen);
+    s.blocked.assign(request.blocked_creators, request.blocked_creators + request.blocked_count);
+    std::sort(s.blocked.begin(), s.blocked.end());  // a user may block thousands of creators
     std::size_t kept = 0;
     for (std::size_t i = 0; i < n; ++i) {
         const ItemColumn& c = s.columns[i];
-        const bool blocked = std::find(request.blocked_creators, request.blocked_creators + request.blocked_count,
-                                       c.creator) != request.blocked_creators + request.blocked_count;
+        const bool blocked = std::binary_search(s.blocked.begin(), s.blocked.end(), c.creator);
         if (!c.live || seen[i] || s.recent_filter.rejects(s.keys[i]) || blocked) continue;
         s.pool[kept] = s.pool[i];
         s.columns[kept] = c;

@@ -94,7 +94,8 @@ class FeedBuilder(ReferenceFeed):
         centroids = None
         if ranker.spec.version >= 2 and s.regions:
             regions = self._refresh_regions()
-            centroids = None if regions is None else regions.centroids
+            if regions is not None and regions.centroids is not None:
+                centroids = np.ascontiguousarray(regions.centroids, dtype=np.float32)
         if s.quality_weight > 0:
             self._refit_quality(now_s)
         lines = (*self.quality.complete_line, *self.quality.skip_line)
