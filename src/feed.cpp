@@ -220,6 +220,27 @@ pyb::tuple build_page(const pyb::handle& index, const pyb::handle& profiles, con
                            pyb::make_tuple(t.retrieve, t.filter, t.rank, t.total));
 }
 
+pyb::tuple user_search(const pyb::handle& index, const pyb::handle& profiles, const feed::ItemColumns& columns,
+                       const feed::ServedMemory& served, std::uint64_t user, const pyb::array& query, std::size_t k,
+                       std::size_t ef, const pyb::array& blocked) {
+    const feed::Pipeline pipeline(index_of(index), profiles_of(profiles), columns, served);
+    const float* q = data_of<float>(query, "query", {static_cast<pyb::ssize_t>(index_of(index).options().dims)});
+    const std::int64_t* b = data_of<std::int64_t>(blocked, "blocked", {-1});
+    std::vector<std::uint64_t> ids;
+    std::vector<float> distances;
+    Status st;
+    {
+        pyb::gil_scoped_release release;
+        st = pipeline.search(user, b, static_cast<std::size_t>(blocked.shape(0)), q, k, ef, &ids, &distances);
+    }
+    raise_if_error(st);
+    U64 out_ids(static_cast<pyb::ssize_t>(ids.size()));
+    F32 out_distances(static_cast<pyb::ssize_t>(distances.size()));
+    std::copy(ids.begin(), ids.end(), out_ids.mutable_data());
+    std::copy(distances.begin(), distances.end(), out_distances.mutable_data());
+    return pyb::make_tuple(out_ids, out_distances);
+}
+
 }  // namespace
 
 void register_feed(pyb::module_& m) {
@@ -327,6 +348,8 @@ void register_feed(pyb::module_& m) {
     pyb::class_<Ranking>(m, "Ranking", "A model, its feature layout and the weight of each head.")
         .def(pyb::init<pyb::object, std::shared_ptr<Layout>, std::vector<float>>(), pyb::arg("model"),
              pyb::arg("layout"), pyb::arg("head_weights"));
+    m.def("search", &user_search, pyb::arg("index"), pyb::arg("profiles"), pyb::arg("columns"), pyb::arg("served"),
+          pyb::arg("user"), pyb::arg("query"), pyb::arg("k"), pyb::arg("ef"), pyb::arg("blocked"));
     m.def("build_page", &build_page, pyb::arg("index"), pyb::arg("profiles"), pyb::arg("columns"),
           pyb::arg("served"), pyb::arg("params"), pyb::arg("ranking"), pyb::arg("user"), pyb::arg("now_ms"),
           pyb::arg("n"), pyb::arg("seed"), pyb::arg("open_pool").none(true), pyb::arg("explore_pool"),

@@ -240,6 +240,11 @@ class feed:  # noqa: N801 - a submodule
                      head_weights: list[float]) -> None: ...
 
     @staticmethod
+    def search(index: ann.Index, profiles: profiles.Profiles, columns: feed.ItemColumns,
+               served: feed.ServedMemory, user: int, query: npt.NDArray[np.float32], k: int,
+               ef: int, blocked: npt.NDArray[np.int64]
+               ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]: ...
+    @staticmethod
     def build_page(index: ann.Index, profiles: profiles.Profiles, columns: feed.ItemColumns,
                    served: feed.ServedMemory, params: feed.Params, ranking: feed.Ranking,
                    user: int, now_ms: int, n: int, seed: int, open_pool: feed.OpenPool | None,

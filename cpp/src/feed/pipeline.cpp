@@ -19,15 +19,57 @@ double seconds_between(Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double>(b - a).count();
 }
 
-// The items met or served lately: rejected inside the graph walk, and filtered after it.
-class RecentFilter final : public ann::SearchFilter {
+// What a user's ANN queries must not return, asked inside the graph walk: items met or served
+// lately (an exact set), items the user has seen (the seen-set: its lock is taken per item, never
+// held across the walk, so event applies are not held up) and items of creators they blocked.
+class UserFilter final : public ann::SearchFilter {
   public:
-    void assign(const std::vector<std::uint64_t>& ids) { set_.assign(ids.data(), ids.size()); }
-    bool rejects(std::uint64_t id) const override { return set_.contains(id); }
+    void prepare(const profiles::Profiles& profiles, const ItemColumns& columns, std::uint64_t user,
+                 const std::vector<std::uint64_t>& recent, const std::int64_t* blocked, std::size_t blocked_count) {
+        profiles_ = &profiles;
+        columns_ = &columns;
+        user_ = user;
+        recent_.assign(recent.data(), recent.size());
+        blocked_.assign(blocked, blocked + blocked_count);
+        std::sort(blocked_.begin(), blocked_.end());  // a user may block thousands of creators
+    }
+    bool recent(std::uint64_t id) const { return recent_.contains(id); }
+    bool blocked(std::int64_t creator) const { return std::binary_search(blocked_.begin(), blocked_.end(), creator); }
+    bool rejects(std::uint64_t id) const override {
+        if (recent_.contains(id)) return true;
+        bool seen = false;
+        profiles_->seen(user_, &id, 1, &seen);
+        if (seen) return true;
+        if (blocked_.empty()) return false;
+        ItemColumn column;
+        columns_->lookup(&id, 1, &column);
+        return blocked(column.creator);
+    }
 
   private:
-    ann::ExcludeSet set_;
+    const profiles::Profiles* profiles_ = nullptr;
+    const ItemColumns* columns_ = nullptr;
+    std::uint64_t user_ = 0;
+    ann::ExcludeSet recent_;
+    std::vector<std::int64_t> blocked_;
 };
+
+// One ANN query with the user's filter; appends the hits (misses dropped) to ids and distances.
+Status filtered_search(const ann::Index& index, const UserFilter& filter, const float* query, std::size_t k,
+                       std::size_t ef, std::vector<std::uint64_t>* ids, std::vector<float>* distances) {
+    const std::size_t at = ids->size();
+    ids->resize(at + k);
+    distances->resize(at + k);
+    ann::SearchParams params;
+    params.ef = std::max(ef, k);
+    params.filter = &filter;
+    Status st = index.search(query, 1, k, params, ids->data() + at, distances->data() + at);
+    std::size_t found = 0;
+    while (st.is_ok() && found < k && (*ids)[at + found] != ann::kMissingId) ++found;  // misses fill the tail
+    ids->resize(at + found);
+    distances->resize(at + found);
+    return st;
+}
 
 struct Candidate {
     std::uint64_t key;
@@ -52,7 +94,7 @@ class Flags {
 struct Scratch {
     std::vector<float> long_term, session, query;
     std::vector<std::uint64_t> recent;
-    RecentFilter recent_filter;
+    UserFilter filter;
     std::vector<std::uint64_t> positive_keys;
     std::vector<std::int64_t> positive_ts;
     std::vector<float> positive_vectors;
@@ -69,7 +111,6 @@ struct Scratch {
     std::vector<float> related, similarity, hours, extra, rows, probs, scores;
     std::vector<std::uint32_t> order, explore, regular, main_items, picked;
     std::vector<std::pair<std::int64_t, std::size_t>> per_creator;
-    std::vector<std::int64_t> blocked;
     Flags seen, found;
 };
 
@@ -93,6 +134,18 @@ double quantile(std::vector<float> values, double q) {
 }
 
 }  // namespace
+
+Status Pipeline::search(std::uint64_t user, const std::int64_t* blocked_creators, std::size_t blocked_count,
+                        const float* query, std::size_t k, std::size_t ef, std::vector<std::uint64_t>* ids,
+                        std::vector<float>* distances) const {
+    if (k < 1) return Status::invalid_argument("k must be >= 1");
+    thread_local UserFilter filter;
+    thread_local std::vector<std::uint64_t> recent;
+    recent = profiles_.recent_items(user);
+    served_.recent(user, &recent);
+    filter.prepare(profiles_, columns_, user, recent, blocked_creators, blocked_count);
+    return filtered_search(index_, filter, query, k, ef, ids, distances);
+}
 
 Status Pipeline::build(const FeedParams& params, const PageRequest& request, const Ranking& ranking,
                        Page* page) const {
@@ -126,7 +179,7 @@ Status Pipeline::build(const FeedParams& params, const PageRequest& request, con
 
     s.recent = profiles_.recent_items(user);
     served_.recent(user, &s.recent);
-    s.recent_filter.assign(s.recent);
+    s.filter.prepare(profiles_, columns_, user, s.recent, request.blocked_creators, request.blocked_count);
     const std::vector<profiles::RecentPositive> positives = profiles_.recent_positives(user);
     const std::size_t m = positives.size();
     s.positive_keys.resize(m);
@@ -153,17 +206,11 @@ Status Pipeline::build(const FeedParams& params, const PageRequest& request, con
                                  static_cast<std::uint32_t>(s.offered.size())});
     };
     auto search = [&](const float* query, std::size_t k, std::size_t ef, Source source) -> Status {
-        s.hit_ids.resize(k);
-        s.hit_distances.resize(k);
-        ann::SearchParams search_params;
-        search_params.ef = std::max(ef, k);
-        search_params.filter = &s.recent_filter;
-        Status st = index_.search(query, 1, k, search_params, s.hit_ids.data(), s.hit_distances.data());
-        if (!st.is_ok()) return st;
-        std::size_t found = 0;
-        while (found < k && s.hit_ids[found] != ann::kMissingId) ++found;  // misses fill the tail
-        offer(s.hit_ids.data(), s.hit_distances.data(), found, source);
-        return Status::ok();
+        s.hit_ids.clear();
+        s.hit_distances.clear();
+        Status st = filtered_search(index_, s.filter, query, k, ef, &s.hit_ids, &s.hit_distances);
+        if (st.is_ok()) offer(s.hit_ids.data(), s.hit_distances.data(), s.hit_ids.size(), source);
+        return st;
     };
     if (index_.size() > 0 && params.candidates > 0) {
         Status st = search(s.query.data(), params.candidates, std::max(params.ef, params.candidates), kAnn);
@@ -197,13 +244,10 @@ Status Pipeline::build(const FeedParams& params, const PageRequest& request, con
     columns_.lookup(s.keys.data(), n, s.columns.data());
     bool* seen = s.seen.take(n);
     profiles_.seen(user, s.keys.data(), n, seen);
-    s.blocked.assign(request.blocked_creators, request.blocked_creators + request.blocked_count);
-    std::sort(s.blocked.begin(), s.blocked.end());  // a user may block thousands of creators
     std::size_t kept = 0;
     for (std::size_t i = 0; i < n; ++i) {
         const ItemColumn& c = s.columns[i];
-        const bool blocked = std::binary_search(s.blocked.begin(), s.blocked.end(), c.creator);
-        if (!c.live || seen[i] || s.recent_filter.rejects(s.keys[i]) || blocked) continue;
+        if (!c.live || seen[i] || s.filter.recent(s.keys[i]) || s.filter.blocked(c.creator)) continue;
         s.pool[kept] = s.pool[i];
         s.columns[kept] = c;
         s.keys[kept] = s.keys[i];

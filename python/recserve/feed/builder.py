@@ -38,7 +38,6 @@ from recserve.retrieve import Trending
 __all__ = ["FeedBuilder", "core_params"]
 
 _NO_KEYS = np.zeros(0, dtype=np.uint64)
-_NO_CODES = np.zeros(0, dtype=np.int64)
 _RANKINGS_KEPT = 16  # models (experiment arms, versions) whose packed form is kept
 
 
@@ -89,8 +88,7 @@ class FeedBuilder(ReferenceFeed):
         s = self.settings
         now_s = now_ms / 1000.0
         trending = self.trending.top(s.trending, now_s) if s.trending else _NO_KEYS
-        blocked = self.users.blocked(user_key)
-        codes = self.catalog.creator_codes(sorted(blocked)) if blocked else _NO_CODES
+        codes = self._blocked_codes(user_key)
         centroids = None
         if ranker.spec.version >= 2 and s.regions:
             regions = self._refresh_regions()

@@ -248,20 +248,18 @@ class ReferenceFeed:
         seed: int,
     ) -> _Pool:
         s = self.settings
-        query, recent = user.query, user.recent
+        query = user.query
         parts: list[tuple[U64, int, npt.NDArray[np.float32] | None]] = []
         if query is not None and len(self.catalog):
-            keys, distances = self.catalog.search(
-                query, k=s.candidates, ef=max(s.ef, s.candidates), exclude=recent
-            )
+            keys, distances = self._search(user_key, query, s.candidates, max(s.ef, s.candidates))
             parts.append((keys, ANN, distances))
         if len(user.related_keys):
             parts.append((user.related_keys, RELATED, None))
         # Beside the blended query, one per recent positive: two interests are not averaged away.
         for vector in user.positive_vectors[: s.interest_queries]:
             if float(np.linalg.norm(vector)) > 1e-12:
-                keys, distances = self.catalog.search(
-                    vector, k=s.interest_candidates, ef=s.interest_candidates, exclude=recent
+                keys, distances = self._search(
+                    user_key, vector, s.interest_candidates, s.interest_candidates
                 )
                 parts.append((keys, INTEREST, distances))
         if s.explore_slots and self.amplifier.open_count:
@@ -305,6 +303,28 @@ class ReferenceFeed:
         live, created, creators = self.catalog.columns(self.catalog.rows(keys_u))
         return _Pool(keys_u, src.astype(np.int8), dist.astype(np.float32), live, created, creators)
 
+    def _search(self, user_key: int, query: F32, k: int, ef: int) -> tuple[U64, F32]:
+        """One ANN query as the native pipeline asks it (``_core.feed.search``): items met or
+        served lately, seen items and blocked creators' items rejected inside the graph walk."""
+        keys, distances = _core.feed.search(
+            self.catalog.index.core,
+            self.profiles.core,
+            self.catalog.item_columns,
+            self.served.core,
+            int(user_key),
+            np.ascontiguousarray(query, dtype=np.float32),
+            int(k),
+            int(ef),
+            self._blocked_codes(user_key),
+        )
+        return keys, distances
+
+    def _blocked_codes(self, user_key: int) -> npt.NDArray[np.int64]:
+        blocked = self.users.blocked(user_key)
+        if not blocked:
+            return np.zeros(0, dtype=np.int64)
+        return self.catalog.creator_codes(sorted(blocked))
+
     # ---- filters ----------------------------------------------------------------------------
     def _filter(self, user_key: int, pool: _Pool, recent: U64, trace_key: int | None) -> _Pool:
         keys = pool.keys
@@ -314,9 +334,8 @@ class ReferenceFeed:
             reasons.append((self.profiles.seen(user_key, keys) & live, "seen by the user"))
         if len(recent):
             reasons.append((np.isin(keys, recent) & live, "served to the user recently"))
-        blocked = self.users.blocked(user_key)
-        if blocked:
-            codes = self.catalog.creator_codes(sorted(blocked))
+        codes = self._blocked_codes(user_key)
+        if len(codes):
             reasons.append((np.isin(pool.creators, codes), "creator blocked by the user"))
         keep = np.ones(len(keys), dtype=bool)
         for mask, _ in reasons:

@@ -198,3 +198,31 @@ def test_pages_built_on_two_threads_while_the_catalogue_and_users_change() -> No
         thread.join()
     assert errors == []
     assert len(pages) > 0
+
+
+def test_ann_queries_skip_seen_items_inside_the_walk_so_a_heavy_user_still_gets_a_page() -> None:
+    config = FeedConfig(
+        candidates=50, related=0, interest_queries=0, trending=0, explore_slots=0, quality_weight=0
+    )
+    world = World(config, items=2_000, users=5)
+    user = 1
+    vectors = world.profiles.user_vectors([user], now_ms=NOW_MS)
+    query = 0.5 * vectors.long_term[0] + 0.5 * vectors.session[0]
+    nearest, _ = world.catalog.search(query, k=600, ef=600)
+    # Impressions mark items seen without moving the user (weight 0): the 600 nearest items are
+    # all seen, far past the 128 the seen-set keeps exactly (the rest are in its Bloom filter).
+    world.seq[user] += 1
+    n = len(nearest)
+    world.profiles.apply(
+        Events.of(
+            users=np.full(n, user, dtype=np.uint64), items=nearest,
+            types=np.full(n, EVENT_TYPES.index("impression")), watch_ms=np.zeros(n),
+            duration_ms=np.full(n, 15_000), ts_ms=np.full(n, NOW_MS),
+            seq=world.seq[user] + np.arange(n, dtype=np.uint64),
+        )
+    )  # fmt: skip
+    for native in (True, False):
+        items = world.page(user, 10, NOW_MS, 0, native=native).items
+        assert len(items) == 10
+        assert {s.source for s in items} == {"ann"}
+        assert not world.profiles.seen(user, [s.key for s in items]).any()

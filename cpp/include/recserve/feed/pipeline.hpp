@@ -11,7 +11,8 @@
 //   2. candidates: ANN, related (co-engagement), one ANN query per latest positive
 //      (interest), a seeded sample of the open-tier items (explore) and the caller's trending
 //      list; an item found twice keeps its first source, in that order;
-//   3. filters: not live (taken down), seen, served or met lately, a blocked creator;
+//   3. filters: not live (taken down), seen, served or met lately, a blocked creator (the ANN
+//      queries reject these inside the graph walk already: they return k items the page can use);
 //   4. features (features.hpp) and the int8 ranker, its heads blended into one score, plus the
 //      blend terms: popularity, co-engagement, learned quality;
 //   5. the page: best first, at most max_per_creator items per creator, explore slots for
@@ -109,6 +110,13 @@ class Pipeline {
 
     // kInvalidArgument for a ranking that does not fit the profiles' dims or the model's input.
     Status build(const FeedParams& params, const PageRequest& request, const Ranking& ranking, Page* page) const;
+
+    // One ANN query as build() asks it for this user: items met or served lately, seen items
+    // and blocked creators' items are rejected inside the graph walk. Appends up to k hits,
+    // nearest first, to ids and distances (ef: at least k is used).
+    Status search(std::uint64_t user, const std::int64_t* blocked_creators, std::size_t blocked_count,
+                  const float* query, std::size_t k, std::size_t ef, std::vector<std::uint64_t>* ids,
+                  std::vector<float>* distances) const;
 
   private:
     const ann::Index& index_;
