@@ -30,16 +30,15 @@ class UserFilter final : public ann::SearchFilter {
         columns_ = &columns;
         user_ = user;
         recent_.assign(recent.data(), recent.size());
+        older_seen_ = profiles.has_seen_before_recent(user);  // most users: no filter to ask
         blocked_.assign(blocked, blocked + blocked_count);
         std::sort(blocked_.begin(), blocked_.end());  // a user may block thousands of creators
     }
     bool recent(std::uint64_t id) const { return recent_.contains(id); }
     bool blocked(std::int64_t creator) const { return std::binary_search(blocked_.begin(), blocked_.end(), creator); }
     bool rejects(std::uint64_t id) const override {
-        if (recent_.contains(id)) return true;
-        bool seen = false;
-        profiles_->seen(user_, &id, 1, &seen);
-        if (seen) return true;
+        if (recent_.contains(id)) return true;  // the seen-set's exact part is in recent_
+        if (older_seen_ && profiles_->seen_before_recent(user_, id)) return true;
         if (blocked_.empty()) return false;
         ItemColumn column;
         columns_->lookup(&id, 1, &column);
@@ -50,6 +49,7 @@ class UserFilter final : public ann::SearchFilter {
     const profiles::Profiles* profiles_ = nullptr;
     const ItemColumns* columns_ = nullptr;
     std::uint64_t user_ = 0;
+    bool older_seen_ = false;
     ann::ExcludeSet recent_;
     std::vector<std::int64_t> blocked_;
 };

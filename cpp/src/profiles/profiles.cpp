@@ -385,6 +385,20 @@ std::vector<std::uint64_t> Profiles::recent_items(std::uint64_t user) const {
     return it == shard.logs.end() ? std::vector<std::uint64_t>{} : it->second.seen.recent();
 }
 
+bool Profiles::seen_before_recent(std::uint64_t user, std::uint64_t item) const {
+    const UserLogs::Shard& shard = logs_->of(user);
+    std::shared_lock<std::shared_mutex> lock(shard.lock);
+    const auto it = shard.logs.find(user);
+    return it != shard.logs.end() && it->second.seen.contains_older(item);
+}
+
+bool Profiles::has_seen_before_recent(std::uint64_t user) const {
+    const UserLogs::Shard& shard = logs_->of(user);
+    std::shared_lock<std::shared_mutex> lock(shard.lock);
+    const auto it = shard.logs.find(user);
+    return it != shard.logs.end() && it->second.seen.added() > options_.seen.recent;
+}
+
 std::vector<RecentPositive> Profiles::recent_positives(std::uint64_t user) const {
     const UserLogs::Shard& shard = logs_->of(user);
     std::shared_lock<std::shared_mutex> lock(shard.lock);

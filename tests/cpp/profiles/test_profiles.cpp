@@ -335,6 +335,23 @@ TEST(Profiles, SeenSetHoldsEveryItemTheUserMet) {
     EXPECT_EQ(p->recent_items(1).front(), 1299u);
 }
 
+TEST(Profiles, SeenBeforeRecentHoldsWhatLeftTheExactRingAndNothingElse) {
+    auto p = make();  // the seen-set keeps 128 items exactly
+    Events e;
+    for (std::uint64_t i = 0; i < 100; ++i) e.add(1, 1000 + i, EventType::kImpression, i + 1);
+    ASSERT_TRUE(p->apply(e.batch()).is_ok());
+    EXPECT_FALSE(p->has_seen_before_recent(1));  // all 100 still in the ring
+    EXPECT_FALSE(p->seen_before_recent(1, 1000));
+    Events more;
+    for (std::uint64_t i = 100; i < 300; ++i) more.add(1, 1000 + i, EventType::kImpression, i + 1);
+    ASSERT_TRUE(p->apply(more.batch()).is_ok());
+    EXPECT_TRUE(p->has_seen_before_recent(1));
+    EXPECT_TRUE(p->seen_before_recent(1, 1000));    // the oldest: moved to the filter
+    EXPECT_FALSE(p->seen_before_recent(1, 1299));   // the newest: in the ring, not the filter
+    EXPECT_FALSE(p->has_seen_before_recent(2));     // an unknown user
+    EXPECT_FALSE(p->seen_before_recent(2, 1000));
+}
+
 TEST(Profiles, SessionDecaysWithTimeAndRestartsAfterTheTimeout) {
     auto p = make();
     set_item(*p, 10, {1, 0, 0, 0});

@@ -147,6 +147,10 @@ class Profiles {
     // out[i]: whether user has seen items[i].
     void seen(std::uint64_t user, const std::uint64_t* items, std::size_t n, bool* out) const;
     std::vector<std::uint64_t> recent_items(std::uint64_t user) const;
+    // Whether the user's seen-set holds the item among those older than recent_items() (for a
+    // search filter that checks recent_items() itself), and whether it holds any such item.
+    bool seen_before_recent(std::uint64_t user, std::uint64_t item) const;
+    bool has_seen_before_recent(std::uint64_t user) const;
     // The user's recent positives, newest first (co_engagement.hpp); empty for none.
     std::vector<RecentPositive> recent_positives(std::uint64_t user) const;
     // The top k items related to the user's recent positives (co_engagement.hpp), keys[0..m)

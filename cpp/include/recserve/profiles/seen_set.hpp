@@ -32,6 +32,9 @@ class SeenSet {
     void add(std::uint64_t item, const SeenOptions& options);
     bool contains(std::uint64_t item) const;
     bool contains_recent(std::uint64_t item) const;
+    // Only among the items older than the exact recent ones (the filter): with recent() at hand,
+    // the rest of contains() without its scan of the ring.
+    bool contains_older(std::uint64_t item) const { return filter_contains(item); }
     // Brings the part add() reads next into the cache.
     void prefetch() const {
         if (!ring_.empty()) __builtin_prefetch(ring_.data() + (head_ == 0 ? ring_.size() - 1 : head_ - 1));
