@@ -565,8 +565,9 @@ def _out_of(codes: npt.NDArray[Any], size: int) -> bool:
 
 
 def _exposure(counters: Mapping[str, int]) -> int:
-    # Impressions as logged; when a client sends watches without impressions, the watches.
-    return max(counters["impressions"], counters["watches"])
+    # Users who met the item: the profiles count each user's first event on it as its
+    # impression, whether or not the client sends impression events.
+    return counters["impressions"]
 
 
 def _failed(tier: Tier, rates: Mapping[str, float]) -> list[str]:

@@ -63,6 +63,7 @@ struct UserEdit {
     bool duplicate_key = false;
     bool pair = false;                    // out: a new positive, to pair with *partners
     std::int64_t match = 0;               // out: a watch's kMatchSum term
+    bool viewed = false;                  // out: the user's first event on the item: one impression
 };
 
 // round(2^20 cos(q, x)) with q = unit(long_term) + unit(session), zero parts skipped.
@@ -105,6 +106,9 @@ bool edit_user(void* context, const embed::RowView& row) {
         e.duplicate_key = true;
         return false;
     }
+    // Exposure: the first event of a user on an item is its impression, whatever its type (a
+    // client need not send impression events), and an explicit impression after it adds none.
+    e.viewed = !log->seen.contains(e.item);
     log->seen.add(e.item, e.options->seen);
     if (e.key != 0) log->add_key(e.key, e.options->event_key_window);
     const std::size_t dims = e.options->dims;
@@ -134,7 +138,7 @@ bool edit_user(void* context, const embed::RowView& row) {
     }
     w[kHighWaterSeq] = e.seq;
     ++w[kEventsApplied];
-    w[kUserImpressions] += e.type == EventType::kImpression;
+    w[kUserImpressions] += e.viewed;
     w[kUserCompletions] += is_completion(*e.rule, e.type, e.watch_ms, e.duration_ms);
     w[kUserFastSkips] += is_fast_skip(*e.rule, e.type, e.watch_ms, e.duration_ms);
     return true;
@@ -147,13 +151,15 @@ struct ItemEdit {
     std::uint32_t watch_ms, duration_ms;
     bool has_vector;
     std::int64_t match;
+    bool viewed;  // the user's first event on it: one impression
 };
 
 bool edit_item(void* context, const embed::RowView& row) {
     const auto& e = *static_cast<const ItemEdit*>(context);
     std::uint64_t* c = row.words;
+    c[kImpressions] += e.viewed;
     switch (e.type) {
-        case EventType::kImpression: ++c[kImpressions]; break;
+        case EventType::kImpression: break;  // counted as the first event of its user, above
         case EventType::kWatch:
             ++c[kWatches];
             c[kWatchMs] += e.watch_ms;
@@ -323,7 +329,7 @@ Result<ApplyResult> Profiles::apply(const EventBatch& b) {
         }
         if (!has_vector) ++r.unknown_items;
         if (has_row) {
-            ItemEdit item_edit{&rule, type, b.watch_ms[i], b.duration_ms[i], has_vector, edit.match};
+            ItemEdit item_edit{&rule, type, b.watch_ms[i], b.duration_ms[i], has_vector, edit.match, edit.viewed};
             items_->update_words(b.items[i], edit_item, &item_edit);
         }
         if (edit.pair) {

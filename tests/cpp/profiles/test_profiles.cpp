@@ -114,7 +114,7 @@ TEST(Profiles, ItemCountersCountEachEventType) {
     ASSERT_TRUE(r.is_ok());
     EXPECT_EQ(r.value().applied, 6u);
     const auto c = item_words(*p, 10);
-    EXPECT_EQ(c[kImpressions], 1u);
+    EXPECT_EQ(c[kImpressions], 3u);  // three users met it (exposure: each one's first event)
     EXPECT_EQ(c[kWatches], 2u);
     EXPECT_EQ(c[kWatchMs], 10500u);
     EXPECT_EQ(c[kCompletions], 1u);
@@ -125,7 +125,7 @@ TEST(Profiles, ItemCountersCountEachEventType) {
     EXPECT_EQ(c[kItemFlags] & 1, 1u);
 }
 
-TEST(Profiles, UsersCountTheirImpressionsCompletionsAndFastSkipsAsItemsDo) {
+TEST(Profiles, UsersCountTheItemsTheyMetCompletionsAndFastSkipsAsItemsDo) {
     auto p = make();
     set_item(*p, 10, {1, 0, 0, 0});
     Events e;
@@ -138,12 +138,42 @@ TEST(Profiles, UsersCountTheirImpressionsCompletionsAndFastSkipsAsItemsDo) {
         .add(2, 10, EventType::kLike, 1);
     ASSERT_TRUE(p->apply(e.batch()).is_ok());
     const auto u = user(*p, 1);
-    EXPECT_EQ(u.words[kUserImpressions], 2u);
+    EXPECT_EQ(u.words[kUserImpressions], 1u);  // one item met, however many impression events
     EXPECT_EQ(u.words[kUserCompletions], 1u);
     EXPECT_EQ(u.words[kUserFastSkips], 2u);
     EXPECT_EQ(u.words[kEventsApplied], 5u);
     const auto other = user(*p, 2);
-    EXPECT_EQ(other.words[kUserImpressions] + other.words[kUserCompletions] + other.words[kUserFastSkips], 0u);
+    EXPECT_EQ(other.words[kUserImpressions], 1u);  // a like alone: the user met the item
+    EXPECT_EQ(other.words[kUserCompletions] + other.words[kUserFastSkips], 0u);
+}
+
+TEST(Profiles, ExposureCountsEachUsersFirstEventWithoutImpressionEvents) {
+    auto p = make();
+    set_item(*p, 10, {1, 0, 0, 0});
+    set_item(*p, 11, {0, 1, 0, 0});
+    Events e;  // a client that sends watches, likes and shares, never impressions
+    e.add(1, 10, EventType::kWatch, 1, 1000, 9500, 10000)
+        .add(1, 10, EventType::kLike, 2)
+        .add(1, 11, EventType::kWatch, 3, 1000, 2000, 10000)
+        .add(2, 10, EventType::kShare, 1)
+        .add(3, 10, EventType::kWatch, 1, 1000, 500, 10000)
+        .add(3, 10, EventType::kWatch, 2, 1000, 9000, 10000);  // watched again: the same view
+    ASSERT_TRUE(p->apply(e.batch()).is_ok());
+    EXPECT_EQ(item_words(*p, 10)[kImpressions], 3u);
+    EXPECT_EQ(item_words(*p, 11)[kImpressions], 1u);
+    EXPECT_EQ(user(*p, 1).words[kUserImpressions], 2u);
+}
+
+TEST(Profiles, AnImpressionAndAWatchOfOneViewCountOnceInEitherOrder) {
+    auto p = make();
+    set_item(*p, 10, {1, 0, 0, 0});
+    Events e;
+    e.add(1, 10, EventType::kImpression, 1).add(1, 10, EventType::kWatch, 2, 1000, 5000, 10000);
+    e.add(2, 10, EventType::kWatch, 1, 1000, 5000, 10000).add(2, 10, EventType::kImpression, 2);  // late
+    ASSERT_TRUE(p->apply(e.batch()).is_ok());
+    EXPECT_EQ(item_words(*p, 10)[kImpressions], 2u);
+    EXPECT_EQ(user(*p, 1).words[kUserImpressions], 1u);
+    EXPECT_EQ(user(*p, 2).words[kUserImpressions], 1u);
 }
 
 TEST(Profiles, ReplayingEventsChangesNothingAndIsCounted) {

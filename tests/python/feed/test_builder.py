@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import clustered
 from recserve.amplify import Amplifier
 from recserve.catalog import Catalog, Item
 from recserve.feed import FeedBuilder, FeedConfig, ReferenceFeed, ServedMemory, UserPrefs
@@ -22,6 +21,14 @@ from recserve.retrieve import Trending
 DIMS = 64
 NOW_MS = 1_700_000_000_000
 WATCH, LIKE, SKIP = (EVENT_TYPES.index(t) for t in ("watch", "like", "skip"))
+
+
+def clustered(n: int, dims: int, seed: int, clusters: int = 40) -> np.ndarray:
+    """Gaussian clusters: neighbours are meaningful, as with real item embeddings."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((clusters, dims)).astype(np.float32)
+    labels = rng.integers(0, clusters, n)
+    return (centers[labels] + 0.4 * rng.standard_normal((n, dims))).astype(np.float32)
 
 
 class World:

@@ -17,13 +17,23 @@ tiers = [
 """
 
 
-def _show(client, item: str, users: range, *, complete: bool, like: bool, tag: str) -> None:
+def _show(
+    client,
+    item: str,
+    users: range,
+    *,
+    complete: bool,
+    like: bool,
+    tag: str,
+    impressions: bool = True,
+) -> None:
     events = []
     for u in users:
         user = f"{tag}-{u}"
-        events.append(
-            {"event_id": f"{tag}-i-{u}", "user_id": user, "item_id": item, "type": "impression"}
-        )
+        if impressions:
+            events.append(
+                {"event_id": f"{tag}-i-{u}", "user_id": user, "item_id": item, "type": "impression"}
+            )
         if complete:
             events.append(watch(f"{tag}-w-{u}", user, item, 1.0))
         else:
@@ -73,6 +83,33 @@ def test_engaging_item_is_promoted_and_poor_one_stopped(make_server) -> None:
         assert client.get(f"/v1/items/{poor}").json()["amplification"]["state"] == "stopped"
         assert client.get(f"/v1/items/{good}").json()["amplification"]["state"] == "graduated"
     server.stop()
+
+
+def test_a_client_that_sends_no_impression_events_still_exposes_and_promotes(make_server) -> None:
+    server = make_server(CONFIG).start()
+    with server.client() as client:
+        client.post("/v1/items", json={"items": item_batch(200, seed=22)})
+        good, poor = "v0", "v1"
+        _show(client, good, range(25), complete=True, like=True, tag="g", impressions=False)
+        _show(client, poor, range(25), complete=False, like=False, tag="p", impressions=False)
+        good_item = client.get(f"/v1/items/{good}").json()
+        assert good_item["stats"]["impressions"] == 25  # each user's first event: one view
+        assert good_item["amplification"]["state"] == "promoted"
+        assert client.get(f"/v1/items/{poor}").json()["amplification"]["state"] == "stopped"
+
+
+def test_an_impression_and_a_watch_of_one_view_count_once(make_server) -> None:
+    server = make_server(CONFIG).start()
+    with server.client() as client:
+        client.post("/v1/items", json={"items": item_batch(20, seed=23)})
+        events = [
+            {"event_id": "a1", "user_id": "a", "item_id": "v2", "type": "impression"},
+            watch("a2", "a", "v2", 1.0),
+            watch("b1", "b", "v2", 1.0),  # the impression arrives late
+            {"event_id": "b2", "user_id": "b", "item_id": "v2", "type": "impression"},
+        ]
+        assert client.post("/v1/events", json={"events": events}).status_code == 202
+        assert client.get("/v1/items/v2").json()["stats"]["impressions"] == 2
 
 
 def test_new_items_fill_the_exploration_slots(make_server) -> None:

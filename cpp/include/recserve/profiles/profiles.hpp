@@ -39,7 +39,7 @@ enum UserWord : std::size_t {
     kEventsApplied,     // distinct events applied
     kSessionLastMs,     // ts of the latest event (int64 bits)
     kSessionStartMs,    // ts of the session's first event (int64 bits)
-    kUserImpressions,   // impression events: the user's activity, as the ranker's features read it
+    kUserImpressions,   // items the user met (their first event on each): the ranker's activity feature
     kUserCompletions,   // watches that completed (as the item counter counts them)
     kUserFastSkips,     // fast skips (as the item counter counts them)
     kUserWords,         // the words user_words() reports
@@ -48,6 +48,9 @@ enum UserWord : std::size_t {
 };
 
 enum ItemStat : std::size_t {
+    // Users who met the item: each user's first event on it (while their seen-set holds it) is
+    // one impression, an explicit impression event or any other, so exposure never depends on
+    // clients sending impression events, and an impression and a watch of one view count once.
     kImpressions,
     kWatches,
     kWatchMs,
