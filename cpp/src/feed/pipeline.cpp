@@ -75,7 +75,6 @@ struct Candidate {
     std::uint64_t key;
     float distance;  // NaN where not retrieved by an ANN query
     std::int8_t source;
-    std::uint32_t arrival;  // the order sources offered it: a key found twice keeps the first
 };
 
 // A bool buffer that only grows (std::vector<bool> has no bool*).
@@ -202,8 +201,7 @@ Status Pipeline::build(const FeedParams& params, const PageRequest& request, con
     const float no_distance = std::numeric_limits<float>::quiet_NaN();
     auto offer = [&](const std::uint64_t* keys, const float* distances, std::size_t n, Source source) {
         for (std::size_t i = 0; i < n; ++i)
-            s.offered.push_back({keys[i], distances ? distances[i] : no_distance, source,
-                                 static_cast<std::uint32_t>(s.offered.size())});
+            s.offered.push_back({keys[i], distances ? distances[i] : no_distance, source});
     };
     auto search = [&](const float* query, std::size_t k, std::size_t ef, Source source) -> Status {
         s.hit_ids.clear();
@@ -230,6 +228,7 @@ Status Pipeline::build(const FeedParams& params, const PageRequest& request, con
         request.open_pool->sample(request.explore_pool, request.seed, &s.explore_keys);
     offer(s.explore_keys.data(), nullptr, s.explore_keys.size(), kExplore);
     offer(request.trending, nullptr, request.trending_count, kTrending);
+    // By key, stable: a key found by several sources keeps the first that offered it.
     std::stable_sort(s.offered.begin(), s.offered.end(), [](const Candidate& a, const Candidate& b) { return a.key < b.key; });
     s.pool.clear();
     for (const Candidate& c : s.offered)
