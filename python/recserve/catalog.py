@@ -130,22 +130,13 @@ class Catalog:
         self._items: dict[int, Item] = {}
         self._by_tag: dict[str, set[int]] = {}
         self._keys: npt.NDArray[np.uint64] | None = None  # live keys, built on demand
-        # Columns for the feed's per-candidate work, one row per key ever posted (rows are
-        # never reused, and a key with a row is a known key: a re-post is not a new item). A
-        # new row reads as not live until its item's values are in.
+        # One row per key ever posted (rows are never reused, and a key with a row is a known
+        # key: a re-post is not a new item); the snapshot stores them.
         self._row_of: dict[int, int] = {}
-        self._live = np.zeros(0, dtype=bool)
-        self._created_s = np.zeros(0, dtype=np.float64)
-        self._creator = np.zeros(0, dtype=np.int64)
+        self._key_of_row: list[int] = []
         self._creator_code: dict[str, int] = {}
-        # rows() looks keys up in a sorted array (vectorised) and, for keys posted since it
-        # was built, in a small dict; the array is rebuilt once that dict holds 4,096 keys.
-        self._sorted: tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]] = (
-            np.zeros(0, dtype=np.uint64),
-            np.zeros(0, dtype=np.int64),
-        )
-        self._recent_rows: dict[int, int] = {}
-        #: The same columns in the core, keyed by item, for the native feed (no GIL to read).
+        #: What the feed reads per candidate (live, created at, creator code), in the core:
+        #: both pipelines look it up there, the native one without the GIL.
         self.item_columns = _core.feed.ItemColumns()
         #: Bumped by every takedown: a page computed at an older epoch may hold a removed item.
         self.takedown_epoch = 0
@@ -175,68 +166,44 @@ class Catalog:
 
     def _set_columns(self, items: Sequence[Item]) -> None:
         self._allocate_rows([item.key for item in items])
-        for item in items:
-            row = self._row_of[item.key]
-            self._created_s[row] = item.created_at / 1000.0
-            self._creator[row] = self._creator_code.setdefault(
-                item.creator_id, len(self._creator_code)
-            )
-            self._live[row] = True
-        rows = [self._row_of[item.key] for item in items]
+        creators = [
+            self._creator_code.setdefault(item.creator_id, len(self._creator_code))
+            for item in items
+        ]
         self.item_columns.set(
             np.array([item.key for item in items], dtype=np.uint64),
-            self._created_s[rows],
-            self._creator[rows],
+            np.array([item.created_at / 1000.0 for item in items], dtype=np.float64),
+            np.array(creators, dtype=np.int64),
         )
 
     def _allocate_rows(self, keys: Sequence[int]) -> None:
-        """Rows (not live yet) for the keys that have none."""
-        fresh = [key for key in dict.fromkeys(keys) if key not in self._row_of]
-        needed = len(self._row_of) + len(fresh)
-        if needed > len(self._live):
-            size = max(needed, 2 * len(self._live), 1024)
-            n = len(self._live)
-            columns = []
-            for old in (self._live, self._created_s, self._creator):
-                grown = np.zeros(size, dtype=old.dtype)
-                grown[:n] = old
-                columns.append(grown)
-            self._live, self._created_s, self._creator = columns
-        rows = {key: len(self._row_of) + i for i, key in enumerate(fresh)}
-        self._row_of.update(rows)
-        if len(self._recent_rows) + len(rows) > 4096:
-            keys_array = np.array(list(self._row_of), dtype=np.uint64)
-            values = np.array(list(self._row_of.values()), dtype=np.int64)
-            order = np.argsort(keys_array)
-            self._sorted = (keys_array[order], values[order])  # before the dict is emptied
-            self._recent_rows = {}
-        else:
-            self._recent_rows.update(rows)
+        """Rows for the keys that have none."""
+        for key in dict.fromkeys(keys):
+            if key not in self._row_of:
+                self._row_of[key] = len(self._key_of_row)
+                self._key_of_row.append(key)
 
     def rows(self, keys: Any) -> npt.NDArray[np.int64]:
-        """Column rows of these keys (-1 for a key never posted), for ``columns``."""
-        keys = np.asarray(keys, dtype=np.uint64)
-        sorted_keys, sorted_rows = self._sorted
-        out = np.full(len(keys), -1, dtype=np.int64)
-        if len(sorted_keys):
-            at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-            hit = sorted_keys[at] == keys
-            out[hit] = sorted_rows[at[hit]]
-        misses = np.flatnonzero(out < 0)
-        if len(misses):
-            get = self._recent_rows.get
-            out[misses] = [get(k, -1) for k in keys[misses].tolist()]
-        return out
+        """Rows of these keys (-1 for a key never posted), for ``columns``."""
+        get = self._row_of.get
+        return np.array(
+            [get(k, -1) for k in np.asarray(keys, dtype=np.uint64).tolist()], dtype=np.int64
+        )
 
     def columns(self, rows: npt.NDArray[np.int64]) -> tuple[Any, Any, Any]:
-        """(live, created_at in seconds, creator code) per row; row -1 is not live."""
-        live, created, creator = self._live, self._created_s, self._creator
+        """(live, created_at in seconds, creator code) per row, from ``item_columns``; row -1
+        is not live, of creator -1."""
+        rows = np.asarray(rows, dtype=np.int64)
         known = rows >= 0
-        safe = np.where(known, rows, 0)
-        return live[safe] & known, created[safe], np.where(known, creator[safe], -1)
+        keys = np.array([self._key_of_row[r] for r in rows[known].tolist()], dtype=np.uint64)
+        live = np.zeros(len(rows), dtype=bool)
+        created = np.zeros(len(rows), dtype=np.float64)
+        creator = np.full(len(rows), -1, dtype=np.int64)
+        live[known], created[known], creator[known] = self.item_columns.lookup(keys)
+        return live, created, creator
 
     def creator_codes(self, creators: Any) -> npt.NDArray[np.int64]:
-        """The codes ``columns`` reports for these creator ids (-2 for an unknown creator)."""
+        """The codes ``item_columns`` reports for these creator ids (-2 for an unknown one)."""
         return np.array([self._creator_code.get(c, -2) for c in creators], dtype=np.int64)
 
     def _untag(self, item: Item) -> None:
@@ -253,7 +220,7 @@ class Catalog:
         item = self._items.get(key)
         if item is None:
             return False
-        self._live[self._row_of[key]] = False  # first: the feed's filters read this column
+        # first: the feed's filters read this column
         self.item_columns.take_down(np.array([key], dtype=np.uint64))
         del self._items[key]
         self.takedown_epoch += 1
@@ -393,23 +360,15 @@ class Catalog:
         self._items = dict(zip(key_list, items, strict=True))
         if len(self._items) != n:
             raise CorruptFileError("the catalogue columns hold an item twice")
-        self._row_of = dict(zip(row_keys.tolist(), range(n_rows), strict=True))
-        size = max(n_rows, 1024)
-        self._live = np.zeros(size, dtype=bool)
-        self._created_s = np.zeros(size, dtype=np.float64)
-        self._creator = np.zeros(size, dtype=np.int64)
-        self._live[item_rows] = True
-        self._created_s[item_rows] = created / 1000.0
-        self._creator[item_rows] = creator_of
+        self._key_of_row = row_keys.tolist()
+        self._row_of = dict(zip(self._key_of_row, range(n_rows), strict=True))
         self.item_columns.clear()
         self.item_columns.set(
             np.ascontiguousarray(keys, dtype=np.uint64),
-            self._created_s[item_rows],
-            self._creator[item_rows],
+            np.asarray(created, dtype=np.float64) / 1000.0,
+            np.asarray(creator_of, dtype=np.int64),
         )
         self._creator_code = dict(zip(creators, range(len(creators)), strict=True))
-        self._sorted = (sorted_keys.copy(), order.astype(np.int64))
-        self._recent_rows = {}
         self._by_tag = self._tag_sets(keys, tagset_of, tagset_offsets, tagset_tags, tags)
         self._keys = None
         if index is None:

@@ -300,7 +300,7 @@ class ReferenceFeed:
         # An item found by several sources keeps the first: ANN, co-engagement, interests, ...
         keys_u, first = np.unique(keys.astype(np.uint64), return_index=True)
         src, dist = sources[first], distances[first]
-        live, created, creators = self.catalog.columns(self.catalog.rows(keys_u))
+        live, created, creators = self.catalog.item_columns.lookup(keys_u)
         return _Pool(keys_u, src.astype(np.int8), dist.astype(np.float32), live, created, creators)
 
     def _search(self, user_key: int, query: F32, k: int, ef: int) -> tuple[U64, F32]:
