@@ -44,22 +44,6 @@ enum Scalar : std::size_t {
     kScalars,
 };
 
-template <class T>
-const T* data_of(const pyb::array& a, const char* what, std::initializer_list<pyb::ssize_t> shape) {
-    if (!a.dtype().is(pyb::dtype::of<T>()))
-        throw pyb::type_error(std::string(what) + " must be a " + std::string(pyb::str(pyb::dtype::of<T>())) +
-                              " array, got dtype " + std::string(pyb::str(a.dtype())));
-    bool ok = a.ndim() == static_cast<pyb::ssize_t>(shape.size());
-    pyb::ssize_t axis = 0;
-    for (pyb::ssize_t dim : shape) {
-        ok = ok && (dim < 0 || a.shape(axis) == dim);  // -1: any length
-        ++axis;
-    }
-    if (!ok) throw pyb::value_error(std::string(what) + " has the wrong shape " + shape_of(a));
-    if (!(a.flags() & pyb::array::c_style)) throw pyb::value_error(std::string(what) + " must be C-contiguous");
-    return static_cast<const T*>(a.data());
-}
-
 // A feature layout that owns its normalisation.
 class Layout {
   public:
@@ -69,13 +53,13 @@ class Layout {
         if (version != 1 && version != 2) throw pyb::value_error("version must be 1 or 2");
         layout_.dims = dims;
         layout_.version = version;
-        const double* p = data_of<double>(priors, "priors", {static_cast<pyb::ssize_t>(feed::kOutcomes), 2});
+        const double* p = array_data<double>(priors, "priors", {static_cast<pyb::ssize_t>(feed::kOutcomes), 2});
         for (std::size_t o = 0; o < feed::kOutcomes; ++o) layout_.prior_mean[o] = p[2 * o], layout_.prior_strength[o] = p[2 * o + 1];
         if (mean.has_value() != std.has_value()) throw pyb::value_error("mean and std go together");
         if (mean) {
             const auto w = static_cast<pyb::ssize_t>(layout_.width());
-            const float* m = data_of<float>(*mean, "mean", {w});
-            const float* s = data_of<float>(*std, "std", {w});
+            const float* m = array_data<float>(*mean, "mean", {w});
+            const float* s = array_data<float>(*std, "std", {w});
             mean_.assign(m, m + w);
             std_.assign(s, s + w);
             layout_.mean = mean_.data();
@@ -95,11 +79,11 @@ F32 feature_rows(const Layout& layout, const pyb::array& long_term, const pyb::a
                  const pyb::array& scalars) {
     const FeatureLayout& l = layout.layout();
     const auto d = static_cast<pyb::ssize_t>(l.dims);
-    const float* item_vectors = data_of<float>(items, "items", {-1, d});
+    const float* item_vectors = array_data<float>(items, "items", {-1, d});
     const pyb::ssize_t n = items.shape(0);
-    const double* x = data_of<double>(scalars, "scalars", {n, static_cast<pyb::ssize_t>(kScalars)});
+    const double* x = array_data<double>(scalars, "scalars", {n, static_cast<pyb::ssize_t>(kScalars)});
     auto per_row = [&](const pyb::array& a, const char* what) {  // (d,): one user for every row
-        return std::make_pair(a.ndim() == 1 ? data_of<float>(a, what, {d}) : data_of<float>(a, what, {n, d}),
+        return std::make_pair(a.ndim() == 1 ? array_data<float>(a, what, {d}) : array_data<float>(a, what, {n, d}),
                               a.ndim() == 1 ? std::size_t{0} : l.dims);
     };
     const auto [long_ptr, long_step] = per_row(long_term, "long_term");
@@ -128,12 +112,12 @@ F32 feature_rows(const Layout& layout, const pyb::array& long_term, const pyb::a
 
 pyb::tuple affinity(const pyb::array& items, const pyb::array& positives, const pyb::array& positive_ts, double now_ms,
                     const std::optional<pyb::array>& centroids) {
-    const float* v = data_of<float>(items, "items", {-1, -1});
+    const float* v = array_data<float>(items, "items", {-1, -1});
     const pyb::ssize_t n = items.shape(0), d = items.shape(1);
-    const float* p = data_of<float>(positives, "positives", {-1, d});
+    const float* p = array_data<float>(positives, "positives", {-1, d});
     const pyb::ssize_t m = positives.shape(0);
-    const std::int64_t* ts = data_of<std::int64_t>(positive_ts, "positive_ts", {m});
-    const float* c = centroids ? data_of<float>(*centroids, "centroids", {-1, d}) : nullptr;
+    const std::int64_t* ts = array_data<std::int64_t>(positive_ts, "positive_ts", {m});
+    const float* c = centroids ? array_data<float>(*centroids, "centroids", {-1, d}) : nullptr;
     const std::size_t k = centroids ? static_cast<std::size_t>(centroids->shape(0)) : 0;
     F32 similarity(n), hours(n);
     float* s = similarity.mutable_data();
@@ -147,8 +131,8 @@ pyb::tuple affinity(const pyb::array& items, const pyb::array& positives, const 
 }
 
 pyb::object query_vector(const pyb::array& long_term, const pyb::array& session, float session_weight) {
-    const float* l = data_of<float>(long_term, "long_term", {-1});
-    const float* s = data_of<float>(session, "session", {long_term.shape(0)});
+    const float* l = array_data<float>(long_term, "long_term", {-1});
+    const float* s = array_data<float>(session, "session", {long_term.shape(0)});
     F32 query(long_term.shape(0));
     if (!feed::query_vector(l, s, static_cast<std::size_t>(long_term.shape(0)), session_weight, query.mutable_data()))
         return pyb::none();
@@ -192,12 +176,12 @@ pyb::tuple build_page(const pyb::handle& index, const pyb::handle& profiles, con
     r.open_pool = open_pool;
     r.explore_pool = explore_pool;
     r.explore_share = explore_share;
-    r.trending = data_of<std::uint64_t>(trending, "trending", {-1});
+    r.trending = array_data<std::uint64_t>(trending, "trending", {-1});
     r.trending_count = static_cast<std::size_t>(trending.shape(0));
-    r.blocked_creators = data_of<std::int64_t>(blocked, "blocked", {-1});
+    r.blocked_creators = array_data<std::int64_t>(blocked, "blocked", {-1});
     r.blocked_count = static_cast<std::size_t>(blocked.shape(0));
     if (centroids) {
-        r.centroids = data_of<float>(*centroids, "centroids", {-1, static_cast<pyb::ssize_t>(ranking.ranking().layout.dims)});
+        r.centroids = array_data<float>(*centroids, "centroids", {-1, static_cast<pyb::ssize_t>(ranking.ranking().layout.dims)});
         r.centroid_count = static_cast<std::size_t>(centroids->shape(0));
     }
     r.quality = {quality[0], quality[1], quality[2], quality[3]};
@@ -224,8 +208,8 @@ pyb::tuple user_search(const pyb::handle& index, const pyb::handle& profiles, co
                        const feed::ServedMemory& served, std::uint64_t user, const pyb::array& query, std::size_t k,
                        std::size_t ef, const pyb::array& blocked) {
     const feed::Pipeline pipeline(index_of(index), profiles_of(profiles), columns, served);
-    const float* q = data_of<float>(query, "query", {static_cast<pyb::ssize_t>(index_of(index).options().dims)});
-    const std::int64_t* b = data_of<std::int64_t>(blocked, "blocked", {-1});
+    const float* q = array_data<float>(query, "query", {static_cast<pyb::ssize_t>(index_of(index).options().dims)});
+    const std::int64_t* b = array_data<std::int64_t>(blocked, "blocked", {-1});
     std::vector<std::uint64_t> ids;
     std::vector<float> distances;
     Status st;
@@ -261,14 +245,14 @@ void register_feed(pyb::module_& m) {
         .def(pyb::init<>())
         .def("set", [](feed::ItemColumns& c, const pyb::array& keys, const pyb::array& created, const pyb::array& creators) {
                  const auto n = keys.ndim() == 1 ? keys.shape(0) : -2;
-                 c.set(data_of<std::uint64_t>(keys, "keys", {n}), data_of<double>(created, "created_at_s", {n}),
-                       data_of<std::int64_t>(creators, "creators", {n}), static_cast<std::size_t>(n));
+                 c.set(array_data<std::uint64_t>(keys, "keys", {n}), array_data<double>(created, "created_at_s", {n}),
+                       array_data<std::int64_t>(creators, "creators", {n}), static_cast<std::size_t>(n));
              }, pyb::arg("keys"), pyb::arg("created_at_s"), pyb::arg("creators"))
         .def("take_down", [](feed::ItemColumns& c, const pyb::array& keys) {
-                 c.take_down(data_of<std::uint64_t>(keys, "keys", {-1}), static_cast<std::size_t>(keys.shape(0)));
+                 c.take_down(array_data<std::uint64_t>(keys, "keys", {-1}), static_cast<std::size_t>(keys.shape(0)));
              }, pyb::arg("keys"))
         .def("lookup", [](const feed::ItemColumns& c, const pyb::array& keys) {
-                 const std::uint64_t* k = data_of<std::uint64_t>(keys, "keys", {-1});
+                 const std::uint64_t* k = array_data<std::uint64_t>(keys, "keys", {-1});
                  const auto n = keys.shape(0);
                  std::vector<feed::ItemColumn> out(static_cast<std::size_t>(n));
                  c.lookup(k, out.size(), out.data());
@@ -299,7 +283,7 @@ void register_feed(pyb::module_& m) {
         .def("session_length", &feed::ServedMemory::session_length, pyb::arg("user"), pyb::arg("now_s"))
         .def("version", &feed::ServedMemory::version, pyb::arg("user"))
         .def("add", [](feed::ServedMemory& s, std::uint64_t user, const pyb::array& keys, double now_s) {
-                 s.add(user, data_of<std::uint64_t>(keys, "keys", {-1}), static_cast<std::size_t>(keys.shape(0)), now_s);
+                 s.add(user, array_data<std::uint64_t>(keys, "keys", {-1}), static_cast<std::size_t>(keys.shape(0)), now_s);
              }, pyb::arg("user"), pyb::arg("keys"), pyb::arg("now_s"))
         .def("forget", &feed::ServedMemory::forget, pyb::arg("user"))
         .def_property_readonly("per_user", &feed::ServedMemory::per_user)

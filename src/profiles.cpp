@@ -25,13 +25,7 @@ using profiles::UserImage;
 
 template <class T>
 const T* column(const pyb::array& a, const char* what, pyb::ssize_t n) {
-    if (!a.dtype().is(pyb::dtype::of<T>()))
-        throw pyb::type_error(std::string(what) + " must be a " + std::string(pyb::str(pyb::dtype::of<T>())) +
-                              " array, got dtype " + std::string(pyb::str(a.dtype())));
-    if (a.ndim() != 1 || a.shape(0) != n)
-        throw pyb::value_error(std::string(what) + " must have shape (" + std::to_string(n) + ",), got " + shape_of(a));
-    if (!(a.flags() & pyb::array::c_style)) throw pyb::value_error(std::string(what) + " must be C-contiguous");
-    return static_cast<const T*>(a.data());
+    return array_data<T>(a, what, {n});
 }
 
 ProfilesOptions options_from(std::size_t dims, std::size_t user_capacity, std::size_t item_capacity,
