@@ -24,12 +24,14 @@ double seconds_between(Clock::time_point a, Clock::time_point b) {
 // held across the walk, so event applies are not held up) and items of creators they blocked.
 class UserFilter final : public ann::SearchFilter {
   public:
-    void prepare(const profiles::Profiles& profiles, const ItemColumns& columns, std::uint64_t user,
-                 const std::vector<std::uint64_t>& recent, const std::int64_t* blocked, std::size_t blocked_count) {
+    void prepare(const profiles::Profiles& profiles, const ItemColumns& columns, const ServedMemory& served,
+                 std::uint64_t user, const std::int64_t* blocked, std::size_t blocked_count) {
         profiles_ = &profiles;
         columns_ = &columns;
         user_ = user;
-        recent_.assign(recent.data(), recent.size());
+        ids_ = profiles.recent_items(user);  // met lately: the seen-set's exact part
+        served.recent(user, &ids_);
+        recent_.assign(ids_.data(), ids_.size());
         older_seen_ = profiles.has_seen_before_recent(user);  // most users: no filter to ask
         blocked_.assign(blocked, blocked + blocked_count);
         std::sort(blocked_.begin(), blocked_.end());  // a user may block thousands of creators
@@ -49,6 +51,7 @@ class UserFilter final : public ann::SearchFilter {
     const profiles::Profiles* profiles_ = nullptr;
     const ItemColumns* columns_ = nullptr;
     std::uint64_t user_ = 0;
+    std::vector<std::uint64_t> ids_;  // recent_'s ids
     bool older_seen_ = false;
     ann::ExcludeSet recent_;
     std::vector<std::int64_t> blocked_;
@@ -92,7 +95,6 @@ class Flags {
 
 struct Scratch {
     std::vector<float> long_term, session, query;
-    std::vector<std::uint64_t> recent;
     UserFilter filter;
     std::vector<std::uint64_t> positive_keys;
     std::vector<std::int64_t> positive_ts;
@@ -139,10 +141,7 @@ Status Pipeline::search(std::uint64_t user, const std::int64_t* blocked_creators
                         std::vector<float>* distances) const {
     if (k < 1) return Status::invalid_argument("k must be >= 1");
     thread_local UserFilter filter;
-    thread_local std::vector<std::uint64_t> recent;
-    recent = profiles_.recent_items(user);
-    served_.recent(user, &recent);
-    filter.prepare(profiles_, columns_, user, recent, blocked_creators, blocked_count);
+    filter.prepare(profiles_, columns_, served_, user, blocked_creators, blocked_count);
     return filtered_search(index_, filter, query, k, ef, ids, distances);
 }
 
@@ -176,9 +175,7 @@ Status Pipeline::build(const FeedParams& params, const PageRequest& request, con
     page->has_direction = query_vector(s.long_term.data(), s.session.data(), d, params.session_weight, s.query.data());
     if (!page->has_direction) return Status::ok();
 
-    s.recent = profiles_.recent_items(user);
-    served_.recent(user, &s.recent);
-    s.filter.prepare(profiles_, columns_, user, s.recent, request.blocked_creators, request.blocked_count);
+    s.filter.prepare(profiles_, columns_, served_, user, request.blocked_creators, request.blocked_count);
     const std::vector<profiles::RecentPositive> positives = profiles_.recent_positives(user);
     const std::size_t m = positives.size();
     s.positive_keys.resize(m);
