@@ -35,7 +35,7 @@ from recserve._columns import read_columns, string_columns, strings, write_colum
 from recserve._core import CorruptFileError
 from recserve.features import DEFAULT_PRIORS
 
-__all__ = ["AmplifierImage", "AmplifyConfig", "Amplifier", "Tier", "Transition"]
+__all__ = ["AmplifierImage", "AmplifyConfig", "Amplifier", "Tier", "Transition", "core_seed"]
 
 V = TypeVar("V", bound=Hashable)
 FILE_MAGIC = b"RSAMPLF1"  # the snapshot file of AmplifierImage.write
@@ -162,7 +162,7 @@ class _OpenPool:
         self.core.discard(int(key))
 
     def sample(self, k: int, seed: int) -> npt.NDArray[np.uint64]:
-        return self.core.sample(int(k), _seed(seed))
+        return self.core.sample(int(k), core_seed(seed))
 
     def keys(self) -> npt.NDArray[np.uint64]:
         return self.core.keys()  # a copy: safe beside a writer
@@ -174,8 +174,8 @@ class _OpenPool:
         return len(self.core)
 
 
-def _seed(seed: int) -> int:
-    """A request's seed as the core draws from it (any int: its low 64 bits)."""
+def core_seed(seed: int) -> int:
+    """A request's seed as the core's draws take it (any int: its low 64 bits)."""
     return int(seed) & 0xFFFF_FFFF_FFFF_FFFF
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from recserve import _core
-from recserve.amplify import Amplifier
+from recserve.amplify import Amplifier, core_seed
 from recserve.catalog import Catalog
 from recserve.feed.config import FeedConfig
 from recserve.feed.memory import ServedMemory, UserPrefs
@@ -107,7 +107,7 @@ class FeedBuilder(ReferenceFeed):
             int(user_key),
             int(now_ms),
             int(n),
-            seed & 0xFFFF_FFFF_FFFF_FFFF,
+            core_seed(seed),
             self.amplifier.open_pool if s.explore_slots else None,
             s.explore_pool,
             s.explore_slots * n / s.default_n,

@@ -43,7 +43,7 @@ import numpy.typing as npt
 
 from recserve import _core
 from recserve.affinity import Affinity, affinity, related_score_of
-from recserve.amplify import Amplifier
+from recserve.amplify import Amplifier, core_seed
 from recserve.catalog import Catalog
 from recserve.features import Context, ItemStats, UserFeatures, build_features
 from recserve.feed.config import FeedConfig
@@ -481,7 +481,7 @@ class ReferenceFeed:
         from the request's seed, as the native feed draws it."""
         s = self.settings
         share = s.explore_slots * n / s.default_n
-        return int(_core.feed.explore_slots(share, n, seed & 0xFFFF_FFFF_FFFF_FFFF))
+        return int(_core.feed.explore_slots(share, n, core_seed(seed)))
 
     def _assemble(
         self, pool: _Pool, scores: npt.NDArray[np.float32], n: int, explore_slots: int
