@@ -285,10 +285,7 @@ void register_feed(pyb::module_& m) {
         .def("add", [](feed::ServedMemory& s, std::uint64_t user, const pyb::array& keys, double now_s) {
                  s.add(user, array_data<std::uint64_t>(keys, "keys", {-1}), static_cast<std::size_t>(keys.shape(0)), now_s);
              }, pyb::arg("user"), pyb::arg("keys"), pyb::arg("now_s"))
-        .def("forget", &feed::ServedMemory::forget, pyb::arg("user"))
-        .def_property_readonly("per_user", &feed::ServedMemory::per_user)
-        .def_property_readonly("users", &feed::ServedMemory::users)
-        .def_property_readonly("session_timeout_s", &feed::ServedMemory::session_timeout_s);
+        .def("forget", &feed::ServedMemory::forget, pyb::arg("user"));
 
     pyb::class_<feed::OpenPool>(m, "OpenPool", "The items in open amplification tiers, sampled by seed.")
         .def(pyb::init<>())

@@ -66,18 +66,6 @@ class ServedMemory:
     def __init__(self, per_user: int, users: int = 200_000, session_timeout_s: float = 1800.0):
         self.core = _core.feed.ServedMemory(int(per_user), int(users), float(session_timeout_s))
 
-    @property
-    def per_user(self) -> int:
-        return int(self.core.per_user)
-
-    @property
-    def users(self) -> int:
-        return int(self.core.users)
-
-    @property
-    def session_timeout_s(self) -> float:
-        return float(self.core.session_timeout_s)
-
     def recent(self, user: int) -> U64:
         """The user's recently served keys, oldest first."""
         keys: U64 = self.core.recent(int(user))

@@ -26,10 +26,6 @@ class ServedMemory {
     void add(std::uint64_t user, const std::uint64_t* keys, std::size_t n, double now_s);
     void forget(std::uint64_t user);
 
-    std::size_t per_user() const { return per_user_; }
-    std::size_t users() const { return users_; }
-    double session_timeout_s() const { return session_timeout_s_; }
-
   private:
     struct Entry {
         std::vector<std::uint64_t> ring;  // capacity per_user; head is the oldest once full
