@@ -375,7 +375,7 @@ Status Pipeline::build(const FeedParams& params, const PageRequest& request, con
                 s.picked.push_back(i);
         take(s.picked, request.n - s.main_items.size() - s.explore.size(), &s.explore);
     }
-    std::vector<std::uint32_t> chosen(s.main_items);
+    std::vector<std::uint32_t>& chosen = s.main_items;  // the page, explore slots spread in
     const std::size_t total = s.main_items.size() + s.explore.size();
     for (std::size_t j = 0; j < s.explore.size(); ++j) {  // spread through the page
         const std::size_t at = std::min((j + 1) * total / (s.explore.size() + 1), chosen.size());

@@ -19,7 +19,8 @@
 //      open-tier items spread through it.
 // A user without a direction (no vectors yet: cold start) gets has_direction = false and an
 // empty page: the caller builds cold-start pages (onboarding tags, regions, a catalogue sample).
-// Scratch memory is per thread and kept, so a warm thread allocates only the page it returns.
+// Scratch memory is per thread and kept; a warm thread still allocates the page it returns and
+// the copies of the user's recent items and positives that Profiles hands out.
 #pragma once
 
 #include <array>
