@@ -33,6 +33,7 @@ import numpy as np
 from recserve._files import write_atomic
 from recserve.amplify import AmplifyConfig
 from recserve.catalog import Item, check_batch
+from recserve.exposure import ExposureLedger
 from recserve.feed import FeedBuilder, FeedResult, Served, ServedMemory
 from recserve.ids import key_of
 from recserve.ingest.event_row import EventRow
@@ -106,6 +107,9 @@ class Engine:
         self.served = ServedMemory(
             settings.feed.served_memory,
             session_timeout_s=self.rule.session_timeout_seconds,
+        )
+        self.exposure = ExposureLedger(
+            round(settings.exposure.view_timeout_s * 1000), settings.exposure.max_pending
         )
         self.store: EmbeddedStore | None = None
         self.state: CatalogueState | None = None
@@ -300,6 +304,8 @@ class Engine:
         stats = {k: int(v[0]) for k, v in store.profiles.items([item.key]).stats.items()}
         shown = max(stats["impressions"], stats["watches"])
         rate = stats["completions"] / shown if shown else 0.0
+        self.exposure.resolve(self.clock.now_ms(), store.profiles.seen)  # windows passed idle
+        served = self.exposure.counts(item.key)
         return {
             "id": item.id,
             "creator_id": item.creator_id,
@@ -310,6 +316,11 @@ class Engine:
             "url": self._url(item),
             "stats": {**stats, "completion_rate": rate},
             "amplification": state.amplifier.state(item.key),
+            "exposure": {
+                "impressions": stats["impressions"],
+                "served": served.served,
+                "served_not_viewed": served.served_not_viewed,
+            },
         }
 
     def take_down(self, item_id: str) -> None:
@@ -325,6 +336,7 @@ class Engine:
         )
         if self._precompute is not None:
             self._precompute.drop_containing(key)
+        self.exposure.drop_item(key)
         self.metrics.takedown_seconds.observe(time.perf_counter() - started)
 
     def _url(self, item: Item) -> str:
@@ -371,6 +383,8 @@ class Engine:
         for transition in self.state.drain_transitions():
             self.metrics.amplification.labels(transition).inc()
         self.trending.add(events.items, events.types, now_ms / 1000.0)
+        if self.store is not None:  # the batch is in the seen-sets: settle passed windows
+            self.exposure.resolve(now_ms, self.store.profiles.seen)
 
     def _count_arms(self, rows: Sequence[EventRow], events: Events) -> None:
         if not self.experiments.experiments:
@@ -452,8 +466,11 @@ class Engine:
                 timings.update(result.timings)
         # A takedown that returned before this point removed the item: never serve it.
         items = [s for s in result.items if state.catalog.by_key(s.key) is not None]
-        now = self.clock.now_ms() / 1000.0
-        self.served.add(user_key, [s.key for s in items], now)
+        now_ms = self.clock.now_ms()
+        now = now_ms / 1000.0
+        keys = [s.key for s in items]
+        self.served.add(user_key, keys, now)
+        self.exposure.record(user_key, keys, now_ms, store.profiles.seen)  # served, not precomputed
         return self._page(user_id, items, result.model_version, assignment, now)
 
     def _page(
@@ -579,6 +596,7 @@ class Engine:
         self._erasures.add(user_id)
         store.erase_user(key)
         self.served.forget(key)
+        self.exposure.forget_user(key)
         if self._precompute is not None:
             self._precompute.forget(user_id)
         self._impression_log.drop_user(user_id)

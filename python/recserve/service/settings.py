@@ -30,6 +30,7 @@ __all__ = [
     "CloudFrontSettings",
     "CoEngagementSettings",
     "Experiment",
+    "ExposureSettings",
     "KinesisSettings",
     "Settings",
     "load_settings",
@@ -76,6 +77,26 @@ class CoEngagementSettings(BaseModel):
             positive_weight=self.positive_weight,
             half_life_seconds=self.half_life_s,
         )
+
+
+class ExposureSettings(BaseModel):
+    """Served and served-not-viewed counters per item (recserve.exposure)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    view_timeout_s: float = Field(
+        default=300.0,
+        ge=1.0,
+        le=86_400.0,
+        allow_inf_nan=False,
+        description="a served item with no event from its user within this is served-not-viewed",
+    )
+    max_pending: int = Field(
+        default=1_000_000,
+        ge=1_000,
+        le=100_000_000,
+        description="served items waiting for their window; past it the oldest settle early",
+    )
 
 
 class KinesisSettings(BaseModel):
@@ -272,6 +293,7 @@ class Settings(BaseSettings):
     impression_log: bool = True
     feed: FeedConfig = FeedConfig()
     co_engagement: CoEngagementSettings = CoEngagementSettings()
+    exposure: ExposureSettings = ExposureSettings()
     amplification: dict[str, Any] = Field(default_factory=dict)
     update_rule: dict[str, Any] = Field(default_factory=dict)
     experiments: tuple[Experiment, ...] = ()
