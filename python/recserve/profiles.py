@@ -326,7 +326,7 @@ class ItemState(NamedTuple):
     has_vector: npt.NDArray[np.bool_]
     # One array per name in ITEM_STATS: uint64 counts, except match_sum, float64: the sum over
     # watches of the viewer's cosine match to the item before the watch moved them (divide by
-    # "watches" for the mean match).
+    # "watches" for the mean match), and impression_match_sum, the same over impressions.
     stats: dict[str, npt.NDArray[Any]]
     found: npt.NDArray[np.bool_]  # the item has a row (vector or counters)
 
@@ -467,7 +467,8 @@ class Profiles:
         stats: dict[str, npt.NDArray[Any]] = {
             name: words[:, i] for i, name in enumerate(ITEM_STATS)
         }
-        stats["match_sum"] = stats["match_sum"].view(np.int64) / MATCH_SUM_SCALE
+        for name in ("match_sum", "impression_match_sum"):
+            stats[name] = stats[name].view(np.int64) / MATCH_SUM_SCALE
         return ItemState(vectors, (words[:, len(ITEM_STATS)] & 1).astype(bool), stats, found)
 
     def stats(self) -> dict[str, int]:

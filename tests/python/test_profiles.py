@@ -368,6 +368,9 @@ def test_match_sum_is_the_viewers_cosine_before_the_watch_as_a_float() -> None:
     assert match.dtype == np.float64
     np.testing.assert_allclose(match, [0.0, 0.6], atol=1e-6)  # no vectors yet; then q = 2 e1
     assert "match_sum" in ITEM_STATS
+    impression = p.items([1, 2]).stats["impression_match_sum"]
+    assert impression.dtype == np.float64
+    np.testing.assert_allclose(impression, match, atol=1e-6)  # each met once, by a watch
 
 
 def test_recent_positives_and_related_survive_snapshot_and_user_images(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -62,7 +62,7 @@ struct UserEdit {
     bool stale = false;
     bool duplicate_key = false;
     bool pair = false;                    // out: a new positive, to pair with *partners
-    std::int64_t match = 0;               // out: a watch's kMatchSum term
+    std::int64_t match = 0;               // out: a watch's or an impression's match term
     bool viewed = false;                  // out: the user's first event on the item: one impression
 };
 
@@ -123,7 +123,7 @@ bool edit_user(void* context, const embed::RowView& row) {
     } else {
         w[kSessionStartMs] = w[kSessionLastMs] = as_word(e.ts);
     }
-    if (e.item_vector != nullptr && e.type == EventType::kWatch)  // before this event moves the user
+    if (e.item_vector != nullptr && (e.type == EventType::kWatch || e.viewed))  // before this event moves the user
         e.match = match_term(row.vector, session, e.item_vector, dims);
     if (e.positive) {
         const std::size_t history = e.options->co_engagement.history;
@@ -158,6 +158,7 @@ bool edit_item(void* context, const embed::RowView& row) {
     const auto& e = *static_cast<const ItemEdit*>(context);
     std::uint64_t* c = row.words;
     c[kImpressions] += e.viewed;
+    if (e.viewed && e.has_vector) c[kImpressionMatchSum] += static_cast<std::uint64_t>(e.match);
     switch (e.type) {
         case EventType::kImpression: break;  // counted as the first event of its user, above
         case EventType::kWatch:

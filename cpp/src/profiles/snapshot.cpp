@@ -24,7 +24,8 @@ namespace recserve::profiles {
 namespace {
 
 constexpr char kMagic[8] = {'R', 'S', 'P', 'R', 'O', 'F', '\0', '\1'};
-constexpr std::uint32_t kVersion = 3;  // 2: users carry activity counts; 3: co-engagement, match_sum
+constexpr std::uint32_t kVersion = 4;  // 2: users carry activity counts; 3: co-engagement, match_sum;
+                                       // 4: impression_match_sum
 constexpr std::uint32_t kOldestVersion = 2;
 
 struct SnapshotHeader {
@@ -84,8 +85,8 @@ bool restore_row(void* context, const embed::RowView& row) {
     return true;
 }
 
-// A row of the file has file_words words; where that is one fewer than the table's (an older
-// version), a zero word is inserted at insert_at (a counter added since).
+// A row of the file has file_words words; where that is fewer than the table's (an older
+// version), zero words are inserted at insert_at (counters added since).
 Status get_table(ByteReader& r, std::size_t body_bytes, embed::Table& t, std::size_t pointer_word,
                  const Status& truncated, const std::string& where, const char* what, std::size_t file_words,
                  std::size_t insert_at) {
@@ -104,7 +105,7 @@ Status get_table(ByteReader& r, std::size_t body_bytes, embed::Table& t, std::si
         if (file_words < words) {
             std::copy_backward(word_values.begin() + static_cast<std::ptrdiff_t>(insert_at),
                                word_values.begin() + static_cast<std::ptrdiff_t>(file_words), word_values.end());
-            word_values[insert_at] = 0;
+            std::fill_n(word_values.begin() + static_cast<std::ptrdiff_t>(insert_at), words - file_words, 0);
         }
         if (key == embed::kInvalidKey) return Status::corrupt(where + " has a " + what + " row with the reserved key");
         for (float v : vector) {
@@ -209,9 +210,10 @@ Result<std::unique_ptr<Profiles>> Profiles::load(const std::string& path, const 
     p->unknown_items_ = counters[3];
     RECSERVE_RETURN_IF_ERROR(
         get_table(r, h.body_bytes, *p->users_, kUserLogWord, truncated, where, "user", kUserTableWords, 0));
-    const std::size_t item_words = h.version >= 3 ? kItemWords : kItemWords - 1;  // 3 added match_sum
-    RECSERVE_RETURN_IF_ERROR(
-        get_table(r, h.body_bytes, *p->items_, kItemWords, truncated, where, "item", item_words, kMatchSum));
+    // 3 added match_sum, 4 impression_match_sum after it: older rows get zeros there
+    const std::size_t item_words = h.version >= 4 ? kItemWords : h.version == 3 ? kItemWords - 1 : kItemWords - 2;
+    RECSERVE_RETURN_IF_ERROR(get_table(r, h.body_bytes, *p->items_, kItemWords, truncated, where, "item", item_words,
+                                       h.version == 3 ? kImpressionMatchSum : kMatchSum));
     std::uint64_t logs = 0;
     if (!r.get(logs) || logs > h.body_bytes / 8) return truncated;
     for (std::uint64_t i = 0; i < logs; ++i) {

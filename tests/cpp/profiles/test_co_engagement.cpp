@@ -642,6 +642,23 @@ TEST(ProfilesCoEngagement, AWatchAddsTheViewersMatchBeforeItMovesThem) {
     EXPECT_EQ(std::bit_cast<std::int64_t>(words[kMatchSum]), -(std::int64_t{1} << 20));
 }
 
+TEST(ProfilesCoEngagement, AnImpressionAddsTheViewersMatchWhateverItsType) {
+    auto p = make_profiles();
+    const std::uint64_t ids[2] = {1, 2};
+    const float v[8] = {1, 0, 0, 0, 0.6f, 0.8f, 0, 0};
+    ASSERT_TRUE(p->set_items(ids, v, 2).is_ok());
+    Stream s;  // user 7 meets item 1, then item 2 by an impression event, a skip and a watch
+    s.add(7, 1, 1000).add(7, 2, 1000, EventType::kImpression, 0).add(7, 2, 1000, EventType::kSkip, 800).add(7, 2, 1000);
+    ASSERT_TRUE(p->apply(s.batch()).is_ok());
+    std::uint64_t words[2 * kItemWords];
+    bool found[2];
+    p->items(ids, 2, nullptr, words, found);
+    const std::int64_t match = std::llround(0.6 * (1 << 20));
+    EXPECT_EQ(words[kItemWords + kImpressions], 1u);
+    EXPECT_EQ(std::bit_cast<std::int64_t>(words[kItemWords + kImpressionMatchSum]), match);  // once
+    EXPECT_EQ(std::bit_cast<std::int64_t>(words[kImpressionMatchSum]), 0);  // no vectors yet
+}
+
 std::string temp_path(const char* name) { return ::testing::TempDir() + name; }
 
 void write_file(const std::string& path, const std::vector<char>& bytes) {
@@ -728,85 +745,112 @@ TEST(ProfilesCoEngagementSnapshot, ADamagedIndexSectionIsCorruptEvenUnderGoodChe
     EXPECT_NE(q.status().message().find("co-engagement"), std::string::npos) << q.status().message();
 }
 
-// A version 2 snapshot as the previous release wrote it: 13 item words (no match_sum), logs
-// without recent positives, no index section.
+// A snapshot as an older release wrote it, from this release's image: version 3 rows lack
+// impression_match_sum; version 2 rows also lack match_sum, and logs their recent positives
+// and the file its index section.
+std::vector<char> as_older_snapshot(const Profiles& p, std::uint32_t version) {
+    const std::vector<char> now = p.snapshot(3);
+    ByteReader r(now.data() + 64, now.size() - 64);
+    ByteWriter w;
+    w.bytes(now.data(), 64);
+    std::uint64_t counters[4], count = 0;
+    EXPECT_TRUE(r.bytes(counters, sizeof counters));
+    w.bytes(counters, sizeof counters);
+    EXPECT_TRUE(r.get(count));
+    w.put(count);
+    std::vector<char> row(8 + 2 * kDims * 4 + kUserTableWords * 8);
+    for (std::uint64_t i = 0; i < count; ++i) {
+        EXPECT_TRUE(r.bytes(row.data(), row.size()));
+        w.bytes(row.data(), row.size());
+    }
+    EXPECT_TRUE(r.get(count));
+    w.put(count);
+    const std::size_t first_missing = version == 2 ? kMatchSum : kImpressionMatchSum;
+    const std::size_t kept = kItemWords - (kImpressionMatchSum + 1 - first_missing);
+    std::vector<std::uint64_t> item_words(kItemWords);
+    std::vector<float> vec(kDims);
+    std::uint64_t key = 0;
+    for (std::uint64_t i = 0; i < count; ++i) {
+        EXPECT_TRUE(r.get(key) && r.bytes(vec.data(), kDims * 4) && r.bytes(item_words.data(), kItemWords * 8));
+        item_words.erase(item_words.begin() + static_cast<std::ptrdiff_t>(first_missing),
+                         item_words.begin() + kImpressionMatchSum + 1);
+        w.put(key);
+        w.bytes(vec.data(), kDims * 4);
+        w.bytes(item_words.data(), kept * 8);
+        item_words.resize(kItemWords);
+    }
+    if (version == 3) {  // the rest as it is
+        w.bytes(now.data() + now.size() - r.remaining(), r.remaining());
+    } else {
+        EXPECT_TRUE(r.get(count));
+        w.put(count);
+        for (std::uint64_t i = 0; i < count; ++i) {
+            UserLog log;
+            std::uint32_t keys = 0;
+            EXPECT_TRUE(r.get(key) && log.seen.parse(r, p.options().seen) && r.get(keys) && r.get(log.keys_head));
+            log.keys.resize(keys);
+            EXPECT_TRUE(r.bytes(log.keys.data(), keys * 8));
+            EXPECT_EQ(get_positives(r, log.positives), nullptr);
+            w.put(key);
+            log.seen.serialize(w);
+            w.put(keys);
+            w.put(log.keys_head);
+            w.bytes(log.keys.data(), keys * 8);
+        }
+    }
+    std::vector<char> old = w.buffer();
+    std::memcpy(old.data() + 8, &version, 4);
+    const std::uint64_t body = old.size() - 64;
+    std::memcpy(old.data() + 24, &body, 8);
+    reseal(old);
+    return old;
+}
+
+// The item counters an older snapshot lacks load as zeros; every other word as it was.
+void expect_items_but_missing_words(const Profiles& before, const Profiles& after, std::size_t first_missing) {
+    const std::uint64_t ids[3] = {100, 101, 102};
+    std::uint64_t was[3 * kItemWords], is[3 * kItemWords];
+    bool found[3];
+    before.items(ids, 3, nullptr, was, found);
+    after.items(ids, 3, nullptr, is, found);
+    for (std::size_t i = 0; i < 3; ++i) {
+        for (std::size_t wd = 0; wd < kItemWords; ++wd) {
+            const bool missing = wd >= first_missing && wd <= kImpressionMatchSum;
+            EXPECT_EQ(is[i * kItemWords + wd], missing ? 0u : was[i * kItemWords + wd]) << i << " " << wd;
+        }
+        EXPECT_EQ(is[i * kItemWords + kItemFlags] & 1, 1u);
+    }
+}
+
 TEST(ProfilesCoEngagementSnapshot, AVersionTwoSnapshotLoadsWithAnEmptyIndex) {
     auto p = make_profiles();
     put_items(*p, 100, 3);
     Stream s;
     s.add(1, 100, 1000).add(1, 101, 2000, EventType::kLike, 0);
     ASSERT_TRUE(p->apply(s.batch()).is_ok());
-    // Rewrite the v3 image: counters and users as they are, items without their match_sum
-    // word, logs without positives, then no index.
-    const std::vector<char> v3 = p->snapshot(3);
-    ByteReader r(v3.data() + 64, v3.size() - 64);
-    ByteWriter w;
-    w.bytes(v3.data(), 64);
-    std::uint64_t counters[4], count = 0;
-    ASSERT_TRUE(r.bytes(counters, sizeof counters));
-    w.bytes(counters, sizeof counters);
-    ASSERT_TRUE(r.get(count));
-    w.put(count);
-    std::vector<char> row(8 + 2 * kDims * 4 + kUserTableWords * 8);
-    for (std::uint64_t i = 0; i < count; ++i) {
-        ASSERT_TRUE(r.bytes(row.data(), row.size()));
-        w.bytes(row.data(), row.size());
-    }
-    ASSERT_TRUE(r.get(count));
-    w.put(count);
-    std::vector<std::uint64_t> item_words(kItemWords);
-    std::vector<float> vec(kDims);
-    std::uint64_t key = 0;
-    for (std::uint64_t i = 0; i < count; ++i) {
-        ASSERT_TRUE(r.get(key) && r.bytes(vec.data(), kDims * 4) && r.bytes(item_words.data(), kItemWords * 8));
-        item_words.erase(item_words.begin() + kMatchSum);
-        w.put(key);
-        w.bytes(vec.data(), kDims * 4);
-        w.bytes(item_words.data(), (kItemWords - 1) * 8);
-        item_words.resize(kItemWords);
-    }
-    ASSERT_TRUE(r.get(count));
-    w.put(count);
-    for (std::uint64_t i = 0; i < count; ++i) {
-        UserLog log;
-        std::uint32_t keys = 0;
-        ASSERT_TRUE(r.get(key) && log.seen.parse(r, p->options().seen) && r.get(keys) && r.get(log.keys_head));
-        log.keys.resize(keys);
-        ASSERT_TRUE(r.bytes(log.keys.data(), keys * 8));
-        ASSERT_EQ(get_positives(r, log.positives), nullptr);
-        w.put(key);
-        log.seen.serialize(w);
-        w.put(keys);
-        w.put(log.keys_head);
-        w.bytes(log.keys.data(), keys * 8);
-    }
-    std::vector<char> v2 = w.buffer();
-    const std::uint32_t version = 2;
-    std::memcpy(v2.data() + 8, &version, 4);
-    const std::uint64_t body = v2.size() - 64;
-    std::memcpy(v2.data() + 24, &body, 8);
-    reseal(v2);
     const std::string path = temp_path("v2.snap");
-    write_file(path, v2);
+    write_file(path, as_older_snapshot(*p, 2));
     std::uint64_t lsn = 0;
     Result<std::unique_ptr<Profiles>> q = Profiles::load(path, p->options(), &lsn);
     ASSERT_TRUE(q.is_ok()) << q.status().message();
     EXPECT_EQ(q.value()->stats().co_engagement.items, 0u);
     EXPECT_TRUE(q.value()->recent_positives(1).empty());
-    const std::uint64_t ids[3] = {100, 101, 102};
-    std::uint64_t before[3 * kItemWords], after[3 * kItemWords];
-    bool found[3];
-    p->items(ids, 3, nullptr, before, found);
-    q.value()->items(ids, 3, nullptr, after, found);
-    for (std::size_t i = 0; i < 3; ++i) {
-        for (std::size_t wd = 0; wd < kItemWords; ++wd) {
-            if (wd != kMatchSum) {
-                EXPECT_EQ(after[i * kItemWords + wd], before[i * kItemWords + wd]) << i << " " << wd;
-            }
-        }
-        EXPECT_EQ(after[i * kItemWords + kMatchSum], 0u);
-        EXPECT_EQ(after[i * kItemWords + kItemFlags] & 1, 1u);
-    }
+    expect_items_but_missing_words(*p, *q.value(), kMatchSum);
+}
+
+TEST(ProfilesCoEngagementSnapshot, AVersionThreeSnapshotLoadsWithoutImpressionMatches) {
+    auto p = make_profiles();
+    put_items(*p, 100, 3);
+    Stream s;
+    s.add(1, 100, 1000).add(1, 101, 2000, EventType::kLike, 0).add(2, 101, 3000);
+    ASSERT_TRUE(p->apply(s.batch()).is_ok());
+    const std::string path = temp_path("v3.snap");
+    write_file(path, as_older_snapshot(*p, 3));
+    std::uint64_t lsn = 0;
+    Result<std::unique_ptr<Profiles>> q = Profiles::load(path, p->options(), &lsn);
+    ASSERT_TRUE(q.is_ok()) << q.status().message();
+    EXPECT_EQ(positive_items(*q.value(), 1), positive_items(*p, 1));
+    expect_items_but_missing_words(*p, *q.value(), kImpressionMatchSum);
 }
 
 TEST(ProfilesCoEngagementImages, RecentPositivesTravelWithTheUserAndVersionOneImagesImportEmpty) {

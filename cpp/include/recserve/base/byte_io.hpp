@@ -46,6 +46,7 @@ class ByteReader {
         return true;
     }
     bool at_end() const { return p_ == end_; }
+    std::size_t remaining() const { return static_cast<std::size_t>(end_ - p_); }
 
   private:
     const char* p_;

@@ -67,13 +67,18 @@ enum ItemStat : std::size_t {
     // before the event moved them, q = unit(long-term) + unit(session decayed to the event's ts)
     // (zero parts skipped; 0 when q is zero). Fixed point, int64 bits (it can be negative).
     kMatchSum,
+    // The same sum over impressions (each user's first event on the item, any type): what the
+    // item's audience was expected to do, so amplification judges an item by what it got beyond
+    // its viewers' match to it.
+    kImpressionMatchSum,
     kItemCounters,
     kItemFlags = kItemCounters,  // bit 0: the item has a vector
     kItemWords,
 };
 inline constexpr const char* kItemStatNames[kItemCounters] = {
     "impressions", "watches", "watch_ms", "completions", "replays", "likes",
-    "shares", "comments", "follows", "skips", "fast_skips", "not_interested", "match_sum"};
+    "shares", "comments", "follows", "skips", "fast_skips", "not_interested", "match_sum",
+    "impression_match_sum"};
 inline constexpr int kMatchSumFractionBits = 20;
 
 struct ProfilesOptions {
