@@ -45,6 +45,8 @@ def _records(events: Sequence[EventRow], catalogue: Catalogue, split_ms: int) ->
         if row.type == "impression":
             request = row.request_id or row.event_id
             records.append(Impression(ts, request, row.user_id, item, 0, "replay", "replay"))
+            # ... and the event that says it was viewed (labels: else served-not-viewed)
+            records.append(Event(ts, row.event_id, row.user_id, item, "impression", request))
             continue
         duration = row.duration_ms or catalogue.items[item].duration_ms
         records.append(

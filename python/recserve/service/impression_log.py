@@ -86,7 +86,8 @@ def impression_records(
 
 
 def event_records(rows: Sequence[EventRow], events: Events) -> list[Record]:
-    """The events of an applied batch (impressions are logged when served, not again here)."""
+    """The events of an applied batch. A client's ``impression`` event is logged too: the item
+    it names was viewed (the served item was logged as an ``Impression`` when served)."""
     return [
         Event(
             ts=int(events.ts_ms[i]) / 1000.0,
@@ -99,5 +100,4 @@ def event_records(rows: Sequence[EventRow], events: Events) -> list[Record]:
             duration_ms=int(events.duration_ms[i]),
         )
         for i, row in enumerate(rows)
-        if row.type != "impression"
     ]

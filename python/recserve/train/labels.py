@@ -7,7 +7,12 @@ unattributed: it still happened (it moves the user's vectors in the replay), but
 no impression. An ``event_id`` seen before is a duplicate (delivery is at-least-once) and is
 dropped.
 
-Labels per impression, one column per head (``HEADS`` order):
+An impression is a served item. One that no event of its user joined (not even an explicit
+``impression`` event) is **served-not-viewed**: the user never reached its position, so it says
+nothing about the item; ``viewed`` is False for it and its labels are all 0. The trainer learns
+from viewed impressions only.
+
+Labels per viewed impression, one column per head (``HEADS`` order):
 
 ============== ===========================================================================
 complete       the longest watch reached ``complete_fraction`` (0.9) of the duration
@@ -16,7 +21,7 @@ share,
 comment,
 follow
 skip           a fast skip: a skip event, or a longest watch under ``fast_skip_ms`` (3 s);
-               an impression with no watch event at all counts as watched for 0 ms
+               a viewed impression with no watch event counts as watched for 0 ms
 watch_frac     min(longest watch / duration, 1); 0 with no watch event (a soft label)
 ============== ===========================================================================
 """
@@ -56,7 +61,8 @@ class Joined:
     ``timeline``: impressions and events sorted by ``ts`` (ties keep append order), duplicate
     events removed. ``impression_of[k]``: for an impression its own number (0, 1, … in time
     order), for an event the number of the impression it joined, -1 when unattributed.
-    ``labels``: float32 [impressions, len(HEADS)].
+    ``labels``: float32 [impressions, len(HEADS)], all 0 where not ``viewed``.
+    ``viewed``: bool [impressions], whether any event joined the impression.
     """
 
     timeline: list[Record]
@@ -65,6 +71,7 @@ class Joined:
     labels: npt.NDArray[np.float32]
     duplicates: int
     unattributed: int
+    viewed: npt.NDArray[np.bool_]
 
 
 def event_outcomes(
@@ -104,6 +111,7 @@ def join(
     watch_ms: list[int] = []
     duration_ms: list[int] = []
     flags: list[set[str]] = []
+    viewed: list[bool] = []
 
     for k in order:
         record = records[k]
@@ -115,6 +123,7 @@ def join(
             watch_ms.append(0)
             duration_ms.append(0)
             flags.append(set())
+            viewed.append(False)
             timeline.append(record)
             impression_of.append(number)
             continue
@@ -136,6 +145,7 @@ def join(
         if number < 0:
             unattributed += 1
             continue
+        viewed[number] = True
         if record.type == "watch":
             if record.watch_ms >= watch_ms[number]:
                 watch_ms[number] = record.watch_ms
@@ -144,6 +154,7 @@ def join(
             flags[number].add(record.type)
 
     labels = np.zeros((len(impressions), len(HEADS)), dtype=np.float32)
+    seen = np.asarray(viewed, dtype=bool)
     if impressions:
         watch = np.asarray(watch_ms, dtype=np.float64)
         duration = np.asarray(duration_ms, dtype=np.float64)
@@ -155,6 +166,7 @@ def join(
         labels[:, HEADS.index("skip")] = skip_event | (watch < fast_skip_ms)
         frac = np.divide(watch, duration, out=np.zeros_like(watch), where=has_duration)
         labels[:, HEADS.index("watch_frac")] = np.minimum(frac, 1.0)
+        labels[~seen] = 0.0  # served, never reached: no outcome, not a 0 ms view
     return Joined(
         timeline,
         np.asarray(impression_of, dtype=np.int64),
@@ -162,4 +174,5 @@ def join(
         labels,
         duplicates,
         unattributed,
+        seen,
     )

@@ -10,7 +10,7 @@ A log is a directory::
 
 **Segments** are UTF-8 JSON Lines. The first line of a segment is its header::
 
-    {"format": "recserve.impressions", "version": 1, "segment": 1, "created_at": 1700000000.0}
+    {"format": "recserve.impressions", "version": 2, "segment": 1, "created_at": 1700000000.0}
 
 and every other line is one record, in append order (which is time order for one writer)::
 
@@ -21,7 +21,9 @@ and every other line is one record, in append order (which is time order for one
 
 - ``ts``: Unix seconds (float). ``user``, ``request_id``, ``event_id``, ``model_version`` and
   ``arm``: strings. ``item``, ``position``, ``watch_ms``, ``duration_ms``: integers >= 0.
-- ``type``: one of watch, replay, like, share, comment, follow, skip, not_interested.
+- ``type``: one of impression, watch, replay, like, share, comment, follow, skip,
+  not_interested. An ``impression`` event is the client saying the user saw the item (version
+  2; a served item is an ``impression`` record, whatever the client says).
   ``watch_ms`` and ``duration_ms`` are required for ``watch`` (``duration_ms`` > 0) and
   optional (default 0) otherwise. ``request_id`` is optional on events: an event without one
   is joined to the user's latest impression of that item within a window
@@ -34,7 +36,8 @@ next one after ``segment_records`` records. A crash mid-append leaves a last lin
 newline; the reader skips such a line and reports it (``LogReport.skipped``, and a warning on
 the ``recserve.train.log`` logger). Any other unreadable line, a header that is not the first
 line, or a record that breaks the schema raises ``ValueError`` naming the file and line. A
-segment whose header names another format or version is refused.
+segment whose header names another format or version is refused; version 1 (no ``impression``
+events) is still read.
 
 **The catalogue** (``catalog.npz``, written whole with ``write_catalog``, atomically) holds
 ``version`` (int, 1), ``item`` (int64 [n], unique ids), ``vector`` (float32 [n, d]) and
@@ -79,14 +82,24 @@ __all__ = [
 ]
 
 FORMAT = "recserve.impressions"
-VERSION = 1
+VERSION = 2  # 2: events may be of type impression (the item was viewed)
+READABLE_VERSIONS = (1, 2)
 CATALOG_FILE = "catalog.npz"
 CATALOG_VERSION = 1
 
-#: The update rules' event types, less impressions (the log records those on their own).
-EVENT_TYPES: tuple[str, ...] = tuple(t for t in profiles.EVENT_TYPES if t != "impression")
+#: The update rules' event types. A client's ``impression`` event says the served item was
+#: viewed (``recserve.train.labels``); the served item itself is an ``Impression`` record.
+EVENT_TYPES: tuple[str, ...] = tuple(profiles.EVENT_TYPES)
 EventType = Literal[
-    "watch", "replay", "like", "share", "comment", "follow", "skip", "not_interested"
+    "impression",
+    "watch",
+    "replay",
+    "like",
+    "share",
+    "comment",
+    "follow",
+    "skip",
+    "not_interested",
 ]
 
 _SEGMENT = re.compile(r"^impressions-(\d{6,})\.jsonl$")
@@ -422,10 +435,10 @@ def _read_segment(path: Path, report: LogReport) -> Iterator[Record]:
         raise ValueError(
             f"{path}:1: not an impression-log segment (format {header.get('format')!r})"
         )
-    if header.get("version") != VERSION:
+    if header.get("version") not in READABLE_VERSIONS:
         raise ValueError(
             f"{path}:1: impression-log version {header.get('version')!r} is not supported "
-            f"(this recserve reads version {VERSION})"
+            f"(this recserve reads versions {', '.join(map(str, READABLE_VERSIONS))})"
         )
     for number, line in enumerate(lines[1:], start=2):
         try:

@@ -16,14 +16,21 @@ that moment). A user's session length (impressions in the session) restarts afte
 Item counters count each outcome at most once per impression (``event_outcomes``), at the
 time of the event that shows it; unattributed events move user vectors but count nothing.
 
+**Served-not-viewed** impressions (no event of the user joined them, ``labels.join``) get a
+row, marked ``viewed`` False, with all-zero labels: the trainer leaves them out, since the
+user never reached the item. They count in no counter (item or user impressions), as online,
+where an item's impressions are the users who had an event on it, and get no sampled
+negatives.
+
 **Sampled negatives** (``negatives`` per impression, off by default). A log of what users chose
 (MovieLens ratings: every impression is an item the user picked) has no item a user passed
 over, so a ranker trained on it learns taste among chosen items but never that most users
-choose popular ones. With ``negatives = k``, each impression also gets k rows for catalogue
+choose popular ones. With ``negatives = k``, each viewed impression also gets k rows for catalogue
 items the user has not been shown so far, drawn (seeded) uniformly or in proportion to
 impressions so far + 1 (``negative_sampling``), each as of the same serve time (the user's
 state, the item's counters then) and labelled as an impression with no event: a fast skip,
-nothing else. They are rows only: they count in no counter (nothing was served).
+nothing else (a pass over the item, so ``viewed``). They are rows only: they count in no
+counter (nothing was served).
 """
 
 from __future__ import annotations
@@ -62,6 +69,9 @@ class Dataset:
     duplicates: int = 0
     unattributed: int = 0
     negative: npt.NDArray[np.bool_] | None = None  # None: no sampled negatives
+    # False: served, never reached (no event joined it): no label, the trainer skips the row.
+    # None: every row viewed.
+    viewed: npt.NDArray[np.bool_] | None = None
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
@@ -278,7 +288,7 @@ def replay(
             item_at[number, 1:] = item_counts[:, row]
             item_rows[number] = row
             drawn: list[int] = []
-            if sampler.k:
+            if sampler.k and joined.viewed[number]:  # passed over beside what the user met
                 user.shown.add(row)
                 drawn = sampler.draw(user.shown, item_impressions)
                 negative_of += [number] * len(drawn)
@@ -301,8 +311,9 @@ def replay(
                         centroids,
                     )
                 )
-            item_impressions[row] += 1
-            user.impressions += 1
+            if joined.viewed[number]:  # a served item never reached was no impression
+                item_impressions[row] += 1
+                user.impressions += 1
             user.session_length += 1
             continue
 
@@ -322,6 +333,7 @@ def replay(
     ts = np.array([imp.ts for imp in joined.impressions], dtype=np.float64)
     positions = np.array([imp.position for imp in joined.impressions], dtype=np.int64)
     labels = joined.labels
+    viewed = joined.viewed
     negative = None
     if sampler.k:
         # Each negative right after its impression: rows stay in time order.
@@ -338,6 +350,7 @@ def replay(
         no_event = np.zeros(len(HEADS), dtype=np.float32)
         no_event[HEADS.index("skip")] = 1.0  # watched 0 ms: a fast skip (labels.join)
         labels = np.where(negative[:, None], no_event, labels[source]).astype(np.float32)
+        viewed = negative | viewed[source]
     else:
         source = np.arange(n)
         order = np.arange(n)
@@ -385,4 +398,5 @@ def replay(
         duplicates=joined.duplicates,
         unattributed=joined.unattributed,
         negative=negative,
+        viewed=None if viewed.all() else viewed,
     )

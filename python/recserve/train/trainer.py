@@ -4,14 +4,15 @@
 >>> result.metrics["fp32"]["complete"]["auc"], result.metrics["int8"]["complete"]["auc"]
 >>> result.quantized.save("models/ranker.rsm")
 
-Steps: replay the log into rows as of serve time (``recserve.train.replay``); hold out the
-last ``heldout_fraction`` of impressions by serve time; fit the feature normalisation on the
-training rows; train an MLP (ReLU hidden layers, one logit per head) with Adam on the mean
-of the per-head binary cross-entropies (``watch_frac`` on its soft label) with PyTorch on the
-CPU; export it to ``recserve.mlp.Model`` (weights [out, in], as ``nn.Linear`` holds them);
-quantize it with calibration rows drawn from the training split; score the held-out rows
-with both models. AUC is rank-based with ties counted half (``watch_frac``: against
-watch_frac >= 0.5); a head whose held-out labels have one class has AUC None.
+Steps: replay the log into rows as of serve time (``recserve.train.replay``); leave out the
+served-not-viewed impressions (no event joined them: the user never reached the item, so they label
+no head); hold out the last ``heldout_fraction`` of the rest by serve time; fit the feature
+normalisation on the training rows; train an MLP (ReLU hidden layers, one logit per head) with Adam
+on the mean of the per-head binary cross-entropies (``watch_frac`` on its soft label) with PyTorch
+on the CPU; export it to ``recserve.mlp.Model`` (weights [out, in], as ``nn.Linear`` holds them);
+quantize it with calibration rows drawn from the training split; score the held-out rows with both
+models. AUC is rank-based with ties counted half (``watch_frac``: against watch_frac >= 0.5); a head
+whose held-out labels have one class has AUC None.
 
 Everything random (initial weights, batch order, calibration rows) follows ``seed``; torch's
 global random state is restored afterwards.
@@ -214,11 +215,15 @@ def train_dataset(
         raise ValueError(f"hidden must be one or more positive layer sizes, got {tuple(hidden)}")
     if not 0.0 < heldout_fraction < 1.0:
         raise ValueError(f"heldout_fraction must be in (0, 1), got {heldout_fraction}")
-    n = len(dataset)
+    # A served item never reached says nothing about it: its row trains no head.
+    kept = np.arange(len(dataset)) if dataset.viewed is None else np.flatnonzero(dataset.viewed)
+    n = len(kept)
     n_train = int(round(n * (1.0 - heldout_fraction)))
     if n_train < 1 or n - n_train < 1:
-        raise ValueError(f"the log has {n} impressions: too few to hold out {heldout_fraction:.0%}")
-    order = np.argsort(dataset.ts, kind="stable")  # replay rows are in time order already
+        raise ValueError(
+            f"the log has {n} viewed impressions: too few to hold out {heldout_fraction:.0%}"
+        )
+    order = kept[np.argsort(dataset.ts[kept], kind="stable")]  # in time order already
     train_idx, held_idx = order[:n_train], order[n_train:]
     spec = dataset.spec.fit(dataset.rows[train_idx])
     x_train = spec.normalize(dataset.rows[train_idx])
@@ -257,6 +262,7 @@ def train_dataset(
                 "heldout": int(n - n_train),
                 "calibration": int(len(x_calibration)),
             },
+            "not_viewed_impressions": int(len(dataset) - n),
             "events": dataset.events,
             "duplicate_events": dataset.duplicates,
             "unattributed_events": dataset.unattributed,

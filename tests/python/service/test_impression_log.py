@@ -61,7 +61,7 @@ def test_an_erased_user_leaves_the_waiting_records_and_the_files(tmp_path: Path)
     assert [(r.user, r.item) for r in iter_records(log.directory)] == [("kept", 2), ("kept", 5)]
 
 
-def test_event_records_leave_impressions_to_the_feed() -> None:
+def test_event_records_keep_a_clients_impression_event_which_says_the_item_was_viewed() -> None:
     rows = [
         EventRow("e1", "u1", "a", "impression"),
         EventRow("e2", "u1", "a", "watch", watch_ms=900, request_id="r1"),
@@ -77,5 +77,6 @@ def test_event_records_leave_impressions_to_the_feed() -> None:
         event_keys=np.array([1, 2], dtype=np.uint64),
     )
     assert event_records(rows, events) == [
-        Event(2.5, "e2", "u1", 10, "watch", request_id="r1", watch_ms=900, duration_ms=1000)
+        Event(2.0, "e1", "u1", 10, "impression"),
+        Event(2.5, "e2", "u1", 10, "watch", request_id="r1", watch_ms=900, duration_ms=1000),
     ]

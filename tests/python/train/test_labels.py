@@ -54,11 +54,34 @@ def test_watch_frac_is_capped_at_one_and_takes_the_longest_watch() -> None:
     assert labels["complete"] == [1.0]
 
 
-def test_impression_without_events_is_a_fast_skip() -> None:
-    labels = _labels([_imp(0.0, "r", 1)])
-    assert labels["skip"] == [1.0]
-    assert labels["watch_frac"] == [0.0]
-    assert labels["complete"] == [0]
+def test_a_served_impression_with_no_event_is_not_viewed_and_not_a_0_ms_view() -> None:
+    joined = join([_imp(0.0, "r", 1), _imp(0.0, "r", 2, position=1)])
+    assert joined.viewed.tolist() == [False, False]
+    assert joined.labels.tolist() == [[0.0] * len(HEADS)] * 2  # no fast skip either
+
+
+def test_a_viewed_impression_with_no_watch_event_is_a_fast_skip() -> None:
+    records: list[Record] = [
+        _imp(0.0, "r", 1),
+        _imp(0.0, "r", 2, position=1),
+        Event(1.0, "i", "u", 1, "impression", "r"),  # the client says the user saw it
+        Event(2.0, "l", "u", 2, "like", "r"),
+    ]
+    joined = join(records)
+    assert joined.viewed.tolist() == [True, True]
+    labels = {head: joined.labels[:, k].tolist() for k, head in enumerate(HEADS)}
+    assert labels["skip"] == [1.0, 1.0]  # watched for 0 ms
+    assert labels["watch_frac"] == [0.0, 0.0]
+    assert labels["like"] == [0.0, 1.0]
+
+
+def test_only_the_users_own_event_makes_an_impression_viewed() -> None:
+    records: list[Record] = [
+        _imp(0.0, "r", 1),
+        Event(1.0, "a", "someone-else", 1, "watch", watch_ms=9000, duration_ms=10000),
+        Event(5000.0, "b", "u", 1, "like"),  # outside the window: unattributed
+    ]
+    assert join(records, window_s=3600.0).viewed.tolist() == [False]
 
 
 def test_event_without_request_id_joins_the_latest_impression_within_the_window() -> None:

@@ -44,7 +44,7 @@ def test_records_round_trip_through_writer_and_reader(tmp_path: Path, write_log:
     assert log.report.skipped == []
     header = json.loads(_segments(tmp_path)[0].read_text().splitlines()[0])
     assert header["format"] == "recserve.impressions"
-    assert header["version"] == 1
+    assert header["version"] == 2
 
 
 def test_each_writer_appends_new_segments_and_rolls_over(
@@ -156,10 +156,23 @@ def test_schema_violation_raises_naming_the_field(
 def test_unknown_version_is_refused(tmp_path: Path, write_log: WriteLog) -> None:
     write_log(tmp_path, RECORDS)
     segment = _segments(tmp_path)[0]
-    text = segment.read_text().replace('"version": 1', '"version": 2', 1)
+    text = segment.read_text().replace('"version": 2', '"version": 3', 1)
     segment.write_text(text)
-    with pytest.raises(ValueError, match=r"impression-log version 2 is not supported"):
+    with pytest.raises(ValueError, match=r"impression-log version 3 is not supported"):
         read_log(tmp_path)
+
+
+def test_version_1_segments_are_still_read(tmp_path: Path, write_log: WriteLog) -> None:
+    write_log(tmp_path, RECORDS)
+    segment = _segments(tmp_path)[0]
+    segment.write_text(segment.read_text().replace('"version": 2', '"version": 1', 1))
+    assert read_log(tmp_path).records == RECORDS
+
+
+def test_a_clients_impression_event_round_trips(tmp_path: Path, write_log: WriteLog) -> None:
+    viewed = Event(5.0, "e-i", "u1", 1, "impression", request_id="r1")
+    write_log(tmp_path, [viewed])
+    assert read_log(tmp_path).records == [viewed]
 
 
 def test_catalog_round_trips_and_refuses_bad_arrays(tmp_path: Path) -> None:

@@ -137,8 +137,10 @@ def test_sampled_negatives_are_unshown_items_labelled_as_a_fast_skip(synthetic_l
     assert data.negative is not None
     assert plain.negative is None
     negative = data.negative
-    assert int(negative.sum()) == 3 * len(plain)
-    assert len(data) == 4 * len(plain)
+    assert plain.viewed is not None  # a few impressions of the log were never reached
+    viewed = int(plain.viewed.sum())
+    assert int(negative.sum()) == 3 * viewed  # only a viewed impression gets negatives
+    assert len(data) == len(plain) + 3 * viewed
     # The impression rows are those without negatives: negatives count in no counter.
     # (to float rounding: the affinity's dot products run in batches of another shape)
     np.testing.assert_allclose(data.rows[~negative], plain.rows, rtol=1e-5, atol=1e-6)
@@ -148,7 +150,7 @@ def test_sampled_negatives_are_unshown_items_labelled_as_a_fast_skip(synthetic_l
     expected = np.zeros(len(data.heads), np.float32)
     expected[skip] = 1.0
     np.testing.assert_array_equal(
-        data.labels[negative], np.broadcast_to(expected, (3 * len(plain), len(expected)))
+        data.labels[negative], np.broadcast_to(expected, (3 * viewed, len(expected)))
     )
     # A negative is never an item the user had been shown by then (its own impression included).
     shown: dict[str, set[int]] = {}
@@ -163,7 +165,7 @@ def test_sampled_negatives_are_unshown_items_labelled_as_a_fast_skip(synthetic_l
     np.testing.assert_array_equal(again.rows, data.rows)  # seeded
     popular = replay(log, negatives=3, negative_sampling="popularity", seed=5)
     assert popular.negative is not None
-    assert int(popular.negative.sum()) == 3 * len(plain)
+    assert int(popular.negative.sum()) == 3 * viewed
 
 
 def test_negatives_need_a_count_and_a_known_sampling(synthetic_log: Path) -> None:
@@ -177,7 +179,12 @@ def test_negatives_need_a_count_and_a_known_sampling(synthetic_log: Path) -> Non
 def test_a_user_shown_the_whole_catalogue_gets_no_negative(
     tmp_path: Path, write_log: WriteLog
 ) -> None:
-    records: list[Record] = [Impression(float(i), f"r{i}", "u", i, 0) for i in range(1, 5)]
+    records: list[Record] = []
+    for i in range(1, 5):  # each served and viewed
+        records += [
+            Impression(float(i), f"r{i}", "u", i, 0),
+            Event(i + 0.5, f"e{i}", "u", i, "impression"),
+        ]
     data = replay(read_log(write_log(tmp_path, records)), negatives=2)
     assert data.negative is not None
     assert data.negative.tolist() == [False, True, True, False, True, True, False, True, False]
@@ -208,3 +215,22 @@ def test_affinity_columns_follow_earlier_co_engagement(tmp_path: Path, write_log
     assert hours[0] == pytest.approx(np.log1p(720.0))
     version_1 = replay(read_log(tmp_path), spec=FeatureSpec(dims=4, version=1))
     assert version_1.rows.shape[1] == 3 * 4 + 16
+
+
+def test_a_served_item_never_viewed_trains_nothing_and_counts_no_impression(
+    tmp_path: Path, write_log: WriteLog
+) -> None:
+    records: list[Record] = [
+        Impression(0.0, "r1", "u", 1, 0),
+        Impression(0.0, "r1", "u", 2, 1),  # never reached
+        Event(1.0, "e1", "u", 1, "watch", "r1", watch_ms=5000, duration_ms=10000),
+        Impression(10.0, "r2", "v", 2, 0),
+        Event(11.0, "e2", "v", 2, "like", "r2"),
+    ]
+    data = replay(read_log(write_log(tmp_path, records)))
+    assert data.viewed is not None
+    assert data.viewed.tolist() == [True, False, True]
+    assert not data.labels[1].any()  # not a 0 ms view: no fast skip
+    # The later impression of item 2 reads no earlier impression of it.
+    impressions = data.rows[:, data.spec.slice("item_log_impressions")][:, 0]
+    assert impressions[2] == 0.0
