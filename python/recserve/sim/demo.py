@@ -178,6 +178,8 @@ def _summary(
             "recserve_vs_popularity": ratio("recserve", "popularity"),
             "recserve_vs_oracle": ratio("recserve", "oracle"),
             "good_vs_poor_new_item_impressions": good / poor if poor else None,
+            # items arriving during the run are by new creators (sim.catalog.add_new)
+            "new_creator_impression_share": result.new_item_share("recserve"),
         },
         "policies": policies,
         "sources": {

@@ -72,6 +72,7 @@ class EnginePolicy:
         self.frozen = frozen
         self.posted = 0  # events sent to the engine
         self.served_new: dict[int, int] = defaultdict(int)  # new item -> impressions
+        self.served_total = 0  # impressions of every item: the new items' share is of these
         # per source that filled a slot (ann, explore, trending, cold_start): completions
         self.by_source: dict[str, list[float]] = defaultdict(list)
         self._source: dict[tuple[str, int], str] = {}  # (user, item) served -> its source
@@ -117,6 +118,7 @@ class EnginePolicy:
             if self.catalog.created_step[item] >= 0:
                 self.served_new[item] += 1
             items.append(item)
+        self.served_total += len(items)
         return items
 
     def observe(self, user: SimUser, item: int, reaction: Reaction, ts_ms: int) -> None:

@@ -44,6 +44,9 @@ def print_summary(summary: dict[str, Any]) -> None:
     good_vs_poor = r["good_vs_poor_new_item_impressions"]
     if good_vs_poor is not None:
         print(f"  good / poor impressions ×{good_vs_poor:.1f}")
+    share = r.get("new_creator_impression_share")
+    if share is not None:
+        print(f"  new creators' share of recserve's impressions {100 * share:.1f} %")
 
     print("\nlatency during the run (ms)        p50     p99")
     for stage, v in summary["latency"]["server_stages"].items():

@@ -42,6 +42,15 @@ class SessionResult:
     completion: dict[str, npt.NDArray[np.float64]]  # policy -> users x swipes
     new_items: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     impressions: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)  # of new items
+    served_total: dict[str, int] = field(default_factory=dict)  # impressions of all items
+
+    def new_item_share(self, policy: str) -> float | None:
+        """The share of the policy's impressions during the run that went to the new items
+        (by new creators); None where it counted none."""
+        total = self.served_total.get(policy, 0)
+        if policy not in self.impressions or not total:
+            return None
+        return float(self.impressions[policy].sum() / total)
 
     def mean_curve(self, policy: str) -> npt.NDArray[np.float64]:
         return np.asarray(self.completion[policy].mean(axis=0))
@@ -148,4 +157,5 @@ def run_sessions(
             result.impressions[policy.name] = np.array(
                 [served.get(int(i), 0) for i in result.new_items], dtype=np.int64
             )
+            result.served_total[policy.name] = int(getattr(policy, "served_total", 0))
     return result

@@ -25,6 +25,8 @@ def test_the_demo_writes_its_summary_and_four_plots(tmp_path: Path, capsys) -> N
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["policies"]) == set(POLICIES)
     assert set(summary["latency"]["server_stages"]) == {"retrieve", "filter", "rank", "total"}
+    share = summary["ratios"]["new_creator_impression_share"]
+    assert share is None or 0.0 <= share <= 1.0
     printed = capsys.readouterr().out
     assert "recserve / frozen" in printed
     assert "latency during the run" in printed

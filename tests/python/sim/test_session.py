@@ -44,6 +44,10 @@ def test_every_policy_serves_every_swipe_and_the_oracle_bounds_them_all(tmp_path
     assert len(result.new_items) == 30  # 48 swipes: three arrivals of 10
     assert len(catalog) == 630
     assert result.impressions["recserve"].shape == (30,)
+    # One item a swipe (pages of 1): the new items' share is of all 48 impressions.
+    assert result.served_total["recserve"] == 48
+    assert result.new_item_share("recserve") == result.impressions["recserve"].sum() / 48
+    assert result.new_item_share("random") is None  # counts no impressions
     assert (result.calibration("oracle") == 3).all()
     # New items test for an audience; the back catalogue loaded at the start does not.
     assert all(s.split(":")[0] in {"testing", "promoted", "stopped"} for s in states)
