@@ -1,19 +1,27 @@
 """Progressive amplification: each new item is shown to a small test audience first, then to
 larger ones for as long as it keeps engaging (DESIGN.md, "Progressive amplification").
 
-    enter ──▶ tier 0 "testing" ──budget spent, passes──▶ tier 1 "promoted" ──▶ … ──▶ "graduated"
-                                └─budget spent, fails──▶ "stopped" (reason recorded)
+    enter ──▶ tier 0 "testing" ──passes──▶ tier 1 "promoted" ──▶ … ──▶ "graduated"
+                                └─fails──▶ "stopped" (reason recorded)
+    with review_before_tier = k: passing tier k-1 ──▶ "pending_review" ──approve──▶ tier k
+                                                                      └─reject──▶ "rejected"
 
-A tier's budget is a number of impressions. When the impressions since the tier began reach
-it, the tier's audience is judged: smoothed rates over that audience alone (completions, likes,
-shares and fast skips per impression, each with a Beta prior as in ``recserve.features``) are
-compared with the tier's thresholds. Passing opens the next tier (a larger budget); failing
-stops the item with every failed threshold in its reason; passing the last tier graduates it:
-it competes in the regular feed and no longer takes reserved exploration slots. Items in
-"testing" or "promoted" state are the open pool those slots draw from.
+A tier is judged on its own audience (the counters since it began), after every batch of
+events, not only when its budget is spent (``recserve.judge``): the item's completions and fast
+skips beyond what its viewers' match to it predicted have a posterior, and the tier promotes
+once that excess clears the tier's bar with the configured confidence, stops once it clearly
+cannot, and decides on the posterior mean when the budget (a number of impressions, the most
+a tier shows) is spent. Smoothed rates (completions, likes, shares and fast skips per
+impression, each with a Beta prior as in ``recserve.features``) must also meet the tier's
+thresholds to pass; they are recorded with the excess in each transition. Passing the last
+tier graduates the item: it competes in the regular feed and no longer takes reserved
+exploration slots. Items in "testing" or "promoted" state are the open pool those slots draw
+from; an item pending review keeps the reach it has earned but leaves the pool until an admin
+approves it (the next tier) or rejects it (a takedown).
 
 The amplifier holds only bookkeeping; the counters come from ``recserve.profiles`` item stats
-(``observe`` takes them), and ``to_dict``/``from_dict`` make it durable alongside a snapshot.
+(``observe`` takes them), and ``to_dict``/``from_dict`` and ``image``/``from_columns`` make it
+durable alongside a snapshot.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import operator
+import statistics
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +43,8 @@ from recserve import _core
 from recserve._columns import read_columns, string_columns, strings, write_columns
 from recserve._core import CorruptFileError
 from recserve.features import DEFAULT_PRIORS
+from recserve.judge import Excess, OutcomeCurve, excess
+from recserve.profiles import MATCH_SUM_SCALE
 
 __all__ = ["AmplifierImage", "AmplifyConfig", "Amplifier", "Tier", "Transition", "core_seed"]
 
@@ -41,10 +52,17 @@ V = TypeVar("V", bound=Hashable)
 FILE_MAGIC = b"RSAMPLF1"  # the snapshot file of AmplifierImage.write
 FILE_VERSION = 1
 
-STATES = ("testing", "promoted", "stopped", "graduated")
+STATES = ("testing", "promoted", "stopped", "graduated", "pending_review", "rejected")
 OPEN_STATES = ("testing", "promoted")
-#: The item counters a judgement reads (names as in recserve.profiles.ITEM_STATS).
-COUNTERS = ("impressions", "watches", "completions", "likes", "shares", "fast_skips")
+DECISIONS = ("approve", "reject")
+#: The item counters a judgement reads (names as in recserve.profiles.ITEM_STATS); the match
+#: sum is kept in the profiles' fixed point, so every counter is an exact integer.
+COUNTERS = (
+    "impressions", "watches", "completions", "likes", "shares", "fast_skips",
+    "impression_match_sum",
+)  # fmt: skip
+_FIXED_POINT = frozenset({"impression_match_sum"})
+_CURVE_SAMPLE = 4096  # catalogue items the outcome curve is fitted on
 
 
 @dataclass(frozen=True)
@@ -56,10 +74,15 @@ class Tier:
     min_like_rate: float = 0.0
     min_share_rate: float = 0.0
     max_skip_rate: float = 1.0
+    #: The bar on the excess per impression (``recserve.judge``); None: the tier is judged on
+    #: its rates alone, once its budget is spent.
+    min_excess: float | None = None
 
     def __post_init__(self) -> None:
         if self.budget < 1:
             raise ValueError(f"a tier's budget must be >= 1 impression, got {self.budget}")
+        if self.min_excess is not None and not -1.0 <= self.min_excess <= 1.0:
+            raise ValueError(f"min_excess must be in [-1, 1], got {self.min_excess}")
         for name in ("min_completion_rate", "min_like_rate", "min_share_rate", "max_skip_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -67,14 +90,21 @@ class Tier:
 
 
 DEFAULT_TIERS: tuple[Tier, ...] = (
-    Tier(budget=200, min_completion_rate=0.25, max_skip_rate=0.6),
-    Tier(budget=2_000, min_completion_rate=0.30, min_like_rate=0.02, max_skip_rate=0.5),
+    Tier(budget=200, min_completion_rate=0.25, max_skip_rate=0.6, min_excess=-0.02),
+    Tier(
+        budget=2_000,
+        min_completion_rate=0.30,
+        min_like_rate=0.02,
+        max_skip_rate=0.5,
+        min_excess=0.0,
+    ),
     Tier(
         budget=20_000,
         min_completion_rate=0.35,
         min_like_rate=0.03,
         min_share_rate=0.003,
         max_skip_rate=0.45,
+        min_excess=0.02,
     ),
 )
 
@@ -88,6 +118,17 @@ class AmplifyConfig:
     priors: Mapping[str, tuple[float, float]] = field(
         default_factory=lambda: {rate: DEFAULT_PRIORS[o] for rate, o in _RATE_PRIORS.items()}
     )
+    #: The posterior probability an early promotion or stop needs.
+    confidence: float = 0.9
+    #: Impressions a tier shows before it may decide early.
+    min_judged: int = 4
+    #: The excess posterior's prior: this many impressions at no excess.
+    excess_prior: float = 4.0
+    #: Seconds of event time between refits of the outcome curve the excess is measured on.
+    refit_interval_s: float = 300.0
+    #: An item that passes tier k - 1 waits for an admin's review before tier k (k = the number
+    #: of tiers: before it graduates); None: no review.
+    review_before_tier: int | None = None
 
     def __post_init__(self) -> None:
         if not self.tiers:
@@ -95,6 +136,25 @@ class AmplifyConfig:
         unknown = sorted(set(self.priors) - set(_RATE_PRIORS))
         if unknown:
             raise ValueError(f"unknown rate(s) {unknown} in priors; known: {sorted(_RATE_PRIORS)}")
+        if not 0.5 <= self.confidence < 1.0:
+            raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence}")
+        if not 1 <= self.min_judged <= 1_000_000:
+            raise ValueError(f"min_judged must be in [1, 1000000], got {self.min_judged}")
+        if not 0.0 < self.excess_prior <= 1e6:
+            raise ValueError(f"excess_prior must be in (0, 1e6], got {self.excess_prior}")
+        if not 1.0 <= self.refit_interval_s <= 86_400.0:
+            raise ValueError(f"refit_interval_s must be in [1, 86400], got {self.refit_interval_s}")
+        review = self.review_before_tier
+        if review is not None and not 1 <= review <= len(self.tiers):
+            raise ValueError(
+                f"review_before_tier must be in [1, {len(self.tiers)}] (the number of tiers: "
+                f"review before graduating), got {review}"
+            )
+
+    @property
+    def z(self) -> float:
+        """The normal quantile of ``confidence``: the posterior bounds are mean ± z sd."""
+        return statistics.NormalDist().inv_cdf(self.confidence)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AmplifyConfig:
@@ -120,6 +180,7 @@ class AmplifyConfig:
                 **defaults,
                 **{k: (float(v[0]), float(v[1])) for k, v in data["priors"].items()},
             }
+        values.update({k: v for k, v in data.items() if k not in ("tiers", "priors")})
         return cls(**values)
 
 
@@ -185,12 +246,16 @@ class Amplifier:
         self._items: dict[int, _Item] = {}
         self._open = _OpenPool()
         self._last_history: tuple[Transition, ...] = (Transition(0, -1, "", ""),)
+        priors = self.config.priors
+        self._prior_curve = OutcomeCurve((priors["completion"][0], 0.0), (priors["skip"][0], 0.0))
+        self.curve = self._prior_curve
+        self.refit_at_ms: int | None = None  # the next refit, in event time; None: at once
 
     def enter(
         self,
         item: int,
         now_ms: int,
-        counters: Mapping[str, int] | None = None,
+        counters: Mapping[str, float] | None = None,
         *,
         established: bool = False,
     ) -> bool:
@@ -200,7 +265,10 @@ class Amplifier:
         whether the item was new."""
         if item in self._items:
             return False
-        start: Mapping[str, int] = {name: int((counters or {}).get(name, 0)) for name in COUNTERS}
+        given = counters or {}
+        start: Mapping[str, int] = {
+            name: _as_counter(name, given.get(name, 0)) for name in COUNTERS
+        }
         if not any(start.values()):
             start = _NO_COUNTS  # shared, as the entries of one batch share their history
         if established:
@@ -236,50 +304,130 @@ class Amplifier:
         self._open.discard(item)
         return self._items.pop(item, None) is not None
 
+    # ---- judging ------------------------------------------------------------------------------
+    def needs_refit(self, now_ms: int) -> bool:
+        return self.refit_at_ms is None or int(now_ms) >= self.refit_at_ms
+
+    def refit(self, stats: Mapping[str, npt.ArrayLike], now_ms: int) -> None:
+        """The outcome curve from a sample of the catalogue's counters (``Profiles.items``
+        stats); the next refit ``refit_interval_s`` of event time later. Judged in event time
+        from the counters, so a replay of the same events refits and judges alike."""
+        self.curve = OutcomeCurve.fit(stats, self.curve)
+        self.refit_at_ms = int(now_ms) + int(1000 * self.config.refit_interval_s)
+
+    def curve_sample(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+        """The catalogue keys a refit reads: an even spread of the sorted keys, at most a few
+        thousand, the same whatever order the catalogue holds them in; items still being
+        judged left out (the average they are measured against is not theirs to set)."""
+        keys = np.sort(np.asarray(keys, dtype=np.uint64))
+        sample = keys[:: max(1, -(-len(keys) // _CURVE_SAMPLE))].tolist()
+        judged = [k for k in sample if self.state_of(k) not in (*OPEN_STATES, "pending_review")]
+        return np.array(judged, dtype=np.uint64)
+
     def observe(
         self, items: Iterable[int], stats: Mapping[str, npt.ArrayLike], now_ms: int
     ) -> list[tuple[int, Transition]]:
-        """Judges every given open item whose tier budget is spent, from its counters now
+        """Judges every given open item on its tier's audience, from its counters now
         (``stats[name][i]`` for ``items[i]``, as ``Profiles.items(ids).stats``). Returns the
         transitions made."""
         ids = [int(i) for i in items]
-        columns = {name: np.asarray(stats[name], dtype=np.int64) for name in COUNTERS}
+        columns = _counter_columns(stats, len(ids))
         made = []
         for i, item in enumerate(ids):
             entry = self._items.get(item)
             if entry is None or entry.state not in OPEN_STATES:
                 continue
             now = {name: int(columns[name][i]) for name in COUNTERS}
-            exposure = _exposure(now) - _exposure(entry.start)
-            tier = self.config.tiers[entry.tier]
-            if exposure < tier.budget:
+            verdict = self._judge(entry, now)
+            if verdict is None:
                 continue
-            rates = self._rates(now, entry.start, exposure)
-            failed = _failed(tier, rates)
-            if failed:
-                transition = Transition(
-                    int(now_ms), entry.tier, "stopped", "; ".join(failed), rates
-                )
-                entry = entry._replace(state="stopped", history=(*entry.history, transition))
-            elif entry.tier + 1 == len(self.config.tiers):
-                transition = Transition(
-                    int(now_ms),
-                    entry.tier,
-                    "graduated",
-                    f"passed the last tier ({entry.tier})",
-                    rates,
-                )
-                entry = entry._replace(state="graduated", history=(*entry.history, transition))
-            else:
-                transition = Transition(
-                    int(now_ms), entry.tier + 1, "promoted", f"passed tier {entry.tier}", rates
-                )
-                entry = _Item(entry.tier + 1, "promoted", now, (*entry.history, transition))
+            passed, rates, reasons = verdict
+            entry, transition = self._move(entry, now, passed, rates, reasons, int(now_ms))
             self._items[item] = entry
             if entry.state not in OPEN_STATES:
                 self._open.discard(item)
             made.append((item, transition))
         return made
+
+    def _judge(
+        self, entry: _Item, now: Mapping[str, int]
+    ) -> tuple[bool, dict[str, float], list[str]] | None:
+        """(passed, rates, reasons) once the tier can decide; None while it cannot yet."""
+        config, tier = self.config, self.config.tiers[entry.tier]
+        exposure = _exposure(now) - _exposure(entry.start)
+        spent = exposure >= tier.budget
+        if exposure < (tier.budget if tier.min_excess is None else config.min_judged):
+            return None
+        rates = self._rates(now, entry.start, exposure)
+        failed = _failed(tier, rates)
+        if tier.min_excess is None:  # rates alone, at the end of the budget
+            return not failed, rates, failed
+        since = {name: now[name] - entry.start[name] for name in COUNTERS}
+        posterior = excess(
+            self.curve,
+            since["impressions"],
+            since["impression_match_sum"],
+            since["completions"],
+            since["fast_skips"],
+            config.excess_prior,
+        )
+        rates.update(excess=posterior.mean, excess_sd=posterior.sd, impressions=float(exposure))
+        z, bar = config.z, tier.min_excess
+        if posterior.upper(z) < bar:
+            return False, rates, [_excess_reason(posterior, "<", bar, config.confidence)]
+        if posterior.lower(z) >= bar and not failed:
+            return True, rates, [_excess_reason(posterior, ">=", bar, config.confidence)]
+        if not spent:
+            return None
+        if posterior.mean < bar:
+            failed.append(f"excess {posterior.mean:+.3f} < bar {bar:+.3f} with the budget spent")
+        return not failed, rates, failed
+
+    def _move(
+        self,
+        entry: _Item,
+        now: Mapping[str, int],
+        passed: bool,
+        rates: dict[str, float],
+        reasons: list[str],
+        now_ms: int,
+    ) -> tuple[_Item, Transition]:
+        """The entry after a verdict, and the transition to record."""
+        tier, last = entry.tier, len(self.config.tiers) - 1
+        why = "; ".join(reasons)
+        if not passed:
+            transition = Transition(now_ms, tier, "stopped", why, rates)
+            return entry._replace(state="stopped", history=(*entry.history, transition)), transition
+        if self.config.review_before_tier == tier + 1:
+            transition = Transition(
+                now_ms,
+                tier,
+                "pending_review",
+                f"passed tier {tier}{': ' + why if why else ''}; waits for review before "
+                + ("graduating" if tier == last else f"tier {tier + 1}"),
+                rates,
+            )
+            entry = entry._replace(state="pending_review", history=(*entry.history, transition))
+            return entry, transition
+        return self._advance(
+            entry, now, f"passed tier {tier}{': ' + why if why else ''}", rates, now_ms
+        )
+
+    def _advance(
+        self,
+        entry: _Item,
+        now: Mapping[str, int],
+        reason: str,
+        rates: Mapping[str, float],
+        now_ms: int,
+    ) -> tuple[_Item, Transition]:
+        if entry.tier + 1 == len(self.config.tiers):
+            transition = Transition(now_ms, entry.tier, "graduated", reason, rates)
+            return entry._replace(
+                state="graduated", history=(*entry.history, transition)
+            ), transition
+        transition = Transition(now_ms, entry.tier + 1, "promoted", reason, rates)
+        return _Item(entry.tier + 1, "promoted", now, (*entry.history, transition)), transition
 
     def _rates(
         self, now: Mapping[str, int], start: Mapping[str, int], exposure: int
@@ -294,6 +442,46 @@ class Amplifier:
             "share": smoothed("share", "shares"),
             "skip": smoothed("skip", "fast_skips"),
         }
+
+    # ---- review -------------------------------------------------------------------------------
+    def review(
+        self,
+        item: int,
+        decision: str,
+        reason: str,
+        now_ms: int,
+        counters: Mapping[str, float] | None = None,
+    ) -> Transition:
+        """An admin's decision on an item pending review: ``approve`` opens the next tier (its
+        audience counted from ``counters``, the item's stats now) or graduates it; ``reject``
+        marks it rejected (the caller takes it down). ValueError if the item is not pending or
+        the decision unknown: nothing changes then."""
+        if decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {list(DECISIONS)}, got {decision!r}")
+        entry = self._items.get(int(item))
+        if entry is None or entry.state != "pending_review":
+            state = "unknown" if entry is None else entry.state
+            raise ValueError(f"item {item} is not pending review (it is {state})")
+        given = counters or {}
+        now = {name: _as_counter(name, given.get(name, 0)) for name in COUNTERS}
+        note = f"{decision}d by review" + (f": {reason}" if reason else "")
+        if decision == "approve":
+            entry, transition = self._advance(entry, now, note, {}, int(now_ms))
+        else:
+            transition = Transition(int(now_ms), entry.tier, "rejected", note)
+            entry = entry._replace(state="rejected", history=(*entry.history, transition))
+        self._items[int(item)] = entry
+        if entry.state in OPEN_STATES:
+            self._open.add(int(item))
+        return transition
+
+    def pending_review(self) -> list[tuple[int, int]]:
+        """(item, since ts_ms) of every item waiting for review."""
+        return [
+            (item, e.history[-1].ts_ms)
+            for item, e in self._items.items()
+            if e.state == "pending_review"
+        ]
 
     def open_items(self) -> npt.NDArray[np.uint64]:
         """Items in a tier with budget left: what exploration slots draw from."""
@@ -315,6 +503,11 @@ class Amplifier:
     @property
     def open_count(self) -> int:
         return len(self._open)
+
+    def state_of(self, item: int) -> str | None:
+        """The item's state alone (None if unknown): cheaper than ``state``."""
+        entry = self._items.get(item)
+        return None if entry is None else entry.state
 
     def state(self, item: int) -> dict[str, Any] | None:
         """The item's tier, state and history, as the API shows it; None if unknown."""
@@ -347,7 +540,9 @@ class Amplifier:
                     "history": [dataclasses.asdict(t) for t in e.history],
                 }
                 for item, e in self._items.items()
-            }
+            },
+            "curve": self.curve.as_list(),
+            "refit_at_ms": self.refit_at_ms,
         }
 
     @classmethod
@@ -365,16 +560,23 @@ class Amplifier:
             amplifier._items[int(key)] = _Item(
                 int(e["tier"]),
                 e["state"],
-                {name: int(e["start"][name]) for name in COUNTERS},
+                {name: int(e["start"].get(name, 0)) for name in COUNTERS},
                 tuple(Transition(**t) for t in e["history"]),
             )
+        amplifier._restore_curve(data.get("curve"), data.get("refit_at_ms"))
         return amplifier
+
+    def _restore_curve(self, curve: Any, refit_at_ms: Any) -> None:
+        """The judging curve a snapshot saved; none (an older one): refit at the next batch."""
+        if curve is not None:
+            self.curve = OutcomeCurve.from_list(curve)
+            self.refit_at_ms = None if refit_at_ms is None else int(refit_at_ms)
 
     # ---- snapshot files: columns instead of JSON -----------------------------------------
     def image(self) -> AmplifierImage:
         """The state now, to write later: a copy of the dict (entries are immutable), so take
         it with applies paused; it costs one C-level dict copy."""
-        return AmplifierImage(dict(self._items))
+        return AmplifierImage(dict(self._items), self.curve, self.refit_at_ms)
 
     @classmethod
     def read(cls, path: Path) -> dict[str, npt.NDArray[Any]]:
@@ -405,9 +607,9 @@ class Amplifier:
         n, transitions_n = len(keys), len(t_ts)
         starts_n = len(start_rows) // max(len(counters), 1)
         if (
-            counters != list(COUNTERS)
+            not counters or counters != list(COUNTERS[: len(counters)])  # older: fewer counters
             or {len(tiers), len(states), len(start_of), len(history_of)} != {n}
-            or len(start_rows) != starts_n * len(COUNTERS)
+            or len(start_rows) != starts_n * len(counters)
             or {len(t_tier), len(t_state), len(t_reason), len(rate_offsets) - 1} != {transitions_n}
             or _out_of(states, len(STATES)) or _out_of(t_state, len(STATES))
             or _out_of(start_of, starts_n) or _out_of(history_of, len(history_offsets) - 1)
@@ -442,9 +644,10 @@ class Amplifier:
             tuple(transitions[j] for j in step_list[a:b])
             for a, b in zip(bounds[:-1], bounds[1:], strict=True)
         ]
+        added = dict.fromkeys(COUNTERS[len(counters) :], 0)
         starts = [
-            dict(zip(COUNTERS, row, strict=True))
-            for row in start_rows.reshape(-1, len(COUNTERS)).tolist()
+            {**dict(zip(counters, row, strict=True)), **added}
+            for row in start_rows.reshape(-1, len(counters)).tolist()
         ]
         entries = map(
             functools.partial(tuple.__new__, _Item),  # _Item._make without its length check
@@ -463,14 +666,27 @@ class Amplifier:
         open_codes = [STATES.index(s) for s in OPEN_STATES]
         for key in keys[np.isin(states, open_codes)].tolist():
             amplifier._open.add(key)
+        if "judge.curve" in columns:
+            refit_at = columns.get("judge.refit_at_ms", np.array([-1]))
+            if len(columns["judge.curve"]) != 4 or len(refit_at) != 1:
+                raise CorruptFileError("the amplification columns are inconsistent")
+            at = int(refit_at[0])
+            try:
+                amplifier._restore_curve(columns["judge.curve"].tolist(), None if at < 0 else at)
+            except ValueError as e:
+                raise CorruptFileError(f"the amplification columns: {e}") from None
         return amplifier
 
 
 class AmplifierImage:
     """The amplifier's state at one moment (``Amplifier.image``), as columns or a file."""
 
-    def __init__(self, items: dict[int, _Item]) -> None:
+    def __init__(
+        self, items: dict[int, _Item], curve: OutcomeCurve, refit_at_ms: int | None
+    ) -> None:
         self._items = items
+        self._curve = curve
+        self._refit_at_ms = refit_at_ms
 
     def write(self, path: Path) -> None:
         """Writes the file whole (temporary file, fsync, rename)."""
@@ -516,6 +732,10 @@ class AmplifierImage:
                 dtype=np.uint32,
             ),
             "t.rate.value": np.array([value for r in rates for _, value in r], dtype=np.float64),
+            "judge.curve": np.array(self._curve.as_list(), dtype=np.float64),
+            "judge.refit_at_ms": np.array(
+                [-1 if self._refit_at_ms is None else self._refit_at_ms], dtype=np.int64
+            ),
         }
         columns.update(string_columns("counters", COUNTERS))
         columns.update(string_columns("reasons", list(reasons)))
@@ -562,6 +782,37 @@ def _offsets_ok(offsets: npt.NDArray[Any], total: int) -> bool:
 
 def _out_of(codes: npt.NDArray[Any], size: int) -> bool:
     return bool(len(codes) and int(codes.max()) >= size)
+
+
+def _as_counter(name: str, value: float) -> int:
+    """A counter as the amplifier keeps it: the match sum in the profiles' fixed point."""
+    if name in _FIXED_POINT:
+        return int(round(float(value) * MATCH_SUM_SCALE))
+    return int(value)
+
+
+def _counter_columns(
+    stats: Mapping[str, npt.ArrayLike], n: int
+) -> dict[str, npt.NDArray[np.int64]]:
+    """The judged counters as exact integers; a counter the stats lack counts 0."""
+    out = {}
+    for name in COUNTERS:
+        if name not in stats:
+            out[name] = np.zeros(n, dtype=np.int64)
+        elif name in _FIXED_POINT:
+            out[name] = np.rint(np.asarray(stats[name], np.float64) * MATCH_SUM_SCALE).astype(
+                np.int64
+            )
+        else:
+            out[name] = np.asarray(stats[name], dtype=np.int64)
+    return out
+
+
+def _excess_reason(posterior: Excess, relation: str, bar: float, confidence: float) -> str:
+    return (
+        f"excess {posterior.mean:+.3f} ± {posterior.sd:.3f} {relation} bar {bar:+.3f} at "
+        f"{100 * confidence:.0f} % confidence after {posterior.impressions} impressions"
+    )
 
 
 def _exposure(counters: Mapping[str, int]) -> int:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from recserve._columns import string_columns
 from recserve._core import CorruptFileError
-from recserve.amplify import Amplifier, AmplifyConfig, Tier
+from recserve.amplify import COUNTERS, Amplifier, AmplifyConfig, Tier
 from recserve.profiles import Events, Profiles, ProfilesConfig
 
 CONFIG = AmplifyConfig(
@@ -70,7 +72,14 @@ def test_a_poor_item_is_stopped_with_every_failed_threshold_in_its_reason() -> N
     assert "skip rate" in t.reason
     assert t.rates["skip"] > 0.5
     assert a.observe([8], stats(5000, completions=5000), now_ms=10) == []  # stopped stays stopped
-    assert a.counts() == {"testing": 0, "promoted": 0, "stopped": 1, "graduated": 0}
+    assert a.counts() == {
+        "testing": 0,
+        "promoted": 0,
+        "stopped": 1,
+        "graduated": 0,
+        "pending_review": 0,
+        "rejected": 0,
+    }
 
 
 def test_rates_are_smoothed_toward_the_prior() -> None:
@@ -202,3 +211,191 @@ def test_a_damaged_amplification_file_is_refused(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptFileError):
         Amplifier.read(path)
+
+
+# ---- sequential judging on the excess over the audience's match ------------------------------
+SEQUENTIAL = AmplifyConfig(
+    tiers=(Tier(budget=50, min_excess=0.0), Tier(budget=500, min_excess=0.05)),
+    confidence=0.9,
+    min_judged=4,
+    excess_prior=4.0,
+)
+# The catalogue's curve: an impression of match m completes 0.2 + 0.5 m and skips 0.5 - 0.5 m.
+CURVE = {
+    "impressions": [100, 100],
+    "impression_match_sum": [0.0, 100.0],
+    "completions": [20, 70],
+    "fast_skips": [50, 0],
+}
+
+
+def judged(config: AmplifyConfig = SEQUENTIAL) -> Amplifier:
+    a = Amplifier(config)
+    a.refit(CURVE, now_ms=0)
+    return a
+
+
+def seen(impressions: int, match: float, completions: int, fast_skips: int) -> dict[str, list]:
+    return {
+        **stats(impressions, completions=completions, fast_skips=fast_skips),
+        "impression_match_sum": [match * impressions],
+    }
+
+
+def test_the_outcome_curve_is_fitted_on_impressions_and_their_match() -> None:
+    a = judged()
+    assert a.curve.complete == pytest.approx((0.2, 0.5))
+    assert a.curve.skip == pytest.approx((0.5, -0.5))
+    assert not a.needs_refit(1)
+    assert a.needs_refit(300_000)
+
+
+def test_a_tier_stops_early_once_its_audience_clearly_does_worse_than_predicted() -> None:
+    a = judged()
+    a.enter(1, now_ms=0)
+    assert a.observe([1], seen(3, 0.5, 0, 3), now_ms=1) == []  # fewer than min_judged
+    made = []
+    for n in range(4, 51):
+        made = a.observe([1], seen(n, 0.5, 0, n), now_ms=n)  # every impression a fast skip
+        if made:
+            break
+    [(_, t)] = made
+    assert t.state == "stopped"
+    assert n < 10
+    assert "excess" in t.reason
+    assert "< bar" in t.reason
+    assert t.rates["excess"] < 0
+    assert t.rates["impressions"] == n
+    assert not a.is_open(1)
+
+
+def test_a_tier_promotes_early_once_its_audience_clearly_does_better() -> None:
+    a = judged()
+    a.enter(1, now_ms=0)
+    made = []
+    for n in range(4, 51):
+        made = a.observe([1], seen(n, 0.0, n, 0), now_ms=n)  # far beyond 0.2 completions
+        if made:
+            break
+    [(_, t)] = made
+    assert (t.state, t.tier) == ("promoted", 1)
+    assert n < 10
+    assert a.state(1)["tier"] == 1
+    assert a.is_open(1)
+
+
+def test_an_audience_matched_to_the_item_earns_it_no_credit() -> None:
+    # Both complete 70 % and never skip: what the well-matched audience was predicted to do,
+    # far more than a random audience.
+    a = judged()
+    a.enter(1, now_ms=0)
+    a.enter(2, now_ms=0)
+    made = dict(a.observe([1, 2], {
+        "impressions": [40, 40], "completions": [28, 28], "fast_skips": [0, 0],
+        "impression_match_sum": [40.0, 0.0],
+    }, now_ms=1))  # fmt: skip
+    assert made[2].state == "promoted"
+    assert 1 not in made  # as predicted: no excess, the budget not spent, no verdict yet
+    [(_, t)] = a.observe([1], {
+        "impressions": [50], "completions": [35], "fast_skips": [0], "impression_match_sum": [50.0],
+    }, now_ms=2)  # fmt: skip
+    assert t.rates["excess"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_with_the_budget_spent_the_tier_decides_on_the_posterior_mean() -> None:
+    a = judged(AmplifyConfig(tiers=(Tier(budget=6, min_excess=0.0),), confidence=0.99))
+    a.enter(1, now_ms=0)
+    a.enter(2, now_ms=0)
+    made = dict(a.observe([1, 2], {
+        "impressions": [6, 6], "completions": [3, 0], "fast_skips": [1, 3],
+        "impression_match_sum": [0.0, 0.0],
+    }, now_ms=1))  # fmt: skip
+    assert made[1].state == "graduated"
+    assert made[2].state == "stopped"
+    assert "budget spent" in made[2].reason
+
+
+# ---- review -----------------------------------------------------------------------------------
+REVIEWED = dataclasses.replace(SEQUENTIAL, review_before_tier=1)
+
+
+def pending(a: Amplifier, item: int) -> None:
+    a.enter(item, now_ms=0)
+    [(_, t)] = a.observe([item], seen(50, 0.0, 50, 0), now_ms=10)
+    assert (t.state, t.tier) == ("pending_review", 0)
+
+
+def test_an_item_that_passes_the_tier_before_review_waits_outside_the_open_pool() -> None:
+    a = judged(REVIEWED)
+    pending(a, 1)
+    assert not a.is_open(1)
+    assert a.pending_review() == [(1, 10)]
+    assert a.observe([1], seen(500, 0.0, 500, 0), now_ms=11) == []  # no more judging
+    t = a.review(
+        1,
+        "approve",
+        "looks fine",
+        now_ms=20,
+        counters={k: v[0] for k, v in seen(60, 0.0, 55, 0).items()},
+    )
+    assert (t.state, t.tier, t.reason) == ("promoted", 1, "approved by review: looks fine")
+    assert a.is_open(1)
+    assert a.pending_review() == []
+    # Tier 1 counts its audience from the approval on.
+    assert a.observe([1], seen(63, 0.0, 58, 0), now_ms=21) == []
+
+
+def test_a_rejected_item_keeps_its_history_and_a_second_decision_is_refused() -> None:
+    a = judged(REVIEWED)
+    pending(a, 1)
+    t = a.review(1, "reject", "spam", now_ms=20)
+    assert t.state == "rejected"
+    assert [h["state"] for h in a.state(1)["history"]] == ["testing", "pending_review", "rejected"]
+    with pytest.raises(ValueError, match="not pending review"):
+        a.review(1, "approve", "", now_ms=21)
+    with pytest.raises(ValueError, match="not pending review"):
+        a.review(99, "approve", "", now_ms=21)
+    pending(a, 2)
+    with pytest.raises(ValueError, match="decision must be"):
+        a.review(2, "maybe", "", now_ms=21)
+    assert a.state(2)["state"] == "pending_review"  # nothing changed
+
+
+def test_review_before_graduating_and_the_setting_bounds() -> None:
+    a = judged(dataclasses.replace(SEQUENTIAL, tiers=SEQUENTIAL.tiers[:1], review_before_tier=1))
+    pending(a, 1)
+    assert a.review(1, "approve", "", now_ms=20).state == "graduated"
+    with pytest.raises(ValueError, match="review_before_tier must be in"):
+        AmplifyConfig.from_dict({"review_before_tier": 4})
+    with pytest.raises(ValueError, match="confidence must be"):
+        AmplifyConfig.from_dict({"confidence": 1.0})
+    with pytest.raises(ValueError, match="min_excess must be"):
+        Tier(budget=5, min_excess=2.0)
+
+
+def test_judging_state_survives_both_snapshot_forms(tmp_path: Path) -> None:
+    a = judged(REVIEWED)
+    pending(a, 1)
+    pending(a, 2)
+    a.review(2, "reject", "spam", now_ms=20)
+    a.enter(3, now_ms=0, counters={"impressions": 2, "impression_match_sum": 1.5})
+    a.image().write(tmp_path / "amplifier.bin")
+    b = Amplifier.from_columns(Amplifier.read(tmp_path / "amplifier.bin"), REVIEWED)
+    c = Amplifier.from_dict(json.loads(json.dumps(a.to_dict())), REVIEWED)
+    for restored in (b, c):
+        assert restored.to_dict() == a.to_dict()
+        assert restored.curve == a.curve
+        assert restored.refit_at_ms == a.refit_at_ms
+        assert restored.pending_review() == [(1, 10)]
+
+
+def test_an_older_file_without_the_match_counter_or_curve_loads(tmp_path: Path) -> None:
+    a = _judged()
+    columns = a.image().columns()
+    width = len(COUNTERS)
+    columns["starts"] = columns["starts"].reshape(-1, width)[:, : width - 1].reshape(-1)
+    columns.update(string_columns("counters", COUNTERS[:-1]))
+    del columns["judge.curve"], columns["judge.refit_at_ms"]
+    b = Amplifier.from_columns(columns, CONFIG)
+    assert b.to_dict()["items"] == a.to_dict()["items"]
+    assert b.needs_refit(0)

@@ -32,7 +32,7 @@ from recserve.service.auth import Auth, Keys
 from recserve.service.engine import Engine
 from recserve.service.errors import Conflict, NotFound, NotReady
 from recserve.service.metrics import Metrics
-from recserve.service.routes import events, feed, health, items, models, users
+from recserve.service.routes import events, feed, health, items, models, review, users
 from recserve.service.settings import Settings
 
 __all__ = ["create_app"]
@@ -214,7 +214,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
     app = FastAPI(title="recserve", version=__version__, lifespan=lifespan)
     app.state.engine = engine
-    for module in (items, events, feed, users, models, health):
+    for module in (items, review, events, feed, users, models, health):
         app.include_router(module.router)
 
     retry = {"Retry-After": str(settings.retry_after_s)}

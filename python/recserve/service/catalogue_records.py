@@ -1,7 +1,7 @@
 """The store's log records of the catalogue and of user preferences, written and read back.
 
-Items, takedowns and user preferences are records of the store's log (kinds 16-18) beside the
-events, so one recovery brings back all of them in order. A record's body is
+Items, takedowns, user preferences and review decisions are records of the store's log (kinds
+16-19) beside the events, so one recovery brings back all of them in order. A record's body is
 
     u32 header length | header: compact JSON | tail
 
@@ -10,6 +10,8 @@ events, so one recovery brings back all of them in order. A record's body is
                 "amplify" is there only when false (older records lack it: they all amplified)
     TAKE_DOWN   {"keys": ["<u64 key>", ...]}                     no tail
     USER_PREFS  {"user": "<u64 key>", "interests": [...] | null, "blocked": [...] | null}
+    REVIEW      {"ts_ms": int, "key": "<u64 key>", "decision": "approve" | "reject",
+                 "reason": str}                                   no tail
 
 Keys travel as strings: JSON readers elsewhere may hold numbers as doubles.
 """
@@ -30,18 +32,21 @@ from recserve.store.embedded import EXTENSION_KINDS
 
 __all__ = [
     "ITEMS",
+    "REVIEW",
     "TAKE_DOWN",
     "USER_PREFS",
     "ItemsRecord",
+    "ReviewRecord",
     "TakeDownRecord",
     "UserPrefsRecord",
     "decode",
     "items_record",
+    "review_record",
     "take_down_record",
     "user_prefs_record",
 ]
 
-ITEMS, TAKE_DOWN, USER_PREFS = EXTENSION_KINDS, EXTENSION_KINDS + 1, EXTENSION_KINDS + 2
+ITEMS, TAKE_DOWN, USER_PREFS, REVIEW = (EXTENSION_KINDS + k for k in range(4))
 _HEADER_LENGTH = struct.Struct("<I")
 
 
@@ -56,6 +61,14 @@ class ItemsRecord:
 @dataclass(frozen=True)
 class TakeDownRecord:
     keys: list[int]
+
+
+@dataclass(frozen=True)
+class ReviewRecord:
+    ts_ms: int
+    key: int
+    decision: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -89,7 +102,13 @@ def user_prefs_record(
     return _encode(header)
 
 
-def decode(kind: int, body: bytes, dims: int) -> ItemsRecord | TakeDownRecord | UserPrefsRecord:
+def review_record(ts_ms: int, key: int, decision: str, reason: str) -> bytes:
+    return _encode({"ts_ms": ts_ms, "key": str(key), "decision": decision, "reason": reason})
+
+
+def decode(
+    kind: int, body: bytes, dims: int
+) -> ItemsRecord | TakeDownRecord | UserPrefsRecord | ReviewRecord:
     """The record of ``kind``; ValueError for a kind not of this module."""
     (length,) = _HEADER_LENGTH.unpack_from(body)
     header = json.loads(body[_HEADER_LENGTH.size : _HEADER_LENGTH.size + length])
@@ -103,6 +122,10 @@ def decode(kind: int, body: bytes, dims: int) -> ItemsRecord | TakeDownRecord | 
         return TakeDownRecord([int(key) for key in header["keys"]])
     if kind == USER_PREFS:
         return UserPrefsRecord(int(header["user"]), header["interests"], header["blocked"])
+    if kind == REVIEW:
+        return ReviewRecord(
+            header["ts_ms"], int(header["key"]), header["decision"], header["reason"]
+        )
     raise ValueError(f"unknown record kind {kind}")
 
 

@@ -24,6 +24,7 @@ from recserve.retrieve import Trending
 from recserve.service import snapshot_files
 from recserve.service.catalogue_records import (
     ItemsRecord,
+    ReviewRecord,
     TakeDownRecord,
     UserPrefsRecord,
     decode,
@@ -94,6 +95,8 @@ class CatalogueState:
                 self.take_down(key, profiles)
         elif isinstance(record, UserPrefsRecord):
             self.users.set(record.user, record.interests, record.blocked)
+        elif isinstance(record, ReviewRecord):
+            self.review(record.key, record.decision, record.reason, record.ts_ms, profiles)
 
     def upsert(
         self, items: list[Item], vectors: Any, ts_ms: int, profiles: Profiles, amplify: bool
@@ -108,13 +111,58 @@ class CatalogueState:
                     key, ts_ms, {k: int(v[i]) for k, v in counters.items()}, established=not amplify
                 )
 
-    def take_down(self, key: int, profiles: Profiles) -> None:
+    def take_down(self, key: int, profiles: Profiles, *, keep_history: bool = False) -> None:
+        """The item leaves the catalogue, the index and every pool; its amplification entry
+        goes too, or stays (``keep_history``: a rejection, which the history shows)."""
         item = self.catalog.by_key(key)
         if item is not None:
             self.catalog.take_down(item.id)
-        self.amplifier.remove(key)
+        if not keep_history:
+            self.amplifier.remove(key)
         self.trending.remove(key)
         profiles.remove_items([key])  # its row no longer counts against item_capacity
+
+    def review(self, key: int, decision: str, reason: str, ts_ms: int, profiles: Profiles) -> bool:
+        """An admin's decision on an item pending review (``Amplifier.review``); a rejection
+        takes the item down. False, and nothing changes, if the item is not pending (a
+        second decision on it, or a replay under a configuration without review)."""
+        if self.amplifier.state_of(key) != "pending_review":
+            return False
+        stats = profiles.items([key]).stats
+        transition = self.amplifier.review(
+            key, decision, reason, ts_ms, {name: v[0] for name, v in stats.items()}
+        )
+        if decision == "reject":
+            self.take_down(key, profiles, keep_history=True)
+        if self.live:
+            self.transitions.append(transition.state)
+        return True
+
+    def review_queue(self, profiles: Profiles, limit: int) -> list[dict[str, Any]]:
+        """Items pending review, most-engaged (most users met them) first, at most ``limit``."""
+        pending = self.amplifier.pending_review()
+        if not pending:
+            return []
+        keys = np.array([key for key, _ in pending], dtype=np.uint64)
+        stats = profiles.items(keys).stats
+        order = np.lexsort((keys, -stats["completions"].astype(np.int64),
+                            -stats["impressions"].astype(np.int64)))[:limit]  # fmt: skip
+        out = []
+        for i in order.tolist():
+            key, since_ms = pending[i]
+            item = self.catalog.by_key(key)
+            history = (self.amplifier.state(key) or {}).get("history", [])
+            out.append({
+                "id": item.id if item is not None else str(key),
+                "tier": history[-1]["tier"] if history else 0,
+                "pending_since_ms": since_ms,
+                "impressions": int(stats["impressions"][i]),
+                "completions": int(stats["completions"][i]),
+                "likes": int(stats["likes"][i]),
+                "reason": history[-1]["reason"] if history else "",
+                "rates": history[-1]["rates"] if history else {},
+            })  # fmt: skip
+        return out
 
     def erase_user(self, user: int) -> None:
         self.users.forget(user)
@@ -127,8 +175,12 @@ class CatalogueState:
         )
         if not len(items):
             return
+        now_ms = int(events.ts_ms.max())
+        if self.amplifier.needs_refit(now_ms):  # in event time: a replay refits alike
+            sample = self.amplifier.curve_sample(self.catalog.keys())
+            self.amplifier.refit(profiles.items(sample).stats, now_ms)
         stats = profiles.items(items).stats
-        made = self.amplifier.observe(items, stats, int(events.ts_ms.max()))
+        made = self.amplifier.observe(items, stats, now_ms)
         if self.live:
             self.transitions.extend(t.state for _, t in made)
 

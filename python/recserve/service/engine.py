@@ -277,7 +277,14 @@ class Engine:
                     self._open(_checked_dims(items, embeddings))
         store, state, _ = self._require()
         keys, vectors = state.catalog.check(items, embeddings)
-        with self._items_lock:  # the capacity check and the write, with no upsert in between
+        with self._items_lock:  # the checks and the write, with no upsert or review in between
+            rejected = [i.id for i, k in zip(items, keys.tolist(), strict=True)
+                        if state.amplifier.state_of(k) == "rejected"]  # fmt: skip
+            if rejected:
+                raise Conflict(
+                    f"item(s) {rejected[:5]} were rejected by review and stay down; nothing was "
+                    "stored (post new content under a new id)"
+                )
             stored = store.profiles.items(keys).found
             added = int((~stored).sum())
             rows = int(store.profiles.stats()["items"])
@@ -338,6 +345,38 @@ class Engine:
             self._precompute.drop_containing(key)
         self.exposure.drop_item(key)
         self.metrics.takedown_seconds.observe(time.perf_counter() - started)
+
+    # ---- review -----------------------------------------------------------------------------
+    def review(self, item_id: str, decision: str, reason: str) -> dict[str, Any]:
+        """An admin's decision on an item pending review, logged and applied (a rejection is a
+        takedown). Conflict if the item is not pending: nothing is logged then."""
+        started = time.perf_counter()
+        store, state, _ = self._require()
+        key = key_of(item_id)
+        with self._items_lock:  # the check and the record, with no other decision between
+            now = state.amplifier.state_of(key)
+            if now is None:
+                raise NotFound(f"no item {item_id!r} in amplification")
+            if now != "pending_review":
+                raise Conflict(f"item {item_id!r} is not pending review (it is {now})")
+            ts_ms = self.clock.now_ms()
+            store.log(
+                catalogue_records.REVIEW,
+                catalogue_records.review_record(ts_ms, key, decision, reason),
+                lambda: state.review(key, decision, reason, ts_ms, store.profiles),
+            )
+        if decision == "reject":
+            if self._precompute is not None:
+                self._precompute.drop_containing(key)
+            self.exposure.drop_item(key)
+            self.metrics.takedown_seconds.observe(time.perf_counter() - started)
+        for transition in state.drain_transitions():
+            self.metrics.amplification.labels(transition).inc()
+        return {"id": item_id, "decision": decision, "amplification": state.amplifier.state(key)}
+
+    def review_queue(self, limit: int) -> dict[str, Any]:
+        store, state, _ = self._require()
+        return {"items": state.review_queue(store.profiles, limit)}
 
     def _url(self, item: Item) -> str:
         return self.media.url(item.media_key or item.id)
@@ -660,6 +699,12 @@ class Engine:
             pages, backlog = self._precompute.pages()
             self.metrics.precomputed_pages.set(pages)
             self.metrics.precompute_backlog.set(backlog)
+        if self.state is not None:
+            pending = self.state.amplifier.pending_review()
+            self.metrics.review_queue.set(len(pending))
+            oldest = min((since for _, since in pending), default=None)
+            age_ms = 0 if oldest is None else max(self.clock.now_ms() - oldest, 0)
+            self.metrics.review_oldest_age.set(age_ms / 1000.0)
         if self.store is not None:
             stats = self.store.profiles.stats()
             self.metrics.evictions.set(sum(v for k, v in stats.items() if "evict" in k))

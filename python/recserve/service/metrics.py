@@ -112,7 +112,7 @@ class Metrics:
         )
         self.amplification = Counter(
             "recserve_amplification_transitions",
-            "Amplification transitions (promoted, stopped, graduated)",
+            "Amplification transitions (promoted, stopped, graduated, pending_review, rejected)",
             ["state"],
             registry=r,
         )
@@ -157,6 +157,14 @@ class Metrics:
         self.precompute_backlog = Gauge(
             "recserve_precompute_backlog",
             "Users whose next page is queued or being computed",
+            registry=r,
+        )
+        self.review_queue = Gauge(
+            "recserve_review_queue", "Items waiting for an admin's review", registry=r
+        )
+        self.review_oldest_age = Gauge(
+            "recserve_review_oldest_age_seconds",
+            "How long the oldest item pending review has waited (0: none waits)",
             registry=r,
         )
         self._arm_counts: dict[tuple[str, str], dict[str, float]] = {}

@@ -28,6 +28,7 @@ __all__ = [
     "ItemsIn",
     "PathId",
     "QueryId",
+    "ReviewIn",
     "UserIn",
 ]
 
@@ -143,3 +144,8 @@ class UserIn(_Strict):
         ):
             if values is not None and len(values) > cap:
                 raise ValueError(f"{name}: at most {cap} per user, got {len(values)}")
+
+
+class ReviewIn(_Strict):
+    decision: Literal["approve", "reject"]
+    reason: str = Field(default="", max_length=1000, description="kept in the item's history")

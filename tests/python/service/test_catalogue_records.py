@@ -27,6 +27,15 @@ def test_items_read_back_with_their_vectors() -> None:
         np.testing.assert_array_equal(record.vectors, vectors)
 
 
+def test_a_review_decision_reads_back_with_a_key_beyond_doubles() -> None:
+    key = 2**64 - 3  # keys travel as strings: a double would round it
+    body = records.review_record(9, key, "reject", "spam")
+    assert records.decode(records.REVIEW, body, dims=3) == records.ReviewRecord(
+        9, key, "reject", "spam"
+    )
+    assert records.REVIEW == EXTENSION_KINDS + 3
+
+
 def test_an_items_record_without_amplify_amplified() -> None:
     header = json.dumps({"ts_ms": 1, "items": [Item("a", "c", 10).to_row()]}).encode()
     body = struct.pack("<I", len(header)) + header + np.ones(2, dtype=np.float32).tobytes()

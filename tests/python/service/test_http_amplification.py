@@ -3,6 +3,8 @@ poor one is stopped with its reason, and both histories read back."""
 
 from __future__ import annotations
 
+import signal
+
 from http_server import DIMS, item_batch, make_server, watch
 
 CONFIG = f"""
@@ -172,3 +174,77 @@ def test_explore_relevance_keeps_new_items_from_users_they_do_not_suit(make_serv
             )
             assert (explored > 0) == expect_explore
         server.stop()
+
+
+REVIEWED = f"""
+dims = {DIMS}
+[amplification]
+review_before_tier = 1
+min_judged = 4
+tiers = [{{ budget = 20, min_excess = 0.0 }}, {{ budget = 40, min_excess = 0.0 }}]
+"""
+
+
+def test_the_review_gate_holds_an_item_across_restarts_until_an_admin_decides(
+    make_server,
+) -> None:
+    server = make_server(REVIEWED).start()
+    with server.client() as client:
+        client.post("/v1/items", json={"items": item_batch(200, seed=27)})
+        good, other, poor = "v0", "v1", "v2"
+        _show(client, good, range(25), complete=True, like=True, tag="g", impressions=False)
+        _show(client, other, range(12), complete=True, like=False, tag="o", impressions=False)
+        _show(client, poor, range(25), complete=False, like=False, tag="p", impressions=False)
+        state = client.get(f"/v1/items/{good}").json()["amplification"]
+        assert (state["state"], state["tier"]) == ("pending_review", 0)
+        assert "waits for review before tier 1" in state["history"][-1]["reason"]
+        assert client.get(f"/v1/items/{poor}").json()["amplification"]["state"] == "stopped"
+        queue = client.get("/v1/review/queue").json()["items"]
+        assert [q["id"] for q in queue] == [good, other]  # most-engaged first
+        assert queue[0]["impressions"] == 25
+        metrics = client.get("/metrics").text
+        assert "recserve_review_queue 2.0" in metrics
+        # Pending: out of the exploration slots.
+        for u in range(10):
+            page = client.get(f"/v1/feed/fresh-{u}", params={"n": 10}).json()["items"]
+            assert good not in [i["item_id"] for i in page if i["source"] == "explore"]
+        # Bad requests change nothing.
+        assert (
+            client.post(f"/v1/items/{poor}/review", json={"decision": "approve"}).status_code == 409
+        )
+        assert client.post(f"/v1/items/{good}/review", json={"decision": "ok"}).status_code == 422
+        assert client.post("/v1/items/nope/review", json={"decision": "approve"}).status_code == 404
+        long = {"decision": "approve", "reason": "x" * 1001}
+        assert client.post(f"/v1/items/{good}/review", json=long).status_code == 422
+
+    server.stop(signal.SIGKILL)  # the pending state is replayed from the events in the log
+    server.start()
+    with server.client() as client:
+        assert client.get(f"/v1/items/{good}").json()["amplification"]["state"] == "pending_review"
+        body = {"decision": "approve", "reason": "original content"}
+        approved = client.post(f"/v1/items/{good}/review", json=body).json()
+        assert (approved["amplification"]["state"], approved["amplification"]["tier"]) == (
+            "promoted",
+            1,
+        )
+        rejected = client.post(
+            f"/v1/items/{other}/review", json={"decision": "reject", "reason": "reupload"}
+        )
+        assert rejected.json()["amplification"]["state"] == "rejected"
+        assert client.get(f"/v1/items/{other}").status_code == 404  # a takedown
+        assert client.get("/v1/review/queue").json()["items"] == []
+
+    server.stop(signal.SIGKILL)  # decisions are in the log too
+    server.start()
+    with server.client() as client:
+        history = client.get(f"/v1/items/{good}").json()["amplification"]["history"]
+        assert [h["state"] for h in history] == ["testing", "pending_review", "promoted"]
+        assert history[-1]["reason"] == "approved by review: original content"
+        assert client.get(f"/v1/items/{other}").status_code == 404
+        for u in range(10):
+            page = client.get(f"/v1/feed/after-{u}", params={"n": 20}).json()["items"]
+            assert other not in [i["item_id"] for i in page]
+        again = client.post("/v1/items", json={"items": item_batch(2, seed=27)})
+        assert again.status_code == 409
+        assert "rejected by review" in again.text
+    server.stop()
