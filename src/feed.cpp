@@ -289,7 +289,14 @@ void register_feed(pyb::module_& m) {
 
     pyb::class_<feed::OpenPool>(m, "OpenPool", "The items in open amplification tiers, sampled by seed.")
         .def(pyb::init<>())
-        .def("add", &feed::OpenPool::add, pyb::arg("key"))
+        .def("add", &feed::OpenPool::add, pyb::arg("key"), pyb::arg("tier") = 0)
+        .def("tiers", [](const feed::OpenPool& p, const pyb::array& keys) {
+                 const std::uint64_t* k = array_data<std::uint64_t>(keys, "keys", {-1});
+                 const auto n = static_cast<std::size_t>(keys.shape(0));
+                 pyb::array_t<std::int8_t> out(static_cast<pyb::ssize_t>(n));
+                 p.tiers(k, n, out.mutable_data());
+                 return out;
+             }, pyb::arg("keys"), "Each key's tier, -1 where not in the pool.")
         .def("discard", &feed::OpenPool::discard, pyb::arg("key"))
         .def("__contains__", &feed::OpenPool::contains, pyb::arg("key"))
         .def("__len__", &feed::OpenPool::size)
@@ -320,6 +327,9 @@ void register_feed(pyb::module_& m) {
         .def_readwrite("session_weight", &feed::FeedParams::session_weight)
         .def_readwrite("max_per_creator", &feed::FeedParams::max_per_creator)
         .def_readwrite("explore_relevance", &feed::FeedParams::explore_relevance)
+        .def_readwrite("explore_relevance_decay", &feed::FeedParams::explore_relevance_decay)
+        .def_readwrite("promoted_boost", &feed::FeedParams::promoted_boost)
+        .def_readwrite("promoted_boost_views", &feed::FeedParams::promoted_boost_views)
         .def_readwrite("popularity_weight", &feed::FeedParams::popularity_weight)
         .def_readwrite("related_weight", &feed::FeedParams::related_weight)
         .def_readwrite("quality_weight", &feed::FeedParams::quality_weight)

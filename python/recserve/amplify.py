@@ -26,8 +26,10 @@ durable alongside a snapshot.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
+import heapq
 import operator
 import statistics
 from collections.abc import Callable, Hashable, Iterable, Mapping
@@ -62,7 +64,8 @@ COUNTERS = (
     "impression_match_sum",
 )  # fmt: skip
 _FIXED_POINT = frozenset({"impression_match_sum"})
-_CURVE_SAMPLE = 4096  # catalogue items the outcome curve is fitted on
+_CURVE_SAMPLE = 4096  # the latest tested items the outcome curve is fitted on
+_CURVE_MIN_IMPRESSIONS = 100  # fewer in the sample: the priors' flat curve
 
 
 @dataclass(frozen=True)
@@ -216,8 +219,12 @@ class _OpenPool:
     def __init__(self) -> None:
         self.core = _core.feed.OpenPool()
 
-    def add(self, key: int) -> None:
-        self.core.add(int(key))
+    def add(self, key: int, tier: int) -> None:
+        """Adds the item, or moves it to ``tier`` if it is in the pool."""
+        self.core.add(int(key), int(tier))
+
+    def tiers(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.int8]:
+        return self.core.tiers(np.ascontiguousarray(keys, dtype=np.uint64))
 
     def discard(self, key: int) -> None:
         self.core.discard(int(key))
@@ -250,6 +257,7 @@ class Amplifier:
         self._prior_curve = OutcomeCurve((priors["completion"][0], 0.0), (priors["skip"][0], 0.0))
         self.curve = self._prior_curve
         self.refit_at_ms: int | None = None  # the next refit, in event time; None: at once
+        self._cohort: collections.deque[int] = collections.deque(maxlen=_CURVE_SAMPLE)
 
     def enter(
         self,
@@ -288,7 +296,8 @@ class Amplifier:
                 start,
                 self._first_history(Transition(int(now_ms), 0, "testing", "new item")),
             )
-            self._open.add(item)
+            self._open.add(item, 0)
+            self._cohort.append(item)
         self._items[item] = entry
         return True
 
@@ -312,17 +321,15 @@ class Amplifier:
         """The outcome curve from a sample of the catalogue's counters (``Profiles.items``
         stats); the next refit ``refit_interval_s`` of event time later. Judged in event time
         from the counters, so a replay of the same events refits and judges alike."""
-        self.curve = OutcomeCurve.fit(stats, self.curve)
+        self.curve = OutcomeCurve.fit(stats, self._prior_curve, _CURVE_MIN_IMPRESSIONS)
         self.refit_at_ms = int(now_ms) + int(1000 * self.config.refit_interval_s)
 
-    def curve_sample(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
-        """The catalogue keys a refit reads: an even spread of the sorted keys, at most a few
-        thousand, the same whatever order the catalogue holds them in; items still being
-        judged left out (the average they are measured against is not theirs to set)."""
-        keys = np.sort(np.asarray(keys, dtype=np.uint64))
-        sample = keys[:: max(1, -(-len(keys) // _CURVE_SAMPLE))].tolist()
-        judged = [k for k in sample if self.state_of(k) not in (*OPEN_STATES, "pending_review")]
-        return np.array(judged, dtype=np.uint64)
+    def curve_sample(self) -> npt.NDArray[np.uint64]:
+        """The items a refit reads: the latest that entered testing (``_CURVE_SAMPLE`` at
+        most). A tested item is measured against its peers, items shown the same way to the
+        same kind of audience, not against the established catalogue the feed's main slots
+        pick for well-matched users."""
+        return np.array(self._cohort, dtype=np.uint64)
 
     def observe(
         self, items: Iterable[int], stats: Mapping[str, npt.ArrayLike], now_ms: int
@@ -344,7 +351,9 @@ class Amplifier:
             passed, rates, reasons = verdict
             entry, transition = self._move(entry, now, passed, rates, reasons, int(now_ms))
             self._items[item] = entry
-            if entry.state not in OPEN_STATES:
+            if entry.state in OPEN_STATES:
+                self._open.add(item, entry.tier)  # its tier now: the feed's gate and boost read it
+            else:
                 self._open.discard(item)
             made.append((item, transition))
         return made
@@ -472,7 +481,7 @@ class Amplifier:
             entry = entry._replace(state="rejected", history=(*entry.history, transition))
         self._items[int(item)] = entry
         if entry.state in OPEN_STATES:
-            self._open.add(int(item))
+            self._open.add(int(item), entry.tier)
         return transition
 
     def pending_review(self) -> list[tuple[int, int]]:
@@ -496,6 +505,10 @@ class Amplifier:
     def open_pool(self) -> Any:
         """The open items in the core (``_core.feed.OpenPool``), for the native feed."""
         return self._open.core
+
+    def open_tiers(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.int8]:
+        """Each item's open tier, -1 for an item not in the open pool."""
+        return self._open.tiers(keys)
 
     def is_open(self, item: int) -> bool:
         return item in self._open
@@ -556,7 +569,7 @@ class Amplifier:
                     f"tier {e['tier']} of {tiers}"
                 )
             if e["state"] in OPEN_STATES:
-                amplifier._open.add(int(key))
+                amplifier._open.add(int(key), int(e["tier"]))
             amplifier._items[int(key)] = _Item(
                 int(e["tier"]),
                 e["state"],
@@ -564,7 +577,17 @@ class Amplifier:
                 tuple(Transition(**t) for t in e["history"]),
             )
         amplifier._restore_curve(data.get("curve"), data.get("refit_at_ms"))
+        amplifier._restore_cohort()
         return amplifier
+
+    def _restore_cohort(self) -> None:
+        """The latest items that entered testing, in the order they entered."""
+        tested = [
+            (e.history[0].ts_ms, key)
+            for key, e in self._items.items()
+            if e.history[0].state == "testing"
+        ]
+        self._cohort.extend(key for _, key in heapq.nlargest(_CURVE_SAMPLE, tested)[::-1])
 
     def _restore_curve(self, curve: Any, refit_at_ms: Any) -> None:
         """The judging curve a snapshot saved; none (an older one): refit at the next batch."""
@@ -664,8 +687,10 @@ class Amplifier:
         if len(amplifier._items) != n:
             raise CorruptFileError("the amplification columns hold a key twice")
         open_codes = [STATES.index(s) for s in OPEN_STATES]
-        for key in keys[np.isin(states, open_codes)].tolist():
-            amplifier._open.add(key)
+        is_open = np.isin(states, open_codes)
+        for key, tier in zip(keys[is_open].tolist(), tiers[is_open].tolist(), strict=True):
+            amplifier._open.add(key, tier)
+        amplifier._restore_cohort()
         if "judge.curve" in columns:
             refit_at = columns.get("judge.refit_at_ms", np.array([-1]))
             if len(columns["judge.curve"]) != 4 or len(refit_at) != 1:

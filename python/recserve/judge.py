@@ -46,12 +46,14 @@ class OutcomeCurve:
     skip: tuple[float, float] = (0.5, 0.0)
 
     @classmethod
-    def fit(cls, stats: Mapping[str, Any], fallback: OutcomeCurve) -> OutcomeCurve:
+    def fit(
+        cls, stats: Mapping[str, Any], fallback: OutcomeCurve, min_impressions: int = 1
+    ) -> OutcomeCurve:
         """The lines through these items' counters (``Profiles.items(keys).stats``); the
-        fallback where no item has impressions."""
+        fallback while they hold fewer than ``min_impressions`` impressions in all."""
         n = np.asarray(stats["impressions"], dtype=np.float64)
         met = n > 0
-        if not met.any():
+        if n.sum() < max(min_impressions, 1):
             return fallback
         n = n[met]
         match = np.asarray(stats["impression_match_sum"], dtype=np.float64)[met] / n

@@ -387,6 +387,7 @@ def test_judging_state_survives_both_snapshot_forms(tmp_path: Path) -> None:
         assert restored.curve == a.curve
         assert restored.refit_at_ms == a.refit_at_ms
         assert restored.pending_review() == [(1, 10)]
+        assert restored.curve_sample().tolist() == a.curve_sample().tolist() == [1, 2, 3]
 
 
 def test_an_older_file_without_the_match_counter_or_curve_loads(tmp_path: Path) -> None:

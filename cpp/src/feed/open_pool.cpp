@@ -14,9 +14,15 @@ std::size_t explore_slots(double share, std::size_t n, std::uint64_t seed) {
     return std::min(static_cast<std::size_t>(whole) + (coin ? 1 : 0), n);
 }
 
-void OpenPool::add(std::uint64_t key) {
+void OpenPool::add(std::uint64_t key, std::uint8_t tier) {
     std::lock_guard lock(mu_);
-    if (where_.try_emplace(key, keys_.size()).second) keys_.push_back(key);
+    const auto [it, added] = where_.try_emplace(key, keys_.size());
+    if (added) {
+        keys_.push_back(key);
+        tiers_.push_back(tier);
+    } else {
+        tiers_[it->second] = tier;
+    }
 }
 
 void OpenPool::discard(std::uint64_t key) {
@@ -26,9 +32,12 @@ void OpenPool::discard(std::uint64_t key) {
     const std::size_t at = it->second;
     where_.erase(it);
     const std::uint64_t last = keys_.back();
+    const std::uint8_t last_tier = tiers_.back();
     keys_.pop_back();
+    tiers_.pop_back();
     if (at < keys_.size()) {
         keys_[at] = last;
+        tiers_[at] = last_tier;
         where_[last] = at;
     }
 }
@@ -46,6 +55,14 @@ std::size_t OpenPool::size() const {
 std::vector<std::uint64_t> OpenPool::keys() const {
     std::lock_guard lock(mu_);
     return keys_;
+}
+
+void OpenPool::tiers(const std::uint64_t* keys, std::size_t n, std::int8_t* out) const {
+    std::lock_guard lock(mu_);
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto it = where_.find(keys[i]);
+        out[i] = it == where_.end() ? std::int8_t{-1} : static_cast<std::int8_t>(std::min<std::uint8_t>(tiers_[it->second], 127));
+    }
 }
 
 void OpenPool::sample(std::size_t k, std::uint64_t seed, std::vector<std::uint64_t>* out) const {

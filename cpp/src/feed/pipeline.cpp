@@ -110,6 +110,8 @@ struct Scratch {
     std::vector<float> vectors;
     std::vector<std::uint64_t> words;
     std::vector<float> related, similarity, hours, extra, rows, probs, scores;
+    std::vector<std::int8_t> tiers;  // open amplification tier per candidate, -1: none
+    std::vector<double> bars;        // the explore gate per tier, NaN until needed
     std::vector<std::uint32_t> order, explore, regular, main_items, picked;
     std::vector<std::pair<std::int64_t, std::size_t>> per_creator;
     Flags seen, found;
@@ -275,6 +277,9 @@ Status Pipeline::build(const FeedParams& params, const PageRequest& request, con
     affinity(s.vectors.data(), n, d, s.positive_vectors.data(), s.positive_ts.data(), m, now_s * 1000.0,
              request.centroids, request.centroid_count, s.similarity.data(), s.hours.data());
 
+    s.tiers.assign(n, -1);
+    if (request.open_pool != nullptr) request.open_pool->tiers(s.keys.data(), n, s.tiers.data());
+
     // The blend's terms, each in float as the reference adds them, in its order.
     const QualityLines& q = request.quality;
     const float related_weight = static_cast<float>(params.related_weight);
@@ -295,6 +300,10 @@ Status Pipeline::build(const FeedParams& params, const PageRequest& request, con
             const double lift = excess / (views + params.quality_prior_views);
             const double bonus = params.quality_optimism / std::sqrt(1.0 + views);
             extra += static_cast<float>(params.quality_weight * (lift + bonus));
+        }
+        if (params.promoted_boost > 0 && s.tiers[i] >= 1) {  // a promoted item reaches beyond its tests
+            const double views = params.promoted_boost_views;
+            extra += static_cast<float>(params.promoted_boost * views / (views + word(w, profiles::kImpressions)));
         }
         s.extra[i] = extra;
     }
@@ -355,17 +364,33 @@ Status Pipeline::build(const FeedParams& params, const PageRequest& request, con
     s.regular.clear();
     for (std::uint32_t i : s.order)
         if (s.pool[i].source != kExplore) s.regular.push_back(i);
-    double bar = -std::numeric_limits<double>::infinity();
-    if (!s.regular.empty() && params.explore_relevance > 0) {
-        std::vector<float> regular_scores;
-        for (std::uint32_t i : s.regular) regular_scores.push_back(s.scores[i]);
-        bar = quantile(std::move(regular_scores), params.explore_relevance);
-    }
+    // A new item is tested on users it may interest: it explores only if it scores at least a
+    // quantile of this user's regular candidates, a quantile that shrinks tier by tier.
+    s.bars.clear();
+    const auto bar_of = [&](std::int8_t tier) {
+        const std::size_t t = static_cast<std::size_t>(std::max<std::int8_t>(tier, 0));
+        if (s.regular.empty() || !(params.explore_relevance > 0)) return -std::numeric_limits<double>::infinity();
+        if (s.bars.size() <= t) s.bars.resize(t + 1, std::numeric_limits<double>::quiet_NaN());
+        if (std::isnan(s.bars[t])) {
+            std::vector<float> regular_scores;
+            for (std::uint32_t i : s.regular) regular_scores.push_back(s.scores[i]);
+            const double q = params.explore_relevance * std::pow(params.explore_relevance_decay, static_cast<double>(t));
+            s.bars[t] = quantile(std::move(regular_scores), q);
+        }
+        return s.bars[t];
+    };
     s.picked.clear();
     for (std::uint32_t i : s.order)
-        if (s.pool[i].source == kExplore && s.scores[i] >= bar) s.picked.push_back(i);
+        if (s.pool[i].source == kExplore && s.scores[i] >= bar_of(s.tiers[i])) s.picked.push_back(i);
     s.explore.clear();
     take(s.picked, explore_slots(request.explore_share, request.n, request.seed), &s.explore);
+    // The regular slots: every candidate but the exploration sample's untested items (a
+    // promoted item competes for them too), less what took an explore slot.
+    s.regular.clear();
+    for (std::uint32_t i : s.order)
+        if ((s.pool[i].source != kExplore || s.tiers[i] >= 1) &&
+            std::find(s.explore.begin(), s.explore.end(), i) == s.explore.end())
+            s.regular.push_back(i);
     s.main_items.clear();
     take(s.regular, request.n - s.explore.size(), &s.main_items);
     if (s.main_items.size() + s.explore.size() < request.n) {  // too few regular candidates

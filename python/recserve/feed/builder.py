@@ -48,7 +48,7 @@ def core_params(config: FeedConfig) -> Any:
         "candidates", "ef", "related", "related_recency", "related_alpha", "interest_queries",
         "interest_candidates", "session_weight", "max_per_creator", "explore_relevance",
         "popularity_weight", "related_weight", "quality_weight", "quality_prior_views",
-        "quality_optimism",
+        "quality_optimism", "explore_relevance_decay", "promoted_boost", "promoted_boost_views",
     ):  # fmt: skip
         setattr(params, name, getattr(config, name))
     return params

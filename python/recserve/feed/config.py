@@ -32,6 +32,24 @@ class FeedConfig(BaseModel):
         description="an open-tier item explores only if it scores at least this quantile of the "
         "user's regular candidates (0: always)",
     )
+    explore_relevance_decay: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="the relevance gate loosens tier by tier: tier t's quantile is "
+        "explore_relevance times this to the power t (audiences grow with the tier)",
+    )
+    promoted_boost: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=10.0,
+        description="a promoted item (an open tier above 0) competes for regular slots too, "
+        "its score raised by this times v / (v + its impressions), v = promoted_boost_views "
+        "(0: promoted items only explore)",
+    )
+    promoted_boost_views: float = Field(
+        default=50.0, gt=0.0, le=1e9, description="the impressions that halve the boost"
+    )
     trending: int = Field(default=32, ge=0, description="trending candidates per request")
     popularity_weight: float = Field(
         default=0.0,

@@ -104,6 +104,7 @@ class _Pool:
     creators: npt.NDArray[np.int64]  # catalogue creator codes
     dropped: dict[int, str] = field(default_factory=dict)  # trace: why an item left
     terms: dict[str, F32] = field(default_factory=dict)  # what the blend added, per term
+    tiers: npt.NDArray[np.int8] = field(default_factory=lambda: np.zeros(0, np.int8))  # -1: none
 
     def subset(self, keep: npt.NDArray[np.bool_], dropped: dict[int, str]) -> _Pool:
         return _Pool(
@@ -363,6 +364,7 @@ class ReferenceFeed:
         if n == 0:
             return None, np.zeros(0, np.float32)
         state = self.profiles.items(pool.keys)
+        pool.tiers = self.amplifier.open_tiers(pool.keys)
         related = related_score_of(pool.keys, user.related_keys, user.related_scores)
         blend = self._blend_terms(pool, user, state, related, now_s, rng)
         pool.terms = blend
@@ -433,6 +435,8 @@ class ReferenceFeed:
         - ``popularity``: weight * log(1 + the item's completed views, or its trending score);
         - ``related``: weight * the co-engagement score from the user's recent positives;
         - ``quality``: weight * (the item's quality lift + its optimism bonus), quality.py;
+        - ``promoted``: for an item in an open tier above 0, boost * v / (v + its impressions):
+          a promoted item competes for regular slots, less as evidence accumulates;
         - ``region``: weight * a Thompson draw from the item's region's posterior, regions.py.
         """
         s = self.settings
@@ -451,6 +455,10 @@ class ReferenceFeed:
             self._refit_quality(now_s)
             lift, bonus = self.quality.posterior(st)
             terms["quality"] = (s.quality_weight * (lift + bonus)).astype(np.float32)
+        if s.promoted_boost > 0 and (pool.tiers >= 1).any():
+            views = s.promoted_boost_views
+            boost = s.promoted_boost * views / (views + st["impressions"].astype(np.float64))
+            terms["promoted"] = np.where(pool.tiers >= 1, boost, 0.0).astype(np.float32)
         if s.region_weight > 0 and len(user.region_posterior[0]):
             draw = thompson(self.regions.assign(state.vectors), user.region_posterior, rng)
             terms["region"] = s.region_weight * draw
@@ -507,18 +515,33 @@ class ReferenceFeed:
             return out
 
         sources = pool.sources.tolist()
+        tiers = pool.tiers.tolist() if len(pool.tiers) else [-1] * len(sources)
         regular = [i for i in order if sources[i] != EXPLORE]
         # A new item is tested on users it may interest: it takes a slot only if it scores at
-        # least the given quantile of this user's regular candidates.
-        bar = (
-            float(np.quantile(scores[regular], s.explore_relevance))
-            if regular and s.explore_relevance > 0
-            else -np.inf
-        )
+        # least a quantile of this user's regular candidates, a quantile that shrinks by
+        # explore_relevance_decay a tier, so audiences grow with the tier.
+        bars: dict[int, float] = {}
+
+        def bar(tier: int) -> float:
+            if not regular or s.explore_relevance <= 0:
+                return -np.inf
+            t = max(tier, 0)
+            if t not in bars:
+                q = s.explore_relevance * s.explore_relevance_decay**t
+                bars[t] = float(np.quantile(scores[regular], q))
+            return bars[t]
+
         explore = take(
-            [i for i in order if sources[i] == EXPLORE and scores[i] >= bar], explore_slots
+            [i for i in order if sources[i] == EXPLORE and scores[i] >= bar(tiers[i])],
+            explore_slots,
         )
-        main = take(regular, n - len(explore))
+        # Regular slots: every candidate but the sample's untested items (a promoted item
+        # competes for them too), less what took an explore slot.
+        taken = set(explore)
+        main = take(
+            [i for i in order if (sources[i] != EXPLORE or tiers[i] >= 1) and i not in taken],
+            n - len(explore),
+        )
         if len(main) + len(explore) < n:  # not enough regular candidates: more exploration
             picked = set(explore)
             more = [i for i in order if sources[i] == EXPLORE and i not in picked]

@@ -177,8 +177,7 @@ class CatalogueState:
             return
         now_ms = int(events.ts_ms.max())
         if self.amplifier.needs_refit(now_ms):  # in event time: a replay refits alike
-            sample = self.amplifier.curve_sample(self.catalog.keys())
-            self.amplifier.refit(profiles.items(sample).stats, now_ms)
+            self.amplifier.refit(profiles.items(self.amplifier.curve_sample()).stats, now_ms)
         stats = profiles.items(items).stats
         made = self.amplifier.observe(items, stats, now_ms)
         if self.live:

@@ -53,6 +53,20 @@ TEST(OpenPool, SampleIsUniformOverThePool) {
     for (const auto& [key, count] : counts) EXPECT_NEAR(count, 4000, 300) << key;  // 20000 * 4 / 20
 }
 
+TEST(OpenPool, TiersFollowTheirItemsThroughPromotionAndRemoval) {
+    OpenPool pool;
+    pool.add(1);
+    pool.add(2, 1);
+    pool.add(3, 2);
+    pool.add(1, 2);  // promoted twice: moved, not added again
+    EXPECT_EQ(pool.size(), 3u);
+    pool.discard(2);  // the last item moves into its place, with its tier
+    const std::uint64_t keys[4] = {1, 2, 3, 9};
+    std::int8_t tiers[4];
+    pool.tiers(keys, 4, tiers);
+    EXPECT_EQ(std::vector<int>(tiers, tiers + 4), (std::vector<int>{2, -1, 2, -1}));
+}
+
 TEST(ExploreSlots, WholeSlotsAlwaysAndTheFractionAsACoin) {
     EXPECT_EQ(explore_slots(2.0, 10, 1), 2u);
     EXPECT_EQ(explore_slots(0.0, 10, 1), 0u);

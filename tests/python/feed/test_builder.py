@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from recserve.amplify import Amplifier
+from recserve.amplify import Amplifier, AmplifyConfig, Tier
 from recserve.catalog import Catalog, Item
 from recserve.feed import FeedBuilder, FeedConfig, ReferenceFeed, ServedMemory, UserPrefs
 from recserve.profiles import EVENT_TYPES, Events, Profiles, ProfilesConfig
@@ -49,9 +49,14 @@ class World:
         self.profiles.set_items(self.keys, vectors)
         self.users = users
         self.seq = np.zeros(users + 1, dtype=np.uint64)
-        self.amplifier = Amplifier()
-        for key in rng.choice(self.keys, size=items // 50, replace=False).tolist():
+        # Open items in three tiers (a third promoted once, a third twice): the gate and the
+        # boost differ by tier.
+        self.amplifier = Amplifier(AmplifyConfig(tiers=(Tier(1), Tier(1), Tier(10**6))))
+        opened = rng.choice(self.keys, size=items // 50, replace=False).tolist()
+        for i, key in enumerate(opened):
             self.amplifier.enter(key, NOW_MS)
+            for seen in range(1, i % 3 + 1):
+                self.amplifier.observe([key], {"impressions": [seen]}, NOW_MS)
         self.trending = Trending()
         self.prefs = UserPrefs()
         self.served = ServedMemory(200)
@@ -233,3 +238,16 @@ def test_ann_queries_skip_seen_items_inside_the_walk_so_a_heavy_user_still_gets_
         assert len(items) == 10
         assert {s.source for s in items} == {"ann"}
         assert not world.profiles.seen(user, [s.key for s in items]).any()
+
+
+def test_promoted_items_compete_for_regular_slots_and_untested_ones_only_explore() -> None:
+    world = World(FeedConfig(explore_slots=1, explore_pool=64, promoted_boost=5.0), items=1_000)
+    for native in (True, False):
+        beyond_their_slot = 0
+        for user in range(1, 41):
+            page = world.page(user, 10, NOW_MS, seed=user, native=native).items
+            keys = np.array([s.key for s in page if s.source == "explore"], dtype=np.uint64)
+            tiers = world.amplifier.open_tiers(keys)
+            assert (tiers == 0).sum() <= 1  # untested items: the one explore slot, no more
+            beyond_their_slot += int((tiers >= 1).sum() > 1)
+        assert beyond_their_slot >= 10  # a large boost: promoted items win regular slots

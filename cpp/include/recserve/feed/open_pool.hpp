@@ -1,6 +1,7 @@
-// The items in open amplification tiers, as a list with a position index: O(1) add and remove,
-// and a seeded sample of k distinct items that the native feed draws without the GIL. One
-// mutex: the amplifier writes it on tier changes, a page reads it once.
+// The items in open amplification tiers and the tier each is in, as a list with a position
+// index: O(1) add and remove, and a seeded sample of k distinct items that the native feed
+// draws without the GIL. One mutex: the amplifier writes it on tier changes, a page reads it
+// twice (its sample, then its candidates' tiers).
 //
 // Draws are a function of the seed alone (splitmix64), so the reference pipeline in Python and
 // the native one draw the same items and the same explore coin for a request.
@@ -37,11 +38,14 @@ std::size_t explore_slots(double share, std::size_t n, std::uint64_t seed);
 
 class OpenPool {
   public:
-    void add(std::uint64_t key);
+    // Adds the item, or moves it to this tier if it is in the pool.
+    void add(std::uint64_t key, std::uint8_t tier = 0);
     void discard(std::uint64_t key);
     bool contains(std::uint64_t key) const;
     std::size_t size() const;
     std::vector<std::uint64_t> keys() const;
+    // Each key's tier, -1 for an item not in the pool.
+    void tiers(const std::uint64_t* keys, std::size_t n, std::int8_t* out) const;
     // Up to k distinct items, uniformly at random from seed, in the pool's order; all of them
     // when the pool holds k or fewer.
     void sample(std::size_t k, std::uint64_t seed, std::vector<std::uint64_t>* out) const;
@@ -49,6 +53,7 @@ class OpenPool {
   private:
     mutable std::mutex mu_;
     std::vector<std::uint64_t> keys_;
+    std::vector<std::uint8_t> tiers_;  // beside keys_
     std::unordered_map<std::uint64_t, std::size_t> where_;
 };
 

@@ -54,6 +54,9 @@ struct FeedParams {
     float session_weight = 0.5f;
     std::size_t max_per_creator = 2;
     double explore_relevance = 0.0;
+    double explore_relevance_decay = 0.5;  // tier t's gate: explore_relevance * decay^t
+    double promoted_boost = 0.0;           // tier >= 1: + boost * views / (views + impressions)
+    double promoted_boost_views = 50.0;
     double popularity_weight = 0.0;  // times log1p(completions)
     double related_weight = 0.0;
     double quality_weight = 0.0;
