@@ -6,14 +6,15 @@ larger ones for as long as it keeps engaging (DESIGN.md, "Progressive amplificat
     with review_before_tier = k: passing tier k-1 ──▶ "pending_review" ──approve──▶ tier k
                                                                       └─reject──▶ "rejected"
 
-A tier is judged on its own audience (the counters since it began), after every batch of
-events, not only when its budget is spent (``recserve.judge``): the item's completions and fast
-skips beyond what its viewers' match to it predicted have a posterior, and the tier promotes
-once that excess clears the tier's bar with the configured confidence, stops once it clearly
-cannot, and decides on the posterior mean when the budget (a number of impressions, the most
-a tier shows) is spent. Smoothed rates (completions, likes, shares and fast skips per
-impression, each with a Beta prior as in ``recserve.features``) must also meet the tier's
-thresholds to pass; they are recorded with the excess in each transition. Passing the last
+An open item is judged after every batch of events, not only when its tier's budget is spent
+(``recserve.judge``): its completions and fast skips beyond what its viewers' match to it
+predicted, over every impression since it entered testing, have a posterior; once the tier has
+shown ``min_judged`` impressions of its own audience, it promotes as soon as that excess clears
+the tier's bar with the configured confidence, stops as soon as it clearly cannot, and decides on
+the posterior mean when the budget (the most impressions a tier shows) is spent. Smoothed
+rates (completions, likes, shares and fast skips per impression of the tier's audience, each
+with a Beta prior as in ``recserve.features``) must also meet the tier's thresholds to pass;
+they are recorded with the excess in each transition. Passing the last
 tier graduates the item: it competes in the regular feed and no longer takes reserved
 exploration slots. Items in "testing" or "promoted" state are the open pool those slots draw
 from; an item pending review keeps the reach it has earned but leaves the pool until an admin
@@ -209,6 +210,7 @@ class _Item(NamedTuple):
     state: str
     start: Mapping[str, int]  # counters when the current tier began
     history: tuple[Transition, ...]
+    entered: Mapping[str, int]  # counters when it entered testing: the excess counts from here
 
 
 class _OpenPool:
@@ -288,6 +290,7 @@ class Amplifier:
                 self._first_history(
                     Transition(int(now_ms), last, "graduated", "established item (amplify = false)")
                 ),
+                start,
             )
         else:
             entry = _Item(
@@ -295,6 +298,7 @@ class Amplifier:
                 "testing",
                 start,
                 self._first_history(Transition(int(now_ms), 0, "testing", "new item")),
+                start,
             )
             self._open.add(item, 0)
             self._cohort.append(item)
@@ -321,7 +325,11 @@ class Amplifier:
         """The outcome curve from a sample of the catalogue's counters (``Profiles.items``
         stats); the next refit ``refit_interval_s`` of event time later. Judged in event time
         from the counters, so a replay of the same events refits and judges alike."""
-        self.curve = OutcomeCurve.fit(stats, self._prior_curve, _CURVE_MIN_IMPRESSIONS)
+        fitted = OutcomeCurve.fit(stats, None, _CURVE_MIN_IMPRESSIONS)
+        if fitted is None:  # too few impressions yet: the priors, and another try next batch
+            self.curve, self.refit_at_ms = self._prior_curve, int(now_ms)
+            return
+        self.curve = fitted
         self.refit_at_ms = int(now_ms) + int(1000 * self.config.refit_interval_s)
 
     def curve_sample(self) -> npt.NDArray[np.uint64]:
@@ -371,7 +379,9 @@ class Amplifier:
         failed = _failed(tier, rates)
         if tier.min_excess is None:  # rates alone, at the end of the budget
             return not failed, rates, failed
-        since = {name: now[name] - entry.start[name] for name in COUNTERS}
+        # The excess pools every impression since the item entered testing (a tier raises the
+        # bar, and each tier still shows min_judged impressions of its own audience first).
+        since = {name: now[name] - entry.entered[name] for name in COUNTERS}
         posterior = excess(
             self.curve,
             since["impressions"],
@@ -380,7 +390,9 @@ class Amplifier:
             since["fast_skips"],
             config.excess_prior,
         )
-        rates.update(excess=posterior.mean, excess_sd=posterior.sd, impressions=float(exposure))
+        rates.update(
+            excess=posterior.mean, excess_sd=posterior.sd, impressions=float(posterior.impressions)
+        )
         z, bar = config.z, tier.min_excess
         if posterior.upper(z) < bar:
             return False, rates, [_excess_reason(posterior, "<", bar, config.confidence)]
@@ -436,7 +448,8 @@ class Amplifier:
                 state="graduated", history=(*entry.history, transition)
             ), transition
         transition = Transition(now_ms, entry.tier + 1, "promoted", reason, rates)
-        return _Item(entry.tier + 1, "promoted", now, (*entry.history, transition)), transition
+        entry = _Item(entry.tier + 1, "promoted", now, (*entry.history, transition), entry.entered)
+        return entry, transition
 
     def _rates(
         self, now: Mapping[str, int], start: Mapping[str, int], exposure: int
@@ -550,6 +563,7 @@ class Amplifier:
                     "tier": e.tier,
                     "state": e.state,
                     "start": dict(e.start),
+                    "entered": dict(e.entered),
                     "history": [dataclasses.asdict(t) for t in e.history],
                 }
                 for item, e in self._items.items()
@@ -575,6 +589,7 @@ class Amplifier:
                 e["state"],
                 {name: int(e["start"].get(name, 0)) for name in COUNTERS},
                 tuple(Transition(**t) for t in e["history"]),
+                {name: int(e.get("entered", e["start"]).get(name, 0)) for name in COUNTERS},
             )
         amplifier._restore_curve(data.get("curve"), data.get("refit_at_ms"))
         amplifier._restore_cohort()
@@ -617,6 +632,7 @@ class Amplifier:
         try:
             keys, tiers, states = columns["key"], columns["tier"], columns["state"]
             start_of, history_of = columns["start"], columns["history"]
+            entered_of = columns.get("entered", start_of)  # older files: the tier's start
             start_rows = columns["starts"]
             history_offsets, steps = columns["history.offsets"], columns["history.steps"]
             t_ts, t_tier, t_state = columns["t.ts_ms"], columns["t.tier"], columns["t.state"]
@@ -631,11 +647,12 @@ class Amplifier:
         starts_n = len(start_rows) // max(len(counters), 1)
         if (
             not counters or counters != list(COUNTERS[: len(counters)])  # older: fewer counters
-            or {len(tiers), len(states), len(start_of), len(history_of)} != {n}
+            or {len(tiers), len(states), len(start_of), len(history_of), len(entered_of)} != {n}
             or len(start_rows) != starts_n * len(counters)
             or {len(t_tier), len(t_state), len(t_reason), len(rate_offsets) - 1} != {transitions_n}
             or _out_of(states, len(STATES)) or _out_of(t_state, len(STATES))
-            or _out_of(start_of, starts_n) or _out_of(history_of, len(history_offsets) - 1)
+            or _out_of(start_of, starts_n) or _out_of(entered_of, starts_n)
+            or _out_of(history_of, len(history_offsets) - 1)
             or _out_of(steps, transitions_n) or _out_of(t_reason, len(reasons))
             or _out_of(rate_names, len(names)) or len(rate_names) != len(rate_values)
             or not _offsets_ok(history_offsets, len(steps))
@@ -679,6 +696,7 @@ class Amplifier:
                 [STATES[s] for s in states.tolist()],
                 [starts[i] for i in start_of.tolist()],
                 [histories[i] for i in history_of.tolist()],
+                [starts[i] for i in entered_of.tolist()],
                 strict=True,
             ),
         )
@@ -729,6 +747,7 @@ class AmplifierImage:
         )
         histories = _Interner(lambda history: tuple(transitions.index(t) for t in history))
         start_of = np.fromiter((starts.index(e.start) for e in entries), np.uint32, n)
+        entered_of = np.fromiter((starts.index(e.entered) for e in entries), np.uint32, n)
         history_of = np.fromiter((histories.index(e.history) for e in entries), np.uint32, n)
         reasons: dict[str, int] = {}
         rate_names: dict[str, int] = {}
@@ -740,6 +759,7 @@ class AmplifierImage:
             "tier": np.fromiter((e.tier for e in entries), np.uint16, n),
             "state": np.fromiter((state_code[e.state] for e in entries), np.uint8, n),
             "start": start_of,
+            "entered": entered_of,
             "history": history_of,
             "starts": np.array(starts.values, dtype=np.int64).reshape(-1),
             "history.offsets": _offsets(history_lengths),

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +36,7 @@ from recserve.profiles import MATCH_SUM_SCALE
 __all__ = ["Excess", "OutcomeCurve", "excess"]
 
 F64 = npt.NDArray[np.float64]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,8 @@ class OutcomeCurve:
 
     @classmethod
     def fit(
-        cls, stats: Mapping[str, Any], fallback: OutcomeCurve, min_impressions: int = 1
-    ) -> OutcomeCurve:
+        cls, stats: Mapping[str, Any], fallback: T, min_impressions: int = 1
+    ) -> OutcomeCurve | T:
         """The lines through these items' counters (``Profiles.items(keys).stats``); the
         fallback while they hold fewer than ``min_impressions`` impressions in all."""
         n = np.asarray(stats["impressions"], dtype=np.float64)

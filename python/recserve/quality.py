@@ -6,19 +6,22 @@ its viewers' match to it predicted.
     lift, bonus = quality.posterior(stats)   # per candidate
 
 Two items equally close to a user's taste differ in how well they are made, and that shows only
-in outcomes. Per item the profiles count views (watches), completions, fast skips and the sum of
-each viewer's match to the item at the moment they watched it (``match_sum``: the cosine of the
-user's vectors and the item's). The catalogue's curve, refitted now and then on a sample of
-items by view-weighted least squares, says what a view of match m completes and skips on
-average: ``p_complete(m) = a_c + b_c m``, ``p_skip(m) = a_s + b_s m``. An item's evidence is
-what it got beyond that::
+in outcomes. Per item the profiles count impressions (users who met it: each user's first event
+on it, whatever its type), completions, fast skips and the sum of each viewer's match to the item
+when they met it (``impression_match_sum``: the cosine of the user's vectors and the item's). The
+catalogue's curve, refitted now and then on a sample of items by impression-weighted least
+squares, says what an impression of match m completes and fast-skips on average:
+``p_complete(m) = a_c + b_c m``, ``p_skip(m) = a_s + b_s m``. An item's evidence is what it got
+beyond that::
 
     excess = (completions - sum p_complete(m)) - (fast_skips - sum p_skip(m))
-    lift   = excess / (views + prior_views)          # shrunk to 0 while views are few
-    bonus  = optimism / sqrt(1 + views)              # UCB-style: few views, more benefit of doubt
+    lift   = excess / (impressions + prior_views)    # shrunk to 0 while impressions are few
+    bonus  = optimism / sqrt(1 + impressions)        # UCB-style: few, more benefit of doubt
 
 so an item that completes more often than its audience's taste explains rises for everyone after a
-handful of views, not only for the users who first met it, and a new item gets a bounded chance.
+handful of impressions, not only for the users who first met it, and a new item gets a bounded
+chance. Impressions, not watches, are the unit: a client that reports a fast skip as a ``skip``
+event (no watch) still counts against the item.
 """
 
 from __future__ import annotations
@@ -34,10 +37,10 @@ F64 = npt.NDArray[np.float64]
 
 
 def _counters(stats: dict[str, npt.NDArray[Any]]) -> tuple[F64, F64, F64, F64]:
-    views = stats["watches"].astype(np.float64)
+    views = stats["impressions"].astype(np.float64)
     completions = stats["completions"].astype(np.float64)
     skips = stats["fast_skips"].astype(np.float64)
-    match = stats["match_sum"].astype(np.float64)  # Profiles.items: already a float sum
+    match = stats["impression_match_sum"].astype(np.float64)  # Profiles.items: a float sum
     return views, completions, np.minimum(skips, views), match
 
 

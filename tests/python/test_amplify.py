@@ -250,6 +250,16 @@ def test_the_outcome_curve_is_fitted_on_impressions_and_their_match() -> None:
     assert a.needs_refit(300_000)
 
 
+def test_a_thin_sample_keeps_the_priors_and_is_refitted_at_the_next_batch() -> None:
+    a = Amplifier(SEQUENTIAL)
+    a.refit({k: [v[0] / 20] for k, v in CURVE.items()}, now_ms=5)  # one item, 5 impressions
+    assert a.curve.complete == (SEQUENTIAL.priors["completion"][0], 0.0)
+    assert a.needs_refit(5)  # 5 impressions: not enough to fit; try again
+    a.refit(CURVE, now_ms=6)
+    assert a.curve.complete == pytest.approx((0.2, 0.5))
+    assert not a.needs_refit(7)
+
+
 def test_a_tier_stops_early_once_its_audience_clearly_does_worse_than_predicted() -> None:
     a = judged()
     a.enter(1, now_ms=0)
@@ -282,6 +292,16 @@ def test_a_tier_promotes_early_once_its_audience_clearly_does_better() -> None:
     assert n < 10
     assert a.state(1)["tier"] == 1
     assert a.is_open(1)
+
+
+def test_the_excess_pools_every_impression_since_the_item_entered_testing() -> None:
+    a = judged()
+    a.enter(1, now_ms=0)
+    [(_, t)] = a.observe([1], seen(12, 0.0, 12, 0), now_ms=1)  # clearly good at tier 0
+    assert t.state == "promoted"
+    # Three poor impressions of tier 1's own audience: the twelve before still count.
+    assert a.observe([1], seen(15, 0.0, 12, 3), now_ms=2) == []
+    assert a.state(1)["state"] == "promoted"
 
 
 def test_an_audience_matched_to_the_item_earns_it_no_credit() -> None:
@@ -396,7 +416,9 @@ def test_an_older_file_without_the_match_counter_or_curve_loads(tmp_path: Path) 
     width = len(COUNTERS)
     columns["starts"] = columns["starts"].reshape(-1, width)[:, : width - 1].reshape(-1)
     columns.update(string_columns("counters", COUNTERS[:-1]))
-    del columns["judge.curve"], columns["judge.refit_at_ms"]
+    del columns["judge.curve"], columns["judge.refit_at_ms"], columns["entered"]
     b = Amplifier.from_columns(columns, CONFIG)
-    assert b.to_dict()["items"] == a.to_dict()["items"]
+    # What an older file cannot tell: counters at entry, taken as the tier's start.
+    expected = {k: {**v, "entered": v["start"]} for k, v in a.to_dict()["items"].items()}
+    assert b.to_dict()["items"] == expected
     assert b.needs_refit(0)

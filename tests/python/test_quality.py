@@ -4,11 +4,12 @@ from recserve.quality import ItemQuality
 
 
 def _stats(views, completions, skips, match_sum):
+    """Counters of items met ``views`` times (impressions), with these matches summed."""
     return {
-        "watches": np.asarray(views, dtype=np.uint64),
+        "impressions": np.asarray(views, dtype=np.uint64),
         "completions": np.asarray(completions, dtype=np.uint64),
         "fast_skips": np.asarray(skips, dtype=np.uint64),
-        "match_sum": np.asarray(match_sum, dtype=np.float64),
+        "impression_match_sum": np.asarray(match_sum, dtype=np.float64),
     }
 
 
@@ -47,3 +48,11 @@ def test_refit_without_views_keeps_the_curve():
     q.complete_line = (0.3, 0.1)
     q.refit(_stats([0, 0], [0, 0], [0, 0], [0, 0]))
     assert q.complete_line == (0.3, 0.1)
+
+
+def test_fast_skips_reported_as_skip_events_count_against_the_item():
+    # Both met by 20 users; the poor one's 15 fast skips came as skip events (no watch).
+    q = ItemQuality(prior_views=10)
+    q.refit(_stats([20, 20], [10, 2], [2, 15], [0.0, 0.0]))
+    lift, _ = q.posterior(_stats([20, 20], [10, 2], [2, 15], [0.0, 0.0]))
+    assert lift[0] > 0 > lift[1]

@@ -291,9 +291,10 @@ Status Pipeline::build(const FeedParams& params, const PageRequest& request, con
             extra += static_cast<float>(params.popularity_weight * std::log1p(word(w, profiles::kCompletions)));
         if (params.related_weight > 0 && !s.related_keys.empty()) extra += related_weight * s.related[i];
         if (params.quality_weight > 0) {
-            const double views = word(w, profiles::kWatches), completions = word(w, profiles::kCompletions);
+            // recserve.quality: per impression, so a fast skip reported as a skip event counts
+            const double views = word(w, profiles::kImpressions), completions = word(w, profiles::kCompletions);
             const double skips = std::min(word(w, profiles::kFastSkips), views);
-            const double match = static_cast<double>(static_cast<std::int64_t>(w[profiles::kMatchSum])) /
+            const double match = static_cast<double>(static_cast<std::int64_t>(w[profiles::kImpressionMatchSum])) /
                                  static_cast<double>(std::int64_t{1} << profiles::kMatchSumFractionBits);
             const double excess = (completions - (q.complete_intercept * views + q.complete_slope * match)) -
                                   (skips - (q.skip_intercept * views + q.skip_slope * match));
