@@ -56,6 +56,7 @@ def run_demo(args: argparse.Namespace) -> int:
         swipes=args.swipes,
         seed=args.seed,
         driver="http" if args.driver is None else args.driver,
+        impression_events=not args.no_impression_events,
     )
     print(f"recserve {__version__} · kernels: {simd.active_variant()} · writing to {out}/")
     summary = run_demo(config, out)
@@ -221,6 +222,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     demo_parser.add_argument("--swipes", type=int, default=20)
     demo_parser.add_argument("--seed", type=int, default=0)
+    demo_parser.add_argument(
+        "--no-impression-events",
+        action="store_true",
+        help="the engines' client posts no impression events, only what the users did",
+    )
 
     log_parser = commands.add_parser("log", help="write an impression log to train on")
     log_parser.add_argument("source", choices=["movielens", "synthetic"])

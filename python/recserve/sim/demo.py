@@ -69,6 +69,7 @@ class DemoConfig:
     new_items: int = 4
     seed: int = 0
     driver: Driver = "http"
+    impression_events: bool = True  # False: the engines' client posts none (what users did only)
     kuairand: Path | None = field(default_factory=find_kuairand)
 
 
@@ -220,7 +221,15 @@ def run_demo(config: DemoConfig, out: Path, *, stream: TextIO = sys.stderr) -> d
         try:
             for name, is_frozen in (("recserve", False), ("frozen", True)):
                 backend = start_backend(config.driver, out / "engine.toml", root / name)
-                engines.append(EnginePolicy(name, catalog, backend, frozen=is_frozen))
+                engines.append(
+                    EnginePolicy(
+                        name,
+                        catalog,
+                        backend,
+                        frozen=is_frozen,
+                        impression_events=config.impression_events,
+                    )
+                )
             live, frozen = engines
             trajectories: dict[int, list[str]] = {}
 

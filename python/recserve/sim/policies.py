@@ -62,14 +62,26 @@ class EnginePolicy:
     ``frozen``: the session's events are not sent (the profile stays what the history made
     it: a daily batch system), and the served-items memory still keeps pages from repeating.
 
+    ``impression_events``: False drops the ``impression`` events of every swipe, as a client
+    that posts only what the user did would (its exposure comes from those events alone).
+
     It records the client-side latency of every feed and events request and, for new items,
     how often each was served."""
 
-    def __init__(self, name: str, catalog: SimCatalog, backend: Backend, *, frozen: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        catalog: SimCatalog,
+        backend: Backend,
+        *,
+        frozen: bool,
+        impression_events: bool = True,
+    ) -> None:
         self.name = name
         self.catalog = catalog
         self.backend = backend
         self.frozen = frozen
+        self.impression_events = impression_events
         self.posted = 0  # events sent to the engine
         self.served_new: dict[int, int] = defaultdict(int)  # new item -> impressions
         self.served_total = 0  # impressions of every item: the new items' share is of these
@@ -87,6 +99,8 @@ class EnginePolicy:
     def _post(self, user: SimUser, item: int, reaction: Reaction, ts_ms: int) -> None:
         events = []
         for kind, watch_ms in reaction.events:
+            if kind == "impression" and not self.impression_events:
+                continue
             self.posted += 1
             event: dict[str, Any] = {
                 "event_id": f"e{self.posted}",

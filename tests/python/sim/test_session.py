@@ -28,11 +28,16 @@ def test_every_policy_serves_every_swipe_and_the_oracle_bounds_them_all(tmp_path
     catalog = SimCatalog(600, seed=5)
     users = make_users(8, catalog, seed=6)
     engine = _engine(tmp_path, "recserve", catalog, frozen=False)
-    policies = [engine, PopularityPolicy(catalog), RandomPolicy(catalog, seed=7),
-                OraclePolicy(catalog)]
+    policies = [
+        engine,
+        PopularityPolicy(catalog),
+        RandomPolicy(catalog, seed=7),
+        OraclePolicy(catalog),
+    ]
     try:
-        result = run_sessions(catalog, users, policies, swipes=6, history=5, new_every=16,
-                              new_items=10, seed=8)
+        result = run_sessions(
+            catalog, users, policies, swipes=6, history=5, new_every=16, new_items=10, seed=8
+        )
         states = engine.tier_states(result.new_items)
     finally:
         engine.close()
@@ -73,3 +78,27 @@ def test_a_frozen_engine_applies_the_history_but_no_session_event(tmp_path: Path
     assert applied["recserve"] - applied["frozen"] == live.posted - frozen.posted
     assert live.posted - frozen.posted >= 2 * 4 * 2  # an impression and a watch or skip a swipe
     assert old == "graduated"  # the catalogue at the start is an established back catalogue
+
+
+def test_a_client_without_impression_events_still_exposes_what_its_users_met(
+    tmp_path: Path,
+) -> None:
+    catalog = SimCatalog(300, seed=1)
+    users = make_users(3, catalog, seed=2)
+    config = tmp_path / "engine.toml"
+    config.write_text(CONFIG)
+    engine = EnginePolicy(
+        "recserve",
+        catalog,
+        InProcessBackend(config, tmp_path / "quiet"),
+        frozen=False,
+        impression_events=False,
+    )
+    try:
+        run_sessions(catalog, users, [engine], swipes=4, history=3, new_items=0, seed=3)
+        met = sum(engine.backend.engine.user(u.user_id)["impressions"] for u in users)
+    finally:
+        engine.close()
+    # One watch or skip a swipe, no impression events: each still one impression.
+    assert engine.posted >= 3 * (3 + 4)
+    assert met == 3 * (3 + 4)
