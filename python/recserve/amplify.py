@@ -113,6 +113,13 @@ DEFAULT_TIERS: tuple[Tier, ...] = (
 )
 
 _RATE_PRIORS = {"completion": "complete", "like": "like", "share": "share", "skip": "skip"}
+_SCALARS = {
+    "confidence": float,
+    "min_judged": int,
+    "excess_prior": float,
+    "refit_interval_s": float,
+    "review_before_tier": int,
+}
 
 
 @dataclass(frozen=True)
@@ -184,7 +191,13 @@ class AmplifyConfig:
                 **defaults,
                 **{k: (float(v[0]), float(v[1])) for k, v in data["priors"].items()},
             }
-        values.update({k: v for k, v in data.items() if k not in ("tiers", "priors")})
+        for name, kind in _SCALARS.items():
+            if name in data:
+                value = data[name]
+                try:  # from TOML a number; from the environment a string
+                    values[name] = None if value is None else kind(value)
+                except (TypeError, ValueError):
+                    raise ValueError(f"{name} must be a number, got {value!r}") from None
         return cls(**values)
 
 

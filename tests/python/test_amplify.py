@@ -389,6 +389,9 @@ def test_review_before_graduating_and_the_setting_bounds() -> None:
         AmplifyConfig.from_dict({"review_before_tier": 4})
     with pytest.raises(ValueError, match="confidence must be"):
         AmplifyConfig.from_dict({"confidence": 1.0})
+    with pytest.raises(ValueError, match="min_judged must be a number"):
+        AmplifyConfig.from_dict({"min_judged": "many"})
+    assert AmplifyConfig.from_dict({"confidence": "0.8", "review_before_tier": "2"}).z > 0
     with pytest.raises(ValueError, match="min_excess must be"):
         Tier(budget=5, min_excess=2.0)
 

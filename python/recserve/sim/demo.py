@@ -31,8 +31,11 @@ from recserve.sim.users import make_users
 __all__ = ["ENGINE_TOML", "DemoConfig", "run_demo"]
 
 #: The engines' settings. dims 64 is what the built-in ranker reads. Amplification is scaled to
-#: the demo's few hundred users (a production tier-0 audience is hundreds of impressions):
-#: tiers of 6, 24 and 72 impressions, judged on the fast-skip rate with weak priors.
+#: the demo's few hundred users (a production tier-0 audience is hundreds of impressions): tiers
+#: of 6, 24 and 72 impressions, judged as they go on the excess over the items' peers with
+#: weak priors; one exploration slot in ten, for new items that score at least the 30th
+#: percentile of the user's regular candidates (8th at tier 1), promoted ones boosted into the
+#: regular slots.
 ENGINE_TOML = """\
 dims = 64
 impression_log = false
@@ -43,13 +46,21 @@ shutdown_grace_s = 0  # no load balancer to drain: stop at once
 
 [feed]
 precompute = false  # one item per request: no page to compute ahead
-explore_relevance = 0.1  # test new items on users who may care for them
+explore_slots = 1
+explore_pool = 64  # every open item: the relevance gate picks
+explore_relevance = 0.3  # test new items on users who may care for them
+explore_relevance_decay = 0.25
+promoted_boost = 0.3
 
 [amplification]
+min_judged = 3
+confidence = 0.9
+excess_prior = 2
+refit_interval_s = 30  # the run lasts 4 minutes of event time
 tiers = [
-  { budget = 6, max_skip_rate = 0.72 },
-  { budget = 24, max_skip_rate = 0.65 },
-  { budget = 72, max_skip_rate = 0.6 },
+  { budget = 6, min_excess = -0.2 },
+  { budget = 24, min_excess = 0.0 },
+  { budget = 72, min_excess = 0.0 },
 ]
 priors = { completion = [0.3, 2], skip = [0.5, 2], like = [0.05, 2], share = [0.01, 2] }
 """
