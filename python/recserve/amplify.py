@@ -273,6 +273,7 @@ class Amplifier:
         self.curve = self._prior_curve
         self.refit_at_ms: int | None = None  # the next refit, in event time; None: at once
         self._cohort: collections.deque[int] = collections.deque(maxlen=_CURVE_SAMPLE)
+        self._pending: dict[int, int] = {}  # item -> when it began to wait for review (ts_ms)
 
     def enter(
         self,
@@ -328,6 +329,7 @@ class Amplifier:
     def remove(self, item: int) -> bool:
         """Forgets the item (a takedown): it leaves the open pool at once."""
         self._open.discard(item)
+        self._pending.pop(item, None)
         return self._items.pop(item, None) is not None
 
     # ---- judging ------------------------------------------------------------------------------
@@ -372,6 +374,8 @@ class Amplifier:
             passed, rates, reasons = verdict
             entry, transition = self._move(entry, now, passed, rates, reasons, int(now_ms))
             self._items[item] = entry
+            if entry.state == "pending_review":
+                self._pending[item] = transition.ts_ms
             if entry.state in OPEN_STATES:
                 self._open.add(item, entry.tier)  # its tier now: the feed's gate and boost read it
             else:
@@ -506,17 +510,14 @@ class Amplifier:
             transition = Transition(int(now_ms), entry.tier, "rejected", note)
             entry = entry._replace(state="rejected", history=(*entry.history, transition))
         self._items[int(item)] = entry
+        del self._pending[int(item)]
         if entry.state in OPEN_STATES:
             self._open.add(int(item), entry.tier)
         return transition
 
     def pending_review(self) -> list[tuple[int, int]]:
         """(item, since ts_ms) of every item waiting for review."""
-        return [
-            (item, e.history[-1].ts_ms)
-            for item, e in self._items.items()
-            if e.state == "pending_review"
-        ]
+        return list(self._pending.items())
 
     def open_items(self) -> npt.NDArray[np.uint64]:
         """Items in a tier with budget left: what exploration slots draw from."""
@@ -605,17 +606,23 @@ class Amplifier:
                 {name: int(e.get("entered", e["start"]).get(name, 0)) for name in COUNTERS},
             )
         amplifier._restore_curve(data.get("curve"), data.get("refit_at_ms"))
-        amplifier._restore_cohort()
+        amplifier._index_restored()
         return amplifier
 
-    def _restore_cohort(self) -> None:
-        """The latest items that entered testing, in the order they entered."""
+    def _index_restored(self) -> None:
+        """After a restore: the latest items that entered testing, in the order they entered,
+        and the items pending review."""
         tested = [
             (e.history[0].ts_ms, key)
             for key, e in self._items.items()
             if e.history[0].state == "testing"
         ]
         self._cohort.extend(key for _, key in heapq.nlargest(_CURVE_SAMPLE, tested)[::-1])
+        self._pending = {
+            key: e.history[-1].ts_ms
+            for key, e in self._items.items()
+            if e.state == "pending_review"
+        }
 
     def _restore_curve(self, curve: Any, refit_at_ms: Any) -> None:
         """The judging curve a snapshot saved; none (an older one): refit at the next batch."""
@@ -721,7 +728,7 @@ class Amplifier:
         is_open = np.isin(states, open_codes)
         for key, tier in zip(keys[is_open].tolist(), tiers[is_open].tolist(), strict=True):
             amplifier._open.add(key, tier)
-        amplifier._restore_cohort()
+        amplifier._index_restored()
         if "judge.curve" in columns:
             refit_at = columns.get("judge.refit_at_ms", np.array([-1]))
             if len(columns["judge.curve"]) != 4 or len(refit_at) != 1:
