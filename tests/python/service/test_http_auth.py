@@ -94,6 +94,8 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("POST", "/v1/items", {"items": [ITEM]}, "admin"),
     ("GET", "/v1/items/v1", None, "admin"),
     ("DELETE", "/v1/items/gone0", None, "admin"),
+    ("POST", "/v1/items/v1/review", {"decision": "reject", "reason": "spam"}, "admin"),
+    ("GET", "/v1/review/queue", None, "admin"),
     ("GET", "/v1/feed/u1/explain?item_id=v1", None, "admin"),
     ("PUT", "/v1/users/u2", {"interests": ["t1"]}, "admin"),
     ("GET", "/v1/users/u1", None, "admin"),
