@@ -390,7 +390,9 @@ class Amplifier:
         config, tier = self.config, self.config.tiers[entry.tier]
         exposure = _exposure(now) - _exposure(entry.start)
         spent = exposure >= tier.budget
-        if exposure < (tier.budget if tier.min_excess is None else config.min_judged):
+        if exposure < (
+            tier.budget if tier.min_excess is None else min(config.min_judged, tier.budget)
+        ):
             return None
         rates = self._rates(now, entry.start, exposure)
         failed = _failed(tier, rates)

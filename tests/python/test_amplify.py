@@ -381,6 +381,13 @@ def test_a_rejected_item_keeps_its_history_and_a_second_decision_is_refused() ->
     assert a.state(2)["state"] == "pending_review"  # nothing changed
 
 
+def test_a_budget_below_min_judged_is_still_decided_when_spent() -> None:
+    a = judged(AmplifyConfig(tiers=(Tier(budget=2, min_excess=0.0),), min_judged=4))
+    a.enter(1, now_ms=0)
+    [(_, t)] = a.observe([1], seen(2, 0.0, 2, 0), now_ms=1)
+    assert t.state == "graduated"
+
+
 def test_review_before_graduating_and_the_setting_bounds() -> None:
     a = judged(dataclasses.replace(SEQUENTIAL, tiers=SEQUENTIAL.tiers[:1], review_before_tier=1))
     pending(a, 1)
