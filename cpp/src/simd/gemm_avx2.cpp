@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "recserve/simd/gemm_kernels.hpp"
+#include "quantize_u8.hpp"
 
 namespace recserve::simd {
 namespace {
@@ -179,12 +180,9 @@ void quantize_row_u8_avx2(const float* x, const float* mult, std::size_t n, std:
         lo = lo < v ? lo : v;
         hi = hi > v ? hi : v;
     }
-    const float steps = 254.0f;
-    const float s = hi > lo ? (hi - lo) / steps : 1.0f;
-    const float inv = 1.0f / s;
-    float z = std::nearbyint(-lo * inv);
-    z = z < steps ? z : steps;
-    const __m256 inv_f32x8 = _mm256_set1_ps(inv), z_f32x8 = _mm256_set1_ps(z), steps_f32x8 = _mm256_set1_ps(steps);
+    const U8Quantization u = U8Quantization::of_range(lo, hi);
+    const __m256 inv_f32x8 = _mm256_set1_ps(u.inv), z_f32x8 = _mm256_set1_ps(u.z),
+                 steps_f32x8 = _mm256_set1_ps(U8Quantization::kSteps);
     const __m256 zero_f32x8 = _mm256_setzero_ps(), one_f32x8 = _mm256_set1_ps(1.0f);
     std::size_t j = 0;
     for (; j + 8 <= n; j += 8) {
@@ -194,14 +192,9 @@ void quantize_row_u8_avx2(const float* x, const float* mult, std::size_t n, std:
         const __m128i q_i16x8 = _mm_packs_epi32(_mm256_castsi256_si128(q_i32x8), _mm256_extracti128_si256(q_i32x8, 1));
         _mm_storel_epi64(reinterpret_cast<__m128i*>(q + j), _mm_packus_epi16(q_i16x8, q_i16x8));
     }
-    for (; j < n; ++j) {
-        float v = std::nearbyint((mult ? x[j] * mult[j] : x[j]) * inv) + z;
-        v = v > 0.0f ? v : 0.0f;
-        v = v < steps ? v : steps;
-        q[j] = static_cast<std::uint8_t>(static_cast<std::int32_t>(v) + 1);
-    }
-    *scale = s;
-    *zero = static_cast<std::int32_t>(z) + 1;
+    for (; j < n; ++j) q[j] = u.quantize(mult ? x[j] * mult[j] : x[j]);
+    *scale = u.scale;
+    *zero = u.zero();
 }
 
 // 8-bit activations in [1, 255] (the first layer): vpmaddubsw would saturate on 255 x 127 pairs,

@@ -13,6 +13,7 @@
 #include <type_traits>
 
 #include "recserve/simd/gemm_kernels.hpp"
+#include "quantize_u8.hpp"
 
 namespace recserve::simd {
 namespace {
@@ -219,12 +220,9 @@ void quantize_row_u8_avx512vnni(const float* x, const float* mult, std::size_t n
     for (; t + 16 <= n; t += 16) range(t, 0xffff);
     if (t < n) range(t, first_lanes(n - t));
     const float lo = reduce_min_f32x16(lo_f32x16), hi = reduce_max_f32x16(hi_f32x16);
-    const float steps = 254.0f;
-    const float s = hi > lo ? (hi - lo) / steps : 1.0f;
-    const float inv = 1.0f / s;
-    float z = std::nearbyint(-lo * inv);
-    z = z < steps ? z : steps;
-    const __m512 inv_f32x16 = _mm512_set1_ps(inv), z_f32x16 = _mm512_set1_ps(z), steps_f32x16 = _mm512_set1_ps(steps);
+    const U8Quantization u = U8Quantization::of_range(lo, hi);
+    const __m512 inv_f32x16 = _mm512_set1_ps(u.inv), z_f32x16 = _mm512_set1_ps(u.z),
+                 steps_f32x16 = _mm512_set1_ps(U8Quantization::kSteps);
     const __m512 zero_f32x16 = _mm512_setzero_ps(), one_f32x16 = _mm512_set1_ps(1.0f);
     const auto quantize = [&](std::size_t i, __mmask16 m) {
         __m512 v = nearest_f32x16(_mm512_mul_ps(load(i, m), inv_f32x16));
@@ -237,8 +235,8 @@ void quantize_row_u8_avx512vnni(const float* x, const float* mult, std::size_t n
                        quantize(i + 48, 0xffff));
     for (; i + 16 <= n; i += 16) _mm512_mask_cvtepi32_storeu_epi8(q + i, 0xffff, quantize(i, 0xffff));
     if (i < n) _mm512_mask_cvtepi32_storeu_epi8(q + i, first_lanes(n - i), quantize(i, first_lanes(n - i)));
-    *scale = s;
-    *zero = static_cast<std::int32_t>(z) + 1;
+    *scale = u.scale;
+    *zero = u.zero();
 }
 
 std::uint64_t int8_peak_avx512vnni(std::size_t iterations) {

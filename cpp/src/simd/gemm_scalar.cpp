@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "recserve/simd/gemm_kernels.hpp"
+#include "quantize_u8.hpp"
 
 namespace recserve::simd {
 
@@ -105,19 +106,10 @@ void quantize_row_u8_scalar(const float* x, const float* mult, std::size_t n, st
         lo = lo < v ? lo : v;
         hi = hi > v ? hi : v;
     }
-    const float steps = 254.0f;
-    const float s = hi > lo ? (hi - lo) / steps : 1.0f;
-    const float inv = 1.0f / s;
-    float z = std::nearbyint(-lo * inv);
-    z = z < steps ? z : steps;
-    for (std::size_t i = 0; i < n; ++i) {
-        float v = std::nearbyint((mult ? x[i] * mult[i] : x[i]) * inv) + z;
-        v = v > 0.0f ? v : 0.0f;
-        v = v < steps ? v : steps;
-        q[i] = static_cast<std::uint8_t>(static_cast<std::int32_t>(v) + 1);
-    }
-    *scale = s;
-    *zero = static_cast<std::int32_t>(z) + 1;
+    const U8Quantization u = U8Quantization::of_range(lo, hi);
+    for (std::size_t i = 0; i < n; ++i) q[i] = u.quantize(mult ? x[i] * mult[i] : x[i]);
+    *scale = u.scale;
+    *zero = u.zero();
 }
 
 void gemm_u8i8_wide_scalar(const std::uint8_t* a, std::size_t lda, std::size_t rows, const std::int8_t* w,
