@@ -340,7 +340,7 @@ class Amplifier:
         """The outcome curve from a sample of the catalogue's counters (``Profiles.items``
         stats); the next refit ``refit_interval_s`` of event time later. Judged in event time
         from the counters, so a replay of the same events refits and judges alike."""
-        fitted = OutcomeCurve.fit(stats, None, _CURVE_MIN_IMPRESSIONS)
+        fitted = OutcomeCurve.fit(stats, _CURVE_MIN_IMPRESSIONS)
         if fitted is None:  # too few impressions yet: the priors, and another try next batch
             self.curve, self.refit_at_ms = self._prior_curve, int(now_ms)
             return

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +36,6 @@ from recserve.profiles import MATCH_SUM_SCALE
 __all__ = ["Excess", "OutcomeCurve", "excess"]
 
 F64 = npt.NDArray[np.float64]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -47,15 +46,13 @@ class OutcomeCurve:
     skip: tuple[float, float] = (0.5, 0.0)
 
     @classmethod
-    def fit(
-        cls, stats: Mapping[str, Any], fallback: T, min_impressions: int = 1
-    ) -> OutcomeCurve | T:
-        """The lines through these items' counters (``Profiles.items(keys).stats``); the
-        fallback while they hold fewer than ``min_impressions`` impressions in all."""
+    def fit(cls, stats: Mapping[str, Any], min_impressions: int = 1) -> OutcomeCurve | None:
+        """The lines through these items' counters (``Profiles.items(keys).stats``); None
+        while they hold fewer than ``min_impressions`` impressions in all."""
         n = np.asarray(stats["impressions"], dtype=np.float64)
         met = n > 0
         if n.sum() < max(min_impressions, 1):
-            return fallback
+            return None
         n = n[met]
         match = np.asarray(stats["impression_match_sum"], dtype=np.float64)[met] / n
         completions = np.asarray(stats["completions"], dtype=np.float64)[met]

@@ -37,11 +37,11 @@ F64 = npt.NDArray[np.float64]
 
 
 def _counters(stats: dict[str, npt.NDArray[Any]]) -> tuple[F64, F64, F64, F64]:
-    views = stats["impressions"].astype(np.float64)
+    shown = stats["impressions"].astype(np.float64)
     completions = stats["completions"].astype(np.float64)
     skips = stats["fast_skips"].astype(np.float64)
     match = stats["impression_match_sum"].astype(np.float64)  # Profiles.items: a float sum
-    return views, completions, np.minimum(skips, views), match
+    return shown, completions, np.minimum(skips, shown), match
 
 
 def _line(rate: F64, mean_match: F64, weight: F64) -> tuple[float, float]:
@@ -65,20 +65,20 @@ class ItemQuality:
         self.skip_line = (0.0, 0.0)
 
     def refit(self, stats: dict[str, npt.NDArray[Any]]) -> None:
-        """The catalogue's curve from these items' counters (those with views)."""
-        views, completions, skips, match = _counters(stats)
-        seen = views > 0
+        """The catalogue's curve from these items' counters (those met at least once)."""
+        shown, completions, skips, match = _counters(stats)
+        seen = shown > 0
         if not seen.any():
             return
-        v, m = views[seen], match[seen] / views[seen]
+        v, m = shown[seen], match[seen] / shown[seen]
         self.complete_line = _line(completions[seen] / v, m, v)
         self.skip_line = _line(skips[seen] / v, m, v)
 
     def posterior(self, stats: dict[str, npt.NDArray[Any]]) -> tuple[F64, F64]:
         """(lift, bonus) per item, as the module doc defines them."""
-        views, completions, skips, match = _counters(stats)
+        shown, completions, skips, match = _counters(stats)
         (ac, bc), (as_, bs) = self.complete_line, self.skip_line
-        excess = (completions - (ac * views + bc * match)) - (skips - (as_ * views + bs * match))
-        lift = excess / (views + self.prior_views)
-        bonus = self.optimism / np.sqrt(1.0 + views)
+        excess = (completions - (ac * shown + bc * match)) - (skips - (as_ * shown + bs * match))
+        lift = excess / (shown + self.prior_views)
+        bonus = self.optimism / np.sqrt(1.0 + shown)
         return lift, bonus

@@ -515,7 +515,7 @@ class ReferenceFeed:
             return out
 
         sources = pool.sources.tolist()
-        tiers = pool.tiers.tolist() if len(pool.tiers) else [-1] * len(sources)
+        tiers = pool.tiers.tolist()  # set by _rank for every non-empty pool
         regular = [i for i in order if sources[i] != EXPLORE]
         # A new item is tested on users it may interest: it takes a slot only if it scores at
         # least a quantile of this user's regular candidates, a quantile that shrinks by
