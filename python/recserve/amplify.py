@@ -517,6 +517,23 @@ class Amplifier:
             self._open.add(int(item), entry.tier)
         return transition
 
+    def reject(self, item: int, reason: str, now_ms: int) -> Transition | None:
+        """A rejection decided on another replica, whose judging saw other events: the item is
+        rejected whatever its state here. None, and nothing changes, if it is unknown or
+        rejected already."""
+        entry = self._items.get(int(item))
+        if entry is None or entry.state == "rejected":
+            return None
+        if entry.state == "pending_review":
+            return self.review(item, "reject", reason, now_ms)
+        note = "rejected by review" + (f": {reason}" if reason else "")
+        transition = Transition(int(now_ms), entry.tier, "rejected", note)
+        self._items[int(item)] = entry._replace(
+            state="rejected", history=(*entry.history, transition)
+        )
+        self._open.discard(int(item))
+        return transition
+
     def pending_review(self) -> list[tuple[int, int]]:
         """(item, since ts_ms) of every item waiting for review."""
         return list(self._pending.items())

@@ -27,16 +27,35 @@ user's numbers keep growing across splits and merges.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from recserve._aws import ensure_table
 
-__all__ = ["SHARD_END", "TRIM_HORIZON", "Lease", "LeaseLost", "LeaseTable"]
+__all__ = [
+    "ROLE_PREFIX",
+    "SHARD_END",
+    "TRIM_HORIZON",
+    "Lease",
+    "LeaseLost",
+    "LeaseTable",
+    "RoleLease",
+    "new_worker_id",
+]
 
 TRIM_HORIZON = "TRIM_HORIZON"
 SHARD_END = "SHARD_END"
+ROLE_PREFIX = "role:"  # items of the table that name a role, not a shard
+
+
+def new_worker_id() -> str:
+    """A replica's name in the lease table when configuration gives none: host, pid, random."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 class LeaseLost(RuntimeError):
@@ -112,6 +131,8 @@ class LeaseTable:
         while True:
             page = self.client.scan(**kwargs)
             for item in page.get("Items", []):
+                if item["shard_id"]["S"].startswith(ROLE_PREFIX):
+                    continue  # a role (RoleLease), not a shard
                 lease = Lease.from_item(item)
                 leases[lease.shard_id] = lease
             if "LastEvaluatedKey" not in page:
@@ -195,3 +216,37 @@ class LeaseTable:
                 )
             except self.client.exceptions.ConditionalCheckFailedException:
                 pass  # not ours any more: nothing to give back
+
+
+class RoleLease:
+    """One replica at a time holds a role (``role:<name>`` in the same table), e.g. writing
+    the catalogue's S3 snapshot. ``hold()`` takes or renews it for ``duration_s``: it
+    succeeds for the holder, or for anyone once the holder let it run out. Expiry compares
+    wall clocks across machines (NTP keeps EC2's within milliseconds), so keep the duration
+    long against the skew: it is a few snapshot intervals."""
+
+    def __init__(self, client: Any, table: str, role: str, worker_id: str, duration_s: float):
+        self.client = client
+        self.table = table
+        self.key = ROLE_PREFIX + role
+        self.worker_id = worker_id
+        self.duration_s = duration_s
+
+    def hold(self, now_s: float | None = None) -> bool:
+        now_ms = int((time.time() if now_s is None else now_s) * 1000)
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"shard_id": {"S": self.key}},
+                UpdateExpression="SET #owner = :me, #until = :until",
+                ConditionExpression="attribute_not_exists(#owner) OR #owner = :me OR #until < :now",
+                ExpressionAttributeNames={"#owner": "owner", "#until": "until_ms"},
+                ExpressionAttributeValues={
+                    ":me": {"S": self.worker_id},
+                    ":until": {"N": str(now_ms + int(self.duration_s * 1000))},
+                    ":now": {"N": str(now_ms)},
+                },
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True

@@ -12,6 +12,9 @@ Items, takedowns, user preferences and review decisions are records of the store
     USER_PREFS  {"user": "<u64 key>", "interests": [...] | null, "blocked": [...] | null}
     REVIEW      {"ts_ms": int, "key": "<u64 key>", "decision": "approve" | "reject",
                  "reason": str}                                   no tail
+    STREAMED    {"seq": "<sequence number>", "kind": int}        tail: that record's body
+                one of the above as read from the catalogue stream (``catalogue_stream``),
+                logged with its position so a restart reads the stream on from there
 
 Keys travel as strings: JSON readers elsewhere may hold numbers as doubles.
 """
@@ -33,20 +36,24 @@ from recserve.store.embedded import EXTENSION_KINDS
 __all__ = [
     "ITEMS",
     "REVIEW",
+    "STREAMED",
     "TAKE_DOWN",
     "USER_PREFS",
     "ItemsRecord",
     "ReviewRecord",
+    "StreamedRecord",
     "TakeDownRecord",
     "UserPrefsRecord",
     "decode",
     "items_record",
     "review_record",
+    "streamed_record",
     "take_down_record",
     "user_prefs_record",
 ]
 
-ITEMS, TAKE_DOWN, USER_PREFS, REVIEW = (EXTENSION_KINDS + k for k in range(4))
+ITEMS, TAKE_DOWN, USER_PREFS, REVIEW, STREAMED = (EXTENSION_KINDS + k for k in range(5))
+CATALOGUE_KINDS = (ITEMS, TAKE_DOWN, REVIEW)  # the kinds the catalogue stream carries
 _HEADER_LENGTH = struct.Struct("<I")
 
 
@@ -69,6 +76,13 @@ class ReviewRecord:
     key: int
     decision: str
     reason: str
+
+
+@dataclass(frozen=True)
+class StreamedRecord:
+    seq: str  # the catalogue stream's sequence number of the record
+    kind: int
+    body: bytes
 
 
 @dataclass(frozen=True)
@@ -106,9 +120,13 @@ def review_record(ts_ms: int, key: int, decision: str, reason: str) -> bytes:
     return _encode({"ts_ms": ts_ms, "key": str(key), "decision": decision, "reason": reason})
 
 
+def streamed_record(seq: str, kind: int, body: bytes) -> bytes:
+    return _encode({"seq": seq, "kind": kind}, body)
+
+
 def decode(
     kind: int, body: bytes, dims: int
-) -> ItemsRecord | TakeDownRecord | UserPrefsRecord | ReviewRecord:
+) -> ItemsRecord | TakeDownRecord | UserPrefsRecord | ReviewRecord | StreamedRecord:
     """The record of ``kind``; ValueError for a kind not of this module."""
     (length,) = _HEADER_LENGTH.unpack_from(body)
     header = json.loads(body[_HEADER_LENGTH.size : _HEADER_LENGTH.size + length])
@@ -125,6 +143,10 @@ def decode(
     if kind == REVIEW:
         return ReviewRecord(
             header["ts_ms"], int(header["key"]), header["decision"], header["reason"]
+        )
+    if kind == STREAMED:
+        return StreamedRecord(
+            header["seq"], header["kind"], bytes(body[_HEADER_LENGTH.size + length :])
         )
     raise ValueError(f"unknown record kind {kind}")
 

@@ -21,10 +21,12 @@ from recserve.catalog import Catalog, Item
 from recserve.feed import UserPrefs
 from recserve.profiles import Events, Profiles
 from recserve.retrieve import Trending
-from recserve.service import snapshot_files
+from recserve.service import catalogue_snapshots, snapshot_files
 from recserve.service.catalogue_records import (
+    CATALOGUE_KINDS,
     ItemsRecord,
     ReviewRecord,
+    StreamedRecord,
     TakeDownRecord,
     UserPrefsRecord,
     decode,
@@ -46,10 +48,11 @@ class CatalogueState:
         self.trending = trending
         self.live = False  # during recovery, transitions are not counted as new
         self.transitions: list[str] = []
+        self.stream_seq: str | None = None  # the last catalogue stream record applied
 
     def state(self) -> Any:
         # The catalogue, amplification and index travel in files of their own: image().
-        return {"users": self.users.state()}
+        return {"users": self.users.state(), "stream_seq": self.stream_seq}
 
     def image(self) -> snapshot_files.StateImage:
         return snapshot_files.StateImage(
@@ -71,11 +74,28 @@ class CatalogueState:
             with snapshot_files.gc_paused():  # millions of objects, none of them garbage
                 self.catalog.restore_columns(loaded.catalog, vectors_of, loaded.index)
                 self.amplifier = Amplifier.from_columns(loaded.amplifier, self.amplifier.config)
-            self.users.restore(loaded.users)
+            if loaded.users is not None:  # None: a catalogue snapshot, which has no users
+                self.users.restore(loaded.users)
+            self.stream_seq = loaded.stream_seq
             return
         self.catalog.restore(state["catalog"], vectors_of)  # a snapshot from before the files
         self.amplifier = Amplifier.from_dict(state["amplifier"], self.amplifier.config)
         self.users.restore(state["users"])
+        self.stream_seq = state.get("stream_seq")
+
+    def bootstrap(self, files: Mapping[str, Path], seq: str, profiles: Profiles) -> list[str]:
+        """Loads an empty state from a catalogue snapshot's files (``catalogue_snapshots``): the
+        items' vectors into ``profiles``, the catalogue, amplification and index; the stream is
+        read on after ``seq``. Returns the problems met (a rebuilt index). CorruptFileError if a
+        file is damaged: nothing is loaded then."""
+        keys, vectors = catalogue_snapshots.read_vectors(files["vectors"], self.catalog.dims)
+        columns = Catalog.read(files["catalog"]), Amplifier.read(files["amplifier"])
+        index, problems = snapshot_files.load_index(files["index"], self.catalog)
+        profiles.set_items(keys, vectors)
+        self.restore(
+            snapshot_files.LoadedState(None, *columns, index, seq), profiles
+        )
+        return problems
 
     def check_index(self, store: EmbeddedStore) -> None:
         """After recovery: the index holds the live catalogue, or is rebuilt (reported)."""
@@ -88,7 +108,9 @@ class CatalogueState:
 
     def apply_record(self, kind: int, body: bytes, profiles: Profiles) -> None:
         record = decode(kind, body, self.catalog.dims)
-        if isinstance(record, ItemsRecord):
+        if isinstance(record, StreamedRecord):
+            self.apply_streamed(record.seq, record.kind, record.body, profiles)
+        elif isinstance(record, ItemsRecord):
             self.upsert(record.items, record.vectors, record.ts_ms, profiles, record.amplify)
         elif isinstance(record, TakeDownRecord):
             for key in record.keys:
@@ -97,6 +119,48 @@ class CatalogueState:
             self.users.set(record.user, record.interests, record.blocked)
         elif isinstance(record, ReviewRecord):
             self.review(record.key, record.decision, record.reason, record.ts_ms, profiles)
+
+    # ---- records from the catalogue stream (recserve.service.catalogue_stream) ---------------
+    def check_streamed(self, kind: int, body: bytes, profiles: Profiles) -> str | None:
+        """Why a record read from the catalogue stream cannot be applied, or None. Every replica
+        reaches the same verdict: it reads only the catalogue, which the stream alone changes,
+        and the rejections, which travel on it too."""
+        if kind not in CATALOGUE_KINDS:
+            return f"kind {kind} is not a catalogue record"
+        try:
+            record = decode(kind, body, self.catalog.dims)
+            if isinstance(record, ItemsRecord):
+                keys, _ = self.catalog.check(record.items, record.vectors)
+                if any(self.amplifier.state_of(k) == "rejected" for k in keys.tolist()):
+                    return "it re-posts an item rejected by review"
+                added = int((~profiles.items(keys).found).sum())
+                capacity = profiles.config.item_capacity
+                if int(profiles.stats()["items"]) + added > capacity:
+                    return f"its {added} new items would pass item_capacity ({capacity})"
+            elif isinstance(record, ReviewRecord) and record.decision not in ("approve", "reject"):
+                return f"unknown review decision {record.decision!r}"
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
+            return f"it does not decode: {type(error).__name__}: {error}"
+        return None
+
+    def apply_streamed(self, seq: str, kind: int, body: bytes, profiles: Profiles) -> None:
+        """A record of the catalogue stream, checked by ``check_streamed`` when it was read."""
+        record = decode(kind, body, self.catalog.dims)
+        if isinstance(record, ItemsRecord):
+            self.upsert(record.items, record.vectors, record.ts_ms, profiles, record.amplify)
+        elif isinstance(record, TakeDownRecord):
+            for key in record.keys:
+                self.take_down(key, profiles)
+        elif isinstance(record, ReviewRecord):
+            if not self.review(record.key, record.decision, record.reason, record.ts_ms,
+                               profiles) and record.decision == "reject":  # fmt: skip
+                # Decided where the item was pending; here judging saw other events.
+                transition = self.amplifier.reject(record.key, record.reason, record.ts_ms)
+                if transition is not None:
+                    self.take_down(record.key, profiles, keep_history=True)
+                    if self.live:
+                        self.transitions.append(transition.state)
+        self.stream_seq = seq
 
     def upsert(
         self, items: list[Item], vectors: Any, ts_ms: int, profiles: Profiles, amplify: bool

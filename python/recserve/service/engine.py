@@ -59,6 +59,7 @@ from recserve.service.settings import Settings
 from recserve.store.embedded import EmbeddedStore
 
 if TYPE_CHECKING:
+    from recserve.service.catalogue_sync import CatalogueSync
     from recserve.service.stream import StreamIngest
 
 __all__ = ["Engine"]
@@ -123,6 +124,7 @@ class Engine:
         self._requests = 0
         self._precompute: Precomputer | None = None
         self.stream: StreamIngest | None = None  # events from Kinesis (scale-out mode)
+        self.catalogue: CatalogueSync | None = None  # the catalogue through its stream (same)
         self._stop = threading.Event()
         self._erasures: PendingErasures | None = None
         self._erasure_due = threading.Event()
@@ -136,6 +138,10 @@ class Engine:
             dims = self._stored_dims()
             if dims is None:
                 dims = self.settings.dims
+            if dims is None and self.settings.snapshot_uri is not None:
+                from recserve.service.catalogue_sync import snapshot_dims  # boto3: the aws extra
+
+                dims = snapshot_dims(self.settings)  # a new replica of a running service
             elif self.settings.dims is not None and self.settings.dims != dims:
                 raise ValueError(
                     f"{self.data_dir} holds dims {dims}; "
@@ -189,6 +195,12 @@ class Engine:
         state.live = True
         for problem in store.recovery.problems:
             log.error("recovery: %s", problem)
+        if s.catalog_stream is not None:  # before the feed builder: a bootstrap replaces parts
+            from recserve.service.catalogue_sync import CatalogueSync  # boto3: the aws extra
+
+            self.catalogue = CatalogueSync(
+                s, store, state, self.metrics, self._dropped
+            )
         registry = ModelRegistry(s.resolved_models_dir(), dims)
         self.ranker = self._initial_ranker(registry)
         for experiment in s.experiments:  # fail at start, not on some user's request
@@ -217,6 +229,8 @@ class Engine:
                 s, store, state.catalog, self.clock, self.metrics, self.after_apply
             )
             self.stream.start()
+        if self.catalogue is not None:
+            self.catalogue.start()
 
     def _initial_ranker(self, registry: ModelRegistry) -> Ranker | SimilarityRanker:
         active = self.data_dir / "active-model"
@@ -249,6 +263,8 @@ class Engine:
         self._stop.set()
         if self.stream is not None:
             self.stream.stop()  # no batch in flight: the snapshot holds all it applied
+        if self.catalogue is not None:
+            self.catalogue.stop()
         if self._precompute is not None:
             self._precompute.stop()
         if self.store is not None:
@@ -296,6 +312,9 @@ class Engine:
                 )
             self.clock.observe(max((item.created_at for item in items), default=0))
             ts_ms = self.clock.now_ms()
+            if self.catalogue is not None:  # every replica applies it from the stream
+                self.catalogue.put_items(ts_ms, items, vectors, amplify)
+                return len(keys)
             store.log(
                 catalogue_records.ITEMS,
                 catalogue_records.items_record(ts_ms, items, vectors, amplify=amplify),
@@ -336,15 +355,23 @@ class Engine:
         key = key_of(item_id)
         if state.catalog.by_key(key) is None and state.amplifier.state(key) is None:
             raise NotFound(f"no item {item_id!r}")
-        store.log(
-            catalogue_records.TAKE_DOWN,
-            catalogue_records.take_down_record([key]),
-            lambda: state.take_down(key, store.profiles),
-        )
-        if self._precompute is not None:
-            self._precompute.drop_containing(key)
-        self.exposure.drop_item(key)
+        if self.catalogue is not None:  # every replica applies it from the stream
+            self.catalogue.put_take_down(key)  # _dropped follows
+        else:
+            store.log(
+                catalogue_records.TAKE_DOWN,
+                catalogue_records.take_down_record([key]),
+                lambda: state.take_down(key, store.profiles),
+            )
+            self._dropped([key])
         self.metrics.takedown_seconds.observe(time.perf_counter() - started)
+
+    def _dropped(self, keys: list[int]) -> None:
+        """Items just taken down leave the pages computed ahead and the exposure ledger."""
+        for key in keys:
+            if self._precompute is not None:
+                self._precompute.drop_containing(key)
+            self.exposure.drop_item(key)
 
     # ---- review -----------------------------------------------------------------------------
     def review(self, item_id: str, decision: str, reason: str) -> dict[str, Any]:
@@ -360,15 +387,17 @@ class Engine:
             if now != "pending_review":
                 raise Conflict(f"item {item_id!r} is not pending review (it is {now})")
             ts_ms = self.clock.now_ms()
-            store.log(
-                catalogue_records.REVIEW,
-                catalogue_records.review_record(ts_ms, key, decision, reason),
-                lambda: state.review(key, decision, reason, ts_ms, store.profiles),
-            )
+            if self.catalogue is not None:  # every replica applies it from the stream
+                self.catalogue.put_review(ts_ms, key, decision, reason)  # _dropped follows
+            else:
+                store.log(
+                    catalogue_records.REVIEW,
+                    catalogue_records.review_record(ts_ms, key, decision, reason),
+                    lambda: state.review(key, decision, reason, ts_ms, store.profiles),
+                )
+                if decision == "reject":
+                    self._dropped([key])
         if decision == "reject":
-            if self._precompute is not None:
-                self._precompute.drop_containing(key)
-            self.exposure.drop_item(key)
             self.metrics.takedown_seconds.observe(time.perf_counter() - started)
         for transition in state.drain_transitions():
             self.metrics.amplification.labels(transition).inc()

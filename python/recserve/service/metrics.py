@@ -167,6 +167,26 @@ class Metrics:
             "How long the oldest item pending review has waited (0: none waits)",
             registry=r,
         )
+        self.catalog_lag = Gauge(
+            "recserve_catalog_lag_seconds",
+            "Age of the oldest catalogue change this replica may not have applied (scale-out)",
+            registry=r,
+        )
+        self.catalog_records = Counter(
+            "recserve_catalog_records",
+            "Catalogue stream records read: applied, or skipped (bad or refused, on every "
+            "replica alike)",
+            ["outcome"],
+            registry=r,
+        )
+        self.catalog_snapshots = Counter(
+            "recserve_catalog_snapshots",
+            "Catalogue snapshots this replica wrote to S3 (published) or failed to",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("applied", "skipped"):
+            self.catalog_records.labels(outcome)  # at 0 from the start
         self._arm_counts: dict[tuple[str, str], dict[str, float]] = {}
         r.register(_ArmRates(lambda: self._arm_counts))
 

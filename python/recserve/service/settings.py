@@ -23,6 +23,7 @@ from recserve.feed.config import FeedConfig
 from recserve.media import check_prefixes
 from recserve.profiles import CoEngagementOptions, UpdateRule
 from recserve.service.auth import key_digest
+from recserve.service.catalogue_snapshots import parse_uri
 
 __all__ = [
     "Arm",
@@ -125,6 +126,26 @@ class KinesisSettings(BaseModel):
         if self.renew_interval_s * 2 > self.lease_duration_s:
             raise ValueError("renew_interval_s must be at most half of lease_duration_s")
         return self
+
+
+class CatalogStreamSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    poll_interval_s: float = Field(
+        default=1.0,
+        ge=0.2,
+        le=60,
+        description="the catalogue stream is read again after this when drained (5 reads/s "
+        "per shard, shared by every replica)",
+    )
+    write_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="a catalogue write waits this long to be applied here; then 503 (it is on "
+        "the stream and applies later)",
+    )
+    snapshots_kept: int = Field(default=2, ge=1, le=100, description="S3 snapshots kept")
 
 
 class CloudFrontSettings(BaseModel):
@@ -306,6 +327,21 @@ class Settings(BaseSettings):
         default=True, description="create the lease and user tables if missing"
     )
     kinesis: KinesisSettings = KinesisSettings()
+    # One catalogue across replicas: items, takedowns and reviews through a one-shard stream,
+    # a new replica starting from the newest S3 snapshot (recserve.service.catalogue_sync).
+    catalog_stream: str | None = Field(default=None, min_length=1, max_length=128)
+    snapshot_uri: str | None = Field(
+        default=None, max_length=1024, description="s3://bucket/prefix: the catalogue snapshots"
+    )
+    catalog: CatalogStreamSettings = CatalogStreamSettings()
+
+    @model_validator(mode="after")
+    def _catalogue(self) -> Settings:
+        if self.snapshot_uri is not None:
+            if self.catalog_stream is None:
+                raise ValueError("snapshot_uri needs catalog_stream: a snapshot is a place on it")
+            parse_uri(self.snapshot_uri)  # ValueError naming the expected form
+        return self
 
     @model_validator(mode="after")
     def _sources(self) -> Settings:

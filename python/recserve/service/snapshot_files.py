@@ -39,7 +39,7 @@ from recserve.amplify import Amplifier, AmplifierImage
 from recserve.catalog import Catalog, CatalogImage
 from recserve.store.embedded import LoadedFiles
 
-__all__ = ["ROLES", "LoadedState", "StateImage", "check_index", "gc_paused", "load"]
+__all__ = ["ROLES", "LoadedState", "StateImage", "check_index", "gc_paused", "load", "load_index"]
 
 ROLES = ("catalog", "amplifier", "index")
 _NAMES = {"catalog": "catalog-{:020d}.bin", "amplifier": "amplifier-{:020d}.bin"}
@@ -75,9 +75,10 @@ class LoadedState:
     catalog: Mapping[str, npt.NDArray[Any]]
     amplifier: Mapping[str, npt.NDArray[Any]]
     index: ann.Index | None  # None: rebuild it from the profiles' vectors
+    stream_seq: str | None = None  # the last catalogue stream record applied (catalogue_stream)
 
     def take(self) -> LoadedState:
-        taken = LoadedState(self.users, self.catalog, self.amplifier, self.index)
+        taken = LoadedState(self.users, self.catalog, self.amplifier, self.index, self.stream_seq)
         self.catalog, self.amplifier, self.index = {}, {}, None
         return taken
 
@@ -95,16 +96,17 @@ def load(state: Any, files: Mapping[str, Path], catalog: Catalog) -> LoadedFiles
         if role not in files or not files[role].is_file():
             raise CorruptFileError(f"its {role} file {files.get(role, '(none)')} is missing")
     columns = Catalog.read(files["catalog"]), Amplifier.read(files["amplifier"])
-    index, problems = _load_index(files.get("index"), catalog)
+    index, problems = load_index(files.get("index"), catalog)
     how = {
         "catalog": "loaded",
         "amplifier": "loaded",
         "index": "rebuilt" if index is None else "loaded",
     }
-    return LoadedFiles(LoadedState(state["users"], *columns, index), how, problems)
+    loaded = LoadedState(state["users"], *columns, index, state.get("stream_seq"))
+    return LoadedFiles(loaded, how, problems)
 
 
-def _load_index(path: Path | None, catalog: Catalog) -> tuple[ann.Index | None, list[str]]:
+def load_index(path: Path | None, catalog: Catalog) -> tuple[ann.Index | None, list[str]]:
     if path is None:
         return None, ["the snapshot has no index file: index rebuilt from the stored vectors"]
     try:

@@ -29,10 +29,8 @@ import json
 import logging
 import math
 import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,7 +42,7 @@ from recserve.catalog import Catalog
 from recserve.ingest import records as codec
 from recserve.ingest.event_row import EventRow
 from recserve.ingest.kinesis import Consumed, Producer, PutFailed, Worker, WorkerSettings
-from recserve.ingest.leases import LeaseLost, LeaseTable
+from recserve.ingest.leases import LeaseLost, LeaseTable, new_worker_id
 from recserve.profiles import EVENT_TYPES, ApplyResult, Events
 from recserve.service.clock import Clock
 from recserve.service.errors import NotReady
@@ -57,10 +55,6 @@ __all__ = ["StreamIngest"]
 
 log = logging.getLogger(__name__)
 _WATCH = EVENT_TYPES.index("watch")
-
-
-def _worker_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 class StreamIngest:
@@ -98,7 +92,7 @@ class StreamIngest:
             else None
         )
         self.producer = Producer(self.kinesis, self.stream)
-        worker_id = s.kinesis.worker_id or _worker_id()
+        worker_id = s.kinesis.worker_id or new_worker_id()
         leases = LeaseTable(self.dynamodb, f"{prefix}leases", worker_id, create=s.create_tables)
         self.worker = Worker(
             self.kinesis,

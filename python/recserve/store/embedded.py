@@ -37,13 +37,14 @@ torn WAL tail is cut; damage anywhere else raises ``CorruptFileError``: nothing 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import struct
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
@@ -489,6 +490,12 @@ class EmbeddedStore:
             _encode_items(id_array, None),
             lambda: self.profiles.remove_items(id_array),
         )
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No record is applied inside: for an image of several parts taken at one lsn."""
+        with self._turn:
+            yield
 
     # ---- snapshots ---------------------------------------------------------------------------
     def snapshot(self) -> Path:
