@@ -10,6 +10,7 @@ tiers.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,7 @@ class CatalogueState:
                     return f"its {added} new items would pass item_capacity ({capacity})"
             elif isinstance(record, ReviewRecord) and record.decision not in ("approve", "reject"):
                 return f"unknown review decision {record.decision!r}"
-        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError, struct.error) as error:
             return f"it does not decode: {type(error).__name__}: {error}"
         return None
 

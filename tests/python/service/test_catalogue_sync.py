@@ -179,3 +179,23 @@ def test_a_refused_review_sends_nothing_to_the_other_replicas(
         assert http.post("/v1/items/v0/review", json={"decision": "reject"}).status_code == 409
     until(lambda: status_of(b, "v0") == 200)
     assert metric(b, 'recserve_catalog_records_total{outcome="applied"}') == 1
+
+
+def test_a_damaged_s3_snapshot_is_not_loaded_and_the_stream_is_read_whole(
+    service: Service,
+) -> None:
+    a = service.replica("a")
+    with a.client() as http:
+        assert http.post("/v1/items", json={"items": ITEMS}).status_code == 200
+    until(lambda: service.pointer() is not None)
+    a.stop()  # no newer snapshot from here on
+    pointer = service.pointer()
+    assert pointer is not None
+    key = pointer["files"]["vectors"]["key"]
+    body = bytearray(service.s3.get_object(Bucket=service.bucket, Key=key)["Body"].read())
+    body[-1] ^= 0xFF
+    service.s3.put_object(Bucket=service.bucket, Key=key, Body=bytes(body))
+    late = service.replica("late")
+    until(lambda: all(status_of(late, item["id"]) == 200 for item in ITEMS))
+    assert metric(late, 'recserve_catalog_records_total{outcome="applied"}') == 1
+    assert "the S3 catalogue snapshot was not used" in late.log.read_text()

@@ -76,3 +76,15 @@ def test_the_co_engagement_section_reaches_the_profiles(tmp_path: Path) -> None:
         )
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"snapshot_uri": "s3://b/p"}, "snapshot_uri needs catalog_stream"),
+        ({"catalog_stream": "c", "snapshot_uri": "https://b/p"}, "s3://bucket"),
+    ],
+)
+def test_catalogue_snapshot_settings_are_checked(values: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Settings(**values)  # type: ignore[arg-type]
