@@ -53,14 +53,17 @@ def test_a_published_snapshot_downloads_whole_and_checked(
     source = files(tmp_path / "out", seed=1)
     snapshots.publish("42", 4, source)
     pointer = snapshots.pointer()
-    assert pointer is not None and (pointer["seq"], pointer["dims"]) == ("42", 4)
+    assert pointer is not None
+    assert (pointer["seq"], pointer["dims"]) == ("42", 4)
     (tmp_path / "in").mkdir()
     got = snapshots.download(pointer, tmp_path / "in")
-    assert got.seq == "42" and got.dims == 4
+    assert got.seq == "42"
+    assert got.dims == 4
     for role, name in FILES.items():
         assert got.paths[role].read_bytes() == (source / name).read_bytes()
     keys, vectors = read_vectors(got.paths["vectors"], 4)
-    assert keys.tolist() == list(range(5)) and vectors.shape == (5, 4)
+    assert keys.tolist() == list(range(5))
+    assert vectors.shape == (5, 4)
 
 
 def test_only_the_newest_snapshots_are_kept(s3: Any, bucket: str, tmp_path: Path) -> None:

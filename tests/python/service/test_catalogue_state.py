@@ -40,7 +40,8 @@ def apply(state: CatalogueState, profiles: Profiles, seq: int, kind: int, body: 
 def test_applied_records_move_the_position_and_the_catalogue() -> None:
     state, profiles = fresh()
     apply(state, profiles, 10, records.ITEMS, items_body(3))
-    apply(state, profiles, 11, records.TAKE_DOWN, records.take_down_record([Item("v1", "c", 1).key]))
+    down = records.take_down_record([Item("v1", "c", 1).key])
+    apply(state, profiles, 11, records.TAKE_DOWN, down)
     assert state.stream_seq == "11"
     assert sorted(state.catalog.get(f"v{i}") is not None for i in range(3)) == [False, True, True]
     assert state.state()["stream_seq"] == "11"  # with the snapshot: a restart reads on from it
@@ -62,7 +63,8 @@ def test_a_bad_record_is_refused_with_its_reason_and_changes_nothing(
 ) -> None:
     state, profiles = fresh()
     assert problem in (state.check_streamed(kind, body, profiles) or "")
-    assert len(state.catalog) == 0 and state.stream_seq is None
+    assert len(state.catalog) == 0
+    assert state.stream_seq is None
 
 
 def test_a_record_with_nan_vectors_is_refused() -> None:
@@ -76,7 +78,8 @@ def test_items_past_the_capacity_are_refused_alike_on_every_replica() -> None:
     state, profiles = fresh(item_capacity=16)
     apply(state, profiles, 1, records.ITEMS, items_body(15))
     problem = state.check_streamed(records.ITEMS, items_body(2, first=15), profiles)
-    assert problem is not None and "item_capacity" in problem
+    assert problem is not None
+    assert "item_capacity" in problem
     assert state.check_streamed(records.ITEMS, items_body(1, first=15), profiles) is None
     assert state.check_streamed(records.ITEMS, items_body(15), profiles) is None  # updates
 
@@ -88,7 +91,8 @@ def test_a_rejection_made_on_another_replica_takes_the_item_down_here() -> None:
     assert state.amplifier.state_of(key) == "testing"  # not pending here
     apply(state, profiles, 2, records.REVIEW, records.review_record(5, key, "reject", "spam"))
     assert state.amplifier.state_of(key) == "rejected"
-    assert state.catalog.get("v0") is None and not state.amplifier.is_open(key)
+    assert state.catalog.get("v0") is None
+    assert not state.amplifier.is_open(key)
     assert state.amplifier.state(key)["history"][-1]["reason"] == "rejected by review: spam"  # type: ignore[index]
     # Posting it again is refused on every replica.
     assert "rejected" in (state.check_streamed(records.ITEMS, items_body(1), profiles) or "")
@@ -99,7 +103,8 @@ def test_an_approval_of_an_item_not_pending_here_changes_nothing() -> None:
     apply(state, profiles, 1, records.ITEMS, items_body(1))
     key = Item("v0", "c", 1).key
     apply(state, profiles, 2, records.REVIEW, records.review_record(5, key, "approve", ""))
-    assert state.amplifier.state_of(key) == "testing" and state.stream_seq == "2"
+    assert state.amplifier.state_of(key) == "testing"
+    assert state.stream_seq == "2"
 
 
 def test_a_catalogue_snapshot_loads_into_an_empty_state(tmp_path: Path) -> None:
@@ -118,6 +123,7 @@ def test_a_catalogue_snapshot_loads_into_an_empty_state(tmp_path: Path) -> None:
     assert copy.bootstrap(files, "8", copy_profiles) == []
     assert copy.stream_seq == "8"
     assert sorted(copy.catalog.keys()) == sorted(state.catalog.keys())
-    assert copy.catalog.get("v2") is None and len(copy.catalog.index) == 4
+    assert copy.catalog.get("v2") is None
+    assert len(copy.catalog.index) == 4
     np.testing.assert_array_equal(copy_profiles.items(keys).vectors, profiles.items(keys).vectors)
     assert copy.amplifier.state_of(Item("v0", "c", 1).key) == "testing"

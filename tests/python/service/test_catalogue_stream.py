@@ -30,9 +30,7 @@ class Reader:
 
     def __init__(self, kinesis: Any, stream: str, position: str | None = None) -> None:
         self.seen: list[tuple[str, int, bytes]] = []
-        self.stream = CatalogueStream(
-            kinesis, stream, position, self.apply, poll_interval_s=0.2
-        )
+        self.stream = CatalogueStream(kinesis, stream, position, self.apply, poll_interval_s=0.2)
 
     def apply(self, seq: str, kind: int, body: bytes) -> bool:
         if body == b"bad":
@@ -49,7 +47,8 @@ def kinesis(kinesalite_endpoint: str) -> Any:
 def test_split_items_keeps_each_record_under_the_limit_and_the_order() -> None:
     rows, vectors = items(50)
     bodies = split_items(7, rows, vectors, True, max_bytes=2_000)
-    assert len(bodies) > 1 and all(len(b) + 1 <= 2_000 for b in bodies)
+    assert len(bodies) > 1
+    assert all(len(b) + 1 <= 2_000 for b in bodies)
     decoded = [catalogue_records.decode(catalogue_records.ITEMS, b, DIMS) for b in bodies]
     assert [i.id for r in decoded for i in r.items] == [i.id for i in rows]  # type: ignore[union-attr]
     np.testing.assert_array_equal(np.concatenate([r.vectors for r in decoded]), vectors)  # type: ignore[union-attr]
