@@ -115,11 +115,12 @@ class HnswGraph {
     }
     // Copies the current list into out (readers and writers alike).
     std::size_t read_links(std::uint32_t s, int level, std::uint32_t* out) const {
-        const std::uint32_t* l = links(s, level);
-        std::size_t n = std::atomic_ref<const std::uint32_t>(l[0]).load(std::memory_order_acquire);
+        // atomic_ref<const T> is C++26 (libc++ rejects it): a non-const view, only loaded from.
+        std::uint32_t* l = links(s, level);
+        std::size_t n = std::atomic_ref<std::uint32_t>(l[0]).load(std::memory_order_acquire);
         n = std::min(n, max_links(level));
         for (std::size_t i = 0; i < n; ++i)
-            out[i] = std::atomic_ref<const std::uint32_t>(l[1 + i]).load(std::memory_order_acquire);
+            out[i] = std::atomic_ref<std::uint32_t>(l[1 + i]).load(std::memory_order_acquire);
         return n;
     }
     // Replaces the list; the caller holds the node's lock (or the node is unpublished).
