@@ -39,7 +39,7 @@ from recserve.service.metrics import Metrics
 from recserve.service.settings import Settings
 from recserve.store.embedded import EmbeddedStore
 
-__all__ = ["CatalogueSync", "snapshot_dims"]
+__all__ = ["CatalogueSync"]
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +50,6 @@ def _session() -> Any:
     import boto3  # the aws extra; endpoints, region and credentials are boto3's own
 
     return boto3.session.Session()
-
-
-def snapshot_dims(settings: Settings) -> int | None:
-    """The dims of the newest S3 snapshot, for a new replica with no items yet; None if none."""
-    if settings.snapshot_uri is None:
-        return None
-    pointer = S3Snapshots(_session().client("s3"), settings.snapshot_uri).pointer()
-    return None if pointer is None else int(pointer["dims"])
 
 
 class CatalogueSync:
@@ -196,8 +188,9 @@ class CatalogueSync:
             self.bootstrapped = downloaded.seq
             log.info("catalogue loaded from the S3 snapshot at %s: %d items",
                      downloaded.seq, len(self.state.catalog))  # fmt: skip
-        except (CorruptFileError, ClientError, BotoCoreError, OSError) as error:
+        except CorruptFileError as error:
             # Reading the whole stream instead is slower but loses nothing the stream holds.
+            # S3 out of reach is not this: the start fails, to be tried again.
             problem = f"the S3 catalogue snapshot was not used ({error}): reading the stream"
             log.error(problem)
             self.problems.append(problem)

@@ -138,10 +138,6 @@ class Engine:
             dims = self._stored_dims()
             if dims is None:
                 dims = self.settings.dims
-            if dims is None and self.settings.snapshot_uri is not None:
-                from recserve.service.catalogue_sync import snapshot_dims  # boto3: the aws extra
-
-                dims = snapshot_dims(self.settings)  # a new replica of a running service
             elif self.settings.dims is not None and self.settings.dims != dims:
                 raise ValueError(
                     f"{self.data_dir} holds dims {dims}; "

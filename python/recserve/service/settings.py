@@ -337,6 +337,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _catalogue(self) -> Settings:
+        if self.catalog_stream is not None and self.dims is None:
+            # Else a replica no one posts to would never open its store to read the stream.
+            raise ValueError("catalog_stream needs dims, so each replica reads it from the start")
         if self.snapshot_uri is not None:
             if self.catalog_stream is None:
                 raise ValueError("snapshot_uri needs catalog_stream: a snapshot is a place on it")

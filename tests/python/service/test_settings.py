@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -82,9 +83,10 @@ def test_the_co_engagement_section_reaches_the_profiles(tmp_path: Path) -> None:
     ("values", "message"),
     [
         ({"snapshot_uri": "s3://b/p"}, "snapshot_uri needs catalog_stream"),
-        ({"catalog_stream": "c", "snapshot_uri": "https://b/p"}, "s3://bucket"),
+        ({"catalog_stream": "c"}, "catalog_stream needs dims"),
+        ({"dims": 8, "catalog_stream": "c", "snapshot_uri": "https://b/p"}, "s3://bucket"),
     ],
 )
-def test_catalogue_snapshot_settings_are_checked(values: dict[str, str], message: str) -> None:
+def test_catalogue_snapshot_settings_are_checked(values: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Settings(**values)  # type: ignore[arg-type]
