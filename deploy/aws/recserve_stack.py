@@ -1,14 +1,16 @@
 """The recserve scale-out deployment as one CDK stack (README, "Scale-out on AWS").
 
-What it makes: the Kinesis stream of events; the two DynamoDB tables that ``recserve serve``
-would make with ``create_tables = true`` (the same key schema and on-demand billing: see
-``recserve/_aws.py``, ``ingest/leases.py`` and ``store/dynamodb.py``); a media bucket behind a
-CloudFront distribution (origin access control, signed URLs through a key group); a
-snapshots bucket; a VPC; an Application Load Balancer whose target group checks ``/readyz``;
-and an Auto Scaling group of Graviton instances that install the recserve wheel and run
-``recserve serve`` under systemd. The instance role grants the README's IAM actions on these
-resources, plus reading the wheel and the three SSM parameters (API keys, CloudFront private
-key), and nothing else.
+What it makes: the Kinesis stream of events and the one-shard catalogue stream (README, "One
+catalogue across replicas"); the two DynamoDB tables that ``recserve serve`` would make with
+``create_tables = true`` (the same key schema and on-demand billing: see ``recserve/_aws.py``,
+``ingest/leases.py`` and ``store/dynamodb.py``); a media bucket behind a CloudFront
+distribution (origin access control, signed URLs through a key group); a snapshots bucket,
+where the replicas keep the catalogue snapshots; a VPC; an Application Load Balancer whose
+target group checks ``/readyz``; and an Auto Scaling group of Graviton instances that install
+the recserve wheel and run ``recserve serve`` under systemd. The instance role grants the
+README's IAM actions on these resources (the snapshots on their prefix only), plus aborting a
+failed multipart upload of a snapshot, reading the wheel and the three SSM parameters (API
+keys, CloudFront private key), and nothing else.
 
 Everything is configured through CDK context (``cdk.json`` or ``cdk deploy -c key=value``);
 :meth:`StackConfig.from_context` checks it and names the key that is wrong or missing.
@@ -21,6 +23,7 @@ import base64
 import json
 import re
 import shlex
+import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +56,27 @@ KINESIS_ACTIONS = (
     "kinesis:ListShards",
     "kinesis:PutRecords",
 )
+#: With ``catalog_stream``: the catalogue stream's reader (every replica reads it whole) and
+#: writer (``POST /v1/items`` and the like put one record at a time).
+CATALOGUE_STREAM_ACTIONS = (
+    "kinesis:GetRecords",
+    "kinesis:GetShardIterator",
+    "kinesis:ListShards",
+    "kinesis:PutRecord",
+)
+#: With ``snapshot_uri``, on the snapshot prefix's objects: download (GetObject; boto3's
+#: download_file also sends HeadObject, which GetObject allows), upload (PutObject, which also
+#: allows the Create/UploadPart/Complete calls of boto3's multipart uploads: index.rsi and
+#: vectors.bin pass its 8 MB threshold from ~30,000 items at dims 64), pruning (DeleteObjects takes
+#: s3:DeleteObject for each key). AbortMultipartUpload is beyond the README's list: boto3 sends
+#: it when an upload fails, and without it the parts stay (and are billed) until the bucket's
+#: lifecycle rule removes them.
+SNAPSHOT_OBJECT_ACTIONS = (
+    "s3:AbortMultipartUpload",
+    "s3:DeleteObject",
+    "s3:GetObject",
+    "s3:PutObject",
+)
 DYNAMODB_ACTIONS = (
     "dynamodb:BatchGetItem",
     "dynamodb:DescribeTable",
@@ -66,6 +90,22 @@ DYNAMODB_ACTIONS = (
 HEALTH_INTERVAL_S = 5
 HEALTH_UNHEALTHY_THRESHOLD = 2
 SHUTDOWN_GRACE_S = 15
+
+#: ``snapshot_uri`` is s3://<snapshots bucket>/<SNAPSHOT_PREFIX>; recserve writes under
+#: ``<SNAPSHOT_PREFIX>/catalogue/`` (recserve.service.catalogue_snapshots).
+SNAPSHOT_PREFIX = "recserve"
+#: The catalogue stream's retention. A replica that starts from an S3 snapshot reads the stream
+#: on from the snapshot's sequence number, so every record after the newest snapshot must still
+#: be on the stream: retention must outlast snapshot_interval_s (300 s by default) plus any
+#: stretch in which snapshots fail (recserve_catalog_snapshots_total{outcome="failed"}, S3
+#: unreachable, no role holder). 24 h would leave a day to notice and fix that; 7 days leaves a
+#: week, for a little more than the shard itself costs (extended retention is billed per
+#: shard-hour, and this stream has one shard).
+CATALOGUE_RETENTION = cdk.Duration.days(7)
+#: Deleted snapshots and replaced pointers stay as noncurrent versions this long: an undo for a
+#: bad prune or pointer (the role may DeleteObject, not DeleteObjectVersion). A snapshot every
+#: 5 minutes makes 288 noncurrent copies a day, so keep it short.
+CATALOGUE_NONCURRENT_DAYS = 1
 
 SERVICE_USER = "recserve"
 DATA_DIR = "/var/lib/recserve"
@@ -137,6 +177,7 @@ class StackConfig:
         if self.root_volume_gib < 8:
             raise ConfigError(f"context 'root_volume_gib' must be >= 8, not {self.root_volume_gib}")
         self._check_wheel()
+        self._check_settings()
         if "-----BEGIN PUBLIC KEY-----" not in self.cloudfront_public_key_pem:
             raise ConfigError(
                 "context 'cloudfront_public_key_file' (or 'cloudfront_public_key_pem') is "
@@ -194,6 +235,19 @@ class StackConfig:
                 f"{self.wheel_name!r}"
             )
 
+    def _check_settings(self) -> None:
+        try:
+            settings = tomllib.loads(self.settings_toml)
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"context 'settings_file' is not TOML: {error}") from None
+        dims = settings.get("dims")
+        if isinstance(dims, bool) or not isinstance(dims, int) or dims < 1:
+            raise ConfigError(
+                "context 'settings_file' (or 'settings_toml') must set dims (dims = 64): "
+                "with the catalogue stream every replica opens its store at start to read the "
+                f"stream (README, One catalogue across replicas); got dims = {dims!r}"
+            )
+
     @property
     def wheel_name(self) -> str:
         source = self.wheel_file or self.wheel_s3_uri or self.wheel_url or ""
@@ -202,6 +256,10 @@ class StackConfig:
     @property
     def stream_name(self) -> str:
         return f"{self.name}-events"
+
+    @property
+    def catalogue_stream_name(self) -> str:
+        return f"{self.name}-catalogue"
 
     @property
     def table_prefix(self) -> str:
@@ -315,6 +373,18 @@ class RecserveStack(cdk.Stack):
             encryption=kinesis.StreamEncryption.MANAGED,  # aws/kinesis: no KMS grants needed
             retention_period=cdk.Duration.hours(24),
         )
+        # Items, takedowns and reviews, read whole by every replica: exactly one shard, which
+        # keeps them in one order (recserve refuses a catalogue stream of more shards), so
+        # provisioned, never on-demand (which would start with several shards and reshard).
+        self.catalogue_stream = kinesis.Stream(
+            self,
+            "Catalogue",
+            stream_name=c.catalogue_stream_name,
+            stream_mode=kinesis.StreamMode.PROVISIONED,
+            shard_count=1,
+            encryption=kinesis.StreamEncryption.MANAGED,
+            retention_period=CATALOGUE_RETENTION,
+        )
         self.tables: dict[str, dynamodb.Table] = {}
         for suffix, key, key_type in TABLES:
             self.tables[suffix] = dynamodb.Table(
@@ -333,10 +403,33 @@ class RecserveStack(cdk.Stack):
             )
 
         # -- buckets and CloudFront ------------------------------------------------------
-        self.media_bucket = self._bucket("Media", f"{c.name}-media-{account}-{region}", False)
+        self.media_bucket = self._bucket("Media", f"{c.name}-media-{account}-{region}")
+        catalogue_prefix = f"{SNAPSHOT_PREFIX}/catalogue/"
         self.snapshots_bucket = self._bucket(
-            "Snapshots", f"{c.name}-snapshots-{account}-{region}", True
+            "Snapshots",
+            f"{c.name}-snapshots-{account}-{region}",
+            versioned=True,
+            lifecycle_rules=[
+                # recserve writes a snapshot every snapshot_interval_s and deletes all but
+                # the newest few: their noncurrent versions go after a day, and so do the
+                # delete markers left once those versions are gone.
+                s3.LifecycleRule(
+                    id="CatalogueSnapshots",
+                    prefix=catalogue_prefix,
+                    noncurrent_version_expiration=cdk.Duration.days(CATALOGUE_NONCURRENT_DAYS),
+                    expired_object_delete_marker=True,
+                ),
+                # Anything else kept here (your copies and artifacts); and the parts of a
+                # multipart upload that neither completed nor was aborted. Where both rules
+                # apply, S3 honours the shorter noncurrent expiration.
+                s3.LifecycleRule(
+                    id="Everything",
+                    noncurrent_version_expiration=cdk.Duration.days(30),
+                    abort_incomplete_multipart_upload_after=cdk.Duration.days(1),
+                ),
+            ],
         )
+        self.snapshot_uri = f"s3://{self.snapshots_bucket.bucket_name}/{SNAPSHOT_PREFIX}"
         self.public_key = cloudfront.PublicKey(
             self,
             "MediaSigningKey",
@@ -404,6 +497,26 @@ class RecserveStack(cdk.Stack):
                 sid="KinesisEvents",
                 actions=list(KINESIS_ACTIONS),
                 resources=[self.stream.stream_arn],
+            ),
+            iam.PolicyStatement(
+                sid="KinesisCatalogue",
+                actions=list(CATALOGUE_STREAM_ACTIONS),
+                resources=[self.catalogue_stream.stream_arn],
+            ),
+            iam.PolicyStatement(
+                sid="CatalogueSnapshots",
+                actions=list(SNAPSHOT_OBJECT_ACTIONS),
+                resources=[self.snapshots_bucket.arn_for_objects(f"{catalogue_prefix}*")],
+            ),
+            # ListObjectsV2 with Prefix "<prefix>/catalogue/" (and "<prefix>/catalogue/<seq>/"
+            # when pruning); * matches the empty string, so the bare prefix passes. A GetObject
+            # of a missing key (latest.json before the first snapshot) is checked against this
+            # too, with the key as s3:prefix: it passes, so the answer is NoSuchKey, not 403.
+            iam.PolicyStatement(
+                sid="CatalogueSnapshotsList",
+                actions=["s3:ListBucket"],
+                resources=[self.snapshots_bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": f"{catalogue_prefix}*"}},
             ),
             iam.PolicyStatement(
                 sid="DynamoDBTables",
@@ -510,16 +623,20 @@ class RecserveStack(cdk.Stack):
             ("MediaBucket", self.media_bucket.bucket_name),
             ("SnapshotsBucket", self.snapshots_bucket.bucket_name),
             ("Stream", self.stream.stream_name),
+            ("CatalogueStream", self.catalogue_stream.stream_name),
+            ("SnapshotUri", self.snapshot_uri),
             ("KeyPairId", self.public_key.public_key_id),
         ):
             cdk.CfnOutput(self, name, value=value)
 
-    def _bucket(self, construct_id: str, name: str, versioned: bool) -> s3.Bucket:
-        rules = (
-            [s3.LifecycleRule(noncurrent_version_expiration=cdk.Duration.days(30))]
-            if versioned
-            else None
-        )
+    def _bucket(
+        self,
+        construct_id: str,
+        name: str,
+        *,
+        versioned: bool = False,
+        lifecycle_rules: Sequence[s3.LifecycleRule] | None = None,
+    ) -> s3.Bucket:
         return s3.Bucket(
             self,
             construct_id,
@@ -529,7 +646,7 @@ class RecserveStack(cdk.Stack):
             enforce_ssl=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             versioned=versioned,
-            lifecycle_rules=rules,
+            lifecycle_rules=list(lifecycle_rules) if lifecycle_rules else None,
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
 
@@ -594,6 +711,8 @@ class RecserveStack(cdk.Stack):
             ("RECSERVE_STATE_STORE", "dynamodb"),
             ("RECSERVE_DYNAMODB_TABLE_PREFIX", c.table_prefix),
             ("RECSERVE_CREATE_TABLES", "false"),
+            ("RECSERVE_CATALOG_STREAM", self.catalogue_stream.stream_name),
+            ("RECSERVE_SNAPSHOT_URI", self.snapshot_uri),
             ("RECSERVE_SHUTDOWN_GRACE_S", str(SHUTDOWN_GRACE_S)),
             ("RECSERVE_CLOUDFRONT__DOMAIN", self.distribution.distribution_domain_name),
             ("RECSERVE_CLOUDFRONT__KEY_PAIR_ID", self.public_key.public_key_id),

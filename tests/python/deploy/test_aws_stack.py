@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -51,6 +52,7 @@ import recserve_stack  # noqa: E402
 from recserve_stack import ConfigError, RecserveStack, StackConfig  # noqa: E402
 
 from recserve.service.auth import unprotected_listen  # noqa: E402
+from recserve.service.catalogue_snapshots import FILES, S3Snapshots, parse_uri  # noqa: E402
 from recserve.service.settings import load_settings  # noqa: E402
 
 WHEEL = "recserve-0.1.0-cp311-cp311-manylinux_2_28_aarch64.whl"
@@ -60,6 +62,7 @@ PUBLIC_KEY = (
     "-----END PUBLIC KEY-----\n"
 )
 CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
+SNAPSHOTS_BUCKET = "recserve-snapshots-123456789012-eu-west-1"
 
 Synth = Callable[..., tuple[RecserveStack, Template]]
 
@@ -73,6 +76,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "wheel_file": str(folder / WHEEL),
         "cloudfront_public_key_file": str(folder / "media.pub"),
         "certificate_arn": CERTIFICATE,
+        "settings_toml": "dims = 64\n",  # the catalogue stream needs dims
     }
 
 
@@ -132,6 +136,27 @@ def _render(part: Any, tokens: dict[str, str]) -> str:
     return tokens.get(name, f"TOKEN-{re.sub(r'[^A-Za-z0-9]', '', name)[:24]}")
 
 
+def stream(template: Template, name: str) -> tuple[str, dict[str, Any]]:
+    """The logical id and properties of the Kinesis stream called ``name``."""
+    found = [
+        (logical, r["Properties"])
+        for logical, r in template.find_resources("AWS::Kinesis::Stream").items()
+        if r["Properties"]["Name"] == name
+    ]
+    assert len(found) == 1, (name, found)
+    return found[0]
+
+
+def bucket(template: Template, name_part: str) -> str:
+    """The logical id of the bucket whose name holds ``name_part``."""
+    (logical,) = (
+        logical
+        for logical, b in template.find_resources("AWS::S3::Bucket").items()
+        if name_part in json.dumps(b["Properties"]["BucketName"])
+    )
+    return logical
+
+
 def heredoc(text: str, path: str) -> str:
     match = re.search(rf"cat > {re.escape(path)} <<'RECSERVE_EOF'\n(.*?)RECSERVE_EOF\n", text, re.S)
     assert match, path
@@ -157,10 +182,28 @@ def test_the_stream_is_provisioned_with_the_shards_asked_for_and_encrypted(
 
 def test_zero_shards_makes_an_on_demand_stream(synth: Synth) -> None:
     _, template = synth(stream_shards="0", name="od")
-    props = only(template, "AWS::Kinesis::Stream")["Properties"]
+    _, props = stream(template, "od-events")
     assert props["StreamModeDetails"] == {"StreamMode": "ON_DEMAND"}
     assert "ShardCount" not in props
-    assert props["Name"] == "od-events"
+    # the catalogue stream stays one provisioned shard whatever the events stream is
+    _, catalogue = stream(template, "od-catalogue")
+    assert catalogue["StreamModeDetails"] == {"StreamMode": "PROVISIONED"}
+    assert catalogue["ShardCount"] == 1
+
+
+def test_the_catalogue_stream_has_exactly_one_provisioned_shard_encrypted_and_kept(
+    template: Template,
+) -> None:
+    """recserve refuses a catalogue stream of more shards (catalogue_stream._only_shard), and
+    on-demand capacity would start with several."""
+    assert len(template.find_resources("AWS::Kinesis::Stream")) == 2
+    logical, props = stream(template, "recserve-catalogue")
+    assert props["ShardCount"] == 1
+    assert props["StreamModeDetails"] == {"StreamMode": "PROVISIONED"}
+    assert props["StreamEncryption"] == {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}
+    # longer than a snapshot interval by far: a new replica reads on from the newest snapshot
+    assert props["RetentionPeriodHours"] == 7 * 24
+    assert template.to_json()["Resources"][logical]["DeletionPolicy"] == "Retain"
 
 
 class _CreateTableRecorder:
@@ -263,6 +306,29 @@ def test_the_snapshots_bucket_is_versioned(template: Template) -> None:
             "VersioningConfiguration": {"Status": "Enabled"},
         },
     )
+
+
+def test_deleted_catalogue_snapshots_do_not_pile_up_as_noncurrent_versions(
+    template: Template,
+) -> None:
+    """recserve writes a snapshot every snapshot_interval_s and deletes the older ones: their
+    versions go after a day (not the bucket's 30), and failed multipart uploads too."""
+    props = template.to_json()["Resources"][bucket(template, "recserve-snapshots-")]["Properties"]
+    rules = {r["Id"]: r for r in props["LifecycleConfiguration"]["Rules"]}
+    assert rules["CatalogueSnapshots"] == {
+        "Id": "CatalogueSnapshots",
+        "Prefix": "recserve/catalogue/",
+        "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+        "ExpiredObjectDeleteMarker": True,
+        "Status": "Enabled",
+    }
+    assert rules["Everything"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+    assert "Prefix" not in rules["Everything"]
+    assert rules["Everything"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    assert len(rules) == 2
+    media = template.to_json()["Resources"][bucket(template, "recserve-media-")]["Properties"]
+    assert "LifecycleConfiguration" not in media
+    assert "VersioningConfiguration" not in media
 
 
 def test_cloudfront_reads_the_media_bucket_through_oac_and_trusts_only_the_key_group(
@@ -393,11 +459,29 @@ def test_only_the_load_balancer_reaches_the_service_port(template: Template) -> 
 # ---- the instance role -------------------------------------------------------------------------
 
 
-def readme_actions() -> set[str]:
+def readme_grants() -> dict[str, set[str]]:
+    """The README's IAM list, by what it is on: "events" (the events stream), "dynamodb",
+    "catalogue" (with catalog_stream) and "snapshots" (with snapshot_uri)."""
     text = (ROOT / "README.md").read_text()
     start = text.index("**IAM**: the replicas' instance role needs")
     section = text[start : text.index("Clients that produce directly", start)]
-    return set(re.findall(r"`((?:kinesis|dynamodb):[A-Za-z]+)`", section))
+    grants: dict[str, set[str]] = {}
+    for bullet in section.split("\n- ")[1:]:
+        actions = set(re.findall(r"`((?:kinesis|dynamodb|s3):[A-Za-z]+)`", bullet))
+        if bullet.startswith("with `catalog_stream`"):
+            kind = "catalogue"
+        elif bullet.startswith("with `snapshot_uri`"):
+            kind = "snapshots"
+        elif all(a.startswith("kinesis:") for a in actions):
+            kind = "events"
+        else:
+            kind = "dynamodb"
+        grants.setdefault(kind, set()).update(actions)
+    return grants
+
+
+def readme_actions() -> set[str]:
+    return set().union(*readme_grants().values())
 
 
 def role_statements(template: Template) -> list[dict[str, Any]]:
@@ -420,29 +504,69 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+SNAPSHOT_OBJECTS = "/recserve/catalogue/*"
+
+
 def test_the_instance_role_has_the_readme_actions_on_these_resources_and_nothing_else(
     template: Template,
 ) -> None:
     statements = {s["Sid"]: s for s in role_statements(template)}
-    assert set(statements) == {"KinesisEvents", "DynamoDBTables", "SettingsParameters", "Wheel"}
-    for statement in statements.values():
+    assert set(statements) == {
+        "KinesisEvents",
+        "KinesisCatalogue",
+        "CatalogueSnapshots",
+        "CatalogueSnapshotsList",
+        "DynamoDBTables",
+        "SettingsParameters",
+        "Wheel",
+    }
+    for sid, statement in statements.items():
         assert statement["Effect"] == "Allow"
-        assert "Condition" not in statement
         assert "NotAction" not in statement
         assert "NotResource" not in statement
+        assert ("Condition" in statement) == (sid == "CatalogueSnapshotsList"), sid
         for action in as_list(statement["Action"]):
             assert "*" not in action, action
         for resource in as_list(statement["Resource"]):
-            assert "*" not in json.dumps(resource), resource
-    # the README's list, less CreateTable: the stack makes the tables (create_tables = false)
-    granted = {
-        a for sid in ("KinesisEvents", "DynamoDBTables") for a in as_list(statements[sid]["Action"])
-    }
-    assert granted == readme_actions() - {"dynamodb:CreateTable"}
-    assert "dynamodb:CreateTable" in readme_actions()
+            text = json.dumps(resource)
+            if sid == "CatalogueSnapshots":  # the one wildcard: the objects under the prefix
+                assert text.count("*") == 1, resource
+                assert text.endswith(f'"{SNAPSHOT_OBJECTS}"]]}}'), resource
+            else:
+                assert "*" not in text, resource
+    # the README's list, each on its own resource, less CreateTable (the stack makes the
+    # tables: create_tables = false), plus AbortMultipartUpload (a failed upload's parts)
+    readme = readme_grants()
+    assert set(readme) == {"events", "dynamodb", "catalogue", "snapshots"}
 
-    stream = logical_id(template, "AWS::Kinesis::Stream")
-    assert statements["KinesisEvents"]["Resource"] == {"Fn::GetAtt": [stream, "Arn"]}
+    def granted(*sids: str) -> set[str]:
+        return {a for sid in sids for a in as_list(statements[sid]["Action"])}
+
+    assert granted("KinesisEvents") == readme["events"]
+    assert granted("DynamoDBTables") == readme["dynamodb"] - {"dynamodb:CreateTable"}
+    assert "dynamodb:CreateTable" in readme["dynamodb"]
+    assert (
+        granted("KinesisCatalogue")
+        == readme["catalogue"]
+        == set(recserve_stack.CATALOGUE_STREAM_ACTIONS)
+    )
+    assert granted("CatalogueSnapshots", "CatalogueSnapshotsList") == readme["snapshots"] | {
+        "s3:AbortMultipartUpload"
+    }
+    assert granted("CatalogueSnapshotsList") == {"s3:ListBucket"}
+
+    events, _ = stream(template, "recserve-events")
+    assert statements["KinesisEvents"]["Resource"] == {"Fn::GetAtt": [events, "Arn"]}
+    catalogue, _ = stream(template, "recserve-catalogue")
+    assert statements["KinesisCatalogue"]["Resource"] == {"Fn::GetAtt": [catalogue, "Arn"]}
+    snapshots = bucket(template, "recserve-snapshots-")
+    assert statements["CatalogueSnapshots"]["Resource"] == {
+        "Fn::Join": ["", [{"Fn::GetAtt": [snapshots, "Arn"]}, SNAPSHOT_OBJECTS]]
+    }
+    assert statements["CatalogueSnapshotsList"]["Resource"] == {"Fn::GetAtt": [snapshots, "Arn"]}
+    assert statements["CatalogueSnapshotsList"]["Condition"] == {
+        "StringLike": {"s3:prefix": "recserve/catalogue/*"}
+    }
     tables = sorted(template.find_resources("AWS::DynamoDB::Table"))
     assert (
         sorted(r["Fn::GetAtt"][0] for r in statements["DynamoDBTables"]["Resource"]) == tables
@@ -481,18 +605,186 @@ def test_a_wheel_from_a_url_needs_no_s3_permission(synth: Synth) -> None:
     _, template = synth(wheel_file=None, wheel_url=url)
     assert {s["Sid"] for s in role_statements(template)} == {
         "KinesisEvents",
+        "KinesisCatalogue",
+        "CatalogueSnapshots",
+        "CatalogueSnapshotsList",
         "DynamoDBTables",
         "SettingsParameters",
     }
     assert f"curl -fsSL --retry 5 -o /opt/recserve/wheels/{WHEEL} {url}" in user_data(template)
 
 
-def test_the_snapshots_and_media_buckets_are_not_in_the_role(template: Template) -> None:
-    # recserve writes snapshots to its data directory and signs media URLs with the key
-    # pair: it calls no S3 API on these buckets (README, IAM)
-    text = json.dumps(role_statements(template))
-    for logical in template.find_resources("AWS::S3::Bucket"):
-        assert logical not in text
+def test_the_media_bucket_is_not_in_the_role_and_the_snapshots_bucket_only_on_its_prefix(
+    template: Template,
+) -> None:
+    # recserve signs media URLs with the key pair: it calls no S3 API on the media bucket
+    # (README, IAM). On the snapshots bucket: the catalogue prefix's objects, and listing it.
+    statements = role_statements(template)
+    media = bucket(template, "recserve-media-")
+    assert media not in json.dumps(statements)
+    snapshots = bucket(template, "recserve-snapshots-")
+    on_snapshots = [s for s in statements if snapshots in json.dumps(s["Resource"])]
+    assert [s["Sid"] for s in on_snapshots] == ["CatalogueSnapshots", "CatalogueSnapshotsList"]
+    objects, listing = on_snapshots
+    assert objects["Resource"]["Fn::Join"][1][1] == SNAPSHOT_OBJECTS
+    assert "s3:ListBucket" not in as_list(objects["Action"])
+    assert listing["Action"] == "s3:ListBucket"  # the only action on the bucket itself
+    assert listing["Condition"]["StringLike"]["s3:prefix"] == "recserve/catalogue/*"
+
+
+# ---- what recserve's snapshot code asks of S3, against the role --------------------------------
+
+
+class _RecordingS3:
+    """Enough of an S3 client for S3Snapshots, in memory; records each request as
+    (IAM action, resource ARN, s3:prefix or None). A GetObject of a missing key is also
+    checked as ListBucket with the key as s3:prefix: S3 answers NoSuchKey (not 403) only if
+    that is allowed."""
+
+    class _NoSuchKey(Exception):
+        pass
+
+    exceptions = SimpleNamespace(NoSuchKey=_NoSuchKey)
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+        self.requests: list[tuple[str, str, str | None]] = []
+
+    def _object(self, action: str, bucket: str, key: str) -> None:
+        self.requests.append((action, f"arn:aws:s3:::{bucket}/{key}", None))
+
+    def upload_file(self, filename: str, bucket: str, key: str) -> None:
+        # multipart or not, each part's call is authorised as PutObject; a failed one is
+        # aborted (AbortMultipartUpload)
+        self._object("s3:PutObject", bucket, key)
+        self._object("s3:AbortMultipartUpload", bucket, key)
+        self.objects[bucket, key] = Path(filename).read_bytes()
+
+    def put_object(self, Bucket: str, Key: str, Body: bytes) -> None:  # noqa: N803
+        self._object("s3:PutObject", Bucket, Key)
+        self.objects[Bucket, Key] = Body
+
+    def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
+        self._object("s3:GetObject", Bucket, Key)
+        if (Bucket, Key) not in self.objects:
+            self.requests.append(("s3:ListBucket", f"arn:aws:s3:::{Bucket}", Key))
+            raise self._NoSuchKey(Key)
+        return {"Body": SimpleNamespace(read=lambda: self.objects[Bucket, Key])}
+
+    def download_file(self, bucket: str, key: str, filename: str) -> None:
+        self._object("s3:GetObject", bucket, key)  # HeadObject, then GetObject
+        Path(filename).write_bytes(self.objects[bucket, key])
+
+    def list_objects_v2(self, **kwargs: Any) -> dict[str, Any]:
+        bucket, prefix = kwargs["Bucket"], kwargs["Prefix"]
+        self.requests.append(("s3:ListBucket", f"arn:aws:s3:::{bucket}", prefix))
+        keys = sorted(k for b, k in self.objects if b == bucket and k.startswith(prefix))
+        if kwargs.get("Delimiter") != "/":
+            return {"Contents": [{"Key": k} for k in keys], "IsTruncated": False}
+        folders = sorted(
+            {prefix + k[len(prefix) :].split("/")[0] + "/" for k in keys if "/" in k[len(prefix) :]}
+        )
+        return {"CommonPrefixes": [{"Prefix": f} for f in folders], "IsTruncated": False}
+
+    def delete_objects(self, Bucket: str, Delete: dict[str, Any]) -> None:  # noqa: N803
+        for entry in Delete["Objects"]:
+            self._object("s3:DeleteObject", Bucket, entry["Key"])
+            del self.objects[Bucket, entry["Key"]]
+
+
+_PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "eu-west-1", "AWS::AccountId": "123456789012"}
+
+
+def _resolve(value: Any, names: dict[str, str]) -> str:
+    """A statement's resource as an ARN: each bucket's Arn attribute from ``names``, pseudo
+    parameters from ``_PSEUDO``, anything else a placeholder that matches no S3 ARN."""
+    if isinstance(value, str):
+        return value
+    ((function, argument),) = value.items()
+    if function == "Fn::Join":
+        return "".join(_resolve(part, names) for part in argument[1])
+    if function == "Ref" and argument in _PSEUDO:
+        return _PSEUDO[argument]
+    if function == "Fn::Sub":
+        return re.sub(r"\$\{([^}]+)\}", lambda m: _PSEUDO[m.group(1)], argument)
+    if function == "Fn::GetAtt" and argument[0] in names and argument[1] == "Arn":
+        return f"arn:aws:s3:::{names[argument[0]]}"
+    return f"<{json.dumps(value)}>"
+
+
+def _like(pattern: str, value: str) -> bool:
+    """IAM's StringLike (and resource) matching: * any run of characters, even none; ? one."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, re.S) is not None
+
+
+def _allowed(statements: list[dict[str, Any]], names: dict[str, str], request: Any) -> bool:
+    action, arn, prefix = request
+    for statement in statements:
+        if action not in as_list(statement["Action"]):
+            continue
+        if not any(_like(_resolve(r, names), arn) for r in as_list(statement["Resource"])):
+            continue
+        condition = statement.get("Condition")
+        if condition is not None:
+            ((operator, tests),) = condition.items()
+            assert operator == "StringLike", condition
+            ((key, patterns),) = tests.items()
+            assert key == "s3:prefix", condition
+            if prefix is None or not any(_like(p, prefix) for p in as_list(patterns)):
+                continue
+        return True
+    return False
+
+
+def test_every_s3_request_of_the_snapshot_code_is_allowed_and_only_on_the_catalogue_prefix(
+    template: Template, tmp_path: Path
+) -> None:
+    """S3Snapshots run against a recording client at the URI the stack gives the replicas:
+    publish three (pruning one), read the pointer (missing, then present), download."""
+    statements = role_statements(template)
+    names = {bucket(template, "recserve-snapshots-"): SNAPSHOTS_BUCKET}
+    s3 = _RecordingS3()
+    snapshots = S3Snapshots(s3, f"s3://{SNAPSHOTS_BUCKET}/{recserve_stack.SNAPSHOT_PREFIX}")
+    assert snapshots.pointer() is None
+    for seq in ("7", "30", "500"):
+        directory = tmp_path / seq
+        directory.mkdir()
+        for name in FILES.values():
+            (directory / name).write_bytes(seq.encode())
+        snapshots.publish(seq, 64, directory)
+    pointer = snapshots.pointer()
+    assert pointer is not None
+    (tmp_path / "in").mkdir()
+    snapshots.download(pointer, tmp_path / "in")
+    actions = {action for action, _, _ in s3.requests}
+    assert actions == {
+        "s3:AbortMultipartUpload",
+        "s3:DeleteObject",
+        "s3:GetObject",
+        "s3:ListBucket",
+        "s3:PutObject",
+    }
+    prefixes = {prefix for action, _, prefix in s3.requests if action == "s3:ListBucket"}
+    assert "recserve/catalogue/" in prefixes  # the bare prefix (the snapshots' folders)
+    assert f"recserve/catalogue/{7:030d}/" in prefixes  # pruning the oldest
+    assert "recserve/catalogue/latest.json" in prefixes  # NoSuchKey before the first
+    for request in s3.requests:
+        assert _allowed(statements, names, request), request
+
+    # ... and nothing beside the prefix
+    for request in [
+        ("s3:GetObject", f"arn:aws:s3:::{SNAPSHOTS_BUCKET}/recserve/other", None),
+        ("s3:PutObject", f"arn:aws:s3:::{SNAPSHOTS_BUCKET}/recserve/catalogue", None),
+        ("s3:DeleteObject", f"arn:aws:s3:::{SNAPSHOTS_BUCKET}/backups/x", None),
+        ("s3:ListBucket", f"arn:aws:s3:::{SNAPSHOTS_BUCKET}", None),  # no Prefix: everything
+        ("s3:ListBucket", f"arn:aws:s3:::{SNAPSHOTS_BUCKET}", ""),
+        ("s3:ListBucket", f"arn:aws:s3:::{SNAPSHOTS_BUCKET}", "recserve/"),
+        ("s3:ListBucket", f"arn:aws:s3:::{SNAPSHOTS_BUCKET}", "recserve/catalogue"),
+        ("s3:DeleteObjectVersion", f"arn:aws:s3:::{SNAPSHOTS_BUCKET}/recserve/catalogue/x", None),
+        ("s3:GetObject", "arn:aws:s3:::another-bucket/recserve/catalogue/latest.json", None),
+    ]:
+        assert not _allowed(statements, names, request), request
 
 
 # ---- what the instances run ------------------------------------------------------------------
@@ -504,7 +796,9 @@ def instance_env(template: Template) -> Iterator[dict[str, str]]:
         template,
         **{
             "AWS::Region": "eu-west-1",
-            logical_id(template, "AWS::Kinesis::Stream"): "recserve-events",
+            stream(template, "recserve-events")[0]: "recserve-events",
+            stream(template, "recserve-catalogue")[0]: "recserve-catalogue",
+            bucket(template, "recserve-snapshots-"): SNAPSHOTS_BUCKET,
         },
         **{logical_id(template, "AWS::CloudFront::Distribution"): "d111111abcdef8.cloudfront.net"},
         **{logical_id(template, "AWS::CloudFront::PublicKey"): "K2JCJMDEHXQW5F"},
@@ -547,12 +841,35 @@ def test_the_instance_settings_are_ones_recserve_serve_accepts_beyond_loopback(
     assert settings.cloudfront.domain == "d111111abcdef8.cloudfront.net"
     assert settings.cloudfront.key_pair_id == "K2JCJMDEHXQW5F"
     assert settings.cloudfront.allowed_prefixes == ("videos/",)
+    assert settings.catalog_stream == "recserve-catalogue"
+    assert settings.snapshot_uri == f"s3://{SNAPSHOTS_BUCKET}/recserve"
+    assert settings.dims == 64
     assert unprotected_listen(settings) is None  # keys configured: it may listen on 0.0.0.0
     tables = {
         t["Properties"]["TableName"]
         for t in template.find_resources("AWS::DynamoDB::Table").values()
     }
     assert tables == {f"{settings.dynamodb_table_prefix}{s}" for s in ("leases", "users")}
+
+
+def test_the_replicas_are_told_the_catalogue_stream_and_the_snapshot_uri(
+    instance_env: dict[str, str], template: Template
+) -> None:
+    assert instance_env["RECSERVE_CATALOG_STREAM"] == "recserve-catalogue"
+    stream(template, instance_env["RECSERVE_CATALOG_STREAM"])  # the stack's one-shard stream
+    uri = instance_env["RECSERVE_SNAPSHOT_URI"]
+    assert uri == f"s3://{SNAPSHOTS_BUCKET}/recserve"
+    assert parse_uri(uri) == (SNAPSHOTS_BUCKET, "recserve/")
+    # where recserve writes: the prefix the role's S3 statements are on
+    assert S3Snapshots(None, uri).prefix == "recserve/catalogue/"
+    outputs = template.to_json()["Outputs"]
+    assert outputs["CatalogueStream"]["Value"] == {"Ref": stream(template, "recserve-catalogue")[0]}
+    assert outputs["SnapshotUri"]["Value"] == {
+        "Fn::Join": [
+            "",
+            ["s3://", {"Ref": bucket(template, "recserve-snapshots-")}, "/recserve"],
+        ]
+    }
 
 
 def test_the_user_data_installs_the_wheel_and_runs_recserve_serve_under_systemd(
@@ -587,7 +904,7 @@ def test_the_settings_file_from_context_reaches_the_instances_verbatim(
     settings = 'dims = 64\n[feed]\nmax_per_creator = 1\n# a quote \' and a "$(dollar)"\n'
     path = tmp_path / "aws.toml"
     path.write_text(settings)
-    _, template = synth(settings_file=str(path))
+    _, template = synth(settings_file=str(path), settings_toml=None)
     (encoded,) = re.findall(
         r"echo (\S+) \| base64 -d > /etc/recserve/recserve.toml", user_data(template)
     )
@@ -624,6 +941,10 @@ def test_the_settings_file_from_context_reaches_the_instances_verbatim(
         ({"media_allowed_prefixes": "videos/"}, "media_allowed_prefixes"),
         ({"media_allowed_prefixes": []}, "media_allowed_prefixes"),
         ({"admin_keys_parameter": "bad name"}, "admin_keys_parameter"),
+        ({"settings_toml": None}, "must set dims"),
+        ({"settings_toml": "[feed]\nmax_per_creator = 1\n"}, "must set dims"),
+        ({"settings_toml": 'dims = "64"\n'}, "must set dims"),
+        ({"settings_toml": "dims = 64\n[feed\n"}, "is not TOML"),
     ],
 )
 def test_bad_context_is_a_config_error_naming_the_key(
