@@ -4,8 +4,9 @@
                                       amplifier.bin   amplification (AmplifierImage)
                                       index.rsi       the ANN index
                                       vectors.bin     every item's key and vector (columns)
-    s3://bucket/prefix/catalogue/latest.json          the newest: seq, dims and each file's
-                                                      key, size and SHA-256; written last
+                                      manifest.json   seq, dims and each file's key, size
+                                                      and SHA-256
+    s3://bucket/prefix/catalogue/latest.json          the newest one's manifest, written last
 
 ``<seq>`` is the catalogue stream's sequence number of the last record in the snapshot: a
 replica that loads it reads the stream on from there. The files are taken between two
@@ -14,7 +15,8 @@ amplification pauses for the images), written to a local directory, then uploade
 pointer goes last, so a reader never meets a half-written snapshot. ``keep`` snapshots stay;
 older ones are deleted once a newer pointer is in place.
 
-A file whose size or SHA-256 differs from the pointer's is not loaded (CorruptFileError).
+A file whose size or SHA-256 differs from its manifest is not loaded (CorruptFileError); the
+reader then tries the snapshot before it (``manifests`` lists them newest first).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ FILES = {
     "vectors": "vectors.bin",
 }
 POINTER = "latest.json"
+MANIFEST = "manifest.json"
 FORMAT = 1
 _VECTORS_MAGIC, _VECTORS_VERSION = b"RSVECTS1", 1
 
@@ -100,9 +103,10 @@ class S3Snapshots:
             key = base + name
             self.s3.upload_file(str(path), self.bucket, key)
             files[role] = {"key": key, "bytes": path.stat().st_size, "sha256": _sha256(path)}
-        pointer = {"format": FORMAT, "seq": seq, "dims": dims, "files": files}
+        manifest = json.dumps({"format": FORMAT, "seq": seq, "dims": dims, "files": files})
+        self.s3.put_object(Bucket=self.bucket, Key=base + MANIFEST, Body=manifest.encode())
         key = self.prefix + POINTER
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=json.dumps(pointer).encode())
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=manifest.encode())
         self._prune()
         return key
 
@@ -126,33 +130,43 @@ class S3Snapshots:
 
     # ---- read --------------------------------------------------------------------------------
     def pointer(self) -> dict[str, Any] | None:
-        """The newest snapshot's pointer, or None if there is none yet. CorruptFileError if it
+        """The newest snapshot's manifest, or None if there is none yet. CorruptFileError if it
         does not parse."""
+        return self.manifest(self.prefix + POINTER)
+
+    def manifests(self) -> list[str]:
+        """The keys of every snapshot's manifest, newest first, the pointer before them."""
+        older = [base + MANIFEST for base in sorted(self._bases(), reverse=True)]
+        return [self.prefix + POINTER, *older]
+
+    def manifest(self, key: str) -> dict[str, Any] | None:
+        """The manifest at ``key``; None if there is none, CorruptFileError if it does not
+        parse."""
         try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=self.prefix + POINTER)["Body"].read()
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except self.s3.exceptions.NoSuchKey:
             return None
         try:
             pointer = json.loads(body)
             if pointer["format"] != FORMAT:
-                raise CorruptFileError(f"snapshot pointer format {pointer['format']} is unknown")
+                raise CorruptFileError(f"snapshot manifest format {pointer['format']} is unknown")
             int(pointer["seq"]), int(pointer["dims"])
             if set(pointer["files"]) != set(FILES):
-                raise CorruptFileError(f"the snapshot pointer names {sorted(pointer['files'])}")
+                raise CorruptFileError(f"the snapshot manifest names {sorted(pointer['files'])}")
             return dict(pointer)
         except (ValueError, KeyError, TypeError) as error:
-            raise CorruptFileError(f"the snapshot pointer does not parse: {error}") from None
+            raise CorruptFileError(f"snapshot manifest {key} does not parse: {error}") from None
 
     def download(self, pointer: dict[str, Any], directory: Path) -> Downloaded:
-        """The pointer's files in ``directory``, each checked (CorruptFileError if one differs
-        from the pointer: nothing of the snapshot may be used then)."""
+        """The manifest's files in ``directory``, each checked (CorruptFileError if one differs
+        from the manifest: nothing of the snapshot may be used then)."""
         paths = {}
         for role, entry in pointer["files"].items():
             path = directory / FILES[role]
             self.s3.download_file(self.bucket, entry["key"], str(path))
             if path.stat().st_size != int(entry["bytes"]) or _sha256(path) != entry["sha256"]:
                 raise CorruptFileError(
-                    f"s3://{self.bucket}/{entry['key']} differs from its snapshot pointer "
+                    f"s3://{self.bucket}/{entry['key']} differs from its snapshot manifest "
                     "(size or SHA-256): the snapshot was not used"
                 )
             paths[role] = path

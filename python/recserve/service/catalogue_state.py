@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from recserve._core import CorruptFileError
 from recserve.amplify import Amplifier, AmplifyConfig
 from recserve.catalog import Catalog, Item
 from recserve.feed import UserPrefs
@@ -93,9 +94,11 @@ class CatalogueState:
         columns = Catalog.read(files["catalog"]), Amplifier.read(files["amplifier"])
         index, problems = snapshot_files.load_index(files["index"], self.catalog)
         profiles.set_items(keys, vectors)
-        self.restore(
-            snapshot_files.LoadedState(None, *columns, index, seq), profiles
-        )
+        try:
+            self.restore(snapshot_files.LoadedState(None, *columns, index, seq), profiles)
+        except CorruptFileError:
+            profiles.remove_items(keys)  # the next snapshot tried meets an empty state
+            raise
         return problems
 
     def check_index(self, store: EmbeddedStore) -> None:

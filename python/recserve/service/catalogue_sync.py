@@ -84,9 +84,7 @@ class CatalogueSync:
             duration = 3 * settings.snapshot_interval_s
             worker = settings.kinesis.worker_id or new_worker_id()
             self.role = RoleLease(dynamodb, table, ROLE, worker, duration)
-        self.bootstrapped: str | None = None  # the S3 snapshot this replica started from
         self.published: str | None = None  # the last snapshot this replica wrote
-        self.problems: list[str] = []
         self._bootstrap_if_new()
         self.stream = CatalogueStream(
             session.client("kinesis"),
@@ -161,39 +159,48 @@ class CatalogueSync:
 
     # ---- S3 snapshots ------------------------------------------------------------------------
     def _bootstrap_if_new(self) -> None:
-        """A replica whose store is empty loads the newest S3 snapshot, then keeps it in a
-        local snapshot at once (a restart needs S3 no more)."""
+        """A replica whose store is empty loads the newest S3 snapshot that is whole (older
+        ones stand in for a damaged one), then keeps it in a local snapshot at once (a
+        restart needs S3 no more). With none whole, it reads the stream from its start."""
         store = self.store
         if self.snapshots is None or store.recovery.snapshot is not None or store.applied_lsn:
             return
-        try:
-            pointer = self.snapshots.pointer()
-            if pointer is None:
-                log.info("no catalogue snapshot in S3 yet: reading the stream from its start")
+        tried: set[str] = set()
+        for key in self.snapshots.manifests():  # S3 out of reach raises: the start fails
+            try:
+                manifest = self.snapshots.manifest(key)
+                if manifest is None or manifest["seq"] in tried:
+                    continue
+                tried.add(manifest["seq"])
+                self._bootstrap(manifest)
                 return
-            if int(pointer["dims"]) != self.state.catalog.dims:
-                raise CorruptFileError(
-                    f"the S3 snapshot holds dims {pointer['dims']}, this replica "
-                    f"{self.state.catalog.dims}"
-                )
-            with tempfile.TemporaryDirectory(dir=store.data_dir) as directory:
-                downloaded = self.snapshots.download(pointer, Path(directory))
-                with store.paused():
-                    problems = self.state.bootstrap(
-                        downloaded.paths, downloaded.seq, store.profiles
-                    )
-                self.state.check_index(store)
-            self.problems += problems
-            store.snapshot()
-            self.bootstrapped = downloaded.seq
-            log.info("catalogue loaded from the S3 snapshot at %s: %d items",
-                     downloaded.seq, len(self.state.catalog))  # fmt: skip
-        except CorruptFileError as error:
-            # Reading the whole stream instead is slower but loses nothing the stream holds.
-            # S3 out of reach is not this: the start fails, to be tried again.
-            problem = f"the S3 catalogue snapshot was not used ({error}): reading the stream"
-            log.error(problem)
-            self.problems.append(problem)
+            except CorruptFileError as error:
+                problem = f"the S3 catalogue snapshot {key} was not used: {error}"
+                log.error("recovery: %s", problem)
+                store.recovery.problems.append(problem)
+        if tried:  # slower, and loses nothing the stream still holds
+            log.error("recovery: no S3 catalogue snapshot was whole: reading the stream")
+        else:
+            log.info("no catalogue snapshot in S3 yet: reading the stream from its start")
+
+    def _bootstrap(self, manifest: dict[str, Any]) -> None:
+        store, state = self.store, self.state
+        if int(manifest["dims"]) != state.catalog.dims:
+            raise CorruptFileError(
+                f"it holds dims {manifest['dims']}, this replica {state.catalog.dims}"
+            )
+        assert self.snapshots is not None
+        with tempfile.TemporaryDirectory(dir=store.data_dir) as directory:
+            downloaded = self.snapshots.download(manifest, Path(directory))
+            with store.paused():
+                problems = state.bootstrap(downloaded.paths, downloaded.seq, store.profiles)
+            state.check_index(store)
+        for problem in problems:
+            log.error("recovery: %s", problem)
+        store.recovery.problems.extend(problems)
+        store.snapshot()
+        log.info("catalogue loaded from the S3 snapshot at %s: %d items",
+                 downloaded.seq, len(state.catalog))  # fmt: skip
 
     def _maybe_snapshot(self) -> None:
         """Between two batches of the stream: if due and this replica holds the role, the

@@ -74,6 +74,9 @@ def test_only_the_newest_snapshots_are_kept(s3: Any, bucket: str, tmp_path: Path
     folders = {o["Key"].split("/")[2] for o in listed if not o["Key"].endswith("latest.json")}
     assert folders == {f"{30:030d}", f"{500:030d}"}
     assert snapshots.pointer()["seq"] == "500"  # type: ignore[index]
+    # Newest first, each snapshot with a manifest of its own.
+    manifests = [snapshots.manifest(key) for key in snapshots.manifests()]
+    assert [m["seq"] for m in manifests if m is not None] == ["500", "500", "30"]
 
 
 def test_a_file_that_differs_from_the_pointer_is_refused(
@@ -88,7 +91,7 @@ def test_a_file_that_differs_from_the_pointer_is_refused(
     body[500] ^= 0xFF  # same size, one byte flipped
     s3.put_object(Bucket=bucket, Key=key, Body=bytes(body))
     (tmp_path / "in").mkdir()
-    with pytest.raises(CorruptFileError, match="differs from its snapshot pointer"):
+    with pytest.raises(CorruptFileError, match="differs from its snapshot manifest"):
         snapshots.download(pointer, tmp_path / "in")
 
 

@@ -185,21 +185,44 @@ def test_a_refused_review_sends_nothing_to_the_other_replicas(
     assert metric(b, 'recserve_catalog_records_total{outcome="applied"}') == 1
 
 
-def test_a_damaged_s3_snapshot_is_not_loaded_and_the_stream_is_read_whole(
-    service: Service,
-) -> None:
+def damage(service: Service, manifest: dict[str, Any], role: str) -> None:
+    key = manifest["files"][role]["key"]
+    body = bytearray(service.s3.get_object(Bucket=service.bucket, Key=key)["Body"].read())
+    body[-1] ^= 0xFF
+    service.s3.put_object(Bucket=service.bucket, Key=key, Body=bytes(body))
+
+
+def test_a_damaged_s3_snapshot_is_passed_over_for_the_one_before(service: Service) -> None:
+    a = service.replica("a")
+    with a.client() as http:
+        assert http.post("/v1/items", json={"items": ITEMS[:20]}).status_code == 200
+    until(lambda: service.pointer() is not None)
+    first = service.pointer()
+    assert first is not None
+    with a.client() as http:
+        assert http.post("/v1/items", json={"items": ITEMS[20:]}).status_code == 200
+    until(lambda: (service.pointer() or first)["seq"] != first["seq"])
+    a.stop()  # no newer snapshot from here on
+    newest = service.pointer()
+    assert newest is not None
+    damage(service, newest, "vectors")
+    late = service.replica("late")
+    until(lambda: all(status_of(late, item["id"]) == 200 for item in ITEMS))
+    # The first snapshot, then the second post from the stream.
+    assert metric(late, 'recserve_catalog_records_total{outcome="applied"}') == 1
+    assert "differs from its snapshot manifest" in late.log.read_text()
+
+
+def test_with_no_whole_s3_snapshot_the_stream_is_read_from_its_start(service: Service) -> None:
     a = service.replica("a")
     with a.client() as http:
         assert http.post("/v1/items", json={"items": ITEMS}).status_code == 200
     until(lambda: service.pointer() is not None)
-    a.stop()  # no newer snapshot from here on
-    pointer = service.pointer()
-    assert pointer is not None
-    key = pointer["files"]["vectors"]["key"]
-    body = bytearray(service.s3.get_object(Bucket=service.bucket, Key=key)["Body"].read())
-    body[-1] ^= 0xFF
-    service.s3.put_object(Bucket=service.bucket, Key=key, Body=bytes(body))
+    a.stop()
+    newest = service.pointer()
+    assert newest is not None
+    damage(service, newest, "index")
     late = service.replica("late")
     until(lambda: all(status_of(late, item["id"]) == 200 for item in ITEMS))
     assert metric(late, 'recserve_catalog_records_total{outcome="applied"}') == 1
-    assert "the S3 catalogue snapshot was not used" in late.log.read_text()
+    assert "no S3 catalogue snapshot was whole" in late.log.read_text()
