@@ -111,7 +111,9 @@ class CatalogueState:
             store.recovery.files["index"] = "rebuilt"
 
     def apply_record(self, kind: int, body: bytes, profiles: Profiles) -> None:
-        record = decode(kind, body, self.catalog.dims)
+        self._apply(decode(kind, body, self.catalog.dims), profiles)
+
+    def _apply(self, record: Any, profiles: Profiles) -> None:
         if isinstance(record, StreamedRecord):
             self.apply_streamed(record.seq, record.kind, record.body, profiles)
         elif isinstance(record, ItemsRecord):
@@ -150,20 +152,19 @@ class CatalogueState:
     def apply_streamed(self, seq: str, kind: int, body: bytes, profiles: Profiles) -> None:
         """A record of the catalogue stream, checked by ``check_streamed`` when it was read."""
         record = decode(kind, body, self.catalog.dims)
-        if isinstance(record, ItemsRecord):
-            self.upsert(record.items, record.vectors, record.ts_ms, profiles, record.amplify)
-        elif isinstance(record, TakeDownRecord):
-            for key in record.keys:
-                self.take_down(key, profiles)
-        elif isinstance(record, ReviewRecord):
-            if not self.review(record.key, record.decision, record.reason, record.ts_ms,
-                               profiles) and record.decision == "reject":  # fmt: skip
-                # Decided where the item was pending; here judging saw other events.
-                transition = self.amplifier.reject(record.key, record.reason, record.ts_ms)
-                if transition is not None:
-                    self.take_down(record.key, profiles, keep_history=True)
-                    if self.live:
-                        self.transitions.append(transition.state)
+        if (
+            isinstance(record, ReviewRecord)
+            and record.decision == "reject"
+            and self.amplifier.state_of(record.key) != "pending_review"
+        ):
+            # Decided where the item was pending; here judging saw other events.
+            transition = self.amplifier.reject(record.key, record.reason, record.ts_ms)
+            if transition is not None:
+                self.take_down(record.key, profiles, keep_history=True)
+                if self.live:
+                    self.transitions.append(transition.state)
+        else:
+            self._apply(record, profiles)
         self.stream_seq = seq
 
     def upsert(
