@@ -107,7 +107,6 @@ class CatalogueStream:
         self._caught_up_at = time.monotonic()  # a fresh reader is as stale as its first read
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._started = time.monotonic()
 
     def _only_shard(self) -> str:
         shards = self.kinesis.list_shards(StreamName=self.stream)["Shards"]

@@ -194,9 +194,7 @@ class Engine:
         if s.catalog_stream is not None:  # before the feed builder: a bootstrap replaces parts
             from recserve.service.catalogue_sync import CatalogueSync  # boto3: the aws extra
 
-            self.catalogue = CatalogueSync(
-                s, store, state, self.metrics, self._dropped
-            )
+            self.catalogue = CatalogueSync(s, store, state, self.metrics, self._dropped)
         registry = ModelRegistry(s.resolved_models_dir(), dims)
         self.ranker = self._initial_ranker(registry)
         for experiment in s.experiments:  # fail at start, not on some user's request
