@@ -1,30 +1,30 @@
 #!/usr/bin/env bash
-# The Python extension (recserve._core) cross-built for aarch64 and tested under qemu-user, so
-# the bindings, not only the C++ suites (.ci/cross_aarch64.sh), are exercised on Arm.
+# The aarch64 manylinux wheel, tested under qemu-user, so the bindings, not only the C++ suites
+# (.ci/cross_aarch64.sh), are exercised on Arm, as the wheel that ships.
 #
-# 1. An aarch64 CPython 3.11 with its headers: Debian's arm64 .debs, fetched with apt-get download
-#    and unpacked with dpkg -x into <build>/sysroot (nothing is installed into the host's package
-#    database; the host's python3.11 is untouched). Needs arm64 as a foreign dpkg architecture.
-# 2. _core cross-compiled against that sysroot's headers (the toolchain file of
-#    .ci/cross_aarch64.sh; pybind11 from a host venv in <build>/host-venv).
+# 1. An aarch64 CPython 3.11: Debian's arm64 .debs, fetched with apt-get download and unpacked
+#    with dpkg -x into <build>/sysroot (nothing is installed into the host's package database;
+#    the host's python3.11 is untouched). Needs arm64 as a foreign dpkg architecture.
+# 2. The cp311 aarch64 wheel, built by `.ci/wheels.sh --arch aarch64 --python 3.11` (zig c++
+#    pinned to glibc 2.28, the ISA-dispatch and auditwheel checks) into <build>/dist.
 # 3. The Python dependencies as manylinux aarch64 wheels, pip install --target on the host
 #    (pip never runs under qemu).
-# 4. python/recserve plus the aarch64 _core in <build>/pkg.
-# 5. pytest under qemu-aarch64-static with the sysroot's python3.11: see "tests" below.
+# 4. The wheel itself, pip install --target <build>/pkg --platform manylinux_2_28_aarch64 on the
+#    host: pip checks that its tags suit such a machine.
+# 5. pytest under qemu-aarch64-static with the sysroot's python3.11, importing the installed
+#    wheel: see "tests" below.
 #
-# Not a wheel: Debian bookworm's cross toolchain targets glibc 2.36, so the .so has no manylinux
-# tag. Build dir: RECSERVE_AARCH64_PY_BUILD_DIR (default build/aarch64-python); reruns reuse it.
+# Build dir: RECSERVE_AARCH64_PY_BUILD_DIR (default build/aarch64-python); .ci/wheels.sh's is
+# build/wheels. Reruns reuse both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo="$PWD"
 
 build_dir="${RECSERVE_AARCH64_PY_BUILD_DIR:-build/aarch64-python}"
 mkdir -p "$build_dir"
 build_dir="$(cd "$build_dir" && pwd)"
-jobs="$(nproc 2>/dev/null || echo 4)"
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 
-for tool in aarch64-linux-gnu-g++ aarch64-linux-gnu-readelf qemu-aarch64-static cmake ninja python3 dpkg apt-get; do
+for tool in aarch64-linux-gnu-objdump aarch64-linux-gnu-readelf qemu-aarch64-static cmake ninja python3 dpkg apt-get; do
   command -v "$tool" >/dev/null || { echo "error: $tool not found (see .ci/run's system packages)" >&2; exit 1; }
 done
 
@@ -33,12 +33,10 @@ step_start=$SECONDS
 took() { echo "   ($(( SECONDS - step_start )) s)"; step_start=$SECONDS; }
 
 # ---------------------------------------------------------------------------------------------
-# 1. aarch64 CPython 3.11 sysroot. Runtime closure of python3.11 (apt-cache depends --recurse,
-# without the -dev packages' own dependencies: only Python's headers are compiled against; the
-# C++ runtime and libc headers come from the cross toolchain). No libmpdec: Debian's 3.11 bundles it.
+# 1. aarch64 CPython 3.11 sysroot. Runtime closure of python3.11 (apt-cache depends --recurse).
+# No libmpdec: Debian's 3.11 bundles it.
 debs=(
   python3.11 python3.11-minimal libpython3.11 libpython3.11-minimal libpython3.11-stdlib
-  libpython3.11-dev
   libc6 libgcc-s1 libstdc++6 libcrypt1 zlib1g libexpat1 libffi8 libssl3 libbz2-1.0 liblzma5
   libsqlite3-0 libuuid1 libncursesw6 libtinfo6 libreadline8 libdb5.3 libnsl2 libtirpc3
   libgssapi-krb5-2 libk5crypto3 libkrb5-3 libkrb5support0 libkeyutils1 libcom-err2
@@ -83,36 +81,19 @@ py_a64=("qemu-aarch64-static" "-L" "$sysroot" "$sysroot/usr/bin/python3.11")
 took
 
 # ---------------------------------------------------------------------------------------------
-# 2. _core for aarch64. FindPython gets the host interpreter (3.11, for the version check only)
-# and the sysroot's headers; pybind11 is told the suffix instead of asking that interpreter.
-# Debian's python3.11/pyconfig.h includes <aarch64-linux-gnu/python3.11/pyconfig.h>, hence the
-# -isystem of the sysroot's /usr/include (which holds only Python's headers).
-echo "-- host venv with pybind11 (headers and CMake config)"
+# 2. The aarch64 cp311 manylinux wheel, by .ci/wheels.sh (zig c++ for aarch64-linux-gnu.2.28, the
+# ISA and auditwheel checks): the wheel that `bash .ci/wheels.sh` ships.
+echo "-- the aarch64 cp311 wheel: .ci/wheels.sh --arch aarch64 --python 3.11"
+wheel_dist="$build_dir/dist"
+rm -rf "$wheel_dist"
+RECSERVE_DIST_DIR="$wheel_dist" bash .ci/wheels.sh --arch aarch64 --python 3.11
+wheel="$(ls "$wheel_dist"/recserve-*-cp311-cp311-manylinux_*_aarch64.whl)"
+echo "   $(basename "$wheel")"
+step_start=$SECONDS
+
+echo "-- host venv for pip --target"
 host_venv="$build_dir/host-venv"
 [ -x "$host_venv/bin/python" ] || python3 -m venv "$host_venv"
-"$host_venv/bin/python" -c 'import pybind11' 2>/dev/null \
-  || "$host_venv/bin/pip" install -q --disable-pip-version-check 'pybind11>=2.13'
-pybind11_dir="$("$host_venv/bin/python" -c 'import pybind11; print(pybind11.get_cmake_dir())')"
-took
-
-ext_suffix=".cpython-311-aarch64-linux-gnu.so"
-echo "-- configure and build _core${ext_suffix} (aarch64 cross)"
-cmake -S . -B "$build_dir/cmake" -G Ninja --no-warn-unused-cli \
-  -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake \
-  -DCMAKE_BUILD_TYPE=Release \
-  -DSKBUILD=ON \
-  -DRECSERVE_BUILD_TESTS=OFF \
-  -DCMAKE_CXX_FLAGS="-isystem $sysroot/usr/include" \
-  -DPython_EXECUTABLE="$host_venv/bin/python" \
-  -DPython_INCLUDE_DIR="$sysroot/usr/include/python3.11" \
-  -Dpybind11_DIR="$pybind11_dir" \
-  -DPYBIND11_USE_CROSSCOMPILING=ON \
-  -DPYTHON_IS_DEBUG=OFF \
-  -DPYTHON_MODULE_DEBUG_POSTFIX= \
-  -DPYTHON_MODULE_EXTENSION="$ext_suffix" >/dev/null
-cmake --build "$build_dir/cmake" --target _core -j "$jobs"
-so="$build_dir/cmake/src/_core$ext_suffix"
-aarch64-linux-gnu-readelf -h "$so" | grep -q 'Machine:.*AArch64' || { echo "error: $so is not an aarch64 object" >&2; exit 1; }
 took
 
 # ---------------------------------------------------------------------------------------------
@@ -135,13 +116,19 @@ fi
 took
 
 # ---------------------------------------------------------------------------------------------
-# 4. The package: the sources plus the aarch64 extension.
+# 4. The wheel installed as pip would on a glibc 2.28 aarch64 machine (pip refuses a wheel whose
+# tags such a machine does not accept; pip does not expand --platform to the older manylinux
+# tags, so they are listed), on the host: pip never runs under qemu.
 pkg="$build_dir/pkg"
 rm -rf "$pkg"
-mkdir -p "$pkg"
-cp -r python/recserve "$pkg/"
-find "$pkg" \( -name '__pycache__' -o -name '_core*.so' \) -prune -exec rm -rf {} +
-cp "$so" "$pkg/recserve/"
+platforms=(--platform manylinux2014_aarch64)
+for m in $(seq 17 28); do platforms+=(--platform "manylinux_2_${m}_aarch64"); done
+echo "-- pip install --target ${pkg} (manylinux_2_17..2_28 aarch64) $(basename "$wheel")"
+"$host_venv/bin/pip" install -q --disable-pip-version-check --target "$pkg" --no-deps \
+  "${platforms[@]}" --only-binary=:all: --python-version 3.11 --implementation cp "$wheel"
+so="$(ls "$pkg"/recserve/_core.cpython-311-aarch64-linux-gnu.so)"
+aarch64-linux-gnu-readelf -h "$so" | grep -q 'Machine:.*AArch64' || { echo "error: $so is not an aarch64 object" >&2; exit 1; }
+took
 
 # ---------------------------------------------------------------------------------------------
 # 5. Under qemu. Bytecode and hypothesis's database stay in the build dir.
@@ -151,8 +138,11 @@ export HYPOTHESIS_STORAGE_DIRECTORY="$build_dir/hypothesis"
 for cpu in max cortex-a53; do
   echo "-- QEMU_CPU=$cpu: recserve.simd.active_variant()"
   QEMU_CPU=$cpu "${py_a64[@]}" -c \
-    'import platform, recserve; from recserve import simd; print("  ", platform.machine(), simd.active_variant())'
+    'import platform, recserve; from recserve import simd; print("  ", platform.machine(), simd.active_variant(), recserve.__file__)'
 done
+# The tests import the installed wheel, not python/recserve.
+"${py_a64[@]}" -c 'import recserve, sys; sys.exit(not recserve.__file__.startswith(sys.argv[1]))' "$pkg/" \
+  || { echo "error: recserve is not imported from the installed wheel in $pkg" >&2; exit 1; }
 took
 
 # The core bindings, and a feed end to end in process (native pipeline against the Python

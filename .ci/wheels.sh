@@ -108,10 +108,27 @@ rm -rf "$bdir/sdist"
 sdist="$(ls "$bdir"/sdist/*.tar.gz)"
 rm -f "$dist"/"$(basename "$sdist")"
 cp "$sdist" "$dist/"
+# Unpacked into sdist-src, copying only files whose content changed (git archive stamps every
+# file with the commit's time), so that a rerun rebuilds only what changed.
 src="$bdir/sdist-src"
-rm -rf "$src"
-mkdir -p "$src"
-tar -xzf "$sdist" -C "$src" --strip-components=1
+rm -rf "$bdir/sdist-new"
+mkdir -p "$bdir/sdist-new" "$src"
+tar -xzf "$sdist" -C "$bdir/sdist-new" --strip-components=1
+"$py" - "$bdir/sdist-new" "$src" <<'PY'
+import filecmp, shutil, sys
+from pathlib import Path
+new, old = Path(sys.argv[1]), Path(sys.argv[2])
+for f in new.rglob("*"):
+    dst = old / f.relative_to(new)
+    if f.is_dir():
+        dst.mkdir(parents=True, exist_ok=True)
+    elif not dst.is_file() or not filecmp.cmp(f, dst, shallow=False):
+        shutil.copy2(f, dst)
+for f in sorted(old.rglob("*"), reverse=True):
+    if not (new / f.relative_to(old)).exists():
+        shutil.rmtree(f) if f.is_dir() else f.unlink()
+PY
+rm -rf "$bdir/sdist-new"
 echo "   $(basename "$sdist"): $(du -k "$sdist" | cut -f1) KiB, $(tar -tzf "$sdist" | wc -l) files"
 took
 
