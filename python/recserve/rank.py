@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +28,14 @@ import numpy.typing as npt
 from recserve import mlp
 from recserve.features import FeatureSpec
 
-__all__ = ["BUILTIN_VERSION", "ModelRegistry", "Ranker", "SimilarityRanker"]
+__all__ = [
+    "BUILTIN_VERSION",
+    "VERSION",
+    "ModelRegistry",
+    "ModelSource",
+    "Ranker",
+    "SimilarityRanker",
+]
 
 BUILTIN_VERSION = "builtin"
 # A version names a file: <models_dir>/<version>.rsm. Anything else is no model (404), never a
@@ -100,14 +107,26 @@ def _load(path: Path, version: str, dims: int) -> Ranker:
     return Ranker(version, model, spec, blend)
 
 
+class ModelSource(Protocol):
+    """Where a registry's files come from when they are not all in its directory already
+    (``recserve.service.model_store.S3Models``): ``fetch`` puts a version's file there."""
+
+    def fetch(self, version: str) -> None: ...
+
+    def versions(self) -> list[str]: ...
+
+
 class ModelRegistry:
     """The models a service may serve: ``<models_dir>/<version>.rsm`` and the built-in one.
     A version is 1 to 64 of ``A-Za-z0-9._-``, not starting with a dot; files named otherwise
     are not models."""
 
-    def __init__(self, models_dir: str | os.PathLike[str], dims: int) -> None:
+    def __init__(
+        self, models_dir: str | os.PathLike[str], dims: int, source: ModelSource | None = None
+    ) -> None:
         self.models_dir = Path(models_dir)
         self.dims = dims
+        self.source = source  # where the files come from, if not from models_dir alone
         self._lock = threading.Lock()
         self._loaded: dict[str, Ranker] = {}
 
@@ -119,12 +138,16 @@ class ModelRegistry:
             return self._builtin_path()
         if not VERSION.fullmatch(version) or version.startswith("."):
             raise KeyError(version)
+        if self.source is not None:
+            self.source.fetch(version)
         path = self.models_dir / f"{version}.rsm"
         if not path.is_file():
             raise KeyError(version)
         return path
 
     def versions(self) -> list[str]:
+        if self.source is not None:
+            return [BUILTIN_VERSION, *self.source.versions()]
         found = (
             sorted(
                 p.stem

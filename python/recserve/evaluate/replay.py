@@ -246,7 +246,7 @@ def replay_settings(
     if model is not None:  # the ranker trained before the split replaces the configured one
         if any(arm.model is not None for e in settings.experiments for arm in e.arms):
             raise ReplayError(f"{config}: an experiment arm names a model; train=False for it")
-        served_model = {"models_dir": model.parent, "model": model.stem}
+        served_model = {"models_dir": str(model.parent), "model": model.stem}
     return settings.model_copy(
         update={
             **served_model,

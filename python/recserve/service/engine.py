@@ -13,7 +13,9 @@ module of its own:
 
     data_dir/recserve.json     dims, fixed by configuration or by the first items posted
     data_dir/state/            the embedded store: WAL + snapshots (recserve.store.embedded)
-    data_dir/active-model      the model version last activated
+    data_dir/models/           the models and serving.json, what serves (service.model_store);
+                               models_dir may name another directory or an S3 prefix
+    data_dir/active-model      the model version last activated, before serving.json
     data_dir/impressions/      the impression log (recserve.train.log format)
 """
 
@@ -54,8 +56,15 @@ from recserve.service.impression_log import (
     impression_records,
 )
 from recserve.service.metrics import Metrics
+from recserve.service.model_store import (
+    DirectoryModels,
+    S3Models,
+    Serving,
+    open_models,
+    valid_version,
+)
 from recserve.service.precompute import Page, Precomputer, Stamp
-from recserve.service.settings import Settings
+from recserve.service.settings import Arm, Experiment, Settings
 from recserve.store.embedded import EmbeddedStore
 
 if TYPE_CHECKING:
@@ -117,6 +126,8 @@ class Engine:
         self.builder: FeedBuilder | None = None
         self.registry: ModelRegistry | None = None
         self.ranker: Ranker | SimilarityRanker = SimilarityRanker()
+        self.models: DirectoryModels | S3Models | None = None
+        self.serving: Serving | None = None  # what serving.json said when last applied
         self._model_epoch = 0
         self._open_lock = threading.Lock()
         self._items_lock = threading.Lock()
@@ -195,15 +206,17 @@ class Engine:
             from recserve.service.catalogue_sync import CatalogueSync  # boto3: the aws extra
 
             self.catalogue = CatalogueSync(s, store, state, self.metrics, self._dropped)
-        registry = ModelRegistry(s.resolved_models_dir(), dims)
-        self.ranker = self._initial_ranker(registry)
+        self.models = open_models(s.resolved_models_dir(), self.data_dir / "models-cache")
+        registry = ModelRegistry(self.models.directory, dims, source=self.models)
+        self.registry = registry
+        self._initial_models()
         for experiment in s.experiments:  # fail at start, not on some user's request
             for arm in experiment.arms:
                 if arm.model is not None:
                     registry.get(arm.model).with_blend(arm.blend)
                 elif arm.blend is not None:
                     self.ranker.with_blend(arm.blend)
-        self.registry, self.state, self.store = registry, state, store
+        self.state, self.store = state, store
         self.builder = FeedBuilder(
             s.feed,
             state.catalog,
@@ -216,6 +229,7 @@ class Engine:
         if s.feed.precompute:
             self._precompute = Precomputer(self._compute_page)
         self._spawn(self._snapshot_loop, "recserve-snapshots")
+        self._spawn(self._model_poll_loop, "recserve-models")
         if s.events_source == "kinesis":
             from recserve.service.stream import StreamIngest  # boto3: the aws extra
 
@@ -226,16 +240,62 @@ class Engine:
         if self.catalogue is not None:
             self.catalogue.start()
 
-    def _initial_ranker(self, registry: ModelRegistry) -> Ranker | SimilarityRanker:
+    def _initial_models(self) -> None:
+        """The configured model, else serving.json's choice, else the last activated before
+        serving.json existed, else the built-in one. A named model must load, else the start
+        fails."""
+        assert self.models is not None
+        assert self.registry is not None
+        if self.settings.model is not None:
+            self.ranker = self.registry.get(self.settings.model)
+            return
+        serving = self.models.read_serving()
         active = self.data_dir / "active-model"
-        wanted = self.settings.model or (active.read_text().strip() if active.exists() else None)
-        if wanted is not None:
-            return registry.get(wanted)  # named: must load, else the start fails
+        if serving is None and active.exists():
+            serving = Serving(active.read_text().strip())
+        if serving is not None:
+            self._apply_serving(serving)
+            return
         try:
-            return registry.get(BUILTIN_VERSION)
+            self.ranker = self.registry.get(BUILTIN_VERSION)
         except ValueError as error:  # other dims than the built-in model's
             log.warning("no built-in model for this service (%s); ranking by similarity", error)
-            return SimilarityRanker()
+            self.ranker = SimilarityRanker()
+
+    def _apply_serving(self, serving: Serving) -> None:
+        """Serves ``serving``: its models load first (KeyError, ValueError: nothing changes)."""
+        assert self.registry is not None
+        ranker = self.registry.get(serving.active)
+        experiments = list(self.settings.experiments)
+        if serving.trial is not None:
+            self.registry.get(serving.trial)
+            share = serving.trial_share
+            experiments.append(
+                Experiment(
+                    name="trial",
+                    arms=(
+                        Arm(name="control", weight=1.0 - share),
+                        Arm(name=serving.trial, weight=share, model=serving.trial),
+                    ),
+                )
+            )
+        # Reference swaps: requests in flight keep what they hold.
+        self.ranker, self.experiments, self.serving = ranker, Experiments(experiments), serving
+        self._model_epoch += 1
+
+    def _model_poll_loop(self) -> None:
+        """Reads serving.json every ``model_poll_s``: an activation made on another replica, or
+        by a retraining job, is served here within that."""
+        while not self._stop.wait(self.settings.model_poll_s):
+            if self.models is None or self.settings.model is not None:
+                continue  # a model fixed by configuration stays
+            try:
+                serving = self.models.read_serving()
+                if serving is not None and serving != self.serving:
+                    self._apply_serving(serving)
+                    log.info("serving %s from %s", serving, self.models.where)
+            except Exception as error:  # the current model keeps serving
+                log.error("serving.json of %s not applied: %s", self.models.where, error)
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(1.0):
@@ -692,13 +752,17 @@ class Engine:
         log.info("erasure of %d user(s) complete on disk", len(users))
 
     # ---- models -----------------------------------------------------------------------------
-    def models(self) -> dict[str, Any]:
+    def list_models(self) -> dict[str, Any]:
         if not self.ready:
             raise NotReady("recovering")
+        trial = None
+        if self.serving is not None and self.serving.trial is not None:
+            trial = {"version": self.serving.trial, "share": self.serving.trial_share}
         if self.registry is None:
-            return {"active": self.ranker.version, "models": []}
+            return {"active": self.ranker.version, "trial": trial, "models": []}
         return {
             "active": self.ranker.version,
+            "trial": trial,
             "models": [
                 {**self.registry.describe(v), "active": v == self.ranker.version}
                 for v in self.registry.versions()
@@ -706,16 +770,43 @@ class Engine:
         }
 
     def activate(self, version: str) -> dict[str, Any]:
-        self._require()
-        assert self.registry is not None
-        try:
-            ranker = self.registry.get(version)
-        except KeyError:
-            raise NotFound(f"no model {version!r}") from None
-        self.ranker = ranker  # one reference swap: requests in flight keep the one they hold
-        self._model_epoch += 1
-        write_atomic(self.data_dir / "active-model", (version + "\n").encode())
+        """Serves ``version`` to everyone (ending a trial), here and, through serving.json, on
+        every replica reading the same models_dir."""
+        self._known(version)
+        self._change_serving(lambda: Serving(version))
         return {"active": version}
+
+    @staticmethod
+    def _known(version: str) -> None:
+        if not valid_version(version):
+            raise NotFound(f"no model {version[:80]!r}")
+
+    def start_trial(self, version: str, share: float) -> dict[str, Any]:
+        """Serves ``version`` to ``share`` of users (experiment ``trial``), the active model to
+        the rest."""
+        if isinstance(self.ranker, SimilarityRanker):
+            raise Conflict("no model is active to compare a trial with: activate one first")
+        self._known(version)
+        active = self.ranker.version
+        self._change_serving(lambda: Serving(active, version, share))
+        return {"active": active, "trial": version, "trial_share": share}
+
+    def end_trial(self) -> dict[str, Any]:
+        if self.serving is None or self.serving.trial is None:
+            raise NotFound("no trial is running")
+        active = self.serving.active
+        self._change_serving(lambda: Serving(active))
+        return {"active": active}
+
+    def _change_serving(self, make: Any) -> None:
+        self._require()
+        assert self.models is not None
+        serving: Serving = make()  # ValueError (422): a bad share
+        try:
+            self._apply_serving(serving)
+        except KeyError as missing:
+            raise NotFound(f"no model {str(missing)[:80]}") from None
+        self.models.write_serving(serving)
 
     def refresh_gauges(self) -> None:
         if self._precompute is not None:

@@ -20,6 +20,7 @@ from recserve.ingest.event_row import EventRow
 
 __all__ = [
     "MAX_DIMS",
+    "TrialIn",
     "MAX_ID",
     "MAX_USER_LIST",
     "EventIn",
@@ -149,3 +150,9 @@ class UserIn(_Strict):
 class ReviewIn(_Strict):
     decision: Literal["approve", "reject"]
     reason: str = Field(default="", max_length=1000, description="kept in the item's history")
+
+
+class TrialIn(_Strict):
+    share: float = Field(
+        gt=0, le=0.5, description="the share of users served the trial model (experiment trial)"
+    )

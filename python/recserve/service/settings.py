@@ -247,7 +247,18 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     data_dir: Path = Path("recserve-data")
     dims: int | None = Field(default=None, ge=1, description="None: from the first items posted")
-    models_dir: Path | None = Field(default=None, description="None: <data_dir>/models")
+    models_dir: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="a directory or s3://bucket/prefix; None: <data_dir>/models",
+    )
+    model_poll_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="how often models_dir's serving.json is read again (activations elsewhere)",
+    )
     model: str | None = Field(
         default=None, description="model to activate at start; None: as last run"
     )
@@ -335,6 +346,13 @@ class Settings(BaseSettings):
     )
     catalog: CatalogStreamSettings = CatalogStreamSettings()
 
+    @field_validator("models_dir")
+    @classmethod
+    def _models_dir(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith("s3://"):
+            parse_uri(value)  # ValueError naming the expected form
+        return value
+
     @model_validator(mode="after")
     def _catalogue(self) -> Settings:
         if self.catalog_stream is not None and self.dims is None:
@@ -408,8 +426,8 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
         return tuple(sources)
 
-    def resolved_models_dir(self) -> Path:
-        return self.models_dir if self.models_dir is not None else self.data_dir / "models"
+    def resolved_models_dir(self) -> str:
+        return self.models_dir if self.models_dir is not None else str(self.data_dir / "models")
 
 
 def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
