@@ -23,7 +23,20 @@ follow
 skip           a fast skip: a skip event, or a longest watch under ``fast_skip_ms`` (3 s);
                a viewed impression with no watch event counts as watched for 0 ms
 watch_frac     min(longest watch / duration, 1); 0 with no watch event (a soft label)
+return         the user came back: any record of theirs (impression or event) starts a new
+               session within ``return_window_s`` (a day) after the end of the session that
+               holds this impression
 ============== ===========================================================================
+
+**Sessions and returns.** A user's records (impressions and events, attributed or not) in time
+order split into sessions wherever ``session_timeout_s`` (the update rule's
+``session_timeout_seconds``, 1,800 s) passes without one; a session ends at its last record.
+``return`` is 1 when the user's next session starts at most ``return_window_s`` after the end
+of the impression's session. It is *censored* when that window runs past the end of the log
+(the last record's time): whether the user would have come back is not known yet, so
+``return_known`` is False and the trainer leaves the row out of that head's loss and AUC (it
+is not a 0). The window must be longer than the session timeout: a new session starts only
+after more than ``session_timeout_s`` without records.
 """
 
 from __future__ import annotations
@@ -47,11 +60,16 @@ HEADS: tuple[str, ...] = (
     "follow",
     "skip",
     "watch_frac",
+    "return",
 )
 _FLAGS = ("replay", "like", "share", "comment", "follow", "skip")
 
 FAST_SKIP_MS = 3000
 COMPLETE_FRACTION = 0.9
+#: The ``return`` head's window: the next session starts within a day of this one's end.
+RETURN_WINDOW_S = 86_400.0
+#: The update rule's default session timeout (``UpdateRule.session_timeout_seconds``).
+SESSION_TIMEOUT_S = 1800.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +81,7 @@ class Joined:
     order), for an event the number of the impression it joined, -1 when unattributed.
     ``labels``: float32 [impressions, len(HEADS)], all 0 where not ``viewed``.
     ``viewed``: bool [impressions], whether any event joined the impression.
+    ``return_known``: bool [impressions], False where the ``return`` label is censored.
     """
 
     timeline: list[Record]
@@ -72,6 +91,7 @@ class Joined:
     duplicates: int
     unattributed: int
     viewed: npt.NDArray[np.bool_]
+    return_known: npt.NDArray[np.bool_]
 
 
 def event_outcomes(
@@ -96,10 +116,17 @@ def join(
     window_s: float = 3600.0,
     fast_skip_ms: int = FAST_SKIP_MS,
     complete_fraction: float = COMPLETE_FRACTION,
+    session_timeout_s: float = SESSION_TIMEOUT_S,
+    return_window_s: float = RETURN_WINDOW_S,
 ) -> Joined:
     """Sort the records by time, join events to impressions and label every impression."""
     if window_s < 0:
         raise ValueError(f"window_s must be >= 0, got {window_s}")
+    if not return_window_s > session_timeout_s > 0:
+        raise ValueError(
+            f"return_window_s ({return_window_s}) must exceed session_timeout_s "
+            f"({session_timeout_s}) > 0: a new session starts only after the timeout"
+        )
     order = sorted(range(len(records)), key=lambda k: records[k].ts)
     timeline: list[Record] = []
     impression_of: list[int] = []
@@ -166,6 +193,9 @@ def join(
         labels[:, HEADS.index("skip")] = skip_event | (watch < fast_skip_ms)
         frac = np.divide(watch, duration, out=np.zeros_like(watch), where=has_duration)
         labels[:, HEADS.index("watch_frac")] = np.minimum(frac, 1.0)
+    returned, return_known = _returns(timeline, impressions, session_timeout_s, return_window_s)
+    if impressions:
+        labels[:, HEADS.index("return")] = returned
         labels[~seen] = 0.0  # served, never reached: no outcome, not a 0 ms view
     return Joined(
         timeline,
@@ -175,4 +205,40 @@ def join(
         duplicates,
         unattributed,
         seen,
+        return_known,
     )
+
+
+def _returns(
+    timeline: Sequence[Record],
+    impressions: Sequence[Impression],
+    session_timeout_s: float,
+    return_window_s: float,
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """(returned, known) per impression: see the module doc's sessions and returns."""
+    returned = np.zeros(len(impressions), dtype=bool)
+    known = np.zeros(len(impressions), dtype=bool)
+    if not impressions:
+        return returned, known
+    times: dict[str, list[float]] = {}
+    for record in timeline:  # in time order
+        times.setdefault(record.user, []).append(record.ts)
+    log_end = max(record.ts for record in timeline)
+    # Per user: each record's session's end, and when the next session starts (inf: never).
+    end_of: dict[str, npt.NDArray[np.float64]] = {}
+    next_of: dict[str, npt.NDArray[np.float64]] = {}
+    ts_of: dict[str, npt.NDArray[np.float64]] = {}
+    for user, values in times.items():
+        ts = np.asarray(values, dtype=np.float64)
+        starts = np.flatnonzero(np.diff(ts, prepend=-np.inf) > session_timeout_s)
+        session = np.cumsum(np.diff(ts, prepend=-np.inf) > session_timeout_s) - 1
+        ends = np.append(ts[starts[1:] - 1], ts[-1])
+        next_start = np.append(ts[starts[1:]], np.inf)
+        ts_of[user], end_of[user], next_of[user] = ts, ends[session], next_start[session]
+    for number, impression in enumerate(impressions):
+        ts = ts_of[impression.user]
+        k = int(np.searchsorted(ts, impression.ts, side="left"))  # a record at its own time
+        end, next_start = end_of[impression.user][k], next_of[impression.user][k]
+        known[number] = end + return_window_s <= log_end
+        returned[number] = next_start - end <= return_window_s
+    return returned, known

@@ -22,6 +22,10 @@ user never reached the item. They count in no counter (item or user impressions)
 where an item's impressions are the users who had an event on it, and get no sampled
 negatives.
 
+**Items**: every impression's item must be in the catalogue (ValueError). An event on an item
+the catalogue lacks (the service accepts events on items it does not know) is applied as online:
+it counts in the user's events and moves no vector.
+
 **Sampled negatives** (``negatives`` per impression, off by default). A log of what users chose
 (MovieLens ratings: every impression is an item the user picked) has no item a user passed
 over, so a ranker trained on it learns taste among chosen items but never that most users
@@ -31,6 +35,10 @@ impressions so far + 1 (``negative_sampling``), each as of the same serve time (
 state, the item's counters then) and labelled as an impression with no event: a fast skip,
 nothing else (a pass over the item, so ``viewed``). They are rows only: they count in no
 counter (nothing was served).
+
+**The return head** (``labels.join``) uses the rule's session timeout to split sessions. Its
+label is unknown (``label_mask`` False in its column) where censored by the log's end, and on
+sampled negatives (the user's return says nothing about an item never served).
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ from recserve.features import OUTCOMES, Context, FeatureSpec, ItemStats, UserFea
 from recserve.features import build_features as _build_features
 from recserve.profiles import EVENT_TYPES, Events, Profiles, ProfilesConfig, UpdateRule
 from recserve.regions import spherical_kmeans
-from recserve.train.labels import HEADS, event_outcomes, join
+from recserve.train.labels import HEADS, RETURN_WINDOW_S, event_outcomes, join
 from recserve.train.log import Event, Impression, ImpressionLog
 
 __all__ = ["Dataset", "replay"]
@@ -72,6 +80,9 @@ class Dataset:
     # False: served, never reached (no event joined it): no label, the trainer skips the row.
     # None: every row viewed.
     viewed: npt.NDArray[np.bool_] | None = None
+    # bool [rows, heads]: False where a head's label is unknown (``return`` censored by the
+    # log's end); the trainer leaves those out of that head's loss and AUC. None: all known.
+    label_mask: npt.NDArray[np.bool_] | None = None
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
@@ -203,11 +214,13 @@ def replay(
     seed: int = 0,
     query: AffinityQuery | None = None,
     profiles_config: dict[str, Any] | None = None,
+    return_window_s: float = RETURN_WINDOW_S,
 ) -> Dataset:
     """Rows and labels for every impression of the log, each as of its serve time; with
     ``negatives``, that many sampled negatives per impression too (see the module doc).
     ``query`` is how the feed asks for the affinity features (a version-2 spec's last columns),
-    ``profiles_config`` more ProfilesConfig fields (the service's co-engagement options)."""
+    ``profiles_config`` more ProfilesConfig fields (the service's co-engagement options);
+    ``return_window_s`` the ``return`` head's window (``recserve.train.labels``)."""
     catalog = log.catalog
     spec = spec if spec is not None else FeatureSpec(dims=catalog.dims)
     rule = rule if rule is not None else UpdateRule()
@@ -216,9 +229,16 @@ def replay(
             f"the feature spec has dims {spec.dims} but the log's catalogue has {catalog.dims}"
         )
     fast_skip_ms = round(rule.fast_skip_seconds * 1000)
-    joined = join(log.records, window_s=window_s, fast_skip_ms=fast_skip_ms)
+    joined = join(
+        log.records,
+        window_s=window_s,
+        fast_skip_ms=fast_skip_ms,
+        session_timeout_s=rule.session_timeout_seconds,
+        return_window_s=return_window_s,
+    )
     n, d = len(joined.impressions), catalog.dims
-    row_of = {int(item): row for row, item in enumerate(catalog.item)}
+    keys = catalog.keys  # the ids as the records carry them (0 to 2^64 - 1)
+    row_of = {key: row for row, key in enumerate(keys.tolist())}
     vectors = catalog.vector
     distinct_users = len({record.user for record in joined.timeline})
     profiles = Profiles(
@@ -234,7 +254,7 @@ def replay(
     centroids = spherical_kmeans(vectors, query.regions, seed=0) if query.regions else None
     with_affinity = spec.version >= 2
     affinity_at: list[npt.NDArray[np.float32]] = []  # per impression, then its negatives: [m, 3]
-    profiles.set_items(catalog.item.astype(np.uint64), vectors)
+    profiles.set_items(keys, vectors)
     pending = _PendingEvents(profiles)
     sampler = _Negatives(negatives, negative_sampling, len(catalog.item), seed)
     # per negative: (its impression's number, catalogue row, counters [1 + outcomes] then)
@@ -258,13 +278,12 @@ def replay(
     events = 0
 
     for record, number in zip(joined.timeline, joined.impression_of.tolist(), strict=True):
-        try:
-            row = row_of[record.item]
-        except KeyError:
+        row = row_of.get(record.item, -1)
+        if row < 0 and isinstance(record, Impression):
             raise ValueError(
                 f"{type(record).__name__.lower()} of user {record.user!r} at ts {record.ts} "
                 f"refers to item {record.item}, which is not in the log's catalogue"
-            ) from None
+            )
         user = users.get(record.user)
         if user is None:
             user = users[record.user] = _User(len(users))
@@ -302,7 +321,7 @@ def replay(
                     _affinity_now(
                         profiles,
                         user.id,
-                        catalog.item,
+                        keys,
                         vectors,
                         row_of,
                         rows_now,
@@ -320,7 +339,7 @@ def replay(
         events += 1
         user.events += 1
         pending.add(user.id, int(record.item), record)
-        if number < 0:
+        if number < 0 or row < 0:  # unattributed, or an item never in the catalogue
             continue
         for outcome in event_outcomes(record, fast_skip_ms=fast_skip_ms):
             k = outcome_index[outcome]
@@ -334,6 +353,7 @@ def replay(
     positions = np.array([imp.position for imp in joined.impressions], dtype=np.int64)
     labels = joined.labels
     viewed = joined.viewed
+    return_known = joined.return_known
     negative = None
     if sampler.k:
         # Each negative right after its impression: rows stay in time order.
@@ -351,6 +371,7 @@ def replay(
         no_event[HEADS.index("skip")] = 1.0  # watched 0 ms: a fast skip (labels.join)
         labels = np.where(negative[:, None], no_event, labels[source]).astype(np.float32)
         viewed = negative | viewed[source]
+        return_known = ~negative & return_known[source]
     else:
         source = np.arange(n)
         order = np.arange(n)
@@ -363,6 +384,8 @@ def replay(
         by_row = np.concatenate([flat[firsts], np.delete(flat, firsts, axis=0)])
         found = Affinity(*by_row[order].T)
     impressions = joined.impressions
+    label_mask = np.ones((len(labels), len(HEADS)), dtype=bool)
+    label_mask[:, HEADS.index("return")] = return_known
     stats = ItemStats(
         impressions=item_at[:, 0],
         **{name: item_at[:, 1 + k] for k, name in enumerate(OUTCOMES)},
@@ -399,4 +422,5 @@ def replay(
         unattributed=joined.unattributed,
         negative=negative,
         viewed=None if viewed.all() else viewed,
+        label_mask=None if label_mask.all() else label_mask,
     )

@@ -13,6 +13,14 @@ of fraction sigmoid(a + b*s + c*q + N(0, 0.5)) in [0.3, 0.85]; and like, share, 
 follow independently. The replay reconstructs the user's taste from their engagement (the
 user vectors) and the item quality from its counters, so every head is learnable.
 A tenth of events carry no ``request_id`` (they join by user, item and time window).
+
+Sessions and returns: a user's next request comes 150-600 s after the last one (the same
+session), or, one time in seven, after a long gap that starts a new session. How long depends
+on how the session that ends went: with its satisfaction ``m`` (the mean over its viewed
+impressions of completed minus fast-skipped, in [-1, 1]), the user comes back within the day
+(2-24 h later) with probability ``sigmoid(RETURN_MODEL[0] + RETURN_MODEL[1] * m)``, otherwise
+only after 26-72 h. These draws use their own seeded stream, so every outcome is the one the
+same seed drew before returns depended on satisfaction; only the times move.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import numpy as np
 
 from recserve.train.log import Event, Impression, LogWriter, Record, write_catalog
 
-__all__ = ["OUTCOME_MODEL", "SyntheticSummary", "write_synthetic_log"]
+__all__ = ["OUTCOME_MODEL", "RETURN_MODEL", "SyntheticSummary", "write_synthetic_log"]
 
 #: (a, b, c, e): intercept, affinity, item quality and position coefficients per outcome.
 OUTCOME_MODEL: dict[str, tuple[float, float, float, float]] = {
@@ -38,6 +46,9 @@ OUTCOME_MODEL: dict[str, tuple[float, float, float, float]] = {
     "follow": (-3.0, 1.4, 0.4, 0.0),
     "watch_frac": (0.0, 1.2, 0.5, 0.0),
 }
+
+#: (intercept, slope) of P(back within a day | the ending session's satisfaction).
+RETURN_MODEL: tuple[float, float] = (0.4, 3.0)
 
 START_TS = 1_700_000_000.0
 
@@ -99,11 +110,20 @@ def write_synthetic_log(
 
     request_user = rng.integers(0, users, requests)
     clock = START_TS + rng.uniform(0, 3600.0, users)
+    returns = np.random.default_rng([seed, 1])  # the return gaps' own stream (module doc)
+    satisfied = np.zeros(users)  # per user, this session: completed minus fast-skipped
+    viewed = np.zeros(users)  # ... and impressions
     records: list[Record] = []
     event_count = 0
     for number, user in enumerate(request_user.tolist()):
         long_gap = rng.random() < 0.15
-        clock[user] += rng.uniform(2 * 3600.0, 24 * 3600.0) if long_gap else rng.uniform(150, 600)
+        gap = rng.uniform(2 * 3600.0, 24 * 3600.0) if long_gap else rng.uniform(150, 600)
+        if long_gap:
+            m = satisfied[user] / max(viewed[user], 1.0)
+            if returns.random() >= _sigmoid(RETURN_MODEL[0] + RETURN_MODEL[1] * m):
+                gap = returns.uniform(26 * 3600.0, 72 * 3600.0)  # not back within the day
+            satisfied[user] = viewed[user] = 0.0
+        clock[user] += gap
         t0 = float(clock[user])
         pool = np.concatenate([by_cluster[c] for c in favourites[user]])
         n_fav = min(per_request // 3, len(pool))
@@ -139,7 +159,9 @@ def write_synthetic_log(
             ts = t0 + 1.0 + 8.0 * position
             outcomes: list[tuple[str, int]] = []
             dur = int(duration_ms[item])
+            viewed[user] += 1
             if rng.random() < draw("skip"):
+                satisfied[user] -= 1
                 if rng.random() < 0.5:
                     outcomes.append(("skip", 0))
                 else:
@@ -147,6 +169,7 @@ def write_synthetic_log(
             else:
                 if rng.random() < draw("complete"):
                     outcomes.append(("watch", dur))
+                    satisfied[user] += 1
                     if rng.random() < draw("replay"):
                         outcomes.append(("replay", 0))
                 else:

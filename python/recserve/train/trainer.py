@@ -12,7 +12,21 @@ on the mean of the per-head binary cross-entropies (``watch_frac`` on its soft l
 on the CPU; export it to ``recserve.mlp.Model`` (weights [out, in], as ``nn.Linear`` holds them);
 quantize it with calibration rows drawn from the training split; score the held-out rows with both
 models. AUC is rank-based with ties counted half (``watch_frac``: against watch_frac >= 0.5); a head
-whose held-out labels have one class has AUC None.
+whose held-out labels have one class has AUC None. A label the dataset marks unknown
+(``Dataset.label_mask``: ``return`` censored by the log's end) is left out of its head's loss
+and metrics.
+
+**Distillation** (``distill=True``): the model trained offline need not be the model served.
+A larger float teacher (``teacher_hidden``, 512 → 256 → 128 by default) is trained on the rows
+first; then the served student (``hidden``) is trained on a mix of the true labels and the
+teacher's probabilities on the training rows: loss = (1 − w) · true-label loss + w · soft loss,
+``w = distill_weight`` (0.5). The soft loss is the binary cross-entropy against the teacher's
+probability for the binary heads, the squared error to it for ``watch_frac`` (a regression of a
+fraction); it applies to every training row, censored ``return`` labels included, since the
+teacher has an answer there. A student of the same shape is also trained without the teacher
+(same seed, epochs and batches) so the two can be compared; only the distilled student is
+quantized and written, its metadata holding the teacher's layers and held-out AUCs
+(``training.distillation``).
 
 Everything random (initial weights, batch order, calibration rows) follows ``seed``; torch's
 global random state is restored afterwards.
@@ -38,14 +52,16 @@ from recserve import mlp
 from recserve.affinity import AffinityQuery
 from recserve.features import FeatureSpec
 from recserve.profiles import CoEngagementOptions, UpdateRule
-from recserve.train.labels import HEADS
+from recserve.train.labels import HEADS, RETURN_WINDOW_S
 from recserve.train.log import read_log
 from recserve.train.replay import Dataset, replay
 
 __all__ = [
     "DEFAULT_BLEND_WEIGHTS",
+    "DEFAULT_TEACHER_HIDDEN",
     "TrainResult",
     "auc",
+    "distillation_table",
     "evaluate",
     "log_loss",
     "train",
@@ -62,8 +78,15 @@ DEFAULT_BLEND_WEIGHTS: dict[str, float] = {
     "follow": 0.2,
     "comment": 0.1,
     "skip": -0.5,
+    # Whether the user comes back within a day is mostly about the user, the same for every
+    # candidate; its item-dependent part has not been tried online. Off until an experiment
+    # arm (``blend = {return = 0.1}``) shows it helps.
+    "return": 0.0,
 }
 ACTIVATIONS: dict[str, str] = {"watch_frac": "sigmoid"}
+#: Heads fitted as regressions of a fraction: their distillation loss is the squared error.
+REGRESSION_HEADS: tuple[str, ...] = ("watch_frac",)
+DEFAULT_TEACHER_HIDDEN: tuple[int, ...] = (512, 256, 128)
 
 F32 = npt.NDArray[np.float32]
 
@@ -106,19 +129,26 @@ def log_loss(labels: npt.ArrayLike, probs: npt.ArrayLike, eps: float = 1e-7) -> 
 
 
 def evaluate(
-    labels: npt.ArrayLike, probs: npt.ArrayLike, heads: Sequence[str] = HEADS
+    labels: npt.ArrayLike,
+    probs: npt.ArrayLike,
+    heads: Sequence[str] = HEADS,
+    mask: npt.ArrayLike | None = None,
 ) -> dict[str, dict[str, float | None]]:
-    """{head: {"auc", "log_loss", "positive_rate"}} for probabilities [n, heads]."""
+    """{head: {"auc", "log_loss", "positive_rate", "rows"}} for probabilities [n, heads];
+    ``mask`` (bool [n, heads]) leaves out the unknown labels."""
     y = np.asarray(labels)
     p = np.asarray(probs)
-    return {
-        head: {
-            "auc": auc(y[:, k], p[:, k]),
-            "log_loss": log_loss(y[:, k], p[:, k]),
-            "positive_rate": float(y[:, k].mean()) if len(y) else math.nan,
+    known = np.ones(y.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    out: dict[str, dict[str, float | None]] = {}
+    for k, head in enumerate(heads):
+        yk, pk = y[known[:, k], k], p[known[:, k], k]
+        out[head] = {
+            "auc": auc(yk, pk),
+            "log_loss": log_loss(yk, pk),
+            "positive_rate": float(yk.mean()) if len(yk) else math.nan,
+            "rows": int(len(yk)),
         }
-        for k, head in enumerate(heads)
-    }
+    return out
 
 
 @dataclass(frozen=True)
@@ -138,6 +168,9 @@ class TrainResult:
     x_calibration: F32
     metrics: dict[str, Any]
     metadata: dict[str, Any]
+    mask_heldout: npt.NDArray[np.bool_] | None = None
+    teacher: mlp.Model | None = None
+    without_teacher: mlp.Model | None = None
 
 
 class TrainOptions(TypedDict, total=False):
@@ -153,6 +186,9 @@ class TrainOptions(TypedDict, total=False):
     calibration_rows: int
     out: str | os.PathLike[str] | None
     progress: bool
+    distill: bool
+    teacher_hidden: Sequence[int]
+    distill_weight: float
 
 
 def train(
@@ -163,14 +199,17 @@ def train(
     rule: UpdateRule | None = None,
     query: AffinityQuery | None = None,
     co_engagement: CoEngagementOptions | None = None,
+    return_window_s: float = RETURN_WINDOW_S,
     **options: Unpack[TrainOptions],
 ) -> TrainResult:
     """Train on the log in ``log_dir``; with ``out``, write the int8 model there. ``negatives``:
     sampled negatives per impression (``recserve.train.replay``). ``rule``, ``query`` and
     ``co_engagement`` are the serving service's update rule, affinity query and co-engagement
-    options (defaults: the service's defaults), so the rows are what it will build. ``options``
+    options (defaults: the service's defaults), so the rows are what it will build.
+    ``return_window_s``: the ``return`` head's window (``recserve.train.labels``). ``options``
     are ``train_dataset``'s (epochs, seed, hidden, batch_size, learning_rate, weight_decay,
-    heldout_fraction, calibration_rows, out, progress)."""
+    heldout_fraction, calibration_rows, out, progress, distill, teacher_hidden,
+    distill_weight)."""
     log = read_log(log_dir)
     query = query if query is not None else AffinityQuery()
     co_engagement = co_engagement if co_engagement is not None else CoEngagementOptions()
@@ -182,6 +221,7 @@ def train(
         rule=rule,
         query=query,
         profiles_config={"co_engagement": co_engagement},
+        return_window_s=return_window_s,
     )
     info: dict[str, Any] = {
         "log": str(log_dir),
@@ -189,6 +229,8 @@ def train(
         "negatives": negatives,
         "affinity_query": asdict(query),
         "co_engagement": asdict(co_engagement),
+        "return_window_s": return_window_s,
+        "session_timeout_s": (rule if rule is not None else UpdateRule()).session_timeout_seconds,
     }
     return train_dataset(dataset, extra_metadata=info, **options)
 
@@ -207,14 +249,23 @@ def train_dataset(
     out: str | os.PathLike[str] | None = None,
     progress: bool = True,
     extra_metadata: Mapping[str, Any] | None = None,
+    distill: bool = False,
+    teacher_hidden: Sequence[int] = DEFAULT_TEACHER_HIDDEN,
+    distill_weight: float = 0.5,
 ) -> TrainResult:
-    """``train`` on rows already replayed."""
+    """``train`` on rows already replayed; with ``distill``, through a teacher (module doc)."""
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if not hidden or any(int(h) < 1 for h in hidden):
         raise ValueError(f"hidden must be one or more positive layer sizes, got {tuple(hidden)}")
     if not 0.0 < heldout_fraction < 1.0:
         raise ValueError(f"heldout_fraction must be in (0, 1), got {heldout_fraction}")
+    if distill and (not teacher_hidden or any(int(h) < 1 for h in teacher_hidden)):
+        raise ValueError(
+            f"teacher_hidden must be one or more positive layer sizes, got {tuple(teacher_hidden)}"
+        )
+    if not 0.0 <= distill_weight <= 1.0:
+        raise ValueError(f"distill_weight must be in [0, 1], got {distill_weight}")
     # A served item never reached says nothing about it: its row trains no head.
     kept = np.arange(len(dataset)) if dataset.viewed is None else np.flatnonzero(dataset.viewed)
     n = len(kept)
@@ -230,21 +281,43 @@ def train_dataset(
     x_held = spec.normalize(dataset.rows[held_idx])
     y_train = dataset.labels[train_idx]
     y_held = dataset.labels[held_idx]
+    mask = dataset.label_mask
+    m_train = None if mask is None else mask[train_idx]
+    m_held = None if mask is None else mask[held_idx]
     heads = list(dataset.heads)
 
     torch = _torch()
     started = time.time()
+    fit_options: dict[str, Any] = {
+        "epochs": epochs,
+        "seed": seed,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "weight_decay": weight_decay,
+        "progress": progress,
+        "mask": m_train,
+    }
+    teacher = without_teacher = None
+    soft: F32 | None = None
+    if distill:
+        t_weights, t_biases = _fit(
+            torch, x_train, y_train, hidden=tuple(int(h) for h in teacher_hidden), **fit_options
+        )
+        teacher = mlp.Model.from_numpy(t_weights, t_biases, heads, ACTIVATIONS)
+        soft = teacher.predict(x_train)
+        b_weights, b_biases = _fit(
+            torch, x_train, y_train, hidden=tuple(int(h) for h in hidden), **fit_options
+        )
+        without_teacher = mlp.Model.from_numpy(b_weights, b_biases, heads, ACTIVATIONS)
     weights, biases = _fit(
         torch,
         x_train,
         y_train,
         hidden=tuple(int(h) for h in hidden),
-        epochs=epochs,
-        seed=seed,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        weight_decay=weight_decay,
-        progress=progress,
+        soft=soft,
+        distill_weight=distill_weight,
+        regression=[h in REGRESSION_HEADS for h in heads],
+        **fit_options,
     )
     rng = np.random.default_rng(seed)
     pick = rng.choice(n_train, size=min(calibration_rows, n_train), replace=False)
@@ -280,8 +353,27 @@ def train_dataset(
         weights=weights, biases=biases, heads=heads, activations=ACTIVATIONS, metadata=metadata
     )
     quantized = model.quantize(x_calibration)
-    metrics = _compare(y_held, model.predict(x_held), quantized.predict(x_held), heads)
+    metrics = _compare(y_held, model.predict(x_held), quantized.predict(x_held), heads, m_held)
     metadata["training"]["heldout_metrics"] = metrics
+    if teacher is not None and without_teacher is not None:
+        metrics["teacher"] = _finite_or_none(
+            evaluate(y_held, teacher.predict(x_held), heads, m_held)
+        )
+        base_int8 = without_teacher.quantize(x_calibration)
+        base = _compare(
+            y_held, without_teacher.predict(x_held), base_int8.predict(x_held), heads, m_held
+        )
+        metrics["without_teacher"] = {"fp32": base["fp32"], "int8": base["int8"]}
+        metadata["training"]["distillation"] = {
+            "teacher_layers": [spec.width, *(int(h) for h in teacher_hidden), len(heads)],
+            "distill_weight": distill_weight,
+            "soft_loss": {h: "mse" if h in REGRESSION_HEADS else "bce" for h in heads},
+            "teacher_heldout_auc": {h: metrics["teacher"][h]["auc"] for h in heads},
+            "without_teacher_heldout_auc": {
+                h: metrics["without_teacher"]["int8"][h]["auc"] for h in heads
+            },
+        }
+        metadata["training"]["train_seconds"] = round(time.time() - started, 3)
     # The metrics belong in the file: build the models again with them (same weights, same
     # calibration rows, so the same int8 model).
     model = mlp.Model.from_numpy(
@@ -291,12 +383,56 @@ def train_dataset(
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         quantized.save(os.fspath(out))
-    return TrainResult(model, quantized, spec, x_held, y_held, x_calibration, metrics, metadata)
+    return TrainResult(
+        model,
+        quantized,
+        spec,
+        x_held,
+        y_held,
+        x_calibration,
+        metrics,
+        metadata,
+        m_held,
+        teacher,
+        without_teacher,
+    )
 
 
-def _compare(labels: F32, fp32: F32, int8: F32, heads: Sequence[str]) -> dict[str, Any]:
-    fp32_metrics = evaluate(labels, fp32, heads)
-    int8_metrics = evaluate(labels, int8, heads)
+def distillation_table(metrics: Mapping[str, Any], heads: Sequence[str]) -> list[str]:
+    """The held-out AUC per head of the teacher and the student with and without it (int8, as
+    served), as text lines; empty without distillation."""
+    if "teacher" not in metrics:
+        return []
+    lines = [
+        f"{'head':<11} {'teacher':>8} {'student':>8} {'+teacher':>8} "
+        f"{'vs teacher':>10} {'vs alone':>9}   (held-out AUC; students int8)"
+    ]
+    for head in heads:
+        t = metrics["teacher"][head]["auc"]
+        alone = metrics["without_teacher"]["int8"][head]["auc"]
+        with_t = metrics["int8"][head]["auc"]
+
+        def cell(v: float | None, width: int = 8, sign: str = "") -> str:
+            return f"{'n/a':>{width}}" if v is None else f"{v:{sign}{width}.4f}"
+
+        vs_t = None if t is None or with_t is None else with_t - t
+        vs_alone = None if alone is None or with_t is None else with_t - alone
+        lines.append(
+            f"{head:<11} {cell(t)} {cell(alone)} {cell(with_t)} {cell(vs_t, 10, '+')} "
+            f"{cell(vs_alone, 9, '+')}"
+        )
+    return lines
+
+
+def _compare(
+    labels: F32,
+    fp32: F32,
+    int8: F32,
+    heads: Sequence[str],
+    mask: npt.NDArray[np.bool_] | None = None,
+) -> dict[str, Any]:
+    fp32_metrics = evaluate(labels, fp32, heads, mask)
+    int8_metrics = evaluate(labels, int8, heads, mask)
     diff = np.abs(fp32.astype(np.float64) - int8.astype(np.float64))
     per_head = {h: float(diff[:, k].max()) if len(diff) else 0.0 for k, h in enumerate(heads)}
     losses = [
@@ -335,7 +471,13 @@ def _fit(
     learning_rate: float,
     weight_decay: float,
     progress: bool,
+    mask: npt.NDArray[np.bool_] | None = None,
+    soft: F32 | None = None,
+    distill_weight: float = 0.0,
+    regression: Sequence[bool] = (),
 ) -> tuple[list[F32], list[F32]]:
+    """Adam on the mean over heads of each head's mean loss over its known labels; with
+    ``soft`` (teacher probabilities), mixed with the soft loss (module doc)."""
     tqdm = importlib.import_module("tqdm").tqdm if progress else None
     nn = torch.nn
     with torch.random.fork_rng(devices=[]):
@@ -347,9 +489,28 @@ def _fit(
         layers.append(nn.Linear(sizes[-1], y.shape[1]))
         net = nn.Sequential(*layers)
         optimiser = torch.optim.Adam(net.parameters(), lr=learning_rate, weight_decay=weight_decay)
-        loss_fn = nn.BCEWithLogitsLoss()
+        bce = nn.BCEWithLogitsLoss(reduction="none")
         inputs = torch.from_numpy(np.ascontiguousarray(x))
         targets = torch.from_numpy(np.ascontiguousarray(y))
+        known = None if mask is None else torch.from_numpy(np.ascontiguousarray(mask)).float()
+        teacher = None if soft is None else torch.from_numpy(np.ascontiguousarray(soft))
+        is_regression = torch.tensor([bool(r) for r in regression] or [False] * y.shape[1])
+
+        def loss_fn(logits: Any, batch: Any) -> Any:
+            hard = bce(logits, targets[batch])
+            if known is None:
+                loss = hard.mean()
+            else:
+                weight = known[batch]
+                loss = ((hard * weight).sum(0) / weight.sum(0).clamp(min=1.0)).mean()
+            if teacher is None:
+                return loss
+            p = teacher[batch]
+            soft_loss = torch.where(
+                is_regression, (torch.sigmoid(logits) - p) ** 2, bce(logits, p)
+            ).mean()
+            return (1.0 - distill_weight) * loss + distill_weight * soft_loss
+
         generator = torch.Generator().manual_seed(seed)
         steps = math.ceil(len(x) / batch_size)
         bar = (
@@ -364,7 +525,7 @@ def _fit(
             for step in range(steps):
                 batch = permutation[step * batch_size : (step + 1) * batch_size]
                 optimiser.zero_grad()
-                loss = loss_fn(net(inputs[batch]), targets[batch])
+                loss = loss_fn(net(inputs[batch]), batch)
                 loss.backward()
                 optimiser.step()
                 total += float(loss.detach())
