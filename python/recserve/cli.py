@@ -137,6 +137,10 @@ def train_model(args: argparse.Namespace) -> None:
         learning_rate=args.lr,
         out=args.out,
         progress=not args.no_progress,
+        distill=args.distill,
+        teacher_hidden=tuple(int(h) for h in args.teacher_hidden.split(",") if h.strip()),
+        distill_weight=args.distill_weight,
+        return_window_s=args.return_window,
     )
     training = result.metadata["training"]
     for line in training.get("skipped_lines", []):
@@ -165,6 +169,12 @@ def train_model(args: argparse.Namespace) -> None:
         f"\nmax |p_fp32 - p_int8| over held-out rows and heads: {metrics['max_abs_diff']:.4f}; "
         f"largest AUC loss: {_fmt(metrics['max_auc_loss'], 0)}"
     )
+    if args.distill:
+        from recserve.train.trainer import distillation_table
+
+        teacher = " → ".join(str(n) for n in training["distillation"]["teacher_layers"])
+        print(f"\nteacher {teacher} (fp32) against the student, without and with it:")
+        print("\n".join(distillation_table(metrics, result.model.heads)))
     print(f"wrote the int8 model to {args.out}")
 
 
@@ -271,6 +281,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_parser.add_argument("--batch-size", type=int, default=256)
     train_parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     train_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train_parser.add_argument(
+        "--distill",
+        action="store_true",
+        help="train a larger float teacher first, then the served student on its soft labels",
+    )
+    train_parser.add_argument(
+        "--teacher-hidden",
+        default="512,256,128",
+        help="with --distill: the teacher's hidden layer sizes (default 512,256,128)",
+    )
+    train_parser.add_argument(
+        "--distill-weight",
+        type=float,
+        default=0.5,
+        help="with --distill: the soft labels' share of the student's loss (default 0.5)",
+    )
+    train_parser.add_argument(
+        "--return-window",
+        type=float,
+        default=86_400.0,
+        help="the return head: the next session starts within this many seconds (default a day)",
+    )
     train_parser.add_argument(
         "--config",
         type=Path,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recserve import mlp
+from recserve import cli, mlp
 from recserve.rank import BUILTIN_VERSION, ModelRegistry
 from recserve.train.labels import HEADS
 from recserve.train.log import read_log
@@ -137,3 +137,20 @@ def test_models_written_before_the_return_head_still_load_and_rank(tmp_path: Pat
     assert np.isfinite(scores).all()
     with pytest.raises(ValueError, match=r"lacks"):
         ranker.with_blend({"return": 0.1})
+
+
+def test_cli_distills_and_prints_the_three_aucs(
+    synthetic_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "s.rsm"
+    argv = ["train", "--log", str(synthetic_log), "--out", str(model), "--epochs", "1"]
+    argv += ["--hidden", "16,8", "--distill", "--teacher-hidden", "64,32"]
+    argv += ["--distill-weight", "0.7", "--return-window", "43200", "--no-progress"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "teacher 211 → 64 → 32 → 9 (fp32)" in out
+    assert "teacher  student +teacher" in out
+    assert "\nreturn " in out
+    training = mlp.Model.load(model).metadata["training"]
+    assert training["distillation"]["distill_weight"] == 0.7
+    assert training["return_window_s"] == 43200
