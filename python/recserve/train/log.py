@@ -42,6 +42,12 @@ events) is still read.
 **The catalogue** (``catalog.npz``, written whole with ``write_catalog``, atomically) holds
 ``version`` (int, 1), ``item`` (int64 [n], unique ids), ``vector`` (float32 [n, d]) and
 ``created_at`` (float64 [n], Unix seconds).
+
+**Item ids** are 64-bit: a record's ``item`` is an integer from 0 to 2^64 - 1 (the service's
+``recserve.ids.key_of``). The catalogue's ``item`` column holds the int64 view of the same bits
+(an id of 2^63 or more is stored as id - 2^64), ``Catalog.keys`` the uint64 view, and
+``as_item_ids`` turns either form (or Python ints) into the int64 view, so records and catalogue
+meet on the same value.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ import math
 import os
 import re
 import time
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +81,7 @@ __all__ = [
     "LogReport",
     "LogWriter",
     "Record",
+    "as_item_ids",
     "iter_records",
     "read_catalog",
     "read_log",
@@ -86,6 +94,7 @@ VERSION = 2  # 2: events may be of type impression (the item was viewed)
 READABLE_VERSIONS = (1, 2)
 CATALOG_FILE = "catalog.npz"
 CATALOG_VERSION = 1
+_ID_SPAN = 1 << 64  # item ids are 64-bit: 0 <= id < 2^64
 
 #: The update rules' event types. A client's ``impression`` event says the served item was
 #: viewed (``recserve.train.labels``); the served item itself is an ``Impression`` record.
@@ -148,15 +157,21 @@ class Catalog:
     def dims(self) -> int:
         return int(self.vector.shape[1])
 
+    @property
+    def keys(self) -> npt.NDArray[np.uint64]:
+        """The item ids as records carry them (0 to 2^64 - 1): the uint64 view of ``item``."""
+        return self.item.view(np.uint64)
+
     def rows(self, items: npt.ArrayLike) -> npt.NDArray[np.int64]:
-        """Row numbers of these item ids; ValueError naming the first id not in the catalogue."""
-        ids = np.asarray(items, dtype=np.int64).reshape(-1)
+        """Row numbers of these item ids (either view, or Python ints as in the records);
+        ValueError naming the first id not in the catalogue."""
+        ids = as_item_ids(items)
         order = np.argsort(self.item, kind="stable")
         sorted_ids = self.item[order]
         pos = np.minimum(np.searchsorted(sorted_ids, ids), max(len(sorted_ids) - 1, 0))
         found = sorted_ids[pos] == ids if len(sorted_ids) else np.zeros(ids.shape, dtype=bool)
         if not found.all():
-            first = int(ids[np.flatnonzero(~found)[0]])
+            first = int(ids.view(np.uint64)[np.flatnonzero(~found)[0]])
             raise ValueError(f"item {first} is not in the log's catalogue")
         return order[pos].astype(np.int64)
 
@@ -179,13 +194,37 @@ class ImpressionLog:
     report: LogReport
 
 
+def as_item_ids(items: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Item ids as the catalogue holds them, 1-d: the int64 view of the 64-bit ids. Takes a
+    uint64 array (the service's keys), an int64 one (already the view), or integers (a record's
+    ids, 0 to 2^64 - 1; negative ones are taken as the view already). ValueError for anything
+    else: a float array, or an integer outside [-2^63, 2^64)."""
+    if isinstance(items, np.ndarray) and items.dtype.kind in "iu":
+        if items.dtype.kind == "u":
+            return items.astype(np.uint64).view(np.int64).reshape(-1)
+        return items.astype(np.int64).reshape(-1)
+    values = np.asarray(items, dtype=object).reshape(-1)  # Python ints as they are: no floats
+    out = np.empty(len(values), dtype=np.uint64)
+    for k, value in enumerate(values.tolist()):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise ValueError(f"item ids must be integers, got {value!r}")
+        value = int(value)
+        if not -(_ID_SPAN >> 1) <= value < _ID_SPAN:
+            raise ValueError(f"item id {value} is not a 64-bit id")
+        out[k] = value % _ID_SPAN
+    return out.view(np.int64)
+
+
 def write_catalog(
     directory: str | os.PathLike[str],
     item: npt.ArrayLike,
     vector: npt.ArrayLike,
     created_at: npt.ArrayLike,
 ) -> Path:
-    """Write (atomically replace) ``catalog.npz``; returns its path."""
+    """Write (atomically replace) ``catalog.npz``; returns its path. ``item``: the ids in
+    any form ``as_item_ids`` takes (uint64 keys, int64, Python ints up to 2^64 - 1)."""
+    if not isinstance(item, np.ndarray) or item.dtype.kind not in "iu":
+        item = as_item_ids(item)
     catalog = _checked_catalog(
         np.asarray(item), np.asarray(vector), np.asarray(created_at), "catalog"
     )
@@ -213,10 +252,14 @@ def read_catalog(directory: str | os.PathLike[str]) -> Catalog:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no catalogue (every log directory has a {CATALOG_FILE})")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            version = int(data["version"])
-            arrays = data["item"], data["vector"], data["created_at"]
-    except (OSError, KeyError, ValueError) as exc:
+        with path.open("rb") as f:  # closed whatever np.load makes of it
+            data = np.load(f, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise ValueError("not an .npz archive")
+            with data:
+                version = int(data["version"])
+                arrays = data["item"], data["vector"], data["created_at"]
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path}: unreadable catalogue ({exc})") from exc
     if version != CATALOG_VERSION:
         raise ValueError(
@@ -247,7 +290,7 @@ def _checked_catalog(
     if not np.isfinite(created_at).all():
         raise ValueError(f"{where}: created_at contains NaN or inf")
     return Catalog(
-        item.astype(np.int64),
+        as_item_ids(item),
         np.ascontiguousarray(vector, dtype=np.float32),
         created_at.astype(np.float64),
     )
@@ -466,7 +509,7 @@ def _record(obj: dict[str, Any]) -> Record:
             ts=_time(obj),
             request_id=_str(obj, "request_id"),
             user=_str(obj, "user"),
-            item=_int(obj, "item"),
+            item=_item(obj),
             position=_int(obj, "position"),
             model_version=_str(obj, "model_version", ""),
             arm=_str(obj, "arm", ""),
@@ -483,7 +526,7 @@ def _record(obj: dict[str, Any]) -> Record:
             ts=_time(obj),
             event_id=_str(obj, "event_id"),
             user=_str(obj, "user"),
-            item=_int(obj, "item"),
+            item=_item(obj),
             type=type_,
             request_id=request_id,
             watch_ms=_int(obj, "watch_ms", None if watch else 0),
@@ -515,4 +558,11 @@ def _int(obj: dict[str, Any], key: str, default: int | None = None) -> int:
     value = obj.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"field {key!r} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def _item(obj: dict[str, Any]) -> int:
+    value = _int(obj, "item")
+    if value >= _ID_SPAN:
+        raise ValueError(f"field 'item' must be a 64-bit id (below 2^64), got {value}")
     return value

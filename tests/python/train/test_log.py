@@ -15,6 +15,7 @@ from recserve.train.log import (
     Impression,
     LogWriter,
     Record,
+    as_item_ids,
     iter_records,
     read_catalog,
     read_log,
@@ -187,6 +188,52 @@ def test_catalog_round_trips_and_refuses_bad_arrays(tmp_path: Path) -> None:
         write_catalog(tmp_path, [1, 1, 2], vectors, [0.0, 0.0, 0.0])
     with pytest.raises(ValueError, match="NaN"):
         write_catalog(tmp_path, [1, 2, 3], vectors * np.nan, [0.0, 0.0, 0.0])
+
+
+HIGH = (1 << 64) - 2  # the largest key recserve.ids.key_of gives
+MID = 1 << 63
+
+
+def test_64_bit_ids_round_trip_through_records_and_catalogue(tmp_path: Path) -> None:
+    """Keys of 2^63 and more: the catalogue stores their int64 view, records the key itself,
+    and the two meet whatever form the ids come in."""
+    vectors = np.ones((3, 2), dtype=np.float32)
+    write_catalog(tmp_path, [HIGH, 5, MID], vectors, [0.0, 0.0, 0.0])  # Python ints
+    catalog = read_catalog(tmp_path)
+    assert catalog.item.dtype == np.int64
+    assert catalog.keys.tolist() == [HIGH, 5, MID]
+    assert catalog.item.tolist() == [HIGH - (1 << 64), 5, MID - (1 << 64)]
+    np.testing.assert_array_equal(catalog.rows([MID, HIGH, 5]), [2, 0, 1])
+    np.testing.assert_array_equal(catalog.rows(np.array([HIGH], dtype=np.uint64)), [0])
+    np.testing.assert_array_equal(catalog.rows(catalog.item), [0, 1, 2])
+    with pytest.raises(ValueError, match=f"item {HIGH - 1} is not in the log's catalogue"):
+        catalog.rows([HIGH - 1])
+    write_catalog(tmp_path, np.array([HIGH, 5], dtype=np.uint64), vectors[:2], [0.0, 0.0])
+    assert read_catalog(tmp_path).keys.tolist() == [HIGH, 5]
+
+    records: list[Record] = [
+        Impression(1.0, "r1", "u", HIGH, 0),
+        Event(2.0, "e1", "u", HIGH, "like", "r1"),
+    ]
+    with LogWriter(tmp_path) as writer:
+        writer.extend(records)
+    assert read_log(tmp_path).records == records
+
+
+def test_ids_beyond_64_bits_or_not_integers_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a 64-bit id"):
+        as_item_ids([1 << 64])
+    with pytest.raises(ValueError, match="must be integers"):
+        as_item_ids([1.0])
+    with pytest.raises(ValueError, match="must be integers"):
+        write_catalog(tmp_path, np.array([1.0]), np.ones((1, 2)), [0.0])
+    path = tmp_path / "impressions-000001.jsonl"
+    header = {"format": "recserve.impressions", "version": 2, "segment": 1, "created_at": 0}
+    record = {"kind": "impression", "ts": 1.0, "request_id": "r", "user": "u",
+              "item": 1 << 64, "position": 0}  # fmt: skip
+    path.write_text(json.dumps(header) + "\n" + json.dumps(record) + "\n")
+    with pytest.raises(ValueError, match=r":2: field 'item' must be a 64-bit id"):
+        list(iter_records(tmp_path))
 
 
 def test_missing_directory_or_catalog_is_a_clear_error(tmp_path: Path) -> None:

@@ -10,7 +10,15 @@ import pytest
 
 from recserve.features import FeatureSpec
 from recserve.profiles import Events, Profiles, ProfilesConfig, UpdateRule
-from recserve.train.log import Event, Impression, ImpressionLog, Record, read_log
+from recserve.train.log import (
+    Event,
+    Impression,
+    ImpressionLog,
+    LogWriter,
+    Record,
+    read_log,
+    write_catalog,
+)
 from recserve.train.replay import replay
 
 WriteLog = Callable[[Path, list[Record]], Path]
@@ -122,6 +130,56 @@ def test_item_missing_from_the_catalogue_is_an_error(tmp_path: Path, write_log: 
     records: list[Record] = [Impression(0.0, "r1", "u", 99, 0)]
     with pytest.raises(ValueError, match="item 99, which is not in the log's catalogue"):
         replay(read_log(write_log(tmp_path, records)))
+
+
+def test_items_with_64_bit_keys_join_and_count(tmp_path: Path) -> None:
+    """Keys of 2^63 and more (half of recserve.ids.key_of's) join their events, count in the
+    item's counters and reach the affinity features like any other."""
+    high, low = (1 << 64) - 2, 7
+    write_catalog(tmp_path, [high, low], np.eye(2, 4, dtype=np.float32) + 0.1, [0.0, 0.0])
+    records: list[Record] = [
+        Impression(0.0, "r1", "u", high, 0),
+        Event(1.0, "e1", "u", high, "like", "r1"),
+        Event(2.0, "e2", "u", high, "watch", watch_ms=9_500, duration_ms=10_000),
+        Impression(60.0, "r2", "v", high, 0),
+        Event(61.0, "e3", "v", high, "skip", "r2"),
+        Impression(120.0, "r3", "u", low, 0),
+        Event(121.0, "e4", "u", low, "impression", "r3"),
+    ]
+    with LogWriter(tmp_path) as writer:
+        writer.extend(records)
+    data = replay(read_log(tmp_path))
+    assert data.item.view(np.uint64).tolist() == [high, high, low]
+    assert data.unattributed == 0
+    heads = list(data.heads)
+    assert data.labels[0, heads.index("like")] == 1.0
+    assert data.labels[0, heads.index("complete")] == 1.0
+    assert data.labels[1, heads.index("skip")] == 1.0
+    likes = data.rows[:, data.spec.slice("item_like_rate")][:, 0]
+    assert likes[1] > likes[0]  # the first like of the item counted before the second serve
+    # u's positives (the like and the completion of the high key) are found by their key:
+    # the third row's similarity to them is that of the two catalogue vectors.
+    similarity = data.rows[:, data.spec.slice("positive_similarity")][:, 0]
+    assert similarity[2] > 0
+
+
+def test_an_event_on_an_item_never_in_the_catalogue_counts_as_online(
+    tmp_path: Path, write_log: WriteLog
+) -> None:
+    """The service accepts events on items it does not know: the user's events count them,
+    nothing else moves."""
+    records: list[Record] = [
+        Event(0.0, "e0", "u", 99, "like"),
+        Impression(1.0, "r1", "u", 1, 0),
+        Event(2.0, "e1", "u", 1, "like", "r1"),
+    ]
+    data = replay(read_log(write_log(tmp_path, records)))
+    assert len(data) == 1
+    assert data.events == 2
+    assert data.unattributed == 1
+    events = data.rows[0, data.spec.slice("user_log_events")][0]
+    assert events == pytest.approx(np.log1p(1))
+    np.testing.assert_array_equal(data.rows[0, data.spec.slice("user_long")], 0.0)
 
 
 def test_spec_dims_must_match_the_catalogue(tmp_path: Path, write_log: WriteLog) -> None:
