@@ -17,24 +17,57 @@
                    ../shared/data, or a seeded synthetic one whose outcomes follow a known model.
 ``recserve serve [--config FILE] [--host H] [--port P] [--data-dir DIR] [--dims D]``
                    the feed service (HTTP API, embedded store in DIR); see the README.
-``recserve train --log DIR --out models/NAME.rsm``
+``recserve train --log DIR | --data-dir DIR --out models/NAME.rsm``
                    train the multi-task ranker on a log (needs ``pip install 'recserve[train]'``),
                    print held-out AUC and log-loss per head for fp32 and int8, write the int8 model.
+                   ``--data-dir``: a service's data directory (its impressions/, catalog.npz
+                   included).
+
+A failure is one line on stderr (``error: ...``) and exit status 2; RECSERVE_TRACEBACK=1 shows
+the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from recserve import __version__, simd
 from recserve.evaluate import cli as evaluate
 
 __all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments: one line (``error: recserve train: ...``), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
+def _layer_sizes(text: str) -> tuple[int, ...]:
+    """``--hidden``: positive layer sizes, comma-separated."""
+    try:
+        sizes = tuple(int(h) for h in text.split(",") if h.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not positive sizes, comma-separated")
+    return sizes
+
+
+def _one_line(error: BaseException) -> str:
+    """The error as one line: its message's lines joined, its type where it says more."""
+    lines = [line.strip() for line in str(error).splitlines()]
+    text = "; ".join(line for line in lines if line and not line.startswith("For further"))
+    if not isinstance(error, OSError | ValueError | ImportError) or not text:
+        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text
 
 
 def _default_data_dir() -> Path:
@@ -111,10 +144,37 @@ def write_log(args: argparse.Namespace) -> None:
         )
 
 
+def _training_log(args: argparse.Namespace) -> Path:
+    """The log directory to train on: ``--log``, or ``--data-dir``'s impressions/ once it is
+    known to hold a log and its catalogue."""
+    if args.log is not None:
+        return Path(args.log)
+    from recserve.train.log import CATALOG_FILE
+
+    data_dir = Path(args.data_dir)
+    if not data_dir.is_dir():
+        raise ValueError(f"--data-dir {data_dir}: no such directory")
+    log_dir = data_dir / "impressions"
+    if not any(log_dir.glob("impressions-*.jsonl")):
+        raise ValueError(
+            f"{data_dir} holds no impression log ({log_dir}/impressions-*.jsonl): is it a "
+            "service's data directory, with impression_log on, that has served feeds?"
+        )
+    if not (log_dir / CATALOG_FILE).is_file():
+        raise ValueError(
+            f"{log_dir / CATALOG_FILE} is missing: the service writes it at every snapshot "
+            f"and when it stops; start `recserve serve --data-dir {data_dir}` and stop it "
+            "once, then train again"
+        )
+    return log_dir
+
+
 def train_model(args: argparse.Namespace) -> None:
     from recserve.train.trainer import train
 
-    hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
+    log_dir = _training_log(args)  # before anything slow
+
+    hidden: tuple[int, ...] = args.hidden
     served: dict[str, Any] = {}
     if args.config is not None:  # build the rows as the service so configured will
         from recserve.profiles import UpdateRule
@@ -127,7 +187,7 @@ def train_model(args: argparse.Namespace) -> None:
             "co_engagement": settings.co_engagement.options(),
         }
     result = train(
-        args.log,
+        log_dir,
         **served,
         negatives=args.negatives,
         epochs=args.epochs,
@@ -206,7 +266,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="recserve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"recserve {__version__}")
@@ -261,7 +321,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     train_parser = commands.add_parser("train", help="train the int8 ranker on an impression log")
-    train_parser.add_argument("--log", type=Path, required=True, help="the log directory")
+    source = train_parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--log", type=Path, help="the log directory (with its catalog.npz)")
+    source.add_argument(
+        "--data-dir",
+        type=Path,
+        help="a service's data directory: trains on its impressions/ (pass the service's "
+        "settings as --config)",
+    )
     train_parser.add_argument(
         "--out", type=Path, required=True, help="where to write the model (e.g. models/ranker.rsm)"
     )
@@ -275,6 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_parser.add_argument("--seed", type=int, default=0)
     train_parser.add_argument(
         "--hidden",
+        type=_layer_sizes,
         default="256,128,64",
         help="hidden layer sizes, comma-separated (default 256,128,64)",
     )
@@ -324,7 +392,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             "eval", help="replay a log in time order: HR@10/NDCG@10 of real-time, frozen, popular"
         )
     )
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version: 0; bad arguments: 2, one line (_Parser)
+        return exit_.code if isinstance(exit_.code, int) else 2
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # any failure: one line, exit 2
+        if os.environ.get("RECSERVE_TRACEBACK"):
+            raise
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "eval":
         return evaluate.run(args)
     if args.command == "serve":
@@ -338,11 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "log":
         write_log(args)
     else:
-        try:
-            train_model(args)
-        except (ImportError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        train_model(args)
     return 0
 
 

@@ -7,6 +7,7 @@ See the README's "Configuration" section for every setting and its default.
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal, cast
 
@@ -440,6 +441,10 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
         raise FileNotFoundError(f"{path}: no such configuration file")
 
     class _FromFile(Settings):
+        model_config = SettingsConfigDict(title=f"settings in {path}")  # errors name the file
         _config_file: ClassVar[Path | None] = path
 
-    return _FromFile(**overrides)
+    try:
+        return _FromFile(**overrides)
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: not valid TOML ({error})") from error
