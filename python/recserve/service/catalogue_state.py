@@ -33,6 +33,7 @@ from recserve.service.catalogue_records import (
     UserPrefsRecord,
     decode,
 )
+from recserve.service.training_catalog import TrainingCatalog
 from recserve.store.embedded import EmbeddedStore, LoadedFiles
 
 __all__ = ["CatalogueState"]
@@ -51,6 +52,9 @@ class CatalogueState:
         self.live = False  # during recovery, transitions are not counted as new
         self.transitions: list[str] = []
         self.stream_seq: str | None = None  # the last catalogue stream record applied
+        #: Keeps the impression log's catalog.npz (the engine sets it while the log is on):
+        #: told of every change, live and in replay alike, and handed what a takedown removes.
+        self.training: TrainingCatalog | None = None
 
     def state(self) -> Any:
         # The catalogue, amplification and index travel in files of their own: image().
@@ -173,6 +177,8 @@ class CatalogueState:
         keys = np.array([item.key for item in items], dtype=np.uint64)
         profiles.set_items(keys, vectors)
         new = self.catalog.upsert(items, vectors)
+        if self.training is not None:
+            self.training.changed()
         if len(new):
             counters = profiles.items(new).stats
             for i, key in enumerate(new.tolist()):
@@ -185,6 +191,9 @@ class CatalogueState:
         goes too, or stays (``keep_history``: a rejection, which the history shows)."""
         item = self.catalog.by_key(key)
         if item is not None:
+            if self.training is not None:  # its row stays in the training catalogue
+                vector = profiles.items([key]).vectors[0]
+                self.training.retire(key, vector, item.created_at / 1000.0)
             self.catalog.take_down(item.id)
         if not keep_history:
             self.amplifier.remove(key)

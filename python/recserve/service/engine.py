@@ -9,6 +9,7 @@ module of its own:
     event_batch         clients' events checked and turned into columns
     precompute          the next page of each user who just acted, in the background
     impression_log      what was served and what users did, for the trainer
+    training_catalog    the items the log can refer to, written at every snapshot
     errors              what a request gets instead of an answer
 
     data_dir/recserve.json     dims, fixed by configuration or by the first items posted
@@ -16,7 +17,8 @@ module of its own:
     data_dir/models/           the models and serving.json, what serves (service.model_store);
                                models_dir may name another directory or an S3 prefix
     data_dir/active-model      the model version last activated, before serving.json
-    data_dir/impressions/      the impression log (recserve.train.log format)
+    data_dir/impressions/      the impression log (recserve.train.log format) and its
+                               catalog.npz: the directory is a training set
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from recserve.service.model_store import (
 )
 from recserve.service.precompute import Page, Precomputer, Stamp
 from recserve.service.settings import Arm, Experiment, Settings
+from recserve.service.training_catalog import TrainingCatalog
 from recserve.store.embedded import EmbeddedStore
 
 if TYPE_CHECKING:
@@ -132,6 +135,7 @@ class Engine:
         self._open_lock = threading.Lock()
         self._items_lock = threading.Lock()
         self._impression_log = ImpressionLogWriter(self.data_dir / "impressions")
+        self._training_catalog = TrainingCatalog(self.data_dir / "impressions")
         self._requests = 0
         self._precompute: Precomputer | None = None
         self.stream: StreamIngest | None = None  # events from Kinesis (scale-out mode)
@@ -197,6 +201,8 @@ class Engine:
         )
         amplify = AmplifyConfig.from_dict(s.amplification)
         state = CatalogueState(dims, amplify, self.trending, s.index_threads)
+        if s.impression_log:  # before recovery: takedowns it replays keep their rows too
+            state.training = self._training_catalog
         store = EmbeddedStore(self.data_dir / "state", config, extension=state)
         state.check_index(store)
         state.live = True
@@ -309,7 +315,21 @@ class Engine:
                 log.exception("a periodic snapshot failed (the WAL still holds everything)")
 
     def snapshot(self) -> Path | None:
-        return None if self.store is None else self.store.snapshot()
+        if self.store is None:
+            return None
+        path = self.store.snapshot()
+        self._write_training_catalog()
+        return path
+
+    def _write_training_catalog(self) -> None:
+        """The impression log's catalog.npz, after a snapshot (``training_catalog``)."""
+        state, store = self.state, self.store
+        if state is None or store is None or state.training is None:
+            return
+        try:
+            state.training.write(state.catalog, store.profiles)
+        except Exception:
+            log.exception("writing impressions/catalog.npz failed (the next snapshot retries)")
 
     def close(self, *, snapshot: bool = True) -> None:
         """Stops background work, writes a final snapshot and closes the files."""
@@ -324,6 +344,7 @@ class Engine:
         if self.store is not None:
             if snapshot:
                 self.store.snapshot()
+                self._write_training_catalog()
             self.store.close()
         self._impression_log.close()
 
