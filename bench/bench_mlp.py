@@ -3,11 +3,14 @@
     python bench/bench_mlp.py                 # 2,000 requests, trains on MovieLens + synthetic
     python bench/bench_mlp.py --quick         # 200 requests: a smoke run
     python bench/bench_mlp.py --skip-train    # He-initialised weights, no accuracy part
+    python bench/bench_mlp.py --distill-only  # only the teacher / student part (section 4)
 
 One request scores 200 candidates with the ranker (208 → 256 → 128 → 64 → 8 with --skip-train;
 the trained model's own input width otherwise) on one thread.
-Prints three Markdown tables (latency, throughput against the measured int8 peak, held-out
-accuracy of int8 against fp32) and writes the same text to bench/results/mlp-<date>.md.
+Prints Markdown tables (latency, throughput against the measured int8 peak, held-out
+accuracy of int8 against fp32; then distillation: the float teacher against the int8 student
+it trains and the built-in model, latency and held-out AUC) and writes the same text to
+bench/results/mlp-<date>.md.
 bench/README.md says what each column means. Benchmarks never assert: targets are reported
 as met or missed and the run goes on.
 """
@@ -48,6 +51,9 @@ TARGET_VS_ORT_FP32 = 0.35
 TARGET_PEAK_FRACTION = 0.50
 TARGET_AUC_LOSS = 0.002
 TARGET_MAX_DIFF = 0.02
+TEACHER_HIDDEN = (512, 256, 128)
+STUDENT_HIDDEN = (64, 32)  # the built-in model's shape (python/recserve/models/README.md)
+TARGET_DISTILL_LOSS = 0.002  # student with the teacher against the teacher, complete and skip
 RECSERVE = "recserve int8"
 ORT_FP32 = "onnxruntime fp32"
 ORT_INT8 = ("onnxruntime int8 (per-tensor)", "onnxruntime int8 (per-channel)")
@@ -204,9 +210,11 @@ def auc_rows(name: str, result: Any) -> list[str]:
 
     x, y = result.x_heldout, result.y_heldout
     p32, p8 = result.model.predict(x), result.quantized.predict(x)
+    known = np.ones(y.shape, bool) if result.mask_heldout is None else result.mask_heldout
     rows = []
     for k, head in enumerate(result.model.heads):
-        a32, a8 = auc(y[:, k], p32[:, k]), auc(y[:, k], p8[:, k])
+        kk = known[:, k]  # return: censored rows left out
+        a32, a8 = auc(y[kk, k], p32[kk, k]), auc(y[kk, k], p8[kk, k])
         diff = float(np.abs(p32[:, k].astype(np.float64) - p8[:, k]).max())
         if a32 is None or a8 is None:
             auc_cells = "n/a (one class) | n/a | n/a"
@@ -214,9 +222,200 @@ def auc_rows(name: str, result: Any) -> list[str]:
         else:
             auc_cells = f"{a32:.4f} | {a8:.4f} | {a8 - a32:+.4f}"
             verdict = met(a32 - a8 <= TARGET_AUC_LOSS and diff <= TARGET_MAX_DIFF)
-        rate = float((y[:, k] >= 0.5).mean())
+        rate = float((y[kk, k] >= 0.5).mean())
         rows.append(f"| {name} | {head} | {rate:.3f} | {auc_cells} | {diff:.4f} | {verdict} |")
     return rows
+
+
+# --------------------------------------------------------------------------- distillation
+
+
+def he_layers(sizes: Sequence[int], seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+    weights = [rng.normal(0, np.sqrt(2 / i), (o, i)).astype(np.float32) for i, o in pairs]
+    return weights, [rng.normal(0, 0.1, o).astype(np.float32) for _, o in pairs]
+
+
+def distill_models(trained: Any | None, width: int) -> tuple[Any, Any, str]:
+    """(teacher fp32 Model, student QuantizedModel, note): the distilled run's, or seeded
+    He-initialised weights of the same shapes."""
+    from recserve.mlp import Model
+    from recserve.train.labels import HEADS
+
+    if trained is not None:
+        return trained.teacher, trained.quantized, "trained on the synthetic log"
+    heads = list(HEADS)
+    teacher = Model.from_numpy(*he_layers((width, *TEACHER_HIDDEN, len(heads)), 1), heads)
+    student = Model.from_numpy(*he_layers((width, *STUDENT_HIDDEN, len(heads)), 2), heads)
+    calib = np.random.default_rng(1).standard_normal((2048, width), np.float32)
+    return teacher, student.quantize(calib), "seeded He-initialised weights"
+
+
+def distill_engines(
+    teacher: Any, student: Any, builtin: Any, work: Path
+) -> dict[str, Callable[[np.ndarray], Any]]:
+    """The teacher in fp32 (numpy, onnxruntime), the student and the built-in model through
+    recserve's int8 scorer."""
+    import onnxruntime as ort
+
+    layers = [(w.T.copy(), b) for w, b in zip(teacher.weights, teacher.biases, strict=True)]
+
+    def numpy_fp32(x: np.ndarray) -> np.ndarray:
+        for i, (wt, b) in enumerate(layers):
+            x = x @ wt
+            x += b
+            if i + 1 < len(layers):
+                np.maximum(x, 0, out=x)
+        return 1 / (1 + np.exp(-x))
+
+    path = work / "teacher.onnx"
+    teacher.to_onnx(path)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    out_s = np.empty((CANDIDATES, len(student.heads)), dtype=np.float32)
+    out_b = np.empty((CANDIDATES, len(builtin.heads)), dtype=np.float32)
+    return {
+        "teacher fp32 (numpy)": numpy_fp32,
+        "teacher fp32 (onnxruntime)": lambda x: session.run(None, {"x": x})[0],
+        "student int8 (recserve)": lambda x: student.predict(x, out=out_s),
+        "built-in int8 (recserve)": lambda x: builtin.predict(x, out=out_b),
+    }
+
+
+def shape_of(model: Any) -> str:
+    if hasattr(model, "weights"):
+        sizes = [model.weights[0].shape[1], *(w.shape[0] for w in model.weights)]
+    else:
+        sizes = [model.input_dim, *(w.shape[0] for w, _, _ in model.core.layers)]
+    return " → ".join(map(str, sizes))
+
+
+def distill_latency_table(times: dict[str, np.ndarray], shapes: dict[str, str]) -> list[str]:
+    med = {n: float(np.median(t)) / 1e3 for n, t in times.items()}
+    p99 = {n: float(np.percentile(t, 99)) / 1e3 for n, t in times.items()}
+    student, builtin = med["student int8 (recserve)"], med["built-in int8 (recserve)"]
+    lines = [
+        "| model | engine | shape | median µs | p99 µs | × student int8 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n in times:
+        model, engine = n.split(" (")
+        lines.append(
+            f"| {model} | {engine[:-1]} | {shapes[n]} | {med[n]:,.0f} | {p99[n]:,.0f} "
+            f"| ×{med[n] / student:.2f} |"
+        )
+    teacher = min(med["teacher fp32 (numpy)"], med["teacher fp32 (onnxruntime)"])
+    lines += [
+        "",
+        f"- teacher fp32 (the faster engine) / student int8 = ×{teacher / student:.1f}",
+        f"- student int8 / built-in int8 = ×{student / builtin:.2f} (target ≤ ×1.00, within "
+        f"timing noise: the same hidden shape, one more head): "
+        f"{met(student <= 1.05 * builtin)}",
+    ]
+    return lines
+
+
+def distill_auc_rows(name: str, result: Any) -> list[str]:
+    m = result.metrics
+    rows = []
+    for head in result.model.heads:
+        t = m["teacher"][head]["auc"]
+        alone = m["without_teacher"]["int8"][head]["auc"]
+        both = m["int8"][head]["auc"]
+        if t is None or alone is None or both is None:
+            rows.append(f"| {name} | {head} | n/a (one class) | n/a | n/a | n/a | n/a | — |")
+            continue
+        verdict = "—"
+        if head in ("complete", "skip"):
+            ok = t - both <= TARGET_DISTILL_LOSS and both > alone
+            verdict = met(ok)
+        rows.append(
+            f"| {name} | {head} | {t:.4f} | {alone:.4f} | {both:.4f} | {both - t:+.4f} "
+            f"| {both - alone:+.4f} | {verdict} |"
+        )
+    return rows
+
+
+def distill_section(args: argparse.Namespace, work: Path) -> list[str]:
+    """Section 4: teacher against student, latency (and held-out AUC when training)."""
+    import recserve.simd
+    from recserve.mlp import Model, QuantizedModel
+    from recserve.rank import ModelRegistry
+
+    builtin = Model.load(ModelRegistry(work, dims=64).path_of("builtin"))
+    assert isinstance(builtin, QuantizedModel)
+    results: dict[str, Any] = {}
+    if not args.skip_train:
+        from recserve.train.trainer import train
+
+        names = ["synthetic"]
+        if (args.data_dir / "movielens-100k" / "u.data").exists() and not args.distill_synthetic:
+            names.append("movielens")
+        for name in names:
+            log_dir = work / f"distill-{name}"
+            if name == "movielens":
+                from recserve.train.movielens import write_movielens_log
+
+                write_movielens_log(log_dir, data_dir=args.data_dir, seed=0)
+            else:
+                from recserve.train.synthetic import write_synthetic_log
+
+                write_synthetic_log(log_dir, seed=0)
+            start = time.perf_counter()
+            results[name] = train(
+                log_dir,
+                epochs=args.epochs,
+                seed=0,
+                hidden=STUDENT_HIDDEN,
+                distill=True,
+                teacher_hidden=TEACHER_HIDDEN,
+                distill_weight=args.distill_weight,
+                progress=False,
+            )
+            log(f"[distill] {name}: {time.perf_counter() - start:.0f} s")
+    teacher, student, note = distill_models(results.get("synthetic"), builtin.input_dim)
+    calls = distill_engines(teacher, student, builtin, work)
+    shapes = {n: shape_of(teacher if n.startswith("teacher") else student) for n in calls}
+    shapes["built-in int8 (recserve)"] = shape_of(builtin)
+    rng = np.random.default_rng(args.seed + 1)
+    pool = rng.standard_normal((args.pool, CANDIDATES, builtin.input_dim), np.float32)
+    log(f"[distill] {len(calls)} engines × {args.requests:,} requests")
+    # Two rounds, each interleaved: a teacher call evicts the caches the small int8 models
+    # would find warm, so next to it the model that follows it would pay for it.
+    times: dict[str, np.ndarray] = {}
+    for group in ("teacher", ""):
+        part = {n: c for n, c in calls.items() if n.startswith("teacher") == bool(group)}
+        times.update(time_engines(part, pool, args.requests, args.warmup))
+    lines = [
+        "## Distillation: the float teacher, the int8 student it trains, the built-in model",
+        "",
+        f"Kernels `{student.kernel_variant}` (active variant "
+        f"`{recserve.simd.active_variant()}`). One request = {CANDIDATES} candidates, one thread; "
+        f"teacher and student {note} (student `--hidden "
+        f"{','.join(map(str, STUDENT_HIDDEN))}`, the built-in model's shape); the built-in model "
+        f"is `python/recserve/models/default.rsm`. {args.requests:,} requests per engine after "
+        f"{args.warmup} warm-up; the two teacher engines interleaved, then the two int8 ones.",
+        "",
+        *distill_latency_table(times, shapes),
+    ]
+    if results:
+        lines += [
+            "",
+            f"Held-out AUC (the last 20 % by serve time; students int8; distill weight "
+            f"{args.distill_weight}; {args.epochs} epochs, seed 0). Targets on complete and "
+            f"skip: the student with the teacher within {TARGET_DISTILL_LOSS} of the teacher, and "
+            f"above the student without it.",
+            "",
+            "| log | head | teacher fp32 | student alone | student + teacher "
+            "| vs teacher | vs alone | target |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, result in results.items():
+            lines += distill_auc_rows(name, result)
+    return lines
 
 
 # --------------------------------------------------------------------------- report
@@ -301,6 +500,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     p.add_argument("--peak-seconds", type=float, default=0.3, help="length of one peak run")
     p.add_argument("--out", type=Path, default=None, help="default: bench/results/mlp-<date>.md")
+    p.add_argument("--distill-only", action="store_true", help="only the teacher / student section")
+    p.add_argument(
+        "--distill-synthetic",
+        action="store_true",
+        help="distillation: train on the synthetic log only (not MovieLens too)",
+    )
+    p.add_argument("--distill-weight", type=float, default=0.5)
     args = p.parse_args(argv)
     if args.quick:
         args.requests, args.warmup = 200, 20
@@ -312,6 +518,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     import onnxruntime
 
     import recserve.simd
+
+    if args.distill_only:
+        import torch
+
+        torch.set_num_threads(1)
+        with tempfile.TemporaryDirectory(prefix="bench_mlp-") as tmp:
+            lines = distill_section(args, Path(tmp))
+        stamp = dt.datetime.now()
+        text = "\n".join([f"# Ranker distillation benchmark, {stamp:%Y-%m-%d %H:%M}", "", *lines])
+        print(text)
+        out = args.out or REPO / "bench" / "results" / f"mlp-distill-{stamp:%Y-%m-%d}.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+        log(f"wrote {out}")
+        return 0
 
     with tempfile.TemporaryDirectory(prefix="bench_mlp-") as tmp:
         work = Path(tmp)
@@ -393,6 +614,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         for name, result in trained.items():
             report += auc_rows(name, result)
+    with tempfile.TemporaryDirectory(prefix="bench_mlp-") as tmp:
+        report += ["", *distill_section(args, Path(tmp))]
     text = "\n".join(report) + "\n"
     print(text)
     out = args.out or REPO / "bench" / "results" / f"mlp-{stamp:%Y-%m-%d}.md"
