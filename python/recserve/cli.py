@@ -22,6 +22,10 @@
                    print held-out AUC and log-loss per head for fp32 and int8, write the int8 model.
                    ``--data-dir``: a service's data directory (its impressions/, catalog.npz
                    included).
+``recserve retrain --data-dir DIR [--holdout 10%] [--ab 0.1] [--every 1h]``
+                   train a candidate on a service's own log, score it and the active model on
+                   the most recent part, then activate it, try it on a share of users, or keep
+                   the active one (recserve.train.retrain).
 
 A failure is one line on stderr (``error: ...``) and exit status 2; RECSERVE_TRACEBACK=1 shows
 the traceback instead.
@@ -39,6 +43,7 @@ from typing import Any, NoReturn
 
 from recserve import __version__, simd
 from recserve.evaluate import cli as evaluate
+from recserve.train import retrain_cli
 
 __all__ = ["main"]
 
@@ -392,6 +397,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "eval", help="replay a log in time order: HR@10/NDCG@10 of real-time, frozen, popular"
         )
     )
+    retrain_cli.add_arguments(
+        commands.add_parser(
+            "retrain", help="train on a service's log, check against the active model, ship it"
+        )
+    )
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help, --version: 0; bad arguments: 2, one line (_Parser)
@@ -413,6 +423,8 @@ def _run(args: argparse.Namespace) -> int:
         return evaluate.run(args)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "retrain":
+        return retrain_cli.run(args)
     if args.command == "info":
         print(f"recserve {__version__}")
         print(f"active ISA: {simd.active_isa()} ({simd.active_variant()})")

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     while True:
         try:
             report = retrain(args.data_dir, options)
-        except (ValueError, FileNotFoundError) as error:
+        except Exception as error:  # a sidecar outlives one bad round (S3 down, a short log)
             if every is None:
                 raise
             print(f"error: {error}; trying again in {args.every}", file=sys.stderr, flush=True)
