@@ -25,7 +25,7 @@
 ``recserve retrain --data-dir DIR [--holdout 10%] [--ab 0.1] [--every 1h]``
                    train a candidate on a service's own log, score it and the active model on
                    the most recent part, then activate it, try it on a share of users, or keep
-                   the active one (recserve.train.retrain).
+                   the active one (recserve.retrain).
 
 A failure is one line on stderr (``error: ...``) and exit status 2; RECSERVE_TRACEBACK=1 shows
 the traceback instead.
@@ -43,7 +43,7 @@ from typing import Any, NoReturn
 
 from recserve import __version__, simd
 from recserve.evaluate import cli as evaluate
-from recserve.train import retrain_cli
+from recserve.retrain import cli as retrain_cli
 
 __all__ = ["main"]
 

@@ -14,7 +14,13 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "python" / "recserve"
 #: What may import recserve.service: the service itself and the programs built on it.
-SERVICE_USERS = ("recserve.service", "recserve.cli", "recserve.evaluate", "recserve.sim")
+SERVICE_USERS = (
+    "recserve.service",
+    "recserve.cli",
+    "recserve.evaluate",
+    "recserve.retrain",
+    "recserve.sim",
+)
 
 
 def module_name(path: Path, package: Path) -> str:

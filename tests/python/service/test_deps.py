@@ -26,7 +26,7 @@ class StubEngine:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
 
-    def models(self) -> dict[str, Any]:
+    def list_models(self) -> dict[str, Any]:
         return {"active": "stub", "models": []}
 
     def activate(self, version: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""``recserve retrain``'s arguments and output (``recserve.train.retrain`` does the work).
+"""``recserve retrain``'s arguments and output (``recserve.retrain.job`` does the work).
 
     recserve retrain --data-dir recserve-data [--holdout 10%] [--metric hr@10] [--margin 0.0]
                      [--ab 0.1] [--every 1h] [--config recserve.toml] [--models-dir s3://...]
@@ -69,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recserve.train.retrain import RetrainOptions, retrain
+    from recserve.retrain.job import RetrainOptions, retrain
 
     every = parse_duration(args.every) if args.every is not None else None
     options = RetrainOptions(

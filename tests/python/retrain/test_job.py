@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from recserve.train.retrain import RetrainOptions, _decide
-from recserve.train.retrain_cli import parse_duration, parse_share
+from recserve.retrain.cli import parse_duration, parse_share
+from recserve.retrain.job import RetrainOptions, _decide
 
 
 def figures(hr: float | None, auc: float | None = None) -> dict[str, Any]:
