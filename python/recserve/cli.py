@@ -249,7 +249,7 @@ def _serve(args: argparse.Namespace) -> int:
         from recserve.service.server import serve
         from recserve.service.settings import load_settings
     except ImportError as exc:
-        print(f"error: {exc}; install 'recserve[serve]'", file=sys.stderr)
+        print(f"error: {exc}; reinstall recserve: a dependency is missing", file=sys.stderr)
         return 2
     overrides = {
         name: value

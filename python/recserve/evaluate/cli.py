@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         from recserve.evaluate.movielens import movielens_format, movielens_log
         from recserve.evaluate.replay import ReplayError, read_events, read_items, replay
     except ImportError as error:
-        print(f"error: {error}; install 'recserve[serve]'", file=sys.stderr)
+        print(f"error: {error}; reinstall recserve: a dependency is missing", file=sys.stderr)
         return 2
     try:
         if args.movielens is not None:
