@@ -496,6 +496,9 @@ class Engine:
         if self.stream is not None:  # scale-out: the owner of the user's shard applies them
             # NotReady (503) if the stream refuses them
             self.stream.put(list(rows), checked.duration_ms)
+            if self._impression_log.is_open:  # beside the pages this replica served them
+                logged = checked.events(self.clock.now_ms())
+                self._impression_log.append(event_records(rows, logged))
             unknown = sum(state.catalog.get(r.item_id) is None for r in rows)
             return {"accepted": n, "applied": 0, "duplicates": 0, "unknown_items": unknown}
         # Time moves only for a batch that is applied (a refused one changes nothing).

@@ -226,3 +226,36 @@ def test_with_no_whole_s3_snapshot_the_stream_is_read_from_its_start(service: Se
     until(lambda: all(status_of(late, item["id"]) == 200 for item in ITEMS))
     assert metric(late, 'recserve_catalog_records_total{outcome="applied"}') == 1
     assert "no S3 catalogue snapshot was whole" in late.log.read_text()
+
+
+def test_a_replica_logs_the_events_posted_to_it_for_retraining(service: Service) -> None:
+    """In scale-out the stream's owner applies the events; the replica that took them logs them
+    beside the pages it served, so its data directory trains (recserve retrain)."""
+    a = service.replica("a")
+    with a.client() as http:
+        assert http.post("/v1/items", json={"items": ITEMS, "amplify": False}).status_code == 200
+        page = http.get(f"/v1/feed/{USER}").json()
+        event = {
+            "event_id": "e1",
+            "user_id": USER,
+            "item_id": page["items"][0]["item_id"],
+            "request_id": page["request_id"],
+            "type": "watch",
+            "watch_ms": 15_000,
+            "duration_ms": 15_000,
+        }
+        assert http.post("/v1/events", json={"events": [event]}).status_code == 202
+
+    def logged() -> list[dict[str, Any]]:
+        lines = []
+        for path in sorted((a.data_dir / "impressions").glob("impressions-*.jsonl")):
+            lines += [json.loads(line) for line in path.read_text().splitlines()[1:] if line]
+        return lines
+
+    until(lambda: any(r["kind"] == "event" for r in logged()))
+    events = [r for r in logged() if r["kind"] == "event"]
+    assert [(e["event_id"], e["request_id"], e["watch_ms"]) for e in events] == [
+        ("e1", page["request_id"], 15_000)
+    ]
+    served = [r for r in logged() if r["kind"] == "impression"]
+    assert page["request_id"] in {r["request_id"] for r in served}
