@@ -24,6 +24,7 @@
 #    (PyPI's ziglang; libc++ linked statically, so no libstdc++ version to match), pybind11
 #    told the extension suffix. Release, frame pointers kept (RECSERVE_FRAME_POINTERS). No LTO
 #    of the bindings (pybind11's default): every object stays machine code for the ISA check.
+#    -g0: zig emits debug info by default (a quarter of the compile time; stripped anyway).
 # 4. Checks (.ci/wheel_checks.py): ISA flags only on the per-ISA kernel files, no AVX/AVX-512 or
 #    dotprod instruction outside them, frame pointers everywhere.
 # 5. The wheel assembled (.ci/wheel_assemble.py), then `auditwheel repair --plat auto` (the
@@ -178,10 +179,11 @@ to_aarch64_pyconfig() {
       -e 's|^#define PY_SUPPORT_TIER 1$|#define PY_SUPPORT_TIER 2|' "$1"
 }
 
-find_python312() {
+# A CPython X.Y on this machine: on PATH, or pyenv's (whose shims on PATH may refuse to run).
+find_python() {
   local c
-  for c in "$(command -v python3.12 || true)" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12; do
-    [ -n "$c" ] && [ -x "$c" ] && "$c" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null \
+  for c in "$(command -v "python$1" || true)" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$1".*/bin/"python$1"; do
+    [ -n "$c" ] && [ -x "$c" ] && "$c" -c "import sys; assert sys.version_info[:2] == (${1/./, })" 2>/dev/null \
       && { echo "$c"; return 0; }
   done
   return 1
@@ -189,7 +191,7 @@ find_python312() {
 
 cpython312_headers() {
   local p312 inc
-  p312="$(find_python312)" || {
+  p312="$(find_python 3.12)" || {
     echo "error: CPython 3.12: no Debian release ships its headers, and no python3.12 is on this" >&2
     echo "       machine (PATH or pyenv) to take them from; leave 3.12 out: --python 3.11,3.13" >&2
     exit 1
@@ -256,10 +258,9 @@ for a in "${archs[@]}"; do
       -DCMAKE_CXX_COMPILER="$zig/c++-$a" -DCMAKE_AR="$zig/ar" -DCMAKE_RANLIB="$zig/ranlib" \
       -DCMAKE_STRIP="$(command -v "$strip")" \
       -DCMAKE_BUILD_TYPE=Release -DCMAKE_EXPORT_COMPILE_COMMANDS=ON \
-      -DCMAKE_INTERPROCEDURAL_OPTIMIZATION=OFF \
+      -DCMAKE_INTERPROCEDURAL_OPTIMIZATION=OFF -DCMAKE_CXX_FLAGS=-g0 \
       -DSKBUILD=ON -DRECSERVE_BUILD_TESTS=OFF -DRECSERVE_NATIVE=OFF -DRECSERVE_FRAME_POINTERS=ON \
       "${dotprod[@]}" \
-      -DPython_EXECUTABLE="$py" \
       -DPython_INCLUDE_DIR="$bdir/headers/$cp-$a/python$v" \
       -Dpybind11_DIR="$pybind11_dir" \
       -DPYBIND11_USE_CROSSCOMPILING=ON -DPYTHON_IS_DEBUG=OFF -DPYTHON_MODULE_DEBUG_POSTFIX= \
@@ -305,8 +306,7 @@ if [ "$run_tests" = 1 ]; then
   for out in "${built[@]}"; do
     [[ "$out" == *_x86_64.whl ]] || continue
     v="$(basename "$out" | sed -nE 's/.*-cp3([0-9]+)-cp3.*/3.\1/p')"
-    pyv="$(command -v "python$v" || ls "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$v"*/bin/"python$v" 2>/dev/null | head -1 || true)"
-    if [ -z "$pyv" ]; then echo "-- test $(basename "$out"): no python$v here, skipped"; continue; fi
+    pyv="$(find_python "$v")" || { echo "-- test $(basename "$out"): no python$v here, skipped"; continue; }
     echo "-- test $(basename "$out") with $pyv"
     venv="$bdir/test-venv-cp${v/./}"
     rm -rf "$venv"
@@ -314,7 +314,7 @@ if [ "$run_tests" = 1 ]; then
     "$venv/bin/pip" install -q --disable-pip-version-check "$out" pytest hypothesis httpx pytest-benchmark boto3
     rm -rf "$bdir/test-tree"
     mkdir -p "$bdir/test-tree"
-    cp -r "$repo/tests" "$repo/pyproject.toml" "$bdir/test-tree/"
+    cp -r "$src/tests" "$src/pyproject.toml" "$bdir/test-tree/"  # the tests of the sdist the wheel is from
     (cd "$bdir/test-tree" && "$venv/bin/python" -c 'import recserve, sys; assert "site-packages" in recserve.__file__, recserve.__file__; print("  ", recserve.__file__)' \
       && "$venv/bin/python" -m pytest -p no:cacheprovider -q "${tests[@]/#/tests/python/}" \
            --deselect tests/python/feed/test_builder.py::test_native_and_reference_pipelines_agree_on_10000_seeded_pages) \
