@@ -115,7 +115,9 @@ def _print(report: dict[str, object], *, as_json: bool) -> None:
     print(f"candidate {report['version']} against the active model {report['active']}:")
     print(f"{'':<12} {'candidate':>10} {'active':>10}")
     for head, value in candidate["auc"].items():
-        print(f"{'AUC ' + head:<12} {_fmt(value)} {_fmt(incumbent['auc'].get(head))}")
+        old = incumbent["auc"].get(head)
+        if value is not None or old is not None:  # a head the log has no labels for: left out
+            print(f"{'AUC ' + head:<12} {_fmt(value)} {_fmt(old)}")
     print(f"{'HR@10':<12} {_fmt(candidate['hr@10'])} {_fmt(incumbent['hr@10'])}")
     print(f"{report['decision']}: {report['reason']}")
     print(f"wrote {report['model_path']}", flush=True)
