@@ -28,6 +28,8 @@ class Backend(Protocol):
     def post_events(self, body: dict[str, Any]) -> None: ...
     def feed(self, user_id: str, n: int) -> tuple[dict[str, Any], dict[str, float]]: ...
     def item(self, item_id: str) -> dict[str, Any]: ...
+    def models(self) -> dict[str, Any]: ...
+    def snapshot(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -56,6 +58,13 @@ class InProcessBackend:
 
     def item(self, item_id: str) -> dict[str, Any]:
         return self.engine.item(item_id)
+
+    def models(self) -> dict[str, Any]:
+        return self.engine.list_models()
+
+    def snapshot(self) -> None:
+        """A snapshot now (with the impression log on, its catalog.npz is written too)."""
+        self.engine.snapshot()
 
     def close(self) -> None:
         self.engine.close(snapshot=False)
@@ -105,6 +114,13 @@ class HttpBackend:
 
     def item(self, item_id: str) -> dict[str, Any]:
         return self._ok(self.client.get(f"/v1/items/{item_id}"))  # type: ignore[no-any-return]
+
+    def models(self) -> dict[str, Any]:
+        return self._ok(self.client.get("/v1/models"))  # type: ignore[no-any-return]
+
+    def snapshot(self) -> None:
+        """Nothing to ask: the API has no snapshot route, the server snapshots every
+        ``snapshot_interval_s`` of its configuration."""
 
     def close(self) -> None:
         self.client.close()

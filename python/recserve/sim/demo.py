@@ -6,15 +6,26 @@ Two engines run the same configuration (``ENGINE_TOML``, written to the output d
 system that retrains its profiles once a day would. Beside them: ``popularity`` (the unseen
 item most completed so far), ``random`` and ``oracle`` (the best unseen item by the user's true
 expected completion). Every policy meets copies of the same users with the same random streams.
+
+With ``retrain_at`` (``recserve demo --retrain-at 0.5``) the training loop closes inside the run:
+the ``recserve`` engine writes its impression log (``RETRAIN_ENGINE_TOML``), and once every user
+has made that share of the swipes, ``recserve.train.retrain`` trains a model on the engine's own
+log and catalogue and activates it through ``serving.json`` whatever its figures (margin -1: the
+point is to compare), and the engine serves it for the rest of the run. A third engine,
+``recserve-builtin``, runs the same settings with the built-in model throughout and never
+retrains: the same users, the same seeds, so the first half is the same for both and the second
+half compares the two models.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,13 +33,13 @@ from typing import Any, TextIO
 import numpy as np
 import numpy.typing as npt
 
-from recserve.sim.backends import Driver, start_backend
+from recserve.sim.backends import Backend, Driver, start_backend
 from recserve.sim.catalog import SimCatalog, find_kuairand
 from recserve.sim.policies import EnginePolicy, OraclePolicy, PopularityPolicy, RandomPolicy
 from recserve.sim.session import SessionResult, run_sessions
 from recserve.sim.users import make_users
 
-__all__ = ["ENGINE_TOML", "DemoConfig", "run_demo"]
+__all__ = ["ENGINE_TOML", "RETRAIN_ENGINE_TOML", "DemoConfig", "run_demo"]
 
 #: The engines' settings. dims 64 is what the built-in ranker reads. Amplification is scaled to
 #: the demo's few hundred users (a production tier-0 audience is hundreds of impressions): tiers
@@ -65,8 +76,27 @@ tiers = [
 priors = { completion = [0.3, 2], skip = [0.5, 2], like = [0.05, 2], share = [0.01, 2] }
 """
 
+#: With ``retrain_at``, the settings of the engine that retrains: ``ENGINE_TOML`` with its
+#: impression log on (the training set), a snapshot every 2 s (over HTTP, how the log's
+#: catalog.npz reaches the disk; in process the demo asks for one) and serving.json read every
+#: 0.2 s (the retrained model serves as soon as it is written). None of these changes a feed.
+RETRAIN_ENGINE_TOML = ENGINE_TOML.replace(
+    "impression_log = false\nsnapshot_interval_s = 3600\n",
+    "impression_log = true  # the retraining's training set\n"
+    "snapshot_interval_s = 2  # writes the log's catalog.npz too\n"
+    "model_poll_s = 0.2  # serving.json, where the retraining activates its model\n",
+)
+assert RETRAIN_ENGINE_TOML != ENGINE_TOML
+
+#: The retraining's settings, sized to the demo's log (300 users x 10 swipes: about 3,000
+#: served items by the middle of the run): a small network, a few epochs, sampled negatives.
+RETRAIN_TRAIN: dict[str, Any] = {"epochs": 8, "hidden": (64, 32), "negatives": 4}
+RETRAIN_HOLDOUT = 0.2  # the most recent fifth of the log's viewed impressions: the figures
+RETRAIN_VERSION = "retrained"
+
 _DRIVERS = {"http": "over HTTP (recserve serve on 127.0.0.1)", "inprocess": "in process"}
 POLICIES = ("recserve", "frozen", "popularity", "random", "oracle")
+RETRAIN_POLICIES = ("recserve", "recserve-builtin", "frozen", "popularity", "random", "oracle")
 WINDOWS = ((1, 5), (6, 10), (11, 15), (16, 20))
 
 
@@ -82,6 +112,24 @@ class DemoConfig:
     driver: Driver = "http"
     impression_events: bool = True  # False: the engines' client posts none (what users did only)
     kuairand: Path | None = field(default_factory=find_kuairand)
+    # In (0, 1): after this share of the swipes, recserve retrains on its own log and serves
+    # the new model for the rest; recserve-builtin keeps the built-in one (module doc).
+    retrain_at: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.retrain_at is not None:
+            if not 0.0 < self.retrain_at < 1.0:
+                raise ValueError(f"retrain_at must be in (0, 1), got {self.retrain_at}")
+            if not 1 <= self.retrain_after <= self.swipes - 1:
+                raise ValueError(
+                    f"retrain_at {self.retrain_at} of {self.swipes} swipes leaves no swipe "
+                    "before or after the retraining"
+                )
+
+    @property
+    def retrain_after(self) -> int:
+        """The swipe (1-based) after which recserve retrains; 0 without ``retrain_at``."""
+        return 0 if self.retrain_at is None else round(self.retrain_at * self.swipes)
 
 
 class _Progress:
@@ -135,14 +183,14 @@ def _summary(
     config: DemoConfig,
     catalog: SimCatalog,
     result: SessionResult,
-    live: EnginePolicy,
-    frozen: EnginePolicy,
+    engines: Sequence[EnginePolicy],
     trajectories: dict[int, list[str]],
     stages: dict[str, dict[str, float]],
     elapsed_s: float,
 ) -> dict[str, Any]:
+    """``engines``: recserve's first."""
     policies: dict[str, Any] = {}
-    for name in POLICIES:
+    for name in result.completion:
         calibrated = result.calibration(name)
         reached = calibrated[~np.isnan(calibrated)]
         policies[name] = {
@@ -199,13 +247,12 @@ def _summary(
                 s: {"served": len(v), "completion": float(np.mean(v))}
                 for s, v in sorted(p.by_source.items())
             }
-            for p in (live, frozen)
+            for p in engines
         },
         "amplification": amplification,
         "latency": {
             "client": {
-                p.name: {k: _percentiles(v) for k, v in p.latency_s.items() if v}
-                for p in (live, frozen)
+                p.name: {k: _percentiles(v) for k, v in p.latency_s.items() if v} for p in engines
             },
             "server_stages": stages,
         },
@@ -213,12 +260,132 @@ def _summary(
     }
 
 
+def _await_training_set(
+    backend: Backend, log_dir: Path, items: int, last_event: str, timeout_s: float = 60.0
+) -> None:
+    """Until the engine's impression log on disk holds ``last_event`` (its flush thread writes
+    every second) and its catalog.npz all ``items`` (written at a snapshot: asked for in
+    process, the server's own every ``snapshot_interval_s`` over HTTP). What the retraining
+    reads is then everything the engine heard, whatever the machine's speed."""
+    from recserve.train.log import Event, iter_records, read_catalog
+
+    backend.snapshot()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            complete = len(read_catalog(log_dir).item) >= items and any(
+                isinstance(r, Event) and r.event_id == last_event for r in iter_records(log_dir)
+            )
+        except (FileNotFoundError, ValueError):  # not written yet
+            complete = False
+        if complete:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{log_dir} did not hold the engine's log and catalogue within {timeout_s:.0f} s"
+            )
+        time.sleep(0.1)
+
+
+def _await_model(backend: Backend, version: str, timeout_s: float = 60.0) -> None:
+    """Until the engine serves ``version`` (it reads serving.json every ``model_poll_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while backend.models()["active"] != version:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the engine did not serve {version} within {timeout_s:.0f} s")
+        time.sleep(0.05)
+
+
+def _retrain(
+    config: DemoConfig, live: EnginePolicy, data_dir: Path, out: Path, items: int
+) -> dict[str, Any]:
+    """Trains on the live engine's own log, activates the model whatever its figures, and
+    waits until the engine serves it; returns what the summary says of it. The model is
+    copied to ``out`` (the engine's data directory is removed after the run)."""
+    from recserve.retrain.job import RetrainOptions, retrain
+    from recserve.train.log import Event, Impression, iter_records
+
+    started = time.monotonic()
+    log_dir = data_dir / "impressions"
+    _await_training_set(live.backend, log_dir, items, f"e{live.posted}")
+    kinds = Counter(type(r).__name__ for r in iter_records(log_dir))
+    options = RetrainOptions(
+        holdout=RETRAIN_HOLDOUT,
+        metric="auc:complete",
+        margin=-1.0,  # activated whatever its figures: the second half compares the two models
+        trial_share=0.0,
+        version=RETRAIN_VERSION,
+        config=out / "engine-retrain.toml",
+        train={**RETRAIN_TRAIN, "seed": config.seed},
+    )
+    report = retrain(data_dir, options)
+    if report.decision != "activated":  # only a candidate with no AUC at all is not
+        raise RuntimeError(f"the retrained model was not activated: {report.reason}")
+    _await_model(live.backend, report.version)
+    kept = out / f"{report.version}.rsm"
+    shutil.copyfile(report.model_path, kept)
+    report.model_path = str(kept)
+    return {
+        "at": config.retrain_at,
+        "after_swipe": config.retrain_after,
+        "log": {
+            "impressions": kinds[Impression.__name__],
+            "events": kinds[Event.__name__],
+        },
+        "options": {
+            "holdout": options.holdout,
+            "metric": options.metric,
+            "margin": options.margin,
+            "trial_share": options.trial_share,
+            "train": {k: list(v) if isinstance(v, tuple) else v for k, v in options.train.items()},
+        },
+        "report": report.to_dict(),
+        "seconds": time.monotonic() - started,
+    }
+
+
+def _compare(
+    config: DemoConfig,
+    result: SessionResult,
+    engines: Sequence[EnginePolicy],
+    retrained: dict[str, Any],
+) -> dict[str, Any]:
+    """The retraining's part of the summary: the two models on each half, and which model
+    ranked each half's feeds."""
+    k, n = config.retrain_after, result.swipes
+    first_window = (k + 6, min(k + 10, n)) if k + 6 <= n else (k + 1, n)
+    halves = {"first_half": (1, k), "second_half": (k + 1, n), "second_half_6_10": first_window}
+    names = ("recserve", "recserve-builtin")
+    out = dict(retrained)
+    for half, (a, b) in halves.items():
+        completion = {name: result.window(name, a, b) for name in names}
+        out[half] = {
+            "swipes": f"{a}-{b}",
+            "completion": completion,
+            "ratio": completion["recserve"] / max(completion["recserve-builtin"], 1e-12),
+        }
+    pages = config.users * k  # one page a swipe
+    out["served"] = {
+        e.name: {
+            "first_half": dict(Counter(e.model_versions[:pages])),
+            "second_half": dict(Counter(e.model_versions[pages:])),
+        }
+        for e in engines
+        if e.name in names
+    }
+    return out
+
+
 def run_demo(config: DemoConfig, out: Path, *, stream: TextIO = sys.stderr) -> dict[str, Any]:
     """Runs the demo, writes ``engine.toml``, ``summary.json`` and the plots into ``out``, and
-    returns the summary."""
+    returns the summary. With ``retrain_at``, also ``engine-retrain.toml`` (the retraining
+    engine's settings) and the retrained model, ``retrained.rsm``."""
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     (out / "engine.toml").write_text(ENGINE_TOML)
+    retraining = config.retrain_at is not None
+    if retraining:
+        (out / "engine-retrain.toml").write_text(RETRAIN_ENGINE_TOML)
     catalog = SimCatalog(config.items, dims=64, seed=config.seed, kuairand=config.kuairand)
     users = make_users(config.users, catalog, seed=config.seed + 1)
     stream.write(
@@ -226,12 +393,23 @@ def run_demo(config: DemoConfig, out: Path, *, stream: TextIO = sys.stderr) -> d
         f"{config.history} swipes of history each, then {config.swipes} swipes; "
         f"engines reached {_DRIVERS[config.driver]}\n"
     )
+    if retraining:
+        stream.write(
+            f"after swipe {config.retrain_after}, recserve retrains on its own impression log "
+            "and serves the new model to everyone for the rest of the run, whatever its "
+            "figures (to compare); recserve-builtin keeps the built-in model\n"
+        )
+    setups = [("recserve", False, "engine-retrain.toml" if retraining else "engine.toml")]
+    if retraining:
+        setups.append(("recserve-builtin", False, "engine.toml"))
+    setups.append(("frozen", True, "engine.toml"))
+    retrained: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="recserve-demo-") as scratch:
         root = Path(scratch)
         engines: list[EnginePolicy] = []
         try:
-            for name, is_frozen in (("recserve", False), ("frozen", True)):
-                backend = start_backend(config.driver, out / "engine.toml", root / name)
+            for name, is_frozen, toml in setups:
+                backend = start_backend(config.driver, out / toml, root / name)
                 engines.append(
                     EnginePolicy(
                         name,
@@ -241,7 +419,7 @@ def run_demo(config: DemoConfig, out: Path, *, stream: TextIO = sys.stderr) -> d
                         impression_events=config.impression_events,
                     )
                 )
-            live, frozen = engines
+            live = engines[0]
             trajectories: dict[int, list[str]] = {}
 
             def after_round(s: int) -> None:  # where each new item stands after swipe s
@@ -256,13 +434,20 @@ def run_demo(config: DemoConfig, out: Path, *, stream: TextIO = sys.stderr) -> d
                 latest = dict(zip(still_open.tolist(), live.tier_states(still_open), strict=True))
                 for item, states in trajectories.items():
                     states.append(latest.get(item, states[-1] if states else "testing:0"))
+                if retraining and s + 1 == config.retrain_after:
+                    stream.write(f"retraining on recserve's log after swipe {s + 1} ...\n")
+                    retrained.update(_retrain(config, live, root / "recserve", out, len(catalog)))
+                    report = retrained["report"]
+                    stream.write(
+                        f"serving {report['version']} ({report['decision']}, "
+                        f"{retrained['seconds']:.0f} s)\n"
+                    )
 
             result = run_sessions(
                 catalog,
                 users,
                 [
-                    live,
-                    frozen,
+                    *engines,
                     PopularityPolicy(catalog),
                     RandomPolicy(catalog, config.seed + 2),
                     OraclePolicy(catalog),
@@ -280,8 +465,10 @@ def run_demo(config: DemoConfig, out: Path, *, stream: TextIO = sys.stderr) -> d
             for engine in engines:
                 engine.close()
     summary = _summary(
-        config, catalog, result, live, frozen, trajectories, stages, time.monotonic() - started
+        config, catalog, result, engines, trajectories, stages, time.monotonic() - started
     )
+    if retraining:
+        summary["retrain"] = _compare(config, result, engines, retrained)
     summary["trajectories"] = {
         catalog.id_of(i): {
             "quality": float(catalog.quality[i]),

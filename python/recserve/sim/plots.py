@@ -17,6 +17,7 @@ __all__ = ["write_plots"]
 
 COLOURS = {
     "recserve": "#d62728",
+    "recserve-builtin": "#ff9896",  # recserve demo --retrain-at: the model never retrained
     "frozen": "#1f77b4",
     "popularity": "#9467bd",
     "random": "#7f7f7f",
@@ -24,6 +25,7 @@ COLOURS = {
 }
 LABELS = {
     "recserve": "recserve (real-time updates)",
+    "recserve-builtin": "recserve, built-in model throughout",
     "frozen": "frozen profiles (daily batch)",
     "popularity": "popularity",
     "random": "random",
@@ -43,6 +45,10 @@ def _completion(summary: dict[str, Any], path: Path) -> None:
             color=COLOURS.get(name),
             label=LABELS.get(name, name),
         )
+    retrain = summary.get("retrain")
+    if retrain is not None:  # recserve serves the retrained model after this swipe
+        ax.axvline(retrain["after_swipe"] + 0.5, color="#d62728", linestyle=":", linewidth=1)
+        ax.text(retrain["after_swipe"] + 0.6, 0.04, "recserve retrained", fontsize=8)
     ax.set_xlabel("swipe in the session")
     ax.set_ylabel("mean completion (watched fraction)")
     ax.set_ylim(0, 1.02)

@@ -90,6 +90,7 @@ class EnginePolicy:
         self._source: dict[tuple[str, int], str] = {}  # (user, item) served -> its source
         self.latency_s: dict[str, list[float]] = {"feed": [], "events": []}
         self.stage_s: dict[str, list[float]] = defaultdict(list)  # server-side, per feed stage
+        self.model_versions: list[str] = []  # the model that ranked each page, in order
 
     def add_items(self, indices: npt.NDArray[np.int64], now_ms: int, *, new: bool) -> None:
         for start in range(0, len(indices), 1_000):
@@ -125,6 +126,7 @@ class EnginePolicy:
         self.latency_s["feed"].append(time.perf_counter() - started)
         for stage, seconds in stages.items():
             self.stage_s[stage].append(seconds)
+        self.model_versions.append(str(page.get("model_version")))
         items = []
         for served in page["items"]:
             item = int(served["item_id"][1:])
