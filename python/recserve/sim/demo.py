@@ -9,7 +9,7 @@ expected completion). Every policy meets copies of the same users with the same 
 
 With ``retrain_at`` (``recserve demo --retrain-at 0.5``) the training loop closes inside the run:
 the ``recserve`` engine writes its impression log (``RETRAIN_ENGINE_TOML``), and once every user
-has made that share of the swipes, ``recserve.train.retrain`` trains a model on the engine's own
+has made that share of the swipes, ``recserve.retrain.job`` trains a model on the engine's own
 log and catalogue and activates it through ``serving.json`` whatever its figures (margin -1: the
 point is to compare), and the engine serves it for the rest of the run. A third engine,
 ``recserve-builtin``, runs the same settings with the built-in model throughout and never
