@@ -95,6 +95,7 @@ def run_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         driver="http" if args.driver is None else args.driver,
         impression_events=not args.no_impression_events,
+        retrain_at=args.retrain_at,
     )
     print(f"recserve {__version__} · kernels: {simd.active_variant()} · writing to {out}/")
     summary = run_demo(config, out)
@@ -301,6 +302,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-impression-events",
         action="store_true",
         help="the engines' client posts no impression events, only what the users did",
+    )
+    demo_parser.add_argument(
+        "--retrain-at",
+        type=float,
+        default=None,
+        help="after this share of the swipes (e.g. 0.5), recserve retrains on its own impression "
+        "log and serves the new model to everyone for the rest of the run, whatever its "
+        "figures; recserve-builtin keeps the built-in model, to compare",
     )
 
     log_parser = commands.add_parser("log", help="write an impression log to train on")

@@ -1,6 +1,6 @@
 """``recserve retrain``'s arguments and output (``recserve.retrain.job`` does the work).
 
-    recserve retrain --data-dir recserve-data [--holdout 10%] [--metric hr@10] [--margin 0.0]
+    recserve retrain --data-dir recserve-data [--holdout 10%] [--metric auc:complete] [--margin 0]
                      [--ab 0.1] [--every 1h] [--config recserve.toml] [--models-dir s3://...]
 """
 
@@ -43,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--holdout", default="10%", help="the most recent share of the log to judge on (10%%)"
     )
     parser.add_argument(
-        "--metric", default="hr@10", help="what the candidate must win on: hr@10 or auc:<head>"
+        "--metric",
+        default="auc:complete",
+        help="what the candidate must win on: auc:<head> (auc:complete) or hr@10",
     )
     parser.add_argument(
         "--margin", type=float, default=0.0, help="by more than this, to be activated (0)"

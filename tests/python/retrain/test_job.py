@@ -10,6 +10,8 @@ import pytest
 from recserve.retrain.cli import parse_duration, parse_share
 from recserve.retrain.job import RetrainOptions, _decide
 
+HR = {"metric": "hr@10"}
+
 
 def figures(hr: float | None, auc: float | None = None) -> dict[str, Any]:
     return {"hr@10": hr, "auc": {"complete": auc}}
@@ -18,13 +20,14 @@ def figures(hr: float | None, auc: float | None = None) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("candidate", "incumbent", "options", "decision"),
     [
-        (figures(0.30), figures(0.25), {}, "activated"),
-        (figures(0.30), figures(None), {}, "activated"),  # nothing to compare: the new one
-        (figures(0.26), figures(0.25), {"margin": 0.02}, "trial"),
-        (figures(0.24), figures(0.25), {}, "trial"),  # behind, within max_loss
-        (figures(0.20), figures(0.25), {}, "kept"),  # behind by more than max_loss
-        (figures(0.24), figures(0.25), {"trial_share": 0.0}, "kept"),
-        (figures(None), figures(0.25), {}, "kept"),
+        (figures(0.30), figures(0.25), HR, "activated"),
+        (figures(0.30), figures(None), HR, "activated"),  # nothing to compare: the new one
+        (figures(0.26), figures(0.25), HR | {"margin": 0.02}, "trial"),
+        (figures(0.24), figures(0.25), HR, "trial"),  # behind, within max_loss
+        (figures(0.20), figures(0.25), HR, "kept"),  # behind by more than max_loss
+        (figures(0.24), figures(0.25), HR | {"trial_share": 0.0}, "kept"),
+        (figures(None), figures(0.25), HR, "kept"),
+        (figures(0.1, 0.71), figures(0.5, 0.70), {}, "activated"),  # auc:complete by default
         (figures(0.1, 0.71), figures(0.5, 0.70), {"metric": "auc:complete"}, "activated"),
     ],
 )
