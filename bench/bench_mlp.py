@@ -146,20 +146,24 @@ def engines(model: Any, quantized: Any, work: Path) -> dict[str, Callable[[np.nd
         session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
         calls[name] = lambda x, s=session: s.run(None, {"x": x})[0]
 
-    # numpy fp32: the plain forward pass, weights transposed once (Model.predict also validates
-    # its input, which this leaves out).
+    calls["numpy fp32"] = numpy_forward(model)
+    return calls
+
+
+def numpy_forward(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """numpy fp32: the plain forward pass, weights transposed once (Model.predict also
+    validates its input, which this leaves out)."""
     layers = [(w.T.copy(), b) for w, b in zip(model.weights, model.biases, strict=True)]
 
-    def numpy_fp32(x: np.ndarray) -> np.ndarray:
+    def forward(x: np.ndarray) -> np.ndarray:
         for i, (wt, b) in enumerate(layers):
             x = x @ wt
             x += b
             if i + 1 < len(layers):
                 np.maximum(x, 0, out=x)
-        return 1 / (1 + np.exp(-x))  # every head of this ranker is a sigmoid
+        return 1 / (1 + np.exp(-x))  # every head of these rankers is a sigmoid
 
-    calls["numpy fp32"] = numpy_fp32
-    return calls
+    return forward
 
 
 # --------------------------------------------------------------------------- measurements
@@ -259,15 +263,7 @@ def distill_engines(
     recserve's int8 scorer."""
     import onnxruntime as ort
 
-    layers = [(w.T.copy(), b) for w, b in zip(teacher.weights, teacher.biases, strict=True)]
-
-    def numpy_fp32(x: np.ndarray) -> np.ndarray:
-        for i, (wt, b) in enumerate(layers):
-            x = x @ wt
-            x += b
-            if i + 1 < len(layers):
-                np.maximum(x, 0, out=x)
-        return 1 / (1 + np.exp(-x))
+    numpy_fp32 = numpy_forward(teacher)
 
     path = work / "teacher.onnx"
     teacher.to_onnx(path)
