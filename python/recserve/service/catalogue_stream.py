@@ -100,7 +100,6 @@ class CatalogueStream:
         self.attempts = attempts
         self.applied = 0
         self.skipped = 0
-        self.throttled = 0
         self._shard = self._only_shard()
         self._applied_seq = int(position) if position is not None else -1
         self._changed = threading.Condition()
@@ -237,7 +236,6 @@ class CatalogueStream:
             except ClientError as error:
                 if error_code(error) not in _THROTTLED or attempt == self.attempts - 1:
                     raise
-                self.throttled += 1
                 if self._stop.wait(backoff(attempt, base_s=0.1, cap_s=5.0)):
                     raise
         raise AssertionError("unreachable")

@@ -505,21 +505,22 @@ def as_list(value: Any) -> list[Any]:
 
 
 SNAPSHOT_OBJECTS = "/recserve/catalogue/*"
+#: The role's statements, less the one that reads a wheel from S3.
+SIDS_WITHOUT_WHEEL = {
+    "KinesisEvents",
+    "KinesisCatalogue",
+    "CatalogueSnapshots",
+    "CatalogueSnapshotsList",
+    "DynamoDBTables",
+    "SettingsParameters",
+}
 
 
 def test_the_instance_role_has_the_readme_actions_on_these_resources_and_nothing_else(
     template: Template,
 ) -> None:
     statements = {s["Sid"]: s for s in role_statements(template)}
-    assert set(statements) == {
-        "KinesisEvents",
-        "KinesisCatalogue",
-        "CatalogueSnapshots",
-        "CatalogueSnapshotsList",
-        "DynamoDBTables",
-        "SettingsParameters",
-        "Wheel",
-    }
+    assert set(statements) == SIDS_WITHOUT_WHEEL | {"Wheel"}
     for sid, statement in statements.items():
         assert statement["Effect"] == "Allow"
         assert "NotAction" not in statement
@@ -603,14 +604,7 @@ def test_a_wheel_in_s3_is_readable_as_that_one_object(synth: Synth) -> None:
 def test_a_wheel_from_a_url_needs_no_s3_permission(synth: Synth) -> None:
     url = f"https://example.com/dist/{WHEEL}"
     _, template = synth(wheel_file=None, wheel_url=url)
-    assert {s["Sid"] for s in role_statements(template)} == {
-        "KinesisEvents",
-        "KinesisCatalogue",
-        "CatalogueSnapshots",
-        "CatalogueSnapshotsList",
-        "DynamoDBTables",
-        "SettingsParameters",
-    }
+    assert {s["Sid"] for s in role_statements(template)} == SIDS_WITHOUT_WHEEL
     assert f"curl -fsSL --retry 5 -o /opt/recserve/wheels/{WHEEL} {url}" in user_data(template)
 
 

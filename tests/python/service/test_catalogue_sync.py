@@ -192,6 +192,18 @@ def damage(service: Service, manifest: dict[str, Any], role: str) -> None:
     service.s3.put_object(Bucket=service.bucket, Key=key, Body=bytes(body))
 
 
+def late_after_damage(service: Service, writer: Server, role: str) -> Server:
+    """Stops the snapshot writer, damages ``role`` of the newest snapshot, and starts a new
+    replica, once it serves every item."""
+    writer.stop()  # no newer snapshot from here on
+    newest = service.pointer()
+    assert newest is not None
+    damage(service, newest, role)
+    late = service.replica("late")
+    until(lambda: all(status_of(late, item["id"]) == 200 for item in ITEMS))
+    return late
+
+
 def test_a_damaged_s3_snapshot_is_passed_over_for_the_one_before(service: Service) -> None:
     a = service.replica("a")
     with a.client() as http:
@@ -202,12 +214,7 @@ def test_a_damaged_s3_snapshot_is_passed_over_for_the_one_before(service: Servic
     with a.client() as http:
         assert http.post("/v1/items", json={"items": ITEMS[20:]}).status_code == 200
     until(lambda: (service.pointer() or first)["seq"] != first["seq"])
-    a.stop()  # no newer snapshot from here on
-    newest = service.pointer()
-    assert newest is not None
-    damage(service, newest, "vectors")
-    late = service.replica("late")
-    until(lambda: all(status_of(late, item["id"]) == 200 for item in ITEMS))
+    late = late_after_damage(service, a, "vectors")
     # The first snapshot, then the second post from the stream.
     assert metric(late, 'recserve_catalog_records_total{outcome="applied"}') == 1
     assert "differs from its snapshot manifest" in late.log.read_text()
@@ -218,12 +225,7 @@ def test_with_no_whole_s3_snapshot_the_stream_is_read_from_its_start(service: Se
     with a.client() as http:
         assert http.post("/v1/items", json={"items": ITEMS}).status_code == 200
     until(lambda: service.pointer() is not None)
-    a.stop()
-    newest = service.pointer()
-    assert newest is not None
-    damage(service, newest, "index")
-    late = service.replica("late")
-    until(lambda: all(status_of(late, item["id"]) == 200 for item in ITEMS))
+    late = late_after_damage(service, a, "index")
     assert metric(late, 'recserve_catalog_records_total{outcome="applied"}') == 1
     assert "no S3 catalogue snapshot was whole" in late.log.read_text()
 
